@@ -1,0 +1,180 @@
+# omnifs - GNU make build.
+#
+#   make              build libomni, omnifs, omni-exec and omni-agent in build/
+#   make test         install what the tests need, build, run every test
+#   make demo         install what the demo needs, build, run the main job
+#   make asan         the whole test suite under ASan + UBSan (build-asan/)
+#   make install      PREFIX=/usr/local DESTDIR= ; make uninstall
+#   make format | format-check | clean
+#
+# CFLAGS is yours (default -O2 -g); required flags live in OMNI_CFLAGS so
+# "make CFLAGS=-O0" keeps them. V=1 echoes commands. WERROR=1 (or CI=true)
+# turns warnings into errors.
+
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+CFLAGS ?= -O2 -g
+BUILD ?= build
+
+Q := $(if $(V),,@)
+
+WARNINGS := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	-Wformat=2 -Wvla -Wpedantic -Wno-format-nonliteral
+ifneq ($(filter 1 true,$(WERROR) $(CI)),)
+WARNINGS += -Werror
+endif
+
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
+	-fno-sanitize-recover=all
+ifeq ($(SAN),1)
+EXTRA_FLAGS := $(SAN_FLAGS)
+endif
+
+LIB_PKGS := libcurl libcjson libgit2 libarchive libcrypto
+FS_PKGS := fuse3
+TEST_PKGS := criterion
+
+pkg_cflags = $(shell $(PKG_CONFIG) --cflags $(1) 2>/dev/null)
+pkg_libs = $(shell $(PKG_CONFIG) --libs $(1) 2>/dev/null)
+
+OMNI_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_FILE_OFFSET_BITS=64 \
+	-pthread -MMD -MP -Ibackends/include -Ibackends $(WARNINGS) \
+	$(EXTRA_FLAGS)
+FS_DEFS := -DFUSE_USE_VERSION=312
+
+LIB_SRCS := $(sort $(wildcard backends/*.c))
+FS_SRCS := $(filter-out fs/main.c,$(sort $(wildcard fs/*.c)))
+EXEC_SRCS := $(filter-out exec/main.c exec/agent.c,$(sort $(wildcard exec/*.c)))
+AGENT_LIB_SRCS := backends/ipc.c backends/proc.c backends/error.c backends/log.c
+TEST_SRCS := $(sort $(wildcard tests/*.c))
+
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+FS_OBJS := $(FS_SRCS:%.c=$(BUILD)/obj/%.o)
+EXEC_OBJS := $(EXEC_SRCS:%.c=$(BUILD)/obj/%.o)
+TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/obj/%.o)
+AGENT_OBJS := $(patsubst %.c,$(BUILD)/agent/%.o,exec/agent.c $(AGENT_LIB_SRCS))
+
+LIB := $(BUILD)/libomni.a
+OMNIFS := $(BUILD)/omnifs
+OMNI_EXEC := $(BUILD)/omni-exec
+OMNI_AGENT := $(BUILD)/omni-agent
+TEST_BIN := $(BUILD)/omni-tests
+
+LIB_LIBS := $(call pkg_libs,$(LIB_PKGS)) -pthread
+FS_LIBS := $(call pkg_libs,$(FS_PKGS))
+
+PROGRAMS := $(OMNIFS) $(OMNI_EXEC)
+ifneq ($(wildcard exec/agent.c),)
+PROGRAMS += $(OMNI_AGENT)
+endif
+
+.PHONY: all test check test-run demo asan install uninstall format \
+	format-check clean deps
+
+all: $(LIB) $(PROGRAMS)
+
+$(BUILD)/obj/backends/%.o: backends/%.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(OMNI_CFLAGS) $(call pkg_cflags,$(LIB_PKGS)) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/fs/%.o: fs/%.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(OMNI_CFLAGS) $(FS_DEFS) $(call pkg_cflags,$(FS_PKGS)) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/exec/%.o: exec/%.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(OMNI_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/tests/%.o: tests/%.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(OMNI_CFLAGS) $(FS_DEFS) -Ifs -Iexec $(call pkg_cflags,$(LIB_PKGS) $(FS_PKGS) $(TEST_PKGS)) $(CFLAGS) -c $< -o $@
+
+# omni-agent runs inside containers of any image: static, libc only, and
+# never sanitized (the sanitizer runtimes cannot be linked statically).
+$(BUILD)/agent/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $< (static)")
+	$(Q)$(CC) -std=c11 -D_POSIX_C_SOURCE=200809L -pthread -MMD -MP \
+		-Ibackends/include -Ibackends $(WARNINGS) $(CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJS)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(OMNIFS): $(BUILD)/obj/fs/main.o $(FS_OBJS) $(LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(OMNI_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(FS_LIBS) $(LIB_LIBS)
+
+$(OMNI_EXEC): $(BUILD)/obj/exec/main.o $(EXEC_OBJS) $(LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(OMNI_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIB_LIBS)
+
+$(OMNI_AGENT): $(AGENT_OBJS)
+	@$(if $(Q),echo "  LD      $@ (static)")
+	$(Q)$(CC) -static -pthread $(CFLAGS) $(LDFLAGS) -o $@ $^
+
+$(TEST_BIN): $(TEST_OBJS) $(FS_OBJS) $(EXEC_OBJS) $(LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(OMNI_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(FS_LIBS) $(LIB_LIBS) $(call pkg_libs,$(TEST_PKGS))
+
+# --- the README's two commands ------------------------------------------------
+
+deps:
+	$(Q)scripts/install-deps.sh
+
+# Install what is missing, build, run every test (unit, integration,
+# conformance of the test servers), stop what was started.
+test: deps
+	$(Q)$(MAKE) --no-print-directory all $(TEST_BIN)
+	$(Q)BUILD=$(BUILD) scripts/run-tests.sh
+
+check: test
+
+# Run the tests against an existing build (no apt-get).
+test-run: all $(TEST_BIN)
+	$(Q)BUILD=$(BUILD) scripts/run-tests.sh
+
+demo: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)BUILD=$(BUILD) scripts/demo.sh
+
+asan: deps
+	$(Q)$(MAKE) --no-print-directory BUILD=build-asan SAN=1 test-run
+
+# --- installation ---------------------------------------------------------------
+
+install: all
+	install -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(LIBDIR)" \
+		"$(DESTDIR)$(INCLUDEDIR)/omni"
+	install -m 0755 $(PROGRAMS) "$(DESTDIR)$(BINDIR)"
+	install -m 0644 $(LIB) "$(DESTDIR)$(LIBDIR)"
+	install -m 0644 backends/include/omni/*.h "$(DESTDIR)$(INCLUDEDIR)/omni"
+
+uninstall:
+	rm -f "$(DESTDIR)$(BINDIR)/omnifs" "$(DESTDIR)$(BINDIR)/omni-exec" \
+		"$(DESTDIR)$(BINDIR)/omni-agent" "$(DESTDIR)$(LIBDIR)/libomni.a"
+	rm -rf "$(DESTDIR)$(INCLUDEDIR)/omni"
+
+# --- formatting -------------------------------------------------------------------
+
+FORMAT_FILES = $(wildcard backends/*.c backends/*.h backends/include/omni/*.h \
+	fs/*.c fs/*.h exec/*.c exec/*.h tests/*.c tests/*.h)
+
+format:
+	clang-format -i $(FORMAT_FILES)
+
+format-check:
+	clang-format --dry-run -Werror $(FORMAT_FILES)
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,288 @@
+/*
+ * local.c - the local backend: a host directory as the workspace.
+ *
+ * USAGE
+ *	omni_local_backend_new(&b, "myproject", NULL);
+ *	workspace: $OMNI_DATA_PATH/<project_id>/ (default ./data/<project_id>/),
+ *	created on start. get_working_directory() answers "/workspace", and
+ *	"/workspace/..." paths map into the workspace.
+ *
+ * Files go through confined.c (openat2 beneath the workspace), so no path
+ * or symlink escapes it. Commands run on the host, in the workspace (or
+ * a directory in it), with /bin/sh -c or an argv, each in its own process
+ * group (proc.c), inheriting the caller's environment. There is no
+ * isolation: a command itself may touch anything its user can.
+ *
+ * Locking: none needed. The root descriptor is set by start and cleared by
+ * shutdown, which run with nothing else in flight; every other call only
+ * reads it.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "confined.h"
+#include "omni/backend_impl.h"
+#include "omni/error.h"
+#include "omni/state.h"
+#include "proc.h"
+#include "registry.h"
+
+struct local_backend {
+	struct omni_backend base;
+	struct omni_confined root;
+};
+
+struct local_exec {
+	struct omni_exec base;
+	struct omni_proc *proc;
+};
+
+static struct omni_confined *root_of(struct omni_backend *b)
+{
+	return &((struct local_backend *)b)->root;
+}
+
+static int local_start(struct omni_backend *b)
+{
+	char dir[PATH_MAX];
+	int rc = omni__workspace_host_dir(b, dir, sizeof(dir));
+
+	if (rc < 0)
+		return rc;
+	return omni_confined_open(root_of(b), dir);
+}
+
+static int local_shutdown(struct omni_backend *b)
+{
+	omni_confined_close(root_of(b));
+	return 0;
+}
+
+static void local_destroy(struct omni_backend *b)
+{
+	struct local_backend *lb = (struct local_backend *)b;
+
+	omni_confined_close(&lb->root);
+	omni__backend_finish(b);
+	free(lb);
+}
+
+static int local_stat(struct omni_backend *b, const char *path,
+		      struct stat *st)
+{
+	return omni_confined_stat(root_of(b), path, st);
+}
+
+static int local_readdir(struct omni_backend *b, const char *path,
+			 omni_dirent_cb cb, void *payload)
+{
+	return omni_confined_readdir(root_of(b), path, cb, payload);
+}
+
+static int local_mkdir(struct omni_backend *b, const char *path, mode_t mode)
+{
+	return omni_confined_mkdir(root_of(b), path, mode);
+}
+
+static int local_rmdir(struct omni_backend *b, const char *path)
+{
+	return omni_confined_rmdir(root_of(b), path);
+}
+
+static int local_unlink(struct omni_backend *b, const char *path)
+{
+	return omni_confined_unlink(root_of(b), path);
+}
+
+static int local_rename(struct omni_backend *b, const char *from,
+			const char *to, unsigned int flags)
+{
+	return omni_confined_rename(root_of(b), from, to, flags);
+}
+
+static int local_symlink(struct omni_backend *b, const char *target,
+			 const char *path)
+{
+	return omni_confined_symlink(root_of(b), target, path);
+}
+
+static ssize_t local_readlink(struct omni_backend *b, const char *path,
+			      char *buf, size_t size)
+{
+	return omni_confined_readlink(root_of(b), path, buf, size);
+}
+
+static int local_link(struct omni_backend *b, const char *from,
+		      const char *to)
+{
+	return omni_confined_link(root_of(b), from, to);
+}
+
+static int local_chmod(struct omni_backend *b, const char *path, mode_t mode)
+{
+	return omni_confined_chmod(root_of(b), path, mode);
+}
+
+static int local_chown(struct omni_backend *b, const char *path, uid_t uid,
+		       gid_t gid)
+{
+	return omni_confined_chown(root_of(b), path, uid, gid);
+}
+
+static int local_utimens(struct omni_backend *b, const char *path,
+			 const struct timespec ts[2])
+{
+	return omni_confined_utimens(root_of(b), path, ts);
+}
+
+static int local_truncate(struct omni_backend *b, const char *path,
+			  off_t size)
+{
+	return omni_confined_truncate(root_of(b), path, size);
+}
+
+static int local_statfs(struct omni_backend *b, struct statvfs *st)
+{
+	return omni_confined_statfs(root_of(b), st);
+}
+
+static int local_open(struct omni_backend *b, const char *path, int flags,
+		      mode_t mode, struct omni_file **out)
+{
+	return omni_confined_file_open(root_of(b), b, path, flags, mode, out);
+}
+
+/* --- commands --------------------------------------------------------------- */
+
+static int local_exec_start(struct omni_backend *b,
+			    const struct omni_exec_request *req,
+			    struct omni_exec **out)
+{
+	const char *cwd = req->cwd ? req->cwd : "";
+	struct local_exec *e;
+	int dir_fd, rc;
+
+	dir_fd = omni_confined_openat(root_of(b), cwd, O_PATH | O_DIRECTORY, 0);
+	if (dir_fd < 0) {
+		if (dir_fd == -EXDEV)
+			return omni_error_set(-EACCES,
+					      "exec: %s: leads outside the workspace",
+					      cwd);
+		return omni_error_set_errno(dir_fd, "exec: directory /workspace/%s",
+					    cwd);
+	}
+	e = calloc(1, sizeof(*e));
+	if (!e) {
+		close(dir_fd);
+		return omni_error_set(-ENOMEM, "exec: out of memory");
+	}
+	e->base.backend = b;
+	rc = omni_proc_spawn(&e->proc, req, dir_fd);
+	close(dir_fd);
+	if (rc < 0) {
+		free(e);
+		return rc;
+	}
+	*out = &e->base;
+	return 0;
+}
+
+static struct omni_proc *proc_of(struct omni_exec *e)
+{
+	return ((struct local_exec *)e)->proc;
+}
+
+static int local_exec_wait(struct omni_exec *e, omni_output_cb cb,
+			   void *payload, struct omni_exec_status *status)
+{
+	return omni_proc_wait(proc_of(e), cb, payload, status);
+}
+
+static int local_exec_input(struct omni_exec *e, const void *data, size_t len)
+{
+	return omni_proc_input(proc_of(e), data, len);
+}
+
+static int local_exec_signal(struct omni_exec *e, int sig)
+{
+	return omni_proc_signal(proc_of(e), sig);
+}
+
+static int local_exec_resize(struct omni_exec *e, unsigned short rows,
+			     unsigned short cols)
+{
+	return omni_proc_resize(proc_of(e), rows, cols);
+}
+
+static void local_exec_free(struct omni_exec *e)
+{
+	omni_proc_free(proc_of(e));
+	free(e);
+}
+
+static const struct omni_backend_ops local_ops = {
+	.version = OMNI_BACKEND_OPS_VERSION,
+	.name = "local",
+	.caps = OMNI_CAP_HARDLINKS | OMNI_CAP_FILE_FD | OMNI_CAP_TTY,
+	.start = local_start,
+	.shutdown = local_shutdown,
+	.destroy = local_destroy,
+	.stat = local_stat,
+	.readdir = local_readdir,
+	.mkdir = local_mkdir,
+	.rmdir = local_rmdir,
+	.unlink = local_unlink,
+	.rename = local_rename,
+	.symlink = local_symlink,
+	.readlink = local_readlink,
+	.link = local_link,
+	.chmod = local_chmod,
+	.chown = local_chown,
+	.utimens = local_utimens,
+	.truncate = local_truncate,
+	.statfs = local_statfs,
+	.open = local_open,
+	.read = omni_confined_file_read,
+	.write = omni_confined_file_write,
+	.fstat = omni_confined_file_fstat,
+	.ftruncate = omni_confined_file_ftruncate,
+	.fsync = omni_confined_file_fsync,
+	.flock = omni_confined_file_flock,
+	.fallocate = omni_confined_file_fallocate,
+	.file_fd = omni_confined_file_fd,
+	.release = omni_confined_file_release,
+	.exec_start = local_exec_start,
+	.exec_wait = local_exec_wait,
+	.exec_input = local_exec_input,
+	.exec_signal = local_exec_signal,
+	.exec_resize = local_exec_resize,
+	.exec_free = local_exec_free,
+};
+
+int omni__local_backend_open(struct omni_backend **out,
+			     const char *project_id,
+			     const struct omni_backend_options *opts,
+			     struct omni_state *state)
+{
+	struct local_backend *lb = calloc(1, sizeof(*lb));
+	int rc;
+
+	*out = NULL;
+	if (!lb) {
+		omni_state_free(state);
+		return omni_error_set(-ENOMEM, "local backend: out of memory");
+	}
+	lb->root.root_fd = -1;
+	rc = omni__backend_init(&lb->base, &local_ops, project_id, "/workspace",
+				opts, state);
+	if (rc < 0) {
+		free(lb);
+		return rc;
+	}
+	*out = &lb->base;
+	return 0;
+}

@@ -1,0 +1,78 @@
+/*
+ * inode.h - the daemon's table of inodes the kernel knows.
+ *
+ * omnifs uses libfuse's low-level API: the kernel names files by inode
+ * number, the backends by workspace-relative path. This table maps one to
+ * the other. Each node has a parent and a name (so a path is built by
+ * walking up to the root), the kernel's lookup count, and a generation.
+ *
+ * A node whose name was unlinked or renamed over stays in the ino index
+ * until the kernel forgets it, but leaves the name index: it has no path
+ * any more ("detached"), and only operations on open handles reach it.
+ *
+ * Locking: one mutex guards both indexes and every node's links. Paths are
+ * copied out under it; nothing calls the backend or the kernel with it
+ * held (a notification sent while holding it could deadlock against a
+ * FUSE request that waits for it).
+ */
+#ifndef OMNIFS_INODE_H
+#define OMNIFS_INODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <fuse_lowlevel.h>
+
+struct omnifs_inodes;
+
+int omnifs_inodes_new(struct omnifs_inodes **out);
+void omnifs_inodes_free(struct omnifs_inodes *t);
+
+/*
+ * The workspace-relative path of ino ("" for the root) into out.
+ * -ESTALE for an unknown or detached node, -ENAMETOOLONG.
+ */
+int omnifs_inode_path(struct omnifs_inodes *t, fuse_ino_t ino, char *out,
+		      size_t size);
+
+/* The path of name inside directory parent. */
+int omnifs_inode_child_path(struct omnifs_inodes *t, fuse_ino_t parent,
+			    const char *name, char *out, size_t size);
+
+/*
+ * Record that the kernel looked up name in parent (one more reference):
+ * finds or makes the node. Returns its ino (0 on -ENOMEM) and generation.
+ */
+fuse_ino_t omnifs_inode_lookup(struct omnifs_inodes *t, fuse_ino_t parent,
+			       const char *name, uint64_t *generation);
+
+/* The kernel dropped nlookup references to ino. */
+void omnifs_inode_forget(struct omnifs_inodes *t, fuse_ino_t ino,
+			 uint64_t nlookup);
+
+/* name in parent is gone (unlink, rmdir): detach its node, if any. */
+void omnifs_inode_remove(struct omnifs_inodes *t, fuse_ino_t parent,
+			 const char *name);
+
+/* A rename succeeded: move the node; with exchange, swap the two. */
+void omnifs_inode_rename(struct omnifs_inodes *t, fuse_ino_t parent,
+			 const char *name, fuse_ino_t newparent,
+			 const char *newname, bool exchange);
+
+/* One (parent, name) pair the kernel may have cached, for invalidation. */
+struct omnifs_inode_ref {
+	fuse_ino_t ino;
+	fuse_ino_t parent; /* 0 for the root and detached nodes */
+	char *name;
+};
+
+/* Copy every node's ino and (parent, name). Free with _refs_free(). */
+int omnifs_inode_snapshot(struct omnifs_inodes *t,
+			  struct omnifs_inode_ref **out, size_t *count);
+void omnifs_inode_refs_free(struct omnifs_inode_ref *refs, size_t count);
+
+/* Number of nodes (root included), for statistics. */
+size_t omnifs_inode_count(struct omnifs_inodes *t);
+
+#endif

@@ -1,0 +1,545 @@
+/*
+ * main.c - omnifs: mount a backend session's workspace on a directory.
+ *
+ *	omnifs [options] MOUNTPOINT
+ *
+ * Order of events: parse options; unless -f, fork, and let the parent wait
+ * on a pipe until the child reports "mounted" or an error (so a startup
+ * failure reaches the terminal with a non-zero exit, and the shell gets
+ * its prompt back only once the mount works); start the backend session
+ * (which loads the latest snapshot); create and mount the FUSE session;
+ * open the control socket for omni-exec; serve. When the loop ends
+ * (fusermount3 -u, umount, SIGTERM, SIGINT, SIGHUP) the control server
+ * stops, the mount goes away, and the backend shuts down, saving a
+ * snapshot through the state manager.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <fuse_lowlevel.h>
+
+#include "ctl.h"
+#include "omni/omni.h"
+#include "omni/session.h"
+#include "omnifs.h"
+
+struct cli {
+	char *backend;
+	char *project;
+	char *state;
+	char *image;
+	char *network;
+	char *data_path;
+	char *memory;
+	char *cpus;
+	char *pids_limit;
+	char *template;
+	char *attr_timeout;
+	char *entry_timeout;
+	char *negative_timeout;
+	char **env;
+	size_t nenv;
+	int quiet;
+	int verbose;
+};
+
+enum { KEY_ENV };
+
+#define CLI_OPT(t, p) { t, offsetof(struct cli, p), 1 }
+
+static const struct fuse_opt cli_spec[] = {
+	CLI_OPT("--backend=%s", backend),
+	CLI_OPT("--backend %s", backend),
+	CLI_OPT("--project=%s", project),
+	CLI_OPT("--project %s", project),
+	CLI_OPT("--state=%s", state),
+	CLI_OPT("--state %s", state),
+	CLI_OPT("--image=%s", image),
+	CLI_OPT("--image %s", image),
+	CLI_OPT("--network=%s", network),
+	CLI_OPT("--network %s", network),
+	CLI_OPT("--data-path=%s", data_path),
+	CLI_OPT("--data-path %s", data_path),
+	CLI_OPT("--memory=%s", memory),
+	CLI_OPT("--memory %s", memory),
+	CLI_OPT("--cpus=%s", cpus),
+	CLI_OPT("--cpus %s", cpus),
+	CLI_OPT("--pids-limit=%s", pids_limit),
+	CLI_OPT("--pids-limit %s", pids_limit),
+	CLI_OPT("--template=%s", template),
+	CLI_OPT("--template %s", template),
+	CLI_OPT("attr_timeout=%s", attr_timeout),
+	CLI_OPT("entry_timeout=%s", entry_timeout),
+	CLI_OPT("negative_timeout=%s", negative_timeout),
+	CLI_OPT("--quiet", quiet),
+	CLI_OPT("-q", quiet),
+	CLI_OPT("--verbose", verbose),
+	FUSE_OPT_KEY("--env ", KEY_ENV),
+	FUSE_OPT_KEY("--env=", KEY_ENV),
+	FUSE_OPT_KEY("-e ", KEY_ENV),
+	FUSE_OPT_END,
+};
+
+static int cli_proc(void *data, const char *arg, int key,
+		    struct fuse_args *outargs)
+{
+	struct cli *cli = data;
+
+	(void)outargs;
+	if (key != KEY_ENV)
+		return 1;
+	/* arg is the whole "--env=K=V" or "-eK=V" text. */
+	const char *kv = arg;
+	if (strncmp(kv, "--env=", 6) == 0)
+		kv += 6;
+	else if (strncmp(kv, "--env", 5) == 0)
+		kv += 5;
+	else if (strncmp(kv, "-e", 2) == 0)
+		kv += 2;
+	if (!strchr(kv, '=')) {
+		fprintf(stderr, "omnifs: --env wants KEY=VALUE, not '%s'\n", kv);
+		return -1;
+	}
+	char **env = realloc(cli->env, (cli->nenv + 2) * sizeof(*env));
+	if (!env)
+		return -1;
+	cli->env = env;
+	if (!(env[cli->nenv] = strdup(kv)))
+		return -1;
+	env[++cli->nenv] = NULL;
+	return 0;
+}
+
+static void usage(const char *prog)
+{
+	printf("usage: %s [options] MOUNTPOINT\n"
+	       "\n"
+	       "Mount the workspace of a sandbox session on MOUNTPOINT. Run commands\n"
+	       "in the same session with omni-exec; unmount with fusermount3 -u.\n"
+	       "\n"
+	       "omnifs options:\n"
+	       "    --backend=NAME         local, docker or e2b (default: local)\n"
+	       "    --project=ID           project id (default: MOUNTPOINT's name)\n"
+	       "    --state=NAME           state manager: none, git or gcs (default: none)\n"
+	       "    --data-path=DIR        where workspaces live (default: $OMNI_DATA_PATH\n"
+	       "                           or ./data); the workspace is DIR/ID\n"
+	       "    --env=KEY=VALUE        environment for the sandbox (repeatable)\n"
+	       "    --image=IMAGE          docker: image (default ghcr.io/astral-sh/uv:debian)\n"
+	       "    --network=MODE         docker: network mode (none, bridge, ...)\n"
+	       "    --memory=BYTES         docker: memory limit (k, m, g suffixes)\n"
+	       "    --cpus=N               docker: CPU limit\n"
+	       "    --pids-limit=N         docker: process limit\n"
+	       "    --template=NAME        e2b: sandbox template (default: base)\n"
+	       "    -o attr_timeout=S      seconds the kernel keeps attributes (1)\n"
+	       "    -o entry_timeout=S     seconds the kernel keeps names (1)\n"
+	       "    -o negative_timeout=S  seconds the kernel remembers missing names (0)\n"
+	       "    -q, --quiet            no progress output\n"
+	       "    --verbose              log what the library does\n"
+	       "    -h, --help             this help\n"
+	       "    -V, --version          version\n"
+	       "\n"
+	       "Secrets (E2B_API_KEY, tokens) are read from the environment only.\n"
+	       "\n",
+	       prog);
+	printf("FUSE options:\n");
+	fuse_cmdline_help();
+	fuse_lowlevel_help();
+}
+
+static int parse_double(const char *s, double *out, const char *what)
+{
+	char *end;
+
+	if (!s)
+		return 0;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || *end || v < 0) {
+		fprintf(stderr, "omnifs: bad %s '%s'\n", what, s);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static int parse_size(const char *s, long long *out, const char *what)
+{
+	char *end;
+
+	if (!s)
+		return 0;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	long long mul = 1;
+	if (*end == 'k' || *end == 'K')
+		mul = 1024;
+	else if (*end == 'm' || *end == 'M')
+		mul = 1024 * 1024;
+	else if (*end == 'g' || *end == 'G')
+		mul = 1024LL * 1024 * 1024;
+	if (mul != 1)
+		end++;
+	if (errno || end == s || *end || v < 0) {
+		fprintf(stderr, "omnifs: bad %s '%s'\n", what, s);
+		return -1;
+	}
+	*out = v * mul;
+	return 0;
+}
+
+/* --- reporting to the waiting parent ------------------------------------------ */
+
+static int report_fd = -1;
+
+/* Tell the parent how startup went: "" for success, else the message. */
+static void report(const char *msg)
+{
+	if (report_fd < 0)
+		return;
+	size_t len = strlen(msg);
+	ssize_t w = write(report_fd, msg, len ? len : 1);
+	(void)w;
+	close(report_fd);
+	report_fd = -1;
+}
+
+static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void fail(const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (report_fd >= 0)
+		report(msg);
+	else
+		fprintf(stderr, "omnifs: %s\n", msg);
+}
+
+/* Fork; the parent waits for the child's report and exits with it. */
+static int daemonize_early(void)
+{
+	int p[2];
+
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		perror("omnifs: pipe");
+		return -1;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		perror("omnifs: fork");
+		return -1;
+	}
+	if (pid > 0) {
+		char msg[1024];
+		ssize_t n;
+
+		close(p[1]);
+		do {
+			n = read(p[0], msg, sizeof(msg) - 1);
+		} while (n < 0 && errno == EINTR);
+		if (n <= 0) {
+			fprintf(stderr, "omnifs: the daemon died while starting\n");
+			_exit(1);
+		}
+		msg[n] = '\0';
+		if (msg[0] == '\0' || (n == 1 && msg[0] == '\0'))
+			_exit(0);
+		fprintf(stderr, "omnifs: %s\n", msg);
+		_exit(1);
+	}
+	close(p[0]);
+	report_fd = p[1];
+	setsid();
+	return 0;
+}
+
+static void syslog_sink(enum omni_log_level level, const char *msg,
+			void *payload)
+{
+	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG,
+				    LOG_DEBUG };
+
+	(void)payload;
+	syslog(prio[level], "%s", msg);
+}
+
+static void detach_stdio(void)
+{
+	int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	dup2(fd, 0);
+	dup2(fd, 1);
+	dup2(fd, 2);
+	if (fd > 2)
+		close(fd);
+}
+
+/* Is a daemon already answering on this socket? */
+static bool socket_alive(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool alive;
+
+	if (fd < 0)
+		return false;
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		close(fd);
+		return false;
+	}
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	alive = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return alive;
+}
+
+/* --- control hooks ------------------------------------------------------------------ */
+
+static void hook_after_exec(void *payload)
+{
+	omnifs_invalidate_all(payload);
+}
+
+static int hook_control(const char *request, char **reply, void *payload)
+{
+	if (strcmp(request, "stats") == 0) {
+		*reply = omnifs_stats_text(payload);
+		return *reply ? 0 : -ENOMEM;
+	}
+	return -EINVAL;
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_cmdline_opts opts = { 0 };
+	struct omni_backend_options bopts = OMNI_BACKEND_OPTIONS_INIT;
+	struct cli cli = { 0 };
+	struct omnifs fs = { .attr_timeout = 1.0, .entry_timeout = 1.0 };
+	struct omni_backend *b = NULL;
+	struct omni_state *state = NULL;
+	struct omnifs_ctl *ctl = NULL;
+	struct fuse_loop_config *loop = NULL;
+	char mountpoint[PATH_MAX], data_path[PATH_MAX], sock[PATH_MAX];
+	char project[256], fsopts[512];
+	int ret = 1, rc;
+	bool mounted = false, handlers = false;
+
+	signal(SIGPIPE, SIG_IGN);
+	omni_log_set_prefix("omnifs");
+	if (fuse_opt_parse(&args, &cli, cli_spec, cli_proc) != 0)
+		return 2;
+	if (fuse_parse_cmdline(&args, &opts) != 0)
+		return 2;
+	if (opts.show_help) {
+		usage(argv[0]);
+		ret = 0;
+		goto out_args;
+	}
+	if (opts.show_version) {
+		printf("omnifs %s (libomni %s)\n", OMNI_VERSION, omni_version());
+		fuse_lowlevel_version();
+		ret = 0;
+		goto out_args;
+	}
+	if (!opts.mountpoint) {
+		fprintf(stderr, "usage: %s [options] MOUNTPOINT (try --help)\n",
+			argv[0]);
+		ret = 2;
+		goto out_args;
+	}
+	if (!realpath(opts.mountpoint, mountpoint)) {
+		fprintf(stderr, "omnifs: %s: %s\n", opts.mountpoint,
+			strerror(errno));
+		goto out_args;
+	}
+	if (parse_double(cli.attr_timeout, &fs.attr_timeout, "attr_timeout") ||
+	    parse_double(cli.entry_timeout, &fs.entry_timeout, "entry_timeout") ||
+	    parse_double(cli.negative_timeout, &fs.negative_timeout,
+			 "negative_timeout") ||
+	    parse_size(cli.memory, &bopts.memory_bytes, "--memory") ||
+	    parse_size(cli.pids_limit, &bopts.pids_limit, "--pids-limit") ||
+	    parse_double(cli.cpus, &bopts.cpus, "--cpus")) {
+		ret = 2;
+		goto out_args;
+	}
+	const char *base = strrchr(mountpoint, '/');
+	snprintf(project, sizeof(project), "%s",
+		 cli.project ? cli.project : (base && base[1] ? base + 1 : "root"));
+	if (!omni_project_id_valid(project)) {
+		fprintf(stderr,
+			"omnifs: invalid project id '%s' (use letters, digits, . _ -; "
+			"or give --project)\n",
+			project);
+		ret = 2;
+		goto out_args;
+	}
+	/* The data path must not depend on the daemon's cwd. */
+	const char *dp = cli.data_path ? cli.data_path : getenv("OMNI_DATA_PATH");
+	if (!dp || !*dp)
+		dp = "./data";
+	if (dp[0] != '/') {
+		char cwd[PATH_MAX];
+		if (!getcwd(cwd, sizeof(cwd)) ||
+		    snprintf(data_path, sizeof(data_path), "%s/%s", cwd, dp) >=
+			    (int)sizeof(data_path)) {
+			fprintf(stderr, "omnifs: data path too long\n");
+			goto out_args;
+		}
+	} else {
+		snprintf(data_path, sizeof(data_path), "%s", dp);
+	}
+	bopts.data_path = data_path;
+	bopts.image = cli.image;
+	bopts.network = cli.network;
+	bopts.e2b_template = cli.template;
+	bopts.env = (const char *const *)cli.env;
+	bopts.progress = !cli.quiet;
+	if (cli.verbose || opts.debug)
+		omni_log_set_level(OMNI_LOG_DEBUG);
+
+	if (!opts.foreground && daemonize_early() < 0)
+		goto out_args;
+
+	if (omni_global_init() < 0) {
+		fail("%s", omni_error_last());
+		goto out_args;
+	}
+	rc = omni_runtime_dir(sock, sizeof(sock), true);
+	if (rc == 0)
+		rc = omni_session_socket_path(project, sock, sizeof(sock));
+	if (rc < 0) {
+		fail("%s", omni_error_last());
+		goto out_global;
+	}
+	if (socket_alive(sock)) {
+		fail("project '%s' is already mounted (control socket %s answers)",
+		     project, sock);
+		goto out_global;
+	}
+	rc = omni_state_new(&state, cli.state ? cli.state : "none");
+	if (rc == 0)
+		rc = omni_backend_new(&b, cli.backend ? cli.backend : "local",
+				      project, &bopts, state);
+	if (rc == 0)
+		rc = omni_backend_start(b);
+	if (rc < 0) {
+		fail("%s", omni_error_last());
+		goto out_backend;
+	}
+
+	fs.backend = b;
+	fs.forward_flock = (omni_vfs_caps(b) & OMNI_CAP_FILE_FD) != 0;
+	if (omnifs_inodes_new(&fs.inodes) < 0) {
+		fail("out of memory");
+		goto out_backend;
+	}
+	snprintf(fsopts, sizeof(fsopts),
+		 "-ofsname=omnifs:%s,subtype=omnifs,default_permissions", project);
+	if (fuse_opt_add_arg(&args, fsopts) != 0) {
+		fail("out of memory");
+		goto out_backend;
+	}
+	fs.se = fuse_session_new(&args, &omnifs_ops, sizeof(omnifs_ops), &fs);
+	if (!fs.se) {
+		fail("cannot create the FUSE session (bad -o option?)");
+		goto out_backend;
+	}
+	if (fuse_set_signal_handlers(fs.se) != 0) {
+		fail("cannot install signal handlers");
+		goto out_session;
+	}
+	handlers = true;
+	if (fuse_session_mount(fs.se, mountpoint) != 0) {
+		fail("cannot mount on %s (is /dev/fuse there, and fusermount3?)",
+		     mountpoint);
+		goto out_session;
+	}
+	mounted = true;
+
+	struct omnifs_ctl_hooks hooks = {
+		.after_exec = hook_after_exec,
+		.control = hook_control,
+		.payload = &fs,
+	};
+	if (omnifs_ctl_start(&ctl, b, sock, &hooks) < 0) {
+		fail("control socket %s: %s", sock, omni_error_last());
+		goto out_session;
+	}
+
+	if (!opts.foreground) {
+		omni_log_set_sink(syslog_sink, NULL);
+		openlog("omnifs", LOG_PID, LOG_DAEMON);
+		detach_stdio();
+		if (chdir("/") < 0) {
+			/* Not fatal: the data path is absolute. */
+		}
+	}
+	report("");
+
+	loop = fuse_loop_cfg_create();
+	if (!loop) {
+		omni_log(OMNI_LOG_ERROR, "out of memory");
+		goto out_session;
+	}
+	fuse_loop_cfg_set_clone_fd(loop, (unsigned int)opts.clone_fd);
+	fuse_loop_cfg_set_idle_threads(loop, opts.max_idle_threads);
+	fuse_loop_cfg_set_max_threads(loop, opts.max_threads);
+	rc = opts.singlethread ? fuse_session_loop(fs.se) :
+				 fuse_session_loop_mt(fs.se, loop);
+	ret = rc == 0 ? 0 : 1;
+
+out_session:
+	omnifs_ctl_stop(ctl);
+	ctl = NULL;
+	if (mounted)
+		fuse_session_unmount(fs.se);
+	if (handlers)
+		fuse_remove_signal_handlers(fs.se);
+	/* Notifications are pointless now; stop sending them. */
+	struct fuse_session *se = fs.se;
+	fs.se = NULL;
+	if (se)
+		fuse_session_destroy(se);
+	fuse_loop_cfg_destroy(loop);
+out_backend:
+	if (b) {
+		if (omni_backend_shutdown(b) < 0) {
+			omni_log(OMNI_LOG_ERROR, "shutdown: %s", omni_error_last());
+			ret = 1;
+		}
+		omni_backend_free(b);
+	} else {
+		/* omni_backend_new() took the state even on failure. */
+	}
+	omnifs_inodes_free(fs.inodes);
+out_global:
+	omni_global_shutdown();
+out_args:
+	if (report_fd >= 0)
+		report(ret == 0 ? "" : "failed to start");
+	for (size_t i = 0; i < cli.nenv; i++)
+		free(cli.env[i]);
+	free(cli.env);
+	free(opts.mountpoint);
+	fuse_opt_free_args(&args);
+	return ret;
+}

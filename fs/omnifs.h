@@ -1,0 +1,77 @@
+/*
+ * omnifs.h - the filesystem daemon's shared state (fs/ only).
+ *
+ * main.c fills a struct omnifs from the command line, starts the backend
+ * session, and hands the struct to libfuse as the session's userdata.
+ * ops.c implements the low-level FUSE operations on top of the backend's
+ * vfs calls; ctl.c runs omni-exec commands and calls
+ * omnifs_invalidate_all() after each.
+ */
+#ifndef OMNIFS_OMNIFS_H
+#define OMNIFS_OMNIFS_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include <fuse_lowlevel.h>
+
+#include "inode.h"
+#include "omni/backend.h"
+
+/* FUSE operations counted for `omni-exec --stats`. */
+enum omnifs_op {
+	OMNIFS_OP_LOOKUP,
+	OMNIFS_OP_GETATTR,
+	OMNIFS_OP_SETATTR,
+	OMNIFS_OP_READLINK,
+	OMNIFS_OP_MKNOD,
+	OMNIFS_OP_MKDIR,
+	OMNIFS_OP_UNLINK,
+	OMNIFS_OP_RMDIR,
+	OMNIFS_OP_SYMLINK,
+	OMNIFS_OP_RENAME,
+	OMNIFS_OP_LINK,
+	OMNIFS_OP_OPEN,
+	OMNIFS_OP_READ,
+	OMNIFS_OP_WRITE,
+	OMNIFS_OP_FLUSH,
+	OMNIFS_OP_RELEASE,
+	OMNIFS_OP_FSYNC,
+	OMNIFS_OP_OPENDIR,
+	OMNIFS_OP_READDIR,
+	OMNIFS_OP_RELEASEDIR,
+	OMNIFS_OP_STATFS,
+	OMNIFS_OP_CREATE,
+	OMNIFS_OP_FLOCK,
+	OMNIFS_OP_FALLOCATE,
+	OMNIFS_OP_FORGET,
+	OMNIFS_OP_COUNT,
+};
+
+struct omnifs {
+	struct omni_backend *backend;
+	struct omnifs_inodes *inodes;
+	struct fuse_session *se;
+	double attr_timeout;
+	double entry_timeout;
+	double negative_timeout;
+	/* Forward flock(2) to the backend (it has host descriptors). */
+	bool forward_flock;
+	atomic_ullong op_count[OMNIFS_OP_COUNT];
+	atomic_ullong invalidations;
+};
+
+/* The low-level operations table. */
+extern const struct fuse_lowlevel_ops omnifs_ops;
+
+/*
+ * Tell the kernel to forget what it caches about every known inode and
+ * name (attributes, page cache, dentries). Call after a command ran in the
+ * sandbox. Never from inside a FUSE request.
+ */
+void omnifs_invalidate_all(struct omnifs *fs);
+
+/* A text report of the counters (malloc'd). */
+char *omnifs_stats_text(struct omnifs *fs);
+
+#endif

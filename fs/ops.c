@@ -1,0 +1,896 @@
+/*
+ * ops.c - the FUSE low-level operations, on top of the backend's vfs calls.
+ *
+ * Each operation turns the kernel's inode numbers into workspace-relative
+ * paths (inode.c), calls one omni_vfs_* function, and hands its 0 or
+ * -errno straight back to the kernel. Nothing is cached here but what the
+ * kernel caches on our word: entries and attributes for entry_timeout and
+ * attr_timeout, and file pages (keep_cache) until omnifs_invalidate_all()
+ * says otherwise after a command ran in the sandbox.
+ *
+ * Reads of a backend with host descriptors are answered with the
+ * descriptor itself, so libfuse can splice file pages to the kernel without
+ * copying them through this process. Open directories are read whole on
+ * the first readdir and served by offset from memory, so a directory of
+ * any size lists consistently; READDIRPLUS returns attributes with every
+ * entry, which spares the kernel one LOOKUP per file for `ls -l`.
+ *
+ * Handles: fi->fh holds a struct omni_file * for files and a struct
+ * dir_handle * for directories; both are freed in release.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "omni/error.h"
+#include "omni/log.h"
+#include "omni/vfs.h"
+#include "omnifs.h"
+
+static struct omnifs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static void count(struct omnifs *fs, enum omnifs_op op)
+{
+	atomic_fetch_add_explicit(&fs->op_count[op], 1, memory_order_relaxed);
+}
+
+static struct omni_file *file_of(const struct fuse_file_info *fi)
+{
+	return (struct omni_file *)(uintptr_t)fi->fh;
+}
+
+/* A host descriptor behind an open file, or -1. */
+static int host_fd(const struct fuse_file_info *fi)
+{
+	if (!fi || !fi->fh)
+		return -1;
+	int fd = omni_vfs_file_fd(file_of(fi));
+	return fd >= 0 ? fd : -1;
+}
+
+static void reply_err(fuse_req_t req, int rc)
+{
+	fuse_reply_err(req, rc < 0 ? -rc : rc);
+}
+
+/* Fill a fuse_entry_param for name in parent after a successful call, and
+ * count the lookup the reply will give the kernel. */
+static int make_entry(struct omnifs *fs, fuse_ino_t parent, const char *name,
+		      const struct stat *st, struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = omnifs_inode_lookup(fs->inodes, parent, name, &e->generation);
+	if (!e->ino)
+		return -ENOMEM;
+	e->attr = *st;
+	e->attr_timeout = fs->attr_timeout;
+	e->entry_timeout = fs->entry_timeout;
+	return 0;
+}
+
+/* Reply with an entry; if the kernel did not take it, undo the lookup. */
+static void reply_entry(struct omnifs *fs, fuse_req_t req,
+			const struct fuse_entry_param *e)
+{
+	if (fuse_reply_entry(req, e) != 0)
+		omnifs_inode_forget(fs->inodes, e->ino, 1);
+}
+
+/* --- names ----------------------------------------------------------------- */
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct omnifs *fs = fs_of(req);
+	char path[PATH_MAX];
+	struct fuse_entry_param e;
+	struct stat st;
+	int rc;
+
+	count(fs, OMNIFS_OP_LOOKUP);
+	rc = omnifs_inode_child_path(fs->inodes, parent, name, path,
+				     sizeof(path));
+	if (rc == 0)
+		rc = omni_vfs_stat(fs->backend, path, &st);
+	if (rc == -ENOENT && fs->negative_timeout > 0) {
+		/* A negative entry: the kernel remembers the name is free. */
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = fs->negative_timeout;
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	if (rc == 0)
+		rc = make_entry(fs, parent, name, &st, &e);
+	if (rc < 0) {
+		reply_err(req, rc);
+		return;
+	}
+	reply_entry(fs, req, &e);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct omnifs *fs = fs_of(req);
+
+	count(fs, OMNIFS_OP_FORGET);
+	omnifs_inode_forget(fs->inodes, ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t n,
+			    struct fuse_forget_data *forgets)
+{
+	struct omnifs *fs = fs_of(req);
+
+	count(fs, OMNIFS_OP_FORGET);
+	for (size_t i = 0; i < n; i++)
+		omnifs_inode_forget(fs->inodes, forgets[i].ino,
+				    forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+/* stat through the open handle when there is one, else by path. */
+static int getattr_of(struct omnifs *fs, fuse_ino_t ino,
+		      struct fuse_file_info *fi, struct stat *st)
+{
+	char path[PATH_MAX];
+	int rc;
+
+	if (fi && fi->fh)
+		return omni_vfs_fstat(file_of(fi), st);
+	rc = omnifs_inode_path(fs->inodes, ino, path, sizeof(path));
+	if (rc < 0)
+		return rc == -ESTALE ? -ENOENT : rc;
+	return omni_vfs_stat(fs->backend, path, st);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct omnifs *fs = fs_of(req);
+	struct stat st;
+	int rc;
+
+	count(fs, OMNIFS_OP_GETATTR);
+	rc = getattr_of(fs, ino, fi, &st);
+	if (rc < 0)
+		reply_err(req, rc);
+	else
+		fuse_reply_attr(req, &st, fs->attr_timeout);
+}
+
+static int setattr_times(struct omnifs *fs, const char *path, int fd,
+			 struct stat *attr, int to_set)
+{
+	struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT },
+				  { .tv_nsec = UTIME_OMIT } };
+
+	if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+		ts[0].tv_nsec = UTIME_NOW;
+	else if (to_set & FUSE_SET_ATTR_ATIME)
+		ts[0] = attr->st_atim;
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+		ts[1].tv_nsec = UTIME_NOW;
+	else if (to_set & FUSE_SET_ATTR_MTIME)
+		ts[1] = attr->st_mtim;
+	if (path)
+		return omni_vfs_utimens(fs->backend, path, ts);
+	if (fd >= 0)
+		return futimens(fd, ts) < 0 ? -errno : 0;
+	return -ENOENT;
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+		       int to_set, struct fuse_file_info *fi)
+{
+	struct omnifs *fs = fs_of(req);
+	char pathbuf[PATH_MAX];
+	const char *path = pathbuf;
+	int fd = host_fd(fi);
+	struct stat st;
+	int rc;
+
+	count(fs, OMNIFS_OP_SETATTR);
+	rc = omnifs_inode_path(fs->inodes, ino, pathbuf, sizeof(pathbuf));
+	if (rc == -ESTALE && fi && fi->fh) {
+		/* Unlinked while open: only the handle reaches the file. */
+		path = NULL;
+		rc = 0;
+	}
+	if (rc < 0)
+		goto out;
+
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		if (path)
+			rc = omni_vfs_chmod(fs->backend, path, attr->st_mode);
+		else
+			rc = fd >= 0 ? (fchmod(fd, attr->st_mode) < 0 ? -errno : 0) :
+				       -ENOENT;
+		if (rc < 0)
+			goto out;
+	}
+	if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+		uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid :
+							   (uid_t)-1;
+		gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid :
+							   (gid_t)-1;
+		if (path)
+			rc = omni_vfs_chown(fs->backend, path, uid, gid);
+		else
+			rc = fd >= 0 ? (fchown(fd, uid, gid) < 0 ? -errno : 0) :
+				       -ENOENT;
+		if (rc < 0)
+			goto out;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		if (fi && fi->fh)
+			rc = omni_vfs_ftruncate(file_of(fi), attr->st_size);
+		else
+			rc = omni_vfs_truncate(fs->backend, path, attr->st_size);
+		if (rc < 0)
+			goto out;
+	}
+	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
+		      FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW)) {
+		rc = setattr_times(fs, path, fd, attr, to_set);
+		if (rc < 0)
+			goto out;
+	}
+	rc = getattr_of(fs, ino, fi, &st);
+out:
+	if (rc < 0)
+		reply_err(req, rc);
+	else
+		fuse_reply_attr(req, &st, fs->attr_timeout);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct omnifs *fs = fs_of(req);
+	char path[PATH_MAX], target[PATH_MAX];
+	ssize_t n;
+	int rc;
+
+	count(fs, OMNIFS_OP_READLINK);
+	rc = omnifs_inode_path(fs->inodes, ino, path, sizeof(path));
+	if (rc < 0) {
+		reply_err(req, rc);
+		return;
+	}
+	n = omni_vfs_readlink(fs->backend, path, target, sizeof(target));
+	if (n < 0)
+		reply_err(req, (int)n);
+	else if ((size_t)n >= sizeof(target))
+		reply_err(req, -ENAMETOOLONG);
+	else
+		fuse_reply_readlink(req, target);
+}
+
+/* After a call that made name in parent: stat it and reply an entry. */
+static void reply_new_entry(fuse_req_t req, struct omnifs *fs,
+			    fuse_ino_t parent, const char *name,
+			    const char *path)
+{
+	struct fuse_entry_param e;
+	struct stat st;
+	int rc = omni_vfs_stat(fs->backend, path, &st);
+
+	if (rc == 0)
+		rc = make_entry(fs, parent, name, &st, &e);
+	if (rc < 0)
+		reply_err(req, rc);
+	else
+		reply_entry(fs, req, &e);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode, dev_t rdev)
+{
+	struct omnifs *fs = fs_of(req);
+	char path[PATH_MAX];
+	struct omni_file *f;
+	int rc;
+
+	(void)rdev;
+	count(fs, OMNIFS_OP_MKNOD);
+	if (!S_ISREG(mode)) {
+		/* Device nodes, FIFOs and sockets do not travel to every
+		 * backend; say so rather than pretend. */
+		reply_err(req, -EPERM);
+		return;
+	}
+	rc = omnifs_inode_child_path(fs->inodes, parent, name, path,
+				     sizeof(path));
+	if (rc == 0)
+		rc = omni_vfs_open(fs->backend, path,
+				   O_WRONLY | O_CREAT | O_EXCL, mode & 07777, &f);
+	if (rc == 0)
+		rc = omni_vfs_release(f);
+	if (rc < 0)
+		reply_err(req, rc);
+	else
+		reply_new_entry(req, fs, parent, name, path);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode)
+{
+	struct omnifs *fs = fs_of(req);
+	char path[PATH_MAX];
+	int rc;
+
+	count(fs, OMNIFS_OP_MKDIR);
+	rc = omnifs_inode_child_path(fs->inodes, parent, name, path,
+				     sizeof(path));
+	if (rc == 0)
+		rc = omni_vfs_mkdir(fs->backend, path, mode & 07777);
+	if (rc < 0)
+		reply_err(req, rc);
+	else
+		reply_new_entry(req, fs, parent, name, path);
+}
+
+static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name,
+			bool dir)
+{
+	struct omnifs *fs = fs_of(req);
+	char path[PATH_MAX];
+	int rc;
+
+	count(fs, dir ? OMNIFS_OP_RMDIR : OMNIFS_OP_UNLINK);
+	rc = omnifs_inode_child_path(fs->inodes, parent, name, path,
+				     sizeof(path));
+	if (rc == 0)
+		rc = dir ? omni_vfs_rmdir(fs->backend, path) :
+			   omni_vfs_unlink(fs->backend, path);
+	if (rc == 0)
+		omnifs_inode_remove(fs->inodes, parent, name);
+	reply_err(req, rc);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	remove_name(req, parent, name, false);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	remove_name(req, parent, name, true);
+}
+
+static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent,
+		       const char *name)
+{
+	struct omnifs *fs = fs_of(req);
+	char path[PATH_MAX];
+	int rc;
+
+	count(fs, OMNIFS_OP_SYMLINK);
+	rc = omnifs_inode_child_path(fs->inodes, parent, name, path,
+				     sizeof(path));
+	if (rc == 0)
+		rc = omni_vfs_symlink(fs->backend, target, path);
+	if (rc < 0)
+		reply_err(req, rc);
+	else
+		reply_new_entry(req, fs, parent, name, path);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      fuse_ino_t newparent, const char *newname,
+		      unsigned int flags)
+{
+	struct omnifs *fs = fs_of(req);
+	char from[PATH_MAX], to[PATH_MAX];
+	int rc;
+
+	count(fs, OMNIFS_OP_RENAME);
+	rc = omnifs_inode_child_path(fs->inodes, parent, name, from,
+				     sizeof(from));
+	if (rc == 0)
+		rc = omnifs_inode_child_path(fs->inodes, newparent, newname, to,
+					     sizeof(to));
+	if (rc == 0)
+		rc = omni_vfs_rename(fs->backend, from, to, flags);
+	if (rc == 0)
+		omnifs_inode_rename(fs->inodes, parent, name, newparent,
+				    newname, (flags & RENAME_EXCHANGE) != 0);
+	reply_err(req, rc);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		    const char *newname)
+{
+	struct omnifs *fs = fs_of(req);
+	char from[PATH_MAX], to[PATH_MAX];
+	int rc;
+
+	count(fs, OMNIFS_OP_LINK);
+	rc = omnifs_inode_path(fs->inodes, ino, from, sizeof(from));
+	if (rc == 0)
+		rc = omnifs_inode_child_path(fs->inodes, newparent, newname, to,
+					     sizeof(to));
+	if (rc == 0)
+		rc = omni_vfs_link(fs->backend, from, to);
+	if (rc < 0)
+		reply_err(req, rc == -ESTALE ? -ENOENT : rc);
+	else
+		reply_new_entry(req, fs, newparent, newname, to);
+}
+
+/* --- files ------------------------------------------------------------------ */
+
+static void set_open_flags(struct fuse_file_info *fi)
+{
+	/* Our pages stay valid until omnifs_invalidate_all() (after a
+	 * command) or a change through the mount, which the kernel sees. */
+	fi->keep_cache = 1;
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct omnifs *fs = fs_of(req);
+	char path[PATH_MAX];
+	struct omni_file *f;
+	int rc;
+
+	count(fs, OMNIFS_OP_OPEN);
+	rc = omnifs_inode_path(fs->inodes, ino, path, sizeof(path));
+	if (rc == 0)
+		rc = omni_vfs_open(fs->backend, path,
+				   fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY),
+				   0, &f);
+	if (rc < 0) {
+		reply_err(req, rc == -ESTALE ? -ENOENT : rc);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)f;
+	set_open_flags(fi);
+	if (fuse_reply_open(req, fi) != 0)
+		omni_vfs_release(f);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, struct fuse_file_info *fi)
+{
+	struct omnifs *fs = fs_of(req);
+	char path[PATH_MAX];
+	struct fuse_entry_param e;
+	struct omni_file *f = NULL;
+	struct stat st;
+	int rc;
+
+	count(fs, OMNIFS_OP_CREATE);
+	rc = omnifs_inode_child_path(fs->inodes, parent, name, path,
+				     sizeof(path));
+	if (rc == 0)
+		rc = omni_vfs_open(fs->backend, path, fi->flags | O_CREAT,
+				   mode & 07777, &f);
+	if (rc == 0)
+		rc = omni_vfs_fstat(f, &st);
+	if (rc == 0)
+		rc = make_entry(fs, parent, name, &st, &e);
+	if (rc < 0) {
+		if (f)
+			omni_vfs_release(f);
+		reply_err(req, rc);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)f;
+	set_open_flags(fi);
+	if (fuse_reply_create(req, &e, fi) != 0) {
+		omni_vfs_release(f);
+		omnifs_inode_forget(fs->inodes, e.ino, 1);
+	}
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct omnifs *fs = fs_of(req);
+	int fd = host_fd(fi);
+
+	(void)ino;
+	count(fs, OMNIFS_OP_READ);
+	if (fd >= 0) {
+		/* Let libfuse move the pages with splice where it can. */
+		struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
+		bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+		bv.buf[0].fd = fd;
+		bv.buf[0].pos = off;
+		fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
+		return;
+	}
+	char *buf = malloc(size ? size : 1);
+	if (!buf) {
+		reply_err(req, -ENOMEM);
+		return;
+	}
+	ssize_t n = omni_vfs_read(file_of(fi), buf, size, off);
+	if (n < 0)
+		reply_err(req, (int)n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
+		     size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct omnifs *fs = fs_of(req);
+
+	(void)ino;
+	count(fs, OMNIFS_OP_WRITE);
+	ssize_t n = omni_vfs_write(file_of(fi), buf, size, off);
+	if (n < 0)
+		reply_err(req, (int)n);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct omnifs *fs = fs_of(req);
+
+	(void)ino;
+	count(fs, OMNIFS_OP_FLUSH);
+	reply_err(req, omni_vfs_flush(file_of(fi)));
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct omnifs *fs = fs_of(req);
+
+	(void)ino;
+	count(fs, OMNIFS_OP_RELEASE);
+	int rc = omni_vfs_release(file_of(fi));
+	if (rc < 0)
+		omni_log(OMNI_LOG_WARN, "release: %s", omni_error_last());
+	reply_err(req, rc);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		     struct fuse_file_info *fi)
+{
+	struct omnifs *fs = fs_of(req);
+
+	(void)ino;
+	count(fs, OMNIFS_OP_FSYNC);
+	reply_err(req, omni_vfs_fsync(file_of(fi), datasync != 0));
+}
+
+static void op_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+		     int op)
+{
+	struct omnifs *fs = fs_of(req);
+
+	(void)ino;
+	count(fs, OMNIFS_OP_FLOCK);
+	reply_err(req, omni_vfs_flock(file_of(fi), op));
+}
+
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
+			 off_t offset, off_t length, struct fuse_file_info *fi)
+{
+	struct omnifs *fs = fs_of(req);
+
+	(void)ino;
+	count(fs, OMNIFS_OP_FALLOCATE);
+	reply_err(req, omni_vfs_fallocate(file_of(fi), mode, offset, length));
+}
+
+/* --- directories --------------------------------------------------------- */
+
+struct dir_entry {
+	char *name;
+	struct stat st;
+};
+
+struct dir_handle {
+	char path[PATH_MAX];
+	struct dir_entry *entries;
+	size_t count, cap;
+	bool loaded;
+};
+
+static void dir_clear(struct dir_handle *d)
+{
+	for (size_t i = 0; i < d->count; i++)
+		free(d->entries[i].name);
+	free(d->entries);
+	d->entries = NULL;
+	d->count = d->cap = 0;
+	d->loaded = false;
+}
+
+static int dir_add(const char *name, const struct stat *st, void *payload)
+{
+	struct dir_handle *d = payload;
+
+	if (d->count == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 64;
+		struct dir_entry *e = realloc(d->entries, cap * sizeof(*e));
+		if (!e)
+			return -ENOMEM;
+		d->entries = e;
+		d->cap = cap;
+	}
+	d->entries[d->count].name = strdup(name);
+	if (!d->entries[d->count].name)
+		return -ENOMEM;
+	d->entries[d->count].st = *st;
+	d->count++;
+	return 0;
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct omnifs *fs = fs_of(req);
+	struct dir_handle *d = calloc(1, sizeof(*d));
+	int rc;
+
+	count(fs, OMNIFS_OP_OPENDIR);
+	if (!d) {
+		reply_err(req, -ENOMEM);
+		return;
+	}
+	rc = omnifs_inode_path(fs->inodes, ino, d->path, sizeof(d->path));
+	if (rc < 0) {
+		free(d);
+		reply_err(req, rc == -ESTALE ? -ENOENT : rc);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)d;
+	if (fuse_reply_open(req, fi) != 0)
+		free(d);
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi, bool plus)
+{
+	struct omnifs *fs = fs_of(req);
+	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
+	int rc;
+
+	(void)ino;
+	count(fs, OMNIFS_OP_READDIR);
+	if (off == 0 || !d->loaded) {
+		/* (Re)read the whole directory: a rewinddir sees changes. */
+		dir_clear(d);
+		rc = omni_vfs_readdir(fs->backend, d->path, dir_add, d);
+		if (rc < 0) {
+			dir_clear(d);
+			reply_err(req, rc);
+			return;
+		}
+		d->loaded = true;
+	}
+	char *buf = malloc(size);
+	if (!buf) {
+		reply_err(req, -ENOMEM);
+		return;
+	}
+	size_t pos = 0;
+	/* Offsets: 1 and 2 follow "." and "..", then entry i is i + 3. */
+	for (off_t i = off; i < (off_t)d->count + 2; i++) {
+		const char *name;
+		struct stat st = { 0 };
+		bool real = i >= 2;
+		size_t used;
+
+		if (real) {
+			name = d->entries[i - 2].name;
+			st = d->entries[i - 2].st;
+		} else {
+			name = i == 0 ? "." : "..";
+			st.st_mode = S_IFDIR;
+		}
+		if (!plus) {
+			used = fuse_add_direntry(req, buf + pos, size - pos,
+						 name, &st, i + 1);
+			if (used > size - pos)
+				break;
+			pos += used;
+			continue;
+		}
+		struct fuse_entry_param e = { .attr = st };
+		used = fuse_add_direntry_plus(req, NULL, 0, name, &e, i + 1);
+		if (used > size - pos)
+			break;
+		if (real && make_entry(fs, ino, name, &st, &e) < 0)
+			break;
+		fuse_add_direntry_plus(req, buf + pos, size - pos, name, &e,
+				       i + 1);
+		pos += used;
+	}
+	fuse_reply_buf(req, buf, pos);
+	free(buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, false);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
+			   off_t off, struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, true);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
+			  struct fuse_file_info *fi)
+{
+	struct omnifs *fs = fs_of(req);
+	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	count(fs, OMNIFS_OP_RELEASEDIR);
+	dir_clear(d);
+	free(d);
+	fuse_reply_err(req, 0);
+}
+
+static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+			struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	(void)fi;
+	/* Directory changes are made by synchronous backend calls. */
+	fuse_reply_err(req, 0);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct omnifs *fs = fs_of(req);
+	struct statvfs st;
+	int rc;
+
+	(void)ino;
+	count(fs, OMNIFS_OP_STATFS);
+	rc = omni_vfs_statfs(fs->backend, &st);
+	if (rc < 0)
+		reply_err(req, rc);
+	else
+		fuse_reply_statfs(req, &st);
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct omnifs *fs = userdata;
+
+	/* Move file pages with splice where possible; 1 MiB requests. */
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
+	if (conn->capable & FUSE_CAP_SPLICE_MOVE)
+		conn->want |= FUSE_CAP_SPLICE_MOVE;
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	if (conn->capable & FUSE_CAP_READDIRPLUS_AUTO)
+		conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA)
+		conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
+	/* The sandbox shares these files: no writeback cache (it would
+	 * delay writes past a command and break O_APPEND). */
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	if (!fs->forward_flock)
+		conn->want &= ~FUSE_CAP_FLOCK_LOCKS;
+	conn->max_write = 1u << 20;
+	conn->max_readahead = 1u << 20;
+}
+
+const struct fuse_lowlevel_ops omnifs_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.readlink = op_readlink,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_rmdir,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.link = op_link,
+	.open = op_open,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.release = op_release,
+	.fsync = op_fsync,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
+	.releasedir = op_releasedir,
+	.fsyncdir = op_fsyncdir,
+	.statfs = op_statfs,
+	.create = op_create,
+	.flock = op_flock,
+	.fallocate = op_fallocate,
+};
+
+/* --- invalidation and statistics -------------------------------------------------- */
+
+void omnifs_invalidate_all(struct omnifs *fs)
+{
+	struct omnifs_inode_ref *refs;
+	size_t n;
+
+	if (!fs->se || omnifs_inode_snapshot(fs->inodes, &refs, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (refs[i].name)
+			fuse_lowlevel_notify_inval_entry(fs->se, refs[i].parent,
+							 refs[i].name,
+							 strlen(refs[i].name));
+		fuse_lowlevel_notify_inval_inode(fs->se, refs[i].ino, 0, 0);
+	}
+	omnifs_inode_refs_free(refs, n);
+	atomic_fetch_add(&fs->invalidations, 1);
+}
+
+static const char *const op_names[OMNIFS_OP_COUNT] = {
+	[OMNIFS_OP_LOOKUP] = "lookup",
+	[OMNIFS_OP_GETATTR] = "getattr",
+	[OMNIFS_OP_SETATTR] = "setattr",
+	[OMNIFS_OP_READLINK] = "readlink",
+	[OMNIFS_OP_MKNOD] = "mknod",
+	[OMNIFS_OP_MKDIR] = "mkdir",
+	[OMNIFS_OP_UNLINK] = "unlink",
+	[OMNIFS_OP_RMDIR] = "rmdir",
+	[OMNIFS_OP_SYMLINK] = "symlink",
+	[OMNIFS_OP_RENAME] = "rename",
+	[OMNIFS_OP_LINK] = "link",
+	[OMNIFS_OP_OPEN] = "open",
+	[OMNIFS_OP_READ] = "read",
+	[OMNIFS_OP_WRITE] = "write",
+	[OMNIFS_OP_FLUSH] = "flush",
+	[OMNIFS_OP_RELEASE] = "release",
+	[OMNIFS_OP_FSYNC] = "fsync",
+	[OMNIFS_OP_OPENDIR] = "opendir",
+	[OMNIFS_OP_READDIR] = "readdir",
+	[OMNIFS_OP_RELEASEDIR] = "releasedir",
+	[OMNIFS_OP_STATFS] = "statfs",
+	[OMNIFS_OP_CREATE] = "create",
+	[OMNIFS_OP_FLOCK] = "flock",
+	[OMNIFS_OP_FALLOCATE] = "fallocate",
+	[OMNIFS_OP_FORGET] = "forget",
+};
+
+char *omnifs_stats_text(struct omnifs *fs)
+{
+	size_t cap = 4096, len = 0;
+	char *out = malloc(cap);
+
+	if (!out)
+		return NULL;
+	len += (size_t)snprintf(out + len, cap - len,
+				"backend %s\nproject %s\ninodes %zu\ninvalidations %llu\n",
+				omni_backend_name(fs->backend),
+				omni_backend_project_id(fs->backend),
+				omnifs_inode_count(fs->inodes),
+				(unsigned long long)atomic_load(&fs->invalidations));
+	for (int i = 0; i < OMNIFS_OP_COUNT && len < cap; i++)
+		len += (size_t)snprintf(out + len, cap - len, "fuse.%s %llu\n",
+					op_names[i],
+					(unsigned long long)atomic_load(
+						&fs->op_count[i]));
+	return out;
+}

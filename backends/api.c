@@ -197,7 +197,8 @@ int omni_backend_read_file(struct omni_backend *b, const char *path,
 		rc = omni_error_set(-EISDIR, "%s: is a directory", path);
 		goto out;
 	}
-	cap = st.st_size > 0 ? (size_t)st.st_size + 1 : 4096;
+	/* Room for the content, the NUL, and the probe that finds EOF. */
+	cap = st.st_size > 0 ? (size_t)st.st_size + 2 : 4096;
 	if (!(data = malloc(cap))) {
 		rc = omni_error_set(-ENOMEM, "%s: out of memory", path);
 		goto out;
@@ -257,6 +258,25 @@ static int make_parents(struct omni_backend *b, const char *rel)
 	return omni__mkdir_p(b, dir);
 }
 
+static int stop_at_first(const char *name, const struct stat *st,
+			 void *payload)
+{
+	(void)name;
+	(void)st;
+	(void)payload;
+	return 1;
+}
+
+/* path is a symlink: fine when it leads to a directory, which the backend
+ * resolves within the workspace (-EACCES when the link leads out,
+ * -ENOTDIR when it leads to a file). */
+static int check_dir_link(struct omni_backend *b, const char *path)
+{
+	int rc = omni_vfs_readdir(b, path, stop_at_first, NULL);
+
+	return rc < 0 ? rc : 0;
+}
+
 int omni__mkdir_p(struct omni_backend *b, const char *rel)
 {
 	char path[PATH_MAX];
@@ -276,7 +296,9 @@ int omni__mkdir_p(struct omni_backend *b, const char *rel)
 			rc = omni_vfs_mkdir(b, path, 0755);
 			if (rc == -EEXIST) {
 				rc = omni_vfs_stat(b, path, &st);
-				if (rc == 0 && !S_ISDIR(st.st_mode))
+				if (rc == 0 && S_ISLNK(st.st_mode))
+					rc = check_dir_link(b, path);
+				else if (rc == 0 && !S_ISDIR(st.st_mode))
 					rc = omni_error_set(
 						-ENOTDIR,
 						"%s: exists and is not a directory",
@@ -353,7 +375,7 @@ int omni_backend_copy_file(struct omni_backend *b, const char *src,
 {
 	char rs[PATH_MAX], rd[PATH_MAX];
 	struct omni_file *in = NULL, *out = NULL;
-	struct stat st;
+	struct stat st, dst_st;
 	char *buf = NULL;
 	int rc;
 
@@ -369,9 +391,20 @@ int omni_backend_copy_file(struct omni_backend *b, const char *src,
 	}
 	if ((rc = make_parents(b, rd)) < 0)
 		goto out;
-	rc = omni_vfs_open(b, rd, O_WRONLY | O_CREAT | O_TRUNC,
-			   st.st_mode & 07777, &out);
+	/* Truncate only once the target is known not to be the source
+	 * itself (the same path, a link or a hard link to it). */
+	rc = omni_vfs_open(b, rd, O_WRONLY | O_CREAT, st.st_mode & 07777, &out);
 	if (rc < 0)
+		goto out;
+	if ((rc = omni_vfs_fstat(out, &dst_st)) < 0)
+		goto out;
+	if (st.st_ino != 0 && dst_st.st_ino == st.st_ino &&
+	    dst_st.st_dev == st.st_dev) {
+		rc = omni_error_set(-EINVAL, "copy: %s and %s are the same file",
+				    src, dst);
+		goto out;
+	}
+	if ((rc = omni_vfs_ftruncate(out, 0)) < 0)
 		goto out;
 	if (!(buf = malloc(IO_CHUNK))) {
 		rc = omni_error_set(-ENOMEM, "copy: out of memory");
@@ -420,13 +453,16 @@ int omni_backend_move_file(struct omni_backend *b, const char *src,
 			   const char *dst)
 {
 	char rs[PATH_MAX], rd[PATH_MAX];
+	struct stat st;
 	int rc;
 
 	if ((rc = resolve(b, src, rs)) < 0 || (rc = resolve(b, dst, rd)) < 0)
 		return rc;
 	if (!rs[0] || !rd[0])
 		return omni_error_set(-EBUSY, "move: cannot move the workspace");
-	if ((rc = make_parents(b, rd)) < 0)
+	/* A missing source must not leave the target's parents behind. */
+	if ((rc = omni_vfs_stat(b, rs, &st)) < 0 ||
+	    (rc = make_parents(b, rd)) < 0)
 		return rc;
 	return omni_vfs_rename(b, rs, rd, 0);
 }
@@ -523,7 +559,9 @@ int omni_backend_list_directory(struct omni_backend *b, const char *path,
 		return rc;
 	if ((rc = omni_vfs_stat(b, rel, &st)) < 0)
 		return rc;
-	if (!S_ISDIR(st.st_mode))
+	/* A symlink is listed as what it leads to; readdir resolves it
+	 * within the workspace (-EACCES when it leads out). */
+	if (!S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode))
 		return omni_error_set(-ENOTDIR, "%s: not a directory",
 				      path ? path : "");
 	rc = list_walk(b, rel, "", recursive, &acc);

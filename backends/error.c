@@ -15,12 +15,23 @@
 static _Thread_local char error_msg[512];
 static _Thread_local int error_code;
 
+/* Format into a scratch buffer first: the arguments may point into
+ * error_msg itself ("... (%s)", omni_error_last()), and vsnprintf's
+ * source and destination must not overlap. */
+static void format_msg(const char *fmt, va_list ap)
+{
+	char tmp[sizeof(error_msg)];
+
+	vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	memcpy(error_msg, tmp, strlen(tmp) + 1);
+}
+
 int omni_error_set(int err, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(error_msg, sizeof(error_msg), fmt, ap);
+	format_msg(fmt, ap);
 	va_end(ap);
 	error_code = err;
 	return err;
@@ -35,7 +46,7 @@ int omni_error_set_errno(int err, const char *fmt, ...)
 	/* Format strerror first: fmt's arguments may point into error_msg. */
 	snprintf(reason, sizeof(reason), ": %s", strerror(err < 0 ? -err : err));
 	va_start(ap, fmt);
-	vsnprintf(error_msg, sizeof(error_msg), fmt, ap);
+	format_msg(fmt, ap);
 	va_end(ap);
 	used = strlen(error_msg);
 	if (used < sizeof(error_msg) - 1)

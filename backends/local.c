@@ -158,11 +158,49 @@ static int local_open(struct omni_backend *b, const char *path, int flags,
 
 /* --- commands --------------------------------------------------------------- */
 
+/* The session's extra environment (opts.env) with the request's own on top:
+ * a request entry replaces a session entry of the same name. The strings
+ * are borrowed; free() the array. */
+static const char **merge_env(const char *const *base,
+			      const char *const *extra)
+{
+	size_t n = 0, k = 0;
+	const char **env;
+
+	for (const char *const *x = base; x && *x; x++)
+		n++;
+	for (const char *const *x = extra; x && *x; x++)
+		n++;
+	env = calloc(n + 1, sizeof(*env));
+	if (!env)
+		return NULL;
+	for (const char *const *x = base; x && *x; x++) {
+		const char *eq = strchr(*x, '=');
+		size_t klen = eq ? (size_t)(eq - *x) : strlen(*x);
+		bool replaced = false;
+
+		for (const char *const *y = extra; y && *y; y++) {
+			if (strncmp(*y, *x, klen) == 0 && (*y)[klen] == '=') {
+				replaced = true;
+				break;
+			}
+		}
+		if (!replaced)
+			env[k++] = *x;
+	}
+	for (const char *const *y = extra; y && *y; y++)
+		env[k++] = *y;
+	env[k] = NULL;
+	return env;
+}
+
 static int local_exec_start(struct omni_backend *b,
 			    const struct omni_exec_request *req,
 			    struct omni_exec **out)
 {
 	const char *cwd = req->cwd ? req->cwd : "";
+	struct omni_exec_request r = *req;
+	const char **env = NULL;
 	struct local_exec *e;
 	int dir_fd, rc;
 
@@ -181,8 +219,18 @@ static int local_exec_start(struct omni_backend *b,
 		return omni_error_set(-ENOMEM, "exec: out of memory");
 	}
 	e->base.backend = b;
-	rc = omni_proc_spawn(&e->proc, req, dir_fd);
+	if (b->opts.env && b->opts.env[0]) {
+		env = merge_env(b->opts.env, req->env);
+		if (!env) {
+			close(dir_fd);
+			free(e);
+			return omni_error_set(-ENOMEM, "exec: out of memory");
+		}
+		r.env = env;
+	}
+	rc = omni_proc_spawn(&e->proc, &r, dir_fd);
 	close(dir_fd);
+	free(env);
 	if (rc < 0) {
 		free(e);
 		return rc;

@@ -121,7 +121,7 @@ $(OMNI_AGENT): $(AGENT_OBJS)
 	@$(if $(Q),echo "  LD      $@ (static)")
 	$(Q)$(CC) -static -pthread $(CFLAGS) $(LDFLAGS) -o $@ $^
 
-$(TEST_BIN): $(TEST_OBJS) $(FS_OBJS) $(EXEC_OBJS) $(LIB)
+$(TEST_BIN): $(TEST_OBJS) $(FS_OBJS) $(EXEC_OBJS) $(LIB) | $(PROGRAMS)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(OMNI_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(FS_LIBS) $(LIB_LIBS) $(call pkg_libs,$(TEST_PKGS))
 

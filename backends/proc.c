@@ -57,7 +57,9 @@ struct omni_proc {
 	/* Set when the program could not be started: reported as output. */
 	char *fail_msg;
 	int fail_code;
-	bool reaped;
+	/* Read by omni_proc_signal() from other threads while the pump
+	 * sets it: atomic. */
+	_Atomic bool reaped;
 	int wstatus;
 };
 

@@ -23,8 +23,12 @@ struct omnifs_ctl_hooks {
 	/* Return < 0 to refuse the command with that error. */
 	int (*before_exec)(void *payload);
 	void (*after_exec)(void *payload);
-	/* Answer a CONTROL text the server does not handle itself ("stats").
-	 * Set *reply to a malloc'd string. Return 0 or -errno. */
+	/* Answer a CONTROL text the server does not handle itself. Set
+	 * *reply to a malloc'd string. Return 0 or -errno. The server
+	 * answers "ping", "save [MESSAGE]" and "invalidate" (which calls
+	 * after_exec); for "stats" it prints its own counters and appends
+	 * this hook's reply. Hooks run on the server's threads, possibly
+	 * several at once, and until omnifs_ctl_stop() returns. */
 	int (*control)(const char *request, char **reply, void *payload);
 	void *payload;
 };

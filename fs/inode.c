@@ -19,6 +19,7 @@ struct node {
 	char *name;          /* NULL for the root and when detached */
 	uint64_t nlookup;
 	unsigned int children; /* nodes whose parent this is */
+	struct omnifs_handle *handles; /* open files of this node */
 	struct node *ino_next;
 	struct node *name_next;
 };
@@ -277,7 +278,7 @@ out:
 /* Free n if nothing refers to it any more. The lock is held. */
 static void maybe_free(struct omnifs_inodes *t, struct node *n)
 {
-	if (n == &t->root || n->nlookup > 0 || n->children > 0)
+	if (n == &t->root || n->nlookup > 0 || n->children > 0 || n->handles)
 		return;
 	struct node *parent = n->parent;
 	detach(t, n);
@@ -429,4 +430,58 @@ size_t omnifs_inode_count(struct omnifs_inodes *t)
 	n = t->count;
 	pthread_mutex_unlock(&t->lock);
 	return n;
+}
+
+void omnifs_inode_add_handle(struct omnifs_inodes *t, struct omnifs_handle *h)
+{
+	pthread_mutex_lock(&t->lock);
+	struct node *n = find_ino(t, h->ino);
+	if (n) {
+		h->next = n->handles;
+		n->handles = h;
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+void omnifs_inode_remove_handle(struct omnifs_inodes *t,
+				struct omnifs_handle *h)
+{
+	pthread_mutex_lock(&t->lock);
+	struct node *n = find_ino(t, h->ino);
+	if (n) {
+		struct omnifs_handle **pp = &n->handles;
+		while (*pp && *pp != h)
+			pp = &(*pp)->next;
+		if (*pp)
+			*pp = h->next;
+		maybe_free(t, n);
+	}
+	h->next = NULL;
+	pthread_mutex_unlock(&t->lock);
+}
+
+struct omnifs_handle *omnifs_inode_get_handle(struct omnifs_inodes *t,
+					      fuse_ino_t ino)
+{
+	struct omnifs_handle *h = NULL;
+
+	pthread_mutex_lock(&t->lock);
+	struct node *n = find_ino(t, ino);
+	if (n && n->handles) {
+		h = n->handles;
+		atomic_fetch_add(&h->refs, 1);
+	}
+	pthread_mutex_unlock(&t->lock);
+	return h;
+}
+
+int omnifs_handle_put(struct omnifs_handle *h)
+{
+	int rc = 0;
+
+	if (h && atomic_fetch_sub(&h->refs, 1) == 1) {
+		rc = omni_vfs_release(h->file);
+		free(h);
+	}
+	return rc;
 }

@@ -18,11 +18,14 @@
 #ifndef OMNIFS_INODE_H
 #define OMNIFS_INODE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <fuse_lowlevel.h>
+
+#include "omni/vfs.h"
 
 struct omnifs_inodes;
 
@@ -71,6 +74,30 @@ struct omnifs_inode_ref {
 int omnifs_inode_snapshot(struct omnifs_inodes *t,
 			  struct omnifs_inode_ref **out, size_t *count);
 void omnifs_inode_refs_free(struct omnifs_inode_ref *refs, size_t count);
+
+/*
+ * An open file as the kernel holds it (fi->fh). Each node keeps a list of
+ * its open handles, so a file that was unlinked while open can still be
+ * reached (fstat of a detached node). refs starts at 1 for the kernel's
+ * reference; omnifs_handle_put() releases the backend file at zero.
+ */
+struct omnifs_handle {
+	struct omni_file *file;
+	fuse_ino_t ino;
+	atomic_int refs;
+	struct omnifs_handle *next;
+};
+
+void omnifs_inode_add_handle(struct omnifs_inodes *t, struct omnifs_handle *h);
+/* Unlink h from its node (the caller then drops its reference). */
+void omnifs_inode_remove_handle(struct omnifs_inodes *t,
+				struct omnifs_handle *h);
+/* Some open handle of ino with a reference taken, or NULL. */
+struct omnifs_handle *omnifs_inode_get_handle(struct omnifs_inodes *t,
+					      fuse_ino_t ino);
+/* Drop a reference; the last one releases the backend file and frees h.
+ * Returns the release's error, or 0. */
+int omnifs_handle_put(struct omnifs_handle *h);
 
 /* Number of nodes (root included), for statistics. */
 size_t omnifs_inode_count(struct omnifs_inodes *t);

@@ -447,7 +447,7 @@ int main(int argc, char *argv[])
 	}
 
 	fs.backend = b;
-	fs.forward_flock = (omni_vfs_caps(b) & OMNI_CAP_FILE_FD) != 0;
+	fs.host_files = (omni_vfs_caps(b) & OMNI_CAP_FILE_FD) != 0;
 	if (omnifs_inodes_new(&fs.inodes) < 0) {
 		fail("out of memory");
 		goto out_backend;

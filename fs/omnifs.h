@@ -55,8 +55,13 @@ struct omnifs {
 	double attr_timeout;
 	double entry_timeout;
 	double negative_timeout;
-	/* Forward flock(2) to the backend (it has host descriptors). */
-	bool forward_flock;
+	/* The backend's files are host descriptors (local, docker): flock(2)
+	 * is forwarded to them, and close needs no flush. */
+	bool host_files;
+	/* The kernel can expire names without dropping them (Linux >= 6.2);
+	 * older kernels drop them, which breaks getcwd() in a directory the
+	 * invalidation touched until it is looked up again. */
+	bool expire_only;
 	atomic_ullong op_count[OMNIFS_OP_COUNT];
 	atomic_ullong invalidations;
 };

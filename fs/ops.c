@@ -15,8 +15,13 @@
  * any size lists consistently; READDIRPLUS returns attributes with every
  * entry, which spares the kernel one LOOKUP per file for `ls -l`.
  *
- * Handles: fi->fh holds a struct omni_file * for files and a struct
- * dir_handle * for directories; both are freed in release.
+ * Handles: fi->fh holds a struct omnifs_handle * for files (kept in its
+ * node's list, see inode.h) and a struct dir_handle * for directories;
+ * both are freed in release.
+ *
+ * Hard links: each name is a node of its own, so a file with several links
+ * is never cached by the kernel (attribute timeout 0, no keep_cache); a
+ * change through one name is then seen through the others at once.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -34,6 +39,9 @@
 #include "omni/vfs.h"
 #include "omnifs.h"
 
+/* Below this many bytes a copy is cheaper than setting up a splice. */
+#define SPLICE_MIN (64 * 1024)
+
 static struct omnifs *fs_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
@@ -44,9 +52,22 @@ static void count(struct omnifs *fs, enum omnifs_op op)
 	atomic_fetch_add_explicit(&fs->op_count[op], 1, memory_order_relaxed);
 }
 
+static struct omnifs_handle *handle_of(const struct fuse_file_info *fi)
+{
+	return (struct omnifs_handle *)(uintptr_t)fi->fh;
+}
+
 static struct omni_file *file_of(const struct fuse_file_info *fi)
 {
-	return (struct omni_file *)(uintptr_t)fi->fh;
+	return handle_of(fi)->file;
+}
+
+/* How long the kernel may keep these attributes. */
+static double attr_ttl(const struct omnifs *fs, const struct stat *st)
+{
+	if (!S_ISDIR(st->st_mode) && st->st_nlink > 1)
+		return 0;
+	return fs->attr_timeout;
 }
 
 /* A host descriptor behind an open file, or -1. */
@@ -73,7 +94,7 @@ static int make_entry(struct omnifs *fs, fuse_ino_t parent, const char *name,
 	if (!e->ino)
 		return -ENOMEM;
 	e->attr = *st;
-	e->attr_timeout = fs->attr_timeout;
+	e->attr_timeout = attr_ttl(fs, st);
 	e->entry_timeout = fs->entry_timeout;
 	return 0;
 }
@@ -148,8 +169,17 @@ static int getattr_of(struct omnifs *fs, fuse_ino_t ino,
 	if (fi && fi->fh)
 		return omni_vfs_fstat(file_of(fi), st);
 	rc = omnifs_inode_path(fs->inodes, ino, path, sizeof(path));
+	if (rc == -ESTALE) {
+		/* Unlinked, maybe still open (fstat after unlink). */
+		struct omnifs_handle *h = omnifs_inode_get_handle(fs->inodes, ino);
+		if (!h)
+			return -ENOENT;
+		rc = omni_vfs_fstat(h->file, st);
+		omnifs_handle_put(h);
+		return rc;
+	}
 	if (rc < 0)
-		return rc == -ESTALE ? -ENOENT : rc;
+		return rc;
 	return omni_vfs_stat(fs->backend, path, st);
 }
 
@@ -165,7 +195,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	if (rc < 0)
 		reply_err(req, rc);
 	else
-		fuse_reply_attr(req, &st, fs->attr_timeout);
+		fuse_reply_attr(req, &st, attr_ttl(fs, &st));
 }
 
 static int setattr_times(struct omnifs *fs, const char *path, int fd,
@@ -195,19 +225,23 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	struct omnifs *fs = fs_of(req);
 	char pathbuf[PATH_MAX];
 	const char *path = pathbuf;
-	int fd = host_fd(fi);
+	struct omnifs_handle *h = fi && fi->fh ? handle_of(fi) : NULL;
+	struct omnifs_handle *taken = NULL;
 	struct stat st;
-	int rc;
+	int rc, fd;
 
 	count(fs, OMNIFS_OP_SETATTR);
 	rc = omnifs_inode_path(fs->inodes, ino, pathbuf, sizeof(pathbuf));
-	if (rc == -ESTALE && fi && fi->fh) {
-		/* Unlinked while open: only the handle reaches the file. */
+	if (rc == -ESTALE) {
+		/* Unlinked while open: only a handle reaches the file. */
+		if (!h)
+			h = taken = omnifs_inode_get_handle(fs->inodes, ino);
 		path = NULL;
-		rc = 0;
+		rc = h ? 0 : -ENOENT;
 	}
 	if (rc < 0)
 		goto out;
+	fd = h ? omni_vfs_file_fd(h->file) : -1;
 
 	if (to_set & FUSE_SET_ATTR_MODE) {
 		if (path)
@@ -232,8 +266,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 			goto out;
 	}
 	if (to_set & FUSE_SET_ATTR_SIZE) {
-		if (fi && fi->fh)
-			rc = omni_vfs_ftruncate(file_of(fi), attr->st_size);
+		if (h)
+			rc = omni_vfs_ftruncate(h->file, attr->st_size);
 		else
 			rc = omni_vfs_truncate(fs->backend, path, attr->st_size);
 		if (rc < 0)
@@ -245,12 +279,16 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		if (rc < 0)
 			goto out;
 	}
-	rc = getattr_of(fs, ino, fi, &st);
+	if (h)
+		rc = omni_vfs_fstat(h->file, &st);
+	else
+		rc = omni_vfs_stat(fs->backend, path, &st);
 out:
+	omnifs_handle_put(taken);
 	if (rc < 0)
 		reply_err(req, rc);
 	else
-		fuse_reply_attr(req, &st, fs->attr_timeout);
+		fuse_reply_attr(req, &st, attr_ttl(fs, &st));
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -429,18 +467,54 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 
 /* --- files ------------------------------------------------------------------ */
 
-static void set_open_flags(struct fuse_file_info *fi)
+static void set_open_flags(struct omnifs *fs, const struct stat *st,
+			   struct fuse_file_info *fi)
 {
 	/* Our pages stay valid until omnifs_invalidate_all() (after a
-	 * command) or a change through the mount, which the kernel sees. */
-	fi->keep_cache = 1;
+	 * command) or a change through the mount, which the kernel sees;
+	 * not so for a file with other names (see the head comment). */
+	fi->keep_cache = st->st_nlink <= 1;
+	/* Files backed by a host descriptor have nothing to flush on close:
+	 * spare the kernel that round trip. */
+	if (fs->host_files)
+		fi->noflush = 1;
+}
+
+/* Wrap an open backend file in a handle listed on its node, and set the
+ * open flags. Returns -ENOMEM (the file is then released). */
+static int attach_file(struct omnifs *fs, fuse_ino_t ino, struct omni_file *f,
+		       const struct stat *st, struct fuse_file_info *fi)
+{
+	struct omnifs_handle *h = calloc(1, sizeof(*h));
+
+	if (!h) {
+		omni_vfs_release(f);
+		return -ENOMEM;
+	}
+	h->file = f;
+	h->ino = ino;
+	atomic_init(&h->refs, 1);
+	omnifs_inode_add_handle(fs->inodes, h);
+	fi->fh = (uint64_t)(uintptr_t)h;
+	set_open_flags(fs, st, fi);
+	return 0;
+}
+
+/* The kernel did not take the handle (interrupted): undo attach_file. */
+static void detach_file(struct omnifs *fs, struct fuse_file_info *fi)
+{
+	struct omnifs_handle *h = handle_of(fi);
+
+	omnifs_inode_remove_handle(fs->inodes, h);
+	omnifs_handle_put(h);
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct omnifs *fs = fs_of(req);
 	char path[PATH_MAX];
-	struct omni_file *f;
+	struct omni_file *f = NULL;
+	struct stat st;
 	int rc;
 
 	count(fs, OMNIFS_OP_OPEN);
@@ -449,14 +523,16 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = omni_vfs_open(fs->backend, path,
 				   fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY),
 				   0, &f);
+	if (rc == 0 && (rc = omni_vfs_fstat(f, &st)) < 0)
+		omni_vfs_release(f);
+	if (rc == 0)
+		rc = attach_file(fs, ino, f, &st, fi);
 	if (rc < 0) {
 		reply_err(req, rc == -ESTALE ? -ENOENT : rc);
 		return;
 	}
-	fi->fh = (uint64_t)(uintptr_t)f;
-	set_open_flags(fi);
 	if (fuse_reply_open(req, fi) != 0)
-		omni_vfs_release(f);
+		detach_file(fs, fi);
 }
 
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -485,10 +561,13 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		reply_err(req, rc);
 		return;
 	}
-	fi->fh = (uint64_t)(uintptr_t)f;
-	set_open_flags(fi);
+	if ((rc = attach_file(fs, e.ino, f, &st, fi)) < 0) {
+		omnifs_inode_forget(fs->inodes, e.ino, 1);
+		reply_err(req, rc);
+		return;
+	}
 	if (fuse_reply_create(req, &e, fi) != 0) {
-		omni_vfs_release(f);
+		detach_file(fs, fi);
 		omnifs_inode_forget(fs->inodes, e.ino, 1);
 	}
 }
@@ -501,7 +580,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 	(void)ino;
 	count(fs, OMNIFS_OP_READ);
-	if (fd >= 0) {
+	if (fd >= 0 && size > SPLICE_MIN) {
 		/* Let libfuse move the pages with splice where it can. */
 		struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
 		bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
@@ -515,7 +594,16 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		reply_err(req, -ENOMEM);
 		return;
 	}
-	ssize_t n = omni_vfs_read(file_of(fi), buf, size, off);
+	ssize_t n;
+	if (fd >= 0) {
+		do {
+			n = pread(fd, buf, size, off);
+		} while (n < 0 && errno == EINTR);
+		if (n < 0)
+			n = -errno;
+	} else {
+		n = omni_vfs_read(file_of(fi), buf, size, off);
+	}
 	if (n < 0)
 		reply_err(req, (int)n);
 	else
@@ -553,7 +641,9 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 
 	(void)ino;
 	count(fs, OMNIFS_OP_RELEASE);
-	int rc = omni_vfs_release(file_of(fi));
+	struct omnifs_handle *h = handle_of(fi);
+	omnifs_inode_remove_handle(fs->inodes, h);
+	int rc = omnifs_handle_put(h);
 	if (rc < 0)
 		omni_log(OMNI_LOG_WARN, "release: %s", omni_error_last());
 	reply_err(req, rc);
@@ -663,7 +753,6 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
 	int rc;
 
-	(void)ino;
 	count(fs, OMNIFS_OP_READDIR);
 	if (off == 0 || !d->loaded) {
 		/* (Re)read the whole directory: a rewinddir sees changes. */
@@ -693,8 +782,10 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			name = d->entries[i - 2].name;
 			st = d->entries[i - 2].st;
 		} else {
+			/* glibc hides entries whose inode number is 0. */
 			name = i == 0 ? "." : "..";
 			st.st_mode = S_IFDIR;
+			st.st_ino = i == 0 ? ino : FUSE_ROOT_ID;
 		}
 		if (!plus) {
 			used = fuse_add_direntry(req, buf + pos, size - pos,
@@ -785,10 +876,15 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA)
 		conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
+	/* Linux 6.2 and later can expire a name without dropping it. */
+	if (conn->capable & FUSE_CAP_EXPIRE_ONLY) {
+		conn->want |= FUSE_CAP_EXPIRE_ONLY;
+		fs->expire_only = true;
+	}
 	/* The sandbox shares these files: no writeback cache (it would
 	 * delay writes past a command and break O_APPEND). */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
-	if (!fs->forward_flock)
+	if (!fs->host_files)
 		conn->want &= ~FUSE_CAP_FLOCK_LOCKS;
 	conn->max_write = 1u << 20;
 	conn->max_readahead = 1u << 20;
@@ -836,10 +932,20 @@ void omnifs_invalidate_all(struct omnifs *fs)
 	if (!fs->se || omnifs_inode_snapshot(fs->inodes, &refs, &n) < 0)
 		return;
 	for (size_t i = 0; i < n; i++) {
-		if (refs[i].name)
+		if (!refs[i].name) {
+			/* The root or a detached node: no name to expire. */
+		} else if (fs->expire_only) {
+			/* Expire, do not drop: the next use of the name asks
+			 * us again, but a process whose working directory it
+			 * is keeps it (a dropped dentry breaks getcwd). */
+			fuse_lowlevel_notify_expire_entry(
+				fs->se, refs[i].parent, refs[i].name,
+				strlen(refs[i].name), FUSE_LL_EXPIRE_ONLY);
+		} else {
 			fuse_lowlevel_notify_inval_entry(fs->se, refs[i].parent,
 							 refs[i].name,
 							 strlen(refs[i].name));
+		}
 		fuse_lowlevel_notify_inval_inode(fs->se, refs[i].ino, 0, 0);
 	}
 	omnifs_inode_refs_free(refs, n);

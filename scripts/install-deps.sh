@@ -15,7 +15,7 @@ packages=(
 	libfuse3-dev fuse3
 	libcurl4-openssl-dev libcjson-dev libgit2-dev libarchive-dev libssl-dev
 	# tests
-	libcriterion-dev git bindfs curl util-linux procps
+	libcriterion-dev git bindfs curl util-linux procps bc
 	# docker backend tests: the engine and the local test images
 	docker.io busybox-static debootstrap
 	# format-check

@@ -131,3 +131,22 @@ Test(example, readme_example_prints_hello)
 	free(out);
 	free(log);
 }
+
+/* The README shows the example file verbatim, so what users read is what
+ * the test above compiles and runs. */
+Test(example, readme_shows_the_example_verbatim)
+{
+	char src[PATH_MAX], path[PATH_MAX];
+
+	omni_test_source_dir(src, sizeof(src));
+	omni_test_fmt(path, sizeof(path), "%s/tests/example/readme_example.c",
+		      src);
+	char *example = omni_test_read_host(path, NULL);
+	omni_test_fmt(path, sizeof(path), "%s/README.md", src);
+	char *readme = omni_test_read_host(path, NULL);
+	cr_assert(example && readme);
+	cr_assert(strstr(readme, example) != NULL,
+		  "README.md does not contain tests/example/readme_example.c");
+	free(example);
+	free(readme);
+}

@@ -1,0 +1,619 @@
+/*
+ * client.c - the client side of the exec wire protocol (see client.h).
+ *
+ * Design. omni_exec_client_run() sends the EXEC frame and then runs a poll
+ * loop on the calling thread over the socket (frames from the server) and
+ * the signal pipe. Output frames are written straight to the output
+ * descriptors with write(2), no stdio buffering, so a line printed in the
+ * sandbox shows at once, also through a pipe.
+ *
+ * stdin is read by a second thread, started when the STARTED frame comes
+ * (a command that never starts does not eat its input): it polls the input
+ * and a wake pipe, and sends each chunk as a STDIN frame; EOF sends the
+ * empty STDIN frame. Sending stdin may block when the command does not
+ * read it; the main loop must keep draining output meanwhile, or the two
+ * ends would wait on each other, hence the thread. When stdin is a
+ * terminal and omni-exec runs in the background, reading it fails with EIO
+ * (main ignores SIGTTIN, so the process is not stopped); the thread then
+ * waits and retries, so `omni-exec make &` keeps running and `fg` later
+ * gives the command its input.
+ *
+ * Frames from both threads share one socket: send_lock serialises them.
+ * A signal must never wait behind a stdin frame that cannot be delivered,
+ * so the main thread only *tries* the lock: the signal is recorded in the
+ * `pending` bit set and sent by whichever thread holds the lock next. If a
+ * second terminating signal comes while an earlier one has been stuck for
+ * a second, omni-exec gives up: it drops the connection (the server then
+ * kills the command) and reports 128+N.
+ *
+ * Our stdout closing (EPIPE, as with `omni-exec yes | head`) is passed on
+ * as SIGPIPE to the command's group, like a local pipeline; output that
+ * still arrives is dropped, and if the command does not end within
+ * PIPE_GRACE_MS the connection is dropped.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "omni/backend.h"
+#include "omni/error.h"
+#include "omni/session.h"
+
+#define STDIN_CHUNK (64 * 1024)
+#define PIPE_GRACE_MS 2000
+/* How long past its timeout the server may take to report the end. */
+#define TIMEOUT_GRACE_MS 10000
+#define STUCK_SIGNAL_MS 1000
+
+/* --- finding the session -------------------------------------------------- */
+
+int omni_exec_client_resolve(struct omni_exec_target *out,
+			     const char *mount_dir, const char *project)
+{
+	char mp[PATH_MAX], found[256], rel[PATH_MAX], here[PATH_MAX];
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (mount_dir) {
+		rc = omni_session_find(mount_dir, found, sizeof(found), mp,
+				       sizeof(mp), rel, sizeof(rel));
+		if (rc < 0)
+			return rc;
+		snprintf(out->project, sizeof(out->project), "%s", found);
+		snprintf(out->cwd, sizeof(out->cwd), "%s", rel);
+	} else if (project) {
+		if (!omni_project_id_valid(project))
+			return omni_error_set(-EINVAL, "invalid project id '%s'",
+					      project);
+		snprintf(out->project, sizeof(out->project), "%s", project);
+		/* The caller's directory counts only inside this project's
+		 * own mount; anywhere else the command runs at the root. */
+		if (getcwd(here, sizeof(here)) &&
+		    omni_session_find(here, found, sizeof(found), mp,
+				      sizeof(mp), rel, sizeof(rel)) == 0 &&
+		    strcmp(found, project) == 0)
+			snprintf(out->cwd, sizeof(out->cwd), "%s", rel);
+	} else {
+		/* Said apart from "not in a mount": a directory removed (or
+		 * invalidated) under the caller has no path. */
+		if (!getcwd(here, sizeof(here)))
+			return omni_error_set_errno(-errno,
+						    "cannot get the current "
+						    "directory");
+		rc = omni_session_find(here, found, sizeof(found), mp,
+				       sizeof(mp), rel, sizeof(rel));
+		if (rc == -ENOENT)
+			return omni_error_set(-ENOENT,
+					      "not inside an omnifs mount; use "
+					      "-C DIR or --project ID");
+		if (rc < 0)
+			return rc;
+		snprintf(out->project, sizeof(out->project), "%s", found);
+		snprintf(out->cwd, sizeof(out->cwd), "%s", rel);
+	}
+	omni_error_clear();
+	rc = omni_session_socket_path(out->project, out->socket,
+				      sizeof(out->socket));
+	if (rc == -ENOENT)
+		return omni_error_set(-ENOENT,
+				      "no omnifs session for project '%s' "
+				      "(%s)",
+				      out->project, omni_error_last());
+	return rc;
+}
+
+int omni_exec_client_connect(const char *path, int *out)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, err;
+
+	*out = -1;
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return omni_error_set(-ENAMETOOLONG, "socket path too long: %s",
+				      path);
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return omni_error_set_errno(-errno, "socket");
+	while (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		if (errno == EINTR)
+			continue;
+		err = errno;
+		close(fd);
+		if (err == ENOENT)
+			return omni_error_set(-ENOENT,
+					      "no omnifs daemon listens at %s "
+					      "(is the workspace mounted?)",
+					      path);
+		if (err == ECONNREFUSED)
+			return omni_error_set(-ECONNREFUSED,
+					      "the omnifs daemon behind %s is "
+					      "not running (stale socket)",
+					      path);
+		return omni_error_set_errno(-err, "cannot connect to %s", path);
+	}
+	*out = fd;
+	return 0;
+}
+
+/* --- small helpers -------------------------------------------------------- */
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Write everything, waiting on a non-blocking descriptor. SIGPIPE is
+ * blocked for the call and a pending one eaten, so a closed reader gives
+ * -EPIPE, also in programs that did not ignore SIGPIPE.
+ */
+static int write_all(int fd, const void *data, size_t len)
+{
+	sigset_t pipe_set, old;
+	int rc = 0;
+
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+	while (len > 0) {
+		ssize_t n = write(fd, data, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				struct pollfd p = { .fd = fd,
+						    .events = POLLOUT };
+				poll(&p, 1, -1);
+				continue;
+			}
+			rc = -errno;
+			break;
+		}
+		data = (const char *)data + n;
+		len -= (size_t)n;
+	}
+	if (rc == -EPIPE) {
+		struct timespec zero = { 0, 0 };
+		sigtimedwait(&pipe_set, NULL, &zero);
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return rc;
+}
+
+static int32_t get_i32(const unsigned char *p)
+{
+	return (int32_t)omni_ipc_get_u32(p);
+}
+
+/* An ERROR frame's payload as the calling thread's error. */
+static int error_from_frame(const struct omni_ipc_buf *buf)
+{
+	int err = -EIO;
+	const char *msg = "the daemon reported an error";
+	char text[512];
+
+	if (buf->len >= 4) {
+		err = get_i32(buf->data);
+		if (err >= 0 || err < -4095)
+			err = -EIO;
+		size_t n = buf->len - 4;
+		if (n >= sizeof(text))
+			n = sizeof(text) - 1;
+		memcpy(text, buf->data + 4, n);
+		text[n] = '\0';
+		if (n)
+			msg = text;
+	}
+	return omni_error_set(err, "%s", msg);
+}
+
+/* --- one command ---------------------------------------------------------- */
+
+struct client {
+	int fd;
+	const struct omni_exec_client_io *io;
+	pthread_mutex_t send_lock;
+	atomic_uint_least64_t pending;  /* signals to send: bit N = signal N */
+	int wake[2];                    /* stops the stdin thread */
+	atomic_bool stop;
+	pthread_t stdin_thread;
+	bool stdin_started;
+};
+
+/* With send_lock held: send the pending signals (and resizes). */
+static void flush_pending(struct client *cl)
+{
+	uint64_t bits = atomic_exchange(&cl->pending, 0);
+
+	for (int sig = 1; sig < 64 && bits; sig++) {
+		uint64_t bit = (uint64_t)1 << sig;
+
+		if (!(bits & bit))
+			continue;
+		bits &= ~bit;
+		if (sig == SIGWINCH) {
+			struct winsize ws;
+
+			if (cl->io->tty_fd >= 0 &&
+			    ioctl(cl->io->tty_fd, TIOCGWINSZ, &ws) == 0) {
+				unsigned char b[4] = {
+					(unsigned char)(ws.ws_row >> 8),
+					(unsigned char)ws.ws_row,
+					(unsigned char)(ws.ws_col >> 8),
+					(unsigned char)ws.ws_col
+				};
+				omni_ipc_send(cl->fd, OMNI_IPC_RESIZE, b, 4);
+			}
+		} else {
+			omni_ipc_send_u32(cl->fd, OMNI_IPC_SIGNAL,
+					  (uint32_t)sig);
+		}
+	}
+}
+
+/* Queue sig and send it unless another frame is being sent. Returns true
+ * when it went out at once. */
+static bool queue_signal(struct client *cl, int sig)
+{
+	if (sig <= 0 || sig >= 64)
+		return true;
+	atomic_fetch_or(&cl->pending, (uint64_t)1 << sig);
+	if (pthread_mutex_trylock(&cl->send_lock) != 0)
+		return false;
+	flush_pending(cl);
+	pthread_mutex_unlock(&cl->send_lock);
+	return true;
+}
+
+/* Wait up to ms for the wake pipe; true when it fired. */
+static bool wait_wake(struct client *cl, int ms)
+{
+	struct pollfd p = { .fd = cl->wake[0], .events = POLLIN };
+
+	return poll(&p, 1, ms) > 0 || atomic_load(&cl->stop);
+}
+
+static void *stdin_main(void *arg)
+{
+	struct client *cl = arg;
+	int in = cl->io->in_fd;
+	bool is_tty = isatty(in);
+	char *chunk = malloc(STDIN_CHUNK);
+
+	while (chunk && !atomic_load(&cl->stop)) {
+		struct pollfd pfd[2] = {
+			{ .fd = in, .events = POLLIN },
+			{ .fd = cl->wake[0], .events = POLLIN },
+		};
+
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pfd[1].revents || atomic_load(&cl->stop))
+			break;
+		ssize_t n = read(in, chunk, STDIN_CHUNK);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n < 0 && errno == EIO && is_tty) {
+			/* A background job reading its terminal: wait to be
+			 * brought to the foreground. */
+			if (wait_wake(cl, 200))
+				break;
+			continue;
+		}
+		if (n < 0)
+			n = 0;  /* unreadable input ends like EOF */
+
+		pthread_mutex_lock(&cl->send_lock);
+		int rc = omni_ipc_send(cl->fd, OMNI_IPC_STDIN, chunk,
+				       (size_t)n);
+		flush_pending(cl);
+		pthread_mutex_unlock(&cl->send_lock);
+		if (rc < 0 || n == 0)
+			break;  /* sent EOF, or the server stopped reading */
+	}
+	free(chunk);
+	return NULL;
+}
+
+static void stdin_stop(struct client *cl)
+{
+	ssize_t w;
+
+	if (!cl->stdin_started)
+		return;
+	atomic_store(&cl->stop, true);
+	do {
+		w = write(cl->wake[1], "x", 1);
+	} while (w < 0 && errno == EINTR);
+	/* A send blocked on a full socket returns once it is shut. */
+	shutdown(cl->fd, SHUT_RDWR);
+	pthread_join(cl->stdin_thread, NULL);
+	cl->stdin_started = false;
+}
+
+static bool is_terminating(int sig)
+{
+	return sig == SIGINT || sig == SIGTERM || sig == SIGHUP ||
+	       sig == SIGQUIT;
+}
+
+int omni_exec_client_run(int fd, const struct omni_ipc_request *req,
+			 const struct omni_exec_client_io *io,
+			 struct omni_exec_client_result *res)
+{
+	struct omni_ipc_buf buf = { 0 };
+	struct client cl = { .fd = fd, .io = io, .wake = { -1, -1 } };
+	long long deadline = 0, pipe_deadline = 0, stuck_since = 0;
+	bool out_broken = false, done = false;
+	int rc;
+
+	memset(res, 0, sizeof(*res));
+	pthread_mutex_init(&cl.send_lock, NULL);
+	atomic_init(&cl.pending, 0);
+	atomic_init(&cl.stop, false);
+
+	if (pipe2(cl.wake, O_CLOEXEC) < 0) {
+		rc = omni_error_set_errno(-errno, "pipe");
+		goto out;
+	}
+	rc = omni_ipc_request_encode(req, &buf);
+	if (rc == 0)
+		rc = omni_ipc_send(fd, OMNI_IPC_EXEC, buf.data, buf.len);
+	if (rc < 0) {
+		rc = omni_error_set_errno(rc, "cannot send the request");
+		goto out;
+	}
+	if (req->timeout_ms)
+		deadline = now_ms() + req->timeout_ms + TIMEOUT_GRACE_MS;
+
+	while (!done) {
+		struct pollfd pfd[2] = {
+			{ .fd = fd, .events = POLLIN },
+			{ .fd = io->sig_fd, .events = POLLIN },
+		};
+		int nfds = io->sig_fd >= 0 ? 2 : 1, wait = -1;
+		long long now = now_ms();
+
+		if (pipe_deadline && now >= pipe_deadline) {
+			/* Our reader left and the command goes on writing:
+			 * end it by dropping the connection. */
+			res->exit_code = 128 + SIGPIPE;
+			res->signal = SIGPIPE;
+			res->abandoned = true;
+			break;
+		}
+		if (deadline && now >= deadline) {
+			res->exit_code = 124;
+			res->timed_out = true;
+			res->abandoned = true;
+			break;
+		}
+		if (pipe_deadline)
+			wait = (int)(pipe_deadline - now);
+		if (deadline && (wait < 0 || deadline - now < wait))
+			wait = (int)(deadline - now);
+		if (atomic_load(&cl.pending) && wait < 0)
+			wait = 50;  /* retry a queued signal */
+
+		if (poll(pfd, (nfds_t)nfds, wait) < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = omni_error_set_errno(-errno, "poll");
+			goto out;
+		}
+
+		if (nfds == 2 && pfd[1].revents) {
+			unsigned char sigs[32];
+			ssize_t n = read(io->sig_fd, sigs, sizeof(sigs));
+
+			for (ssize_t i = 0; i < n; i++) {
+				int sig = sigs[i];
+				bool stuck = atomic_load(&cl.pending) &&
+					     stuck_since &&
+					     now_ms() - stuck_since >=
+						     STUCK_SIGNAL_MS;
+
+				if (stuck && is_terminating(sig)) {
+					res->exit_code = 128 + sig;
+					res->signal = sig;
+					res->abandoned = true;
+					done = true;
+					break;
+				}
+				if (!queue_signal(&cl, sig) && !stuck_since)
+					stuck_since = now_ms();
+			}
+			if (done)
+				break;
+		}
+		if (atomic_load(&cl.pending)) {
+			if (pthread_mutex_trylock(&cl.send_lock) == 0) {
+				flush_pending(&cl);
+				pthread_mutex_unlock(&cl.send_lock);
+			}
+		}
+		if (!atomic_load(&cl.pending))
+			stuck_since = 0;
+
+		if (!pfd[0].revents)
+			continue;
+		uint8_t type;
+		rc = omni_ipc_recv(fd, &type, &buf);
+		if (rc <= 0) {
+			rc = omni_error_set(
+				rc == -EPROTO ? -EPROTO : -ECONNRESET,
+				"connection to the omnifs daemon lost before "
+				"the command ended");
+			goto out;
+		}
+		switch (type) {
+		case OMNI_IPC_STARTED:
+			if (req->want_stdin && io->in_fd >= 0 &&
+			    !cl.stdin_started) {
+				cl.stdin_started =
+					pthread_create(&cl.stdin_thread, NULL,
+						       stdin_main, &cl) == 0;
+			}
+			break;
+		case OMNI_IPC_STDOUT:
+			if (out_broken)
+				break;
+			/* EPIPE mostly; any failure ends our stdout. */
+			if (write_all(io->out_fd, buf.data, buf.len) < 0) {
+				out_broken = true;
+				pipe_deadline = now_ms() + PIPE_GRACE_MS;
+				queue_signal(&cl, SIGPIPE);
+			}
+			break;
+		case OMNI_IPC_STDERR:
+			/* A closed stderr must not end the command. */
+			write_all(io->err_fd, buf.data, buf.len);
+			break;
+		case OMNI_IPC_EXIT:
+			if (buf.len < 9) {
+				rc = omni_error_set(-EPROTO,
+						    "malformed EXIT frame");
+				goto out;
+			}
+			res->exit_code = get_i32(buf.data);
+			res->signal = get_i32(buf.data + 4);
+			res->timed_out = buf.data[8] != 0;
+			done = true;
+			break;
+		case OMNI_IPC_ERROR:
+			rc = error_from_frame(&buf);
+			goto out;
+		default:
+			/* Frames of a newer server are skipped. */
+			break;
+		}
+	}
+	rc = 0;
+out:
+	stdin_stop(&cl);
+	shutdown(fd, SHUT_RDWR);
+	if (cl.wake[0] >= 0) {
+		close(cl.wake[0]);
+		close(cl.wake[1]);
+	}
+	pthread_mutex_destroy(&cl.send_lock);
+	omni_ipc_buf_finish(&buf);
+	return rc;
+}
+
+int omni_exec_client_control(int fd, const char *request,
+			     unsigned int *status, char **reply)
+{
+	struct omni_ipc_buf buf = { 0 };
+	uint8_t type;
+	int rc;
+
+	*status = 0;
+	*reply = NULL;
+	rc = omni_ipc_send(fd, OMNI_IPC_CONTROL, request, strlen(request));
+	if (rc < 0)
+		return omni_error_set_errno(rc, "cannot send the request");
+	rc = omni_ipc_recv(fd, &type, &buf);
+	if (rc <= 0) {
+		rc = omni_error_set(-ECONNRESET,
+				    "the omnifs daemon closed the connection");
+	} else if (type == OMNI_IPC_ERROR) {
+		rc = error_from_frame(&buf);
+	} else if (type != OMNI_IPC_REPLY || buf.len < 4) {
+		rc = omni_error_set(-EPROTO, "unexpected answer (frame 0x%02x)",
+				    type);
+	} else {
+		*status = omni_ipc_get_u32(buf.data);
+		*reply = strndup((const char *)buf.data + 4, buf.len - 4);
+		rc = *reply ? 0 : omni_error_set(-ENOMEM, "out of memory");
+	}
+	omni_ipc_buf_finish(&buf);
+	return rc;
+}
+
+/* --- signals and the terminal --------------------------------------------- */
+
+static int signal_pipe_w = -1;
+
+static void on_signal(int sig)
+{
+	int saved = errno;
+	unsigned char b = (unsigned char)sig;
+	ssize_t w = write(signal_pipe_w, &b, 1);
+
+	(void)w;
+	errno = saved;
+}
+
+int omni_exec_client_signals_install(bool winch, int *read_fd)
+{
+	static const int sigs[] = { SIGINT,  SIGTERM, SIGHUP,
+				    SIGQUIT, SIGWINCH };
+	struct sigaction sa = { .sa_handler = on_signal,
+				.sa_flags = SA_RESTART };
+	int p[2];
+
+	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
+		return omni_error_set_errno(-errno, "pipe");
+	signal_pipe_w = p[1];
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		if (sigs[i] == SIGWINCH && !winch)
+			continue;
+		if (sigaction(sigs[i], &sa, NULL) < 0)
+			return omni_error_set_errno(-errno, "sigaction");
+	}
+	*read_fd = p[0];
+	return 0;
+}
+
+int omni_exec_client_tty_raw(int fd, struct termios *saved)
+{
+	struct termios t;
+
+	if (tcgetattr(fd, saved) < 0)
+		return omni_error_set_errno(-errno, "terminal settings");
+	t = *saved;
+	/* What cfmakeraw() does, spelled out in POSIX terms: no line
+	 * editing, echo, signal keys or output processing; 8-bit bytes. */
+	t.c_iflag &= ~(tcflag_t)(IGNBRK | BRKINT | PARMRK | ISTRIP | INLCR |
+				 IGNCR | ICRNL | IXON);
+	t.c_oflag &= ~(tcflag_t)OPOST;
+	t.c_lflag &= ~(tcflag_t)(ECHO | ECHONL | ICANON | ISIG | IEXTEN);
+	t.c_cflag &= ~(tcflag_t)(CSIZE | PARENB);
+	t.c_cflag |= CS8;
+	t.c_cc[VMIN] = 1;
+	t.c_cc[VTIME] = 0;
+	if (tcsetattr(fd, TCSADRAIN, &t) < 0)
+		return omni_error_set_errno(-errno, "terminal settings");
+	return 0;
+}
+
+int omni_exec_client_tty_restore(int fd, const struct termios *saved)
+{
+	if (tcsetattr(fd, TCSADRAIN, saved) < 0)
+		return omni_error_set_errno(-errno, "terminal settings");
+	return 0;
+}

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# local-fs.sh - omnifs on the local backend against the native directory
+# and a bindfs mount of it, the same workloads in one run:
+#
+#   create   10 000 small files (100 bytes) in 100 directories
+#   stat     stat(2) of all of them
+#   ls -lR   of the whole tree
+#   read     open + read + close of all of them
+#   seqwrite 1 GiB, 1 MiB blocks, fsync at the end (dd conv=fsync)
+#   seqread  the same file, page cache dropped first (cold)
+#   git      `git status` on a committed tree of 3 000 files (warm, median of 3)
+#   remove   unlink all the small files and their directories
+#
+# Prints the time of each workload per target, then omnifs' speed relative
+# to native (native time / omnifs time: 1.0 is native speed) and to bindfs
+# (bindfs time / omnifs time: 3.0 means three times faster than bindfs).
+#
+# Usage: tests/bench/local-fs.sh [WORKDIR]   (root; BUILD=build by default;
+# OMNI_BENCH_SEQ_MB=1024 sets the sequential size)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${BUILD:-build}
+bin="$here/$BUILD"
+seq_mb=${OMNI_BENCH_SEQ_MB:-1024}
+work=${1:-$(mktemp -d /tmp/omnifs-bench.XXXXXX)}
+mkdir -p "$work"
+command -v bindfs >/dev/null || { echo "bindfs is needed (apt-get install bindfs)" >&2; exit 1; }
+[ -x "$bin/omnifs" ] || { echo "build first: make" >&2; exit 1; }
+
+cc -O2 -o "$work/fsbench" "$here/tests/bench/fsbench.c"
+fsbench="$work/fsbench"
+
+export OMNI_RUNTIME_DIR="$work/run"
+mkdir -m 0700 -p "$OMNI_RUNTIME_DIR"
+mkdir -p "$work/native" "$work/bind-src" "$work/bind" "$work/data/bench" "$work/omni/bench"
+
+cleanup() {
+	for d in "$work/bind" "$work/omni/bench"; do
+		mountpoint -q "$d" && { fusermount3 -u "$d" 2>/dev/null || fusermount -u "$d" 2>/dev/null || umount -l "$d"; }
+	done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+bindfs "$work/bind-src" "$work/bind"
+"$bin/omnifs" --data-path "$work/data" ${OMNI_BENCH_OMNIFS_OPTS:-} "$work/omni/bench"
+
+targets=(native bindfs omnifs)
+declare -A root=([native]="$work/native" [bindfs]="$work/bind" [omnifs]="$work/omni/bench")
+declare -A backing=([native]="$work/native" [bindfs]="$work/bind-src" [omnifs]="$work/data/bench")
+declare -A result
+
+timeit() { # prints seconds taken by "$@"
+	local t0 t1
+	t0=$(date +%s.%N)
+	"$@" >/dev/null 2>&1
+	t1=$(date +%s.%N)
+	echo "$t1 - $t0" | bc -l
+}
+
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
+
+median3() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
+
+make_git_tree() { # a committed tree of 3 000 files, made natively
+	local d=$1/repo
+	mkdir -p "$d"
+	(cd "$d" && git init -q && git config user.email b@b && git config user.name b &&
+		"$fsbench" create . 30 100 200 >/dev/null &&
+		git add -A && git commit -qm tree)
+}
+
+for t in "${targets[@]}"; do
+	r=${root[$t]}
+	echo "== $t ($r)" >&2
+	mkdir -p "$r/small"
+	result[$t,create]=$("$fsbench" create "$r/small" 100 100 100)
+	result[$t,stat]=$("$fsbench" stat "$r/small" 100 100)
+	result[$t,lsR]=$(timeit ls -lR "$r/small")
+	result[$t,read]=$("$fsbench" read "$r/small" 100 100)
+	result[$t,seqwrite]=$(timeit dd if=/dev/zero of="$r/big" bs=1M count="$seq_mb" conv=fsync)
+	drop_caches
+	result[$t,seqread]=$(timeit dd if="$r/big" of=/dev/null bs=1M)
+	rm -f "$r/big"
+	make_git_tree "${backing[$t]}"
+	(cd "$r/repo" && git status >/dev/null) # warm up
+	a=$(cd "$r/repo" && timeit git status)
+	b=$(cd "$r/repo" && timeit git status)
+	c=$(cd "$r/repo" && timeit git status)
+	result[$t,git]=$(median3 "$a" "$b" "$c")
+	result[$t,remove]=$("$fsbench" remove "$r/small" 100 100)
+	rmdir "$r/small" 2>/dev/null || true
+done
+
+workloads=(create stat lsR read seqwrite seqread git remove)
+printf '\n%-10s %10s %10s %10s %12s %12s\n' workload native bindfs omnifs "vs native" "vs bindfs"
+for w in "${workloads[@]}"; do
+	n=${result[native,$w]} b=${result[bindfs,$w]} o=${result[omnifs,$w]}
+	printf '%-10s %9.3fs %9.3fs %9.3fs %11.2fx %11.2fx\n' "$w" "$n" "$b" "$o" \
+		"$(echo "$n / $o" | bc -l)" "$(echo "$b / $o" | bc -l)"
+done
+for t in "${targets[@]}"; do
+	printf '%-8s seqwrite %7.0f MB/s  seqread %7.0f MB/s\n' "$t" \
+		"$(echo "$seq_mb / ${result[$t,seqwrite]}" | bc -l)" \
+		"$(echo "$seq_mb / ${result[$t,seqread]}" | bc -l)"
+done

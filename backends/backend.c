@@ -34,9 +34,10 @@ static const struct {
 		      struct omni_state *state);
 } backend_table[] = {
 	{ "local", omni__local_backend_open },
+	{ "docker", omni__docker_backend_open },
 };
 
-static const char *const backend_names[] = { "local", NULL };
+static const char *const backend_names[] = { "local", "docker", NULL };
 
 const char *const *omni_backend_names(void)
 {
@@ -56,7 +57,8 @@ int omni_backend_new(struct omni_backend **out, const char *name,
 						       state);
 	}
 	omni_state_free(state);
-	return omni_error_set(-EINVAL, "unknown backend '%s' (known: local)",
+	return omni_error_set(-EINVAL,
+			      "unknown backend '%s' (known: local, docker)",
 			      name ? name : "");
 }
 

@@ -5,9 +5,16 @@
 # that check the local E2B and GCS servers against the official SDKs.
 # Prints a closing "N passed, M failed" line over all of them.
 #
+# The docker backend's suite needs a Docker daemon and the test images:
+# scripts/dockerd-start.sh starts dockerd when none answers (and reuses one
+# that does), scripts/make-test-images.sh builds the images (cached), and
+# scripts/dockerd-stop.sh stops on every way out the daemon that this run
+# started (none when one was running already). When they fail, the docker
+# tests skip (or fail under CI=true).
+#
 # Environment: BUILD (build directory, default build), OMNI_TEST_JOBS
 # (parallel Criterion workers, default 2), OMNI_TEST_FILTER (a Criterion
-# --filter pattern).
+# --filter pattern), OMNI_TEST_DOCKER=0 (leave Docker alone).
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,7 +27,39 @@ jobs=${OMNI_TEST_JOBS:-2}
 passed=0
 failed=0
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+# dockerd-start.sh records the daemon it starts in $dstate/dockerd.pid; a
+# daemon recorded there before this run (started by an earlier run and
+# shared) is not ours to stop.
+dstate=${OMNI_DOCKERD_STATE:-/tmp/omnifs-dockerd}
+docker_tried=0
+pid_before=""
+cleanup() {
+	rm -f "$log"
+	if [ "$docker_tried" = 1 ]; then
+		local now
+		now=$(cat "$dstate/dockerd.pid" 2>/dev/null || true)
+		if [ -n "$now" ] && [ "$now" != "$pid_before" ]; then
+			scripts/dockerd-stop.sh || echo "run-tests: dockerd-stop.sh failed" >&2
+		fi
+	fi
+}
+trap cleanup EXIT
+# A signal must leave through the EXIT trap too.
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
+
+if [ "${OMNI_TEST_DOCKER:-1}" != 0 ]; then
+	echo "== Docker daemon and test images"
+	pid_before=$(cat "$dstate/dockerd.pid" 2>/dev/null || true)
+	if [ -n "$pid_before" ] && [ ! -d "/proc/$pid_before" ]; then
+		pid_before="" # stale: a daemon started now is ours
+	fi
+	docker_tried=1
+	if ! scripts/dockerd-start.sh || ! scripts/make-test-images.sh; then
+		echo "run-tests: no Docker daemon or test images; the docker" \
+			"backend's tests skip (fail under CI=true)" >&2
+	fi
+fi
 
 echo "== Criterion suites ($BUILD/omni-tests -j$jobs)"
 args=(-j"$jobs")

@@ -396,3 +396,23 @@ Test(mount, cwd_survives_commands)
 				">/dev/null && git status >/dev/null"),
 		     0);
 }
+
+/* A crashed daemon loses nothing that was written: the files are on disk
+ * in the workspace, and the dead mount can still be unmounted. */
+Test(mount, crash_keeps_files)
+{
+	char p[PATH_MAX], h[PATH_MAX];
+
+	mpath(p, sizeof(p), "precious");
+	omni_test_write_host(p, "data", 4);
+	cr_assert_eq(kill(m.pid, SIGKILL), 0);
+	int st;
+	cr_assert_eq(waitpid(m.pid, &st, 0), m.pid);
+	m.pid = 0;
+	hpath(h, sizeof(h), "precious");
+	char *got = omni_test_read_host(h, NULL);
+	cr_assert_str_eq(got, "data");
+	free(got);
+	cr_assert_eq(sh_in(NULL, "fusermount3 -u '%s'", m.mnt), 0);
+	cr_assert(!mount_is_mounted(m.mnt));
+}

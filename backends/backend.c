@@ -83,23 +83,6 @@ const char *omni_status_name(enum omni_status status)
 
 /* --- the common part of an instance ---------------------------------------- */
 
-bool omni_project_id_valid(const char *id)
-{
-	size_t n = id ? strlen(id) : 0;
-
-	if (n == 0 || n > 128 || strcmp(id, ".") == 0 || strcmp(id, "..") == 0)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = id[i];
-		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			  (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-			  c == '-';
-		if (!ok)
-			return false;
-	}
-	return true;
-}
-
 static char *dup_opt(const char *s, bool *failed)
 {
 	char *d;

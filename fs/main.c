@@ -502,7 +502,10 @@ int main(int argc, char *argv[])
 	}
 	fuse_loop_cfg_set_clone_fd(loop, (unsigned int)opts.clone_fd);
 	fuse_loop_cfg_set_idle_threads(loop, opts.max_idle_threads);
-	fuse_loop_cfg_set_max_threads(loop, opts.max_threads);
+	/* libfuse leaves max_threads at UINT_MAX unless -o max_threads=N
+	 * was given; pass it on only when it was. */
+	if (opts.max_threads > 0 && opts.max_threads <= 100000)
+		fuse_loop_cfg_set_max_threads(loop, opts.max_threads);
 	rc = opts.singlethread ? fuse_session_loop(fs.se) :
 				 fuse_session_loop_mt(fs.se, loop);
 	ret = rc == 0 ? 0 : 1;

@@ -22,6 +22,8 @@ cd "$here"
 BUILD=${BUILD:-build}
 export OMNI_SOURCE_DIR="$here"
 export OMNI_BUILD_DIR="$here/$BUILD"
+# Sanitizer builds: known leaks of libfuse itself (see tests/lsan.supp).
+export LSAN_OPTIONS="suppressions=$here/tests/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 jobs=${OMNI_TEST_JOBS:-2}
 
 passed=0

@@ -35,9 +35,11 @@ static const struct {
 } backend_table[] = {
 	{ "local", omni__local_backend_open },
 	{ "docker", omni__docker_backend_open },
+	{ "e2b", omni__e2b_backend_open },
 };
 
-static const char *const backend_names[] = { "local", "docker", NULL };
+static const char *const backend_names[] = { "local", "docker", "e2b",
+					       NULL };
 
 const char *const *omni_backend_names(void)
 {
@@ -58,7 +60,7 @@ int omni_backend_new(struct omni_backend **out, const char *name,
 	}
 	omni_state_free(state);
 	return omni_error_set(-EINVAL,
-			      "unknown backend '%s' (known: local, docker)",
+			      "unknown backend '%s' (known: local, docker, e2b)",
 			      name ? name : "");
 }
 
@@ -531,4 +533,19 @@ void omni_vfs_exec_free(struct omni_exec *e)
 int omni_vfs_watch(struct omni_backend *b, omni_change_cb cb, void *payload)
 {
 	CALL(b, watch, "watching for changes", b, cb, payload);
+}
+
+/* Slots of version 2: only called on tables that have them. */
+char *omni_vfs_stats(struct omni_backend *b)
+{
+	if (b->ops->version < 2 || !b->ops->stats)
+		return NULL;
+	return b->ops->stats(b);
+}
+
+int omni_vfs_invalidate(struct omni_backend *b, const char *path)
+{
+	if (b->ops->version < 2 || !b->ops->invalidate)
+		return 0;
+	return b->ops->invalidate(b, path ? path : "");
 }

@@ -7,6 +7,7 @@
  * their load passes 1.
  */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -484,4 +485,34 @@ int omnifs_handle_put(struct omnifs_handle *h)
 		free(h);
 	}
 	return rc;
+}
+
+void omnifs_inode_find_path(struct omnifs_inodes *t, const char *path,
+			    fuse_ino_t *ino, fuse_ino_t *parent)
+{
+	char name[NAME_MAX + 1];
+	struct node *dir = &t->root, *n = &t->root;
+
+	*ino = *parent = 0;
+	pthread_mutex_lock(&t->lock);
+	for (const char *p = path; *p && n;) {
+		const char *slash = strchr(p, '/');
+		size_t len = slash ? (size_t)(slash - p) : strlen(p);
+		if (len == 0 || len > NAME_MAX) {
+			n = NULL;
+			break;
+		}
+		memcpy(name, p, len);
+		name[len] = '\0';
+		dir = n;
+		n = find_name(t, dir, name);
+		p += len + (slash ? 1 : 0);
+		if (slash && !n)
+			dir = NULL; /* an ancestor is unknown */
+	}
+	if (n)
+		*ino = n->ino;
+	if (path[0] && dir)
+		*parent = dir->ino;
+	pthread_mutex_unlock(&t->lock);
 }

@@ -102,4 +102,12 @@ int omnifs_handle_put(struct omnifs_handle *h);
 /* Number of nodes (root included), for statistics. */
 size_t omnifs_inode_count(struct omnifs_inodes *t);
 
+/*
+ * Find a workspace-relative path among the nodes the kernel knows, for
+ * invalidation: *ino gets its node (0 when unknown; the root for "") and
+ * *parent the node of its directory (0 when that is unknown too).
+ */
+void omnifs_inode_find_path(struct omnifs_inodes *t, const char *path,
+			    fuse_ino_t *ino, fuse_ino_t *parent);
+
 #endif

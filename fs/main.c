@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <syslog.h>
@@ -30,6 +31,7 @@
 
 #include <fuse_lowlevel.h>
 
+#include "cache.h"
 #include "ctl.h"
 #include "omni/omni.h"
 #include "omni/session.h"
@@ -49,6 +51,8 @@ struct cli {
 	char *attr_timeout;
 	char *entry_timeout;
 	char *negative_timeout;
+	char *cache_ttl;
+	char *request_timeout;
 	char **env;
 	size_t nenv;
 	int quiet;
@@ -83,6 +87,9 @@ static const struct fuse_opt cli_spec[] = {
 	CLI_OPT("attr_timeout=%s", attr_timeout),
 	CLI_OPT("entry_timeout=%s", entry_timeout),
 	CLI_OPT("negative_timeout=%s", negative_timeout),
+	CLI_OPT("cache_ttl=%s", cache_ttl),
+	CLI_OPT("--request-timeout=%s", request_timeout),
+	CLI_OPT("--request-timeout %s", request_timeout),
 	CLI_OPT("--quiet", quiet),
 	CLI_OPT("-q", quiet),
 	CLI_OPT("--verbose", verbose),
@@ -132,7 +139,9 @@ static void usage(const char *prog)
 	       "omnifs options:\n"
 	       "    --backend=NAME         local, docker or e2b (default: local)\n"
 	       "    --project=ID           project id (default: MOUNTPOINT's name)\n"
-	       "    --state=NAME           state manager: none, git or gcs (default: none)\n"
+	       "    --state=NAME           state manager: none, git or gcs (default: none);\n"
+	       "                           git:REMOTE and gcs://BUCKET[/PREFIX] name\n"
+	       "                           the remote or bucket (else from the environment)\n"
 	       "    --data-path=DIR        where workspaces live (default: $OMNI_DATA_PATH\n"
 	       "                           or ./data); the workspace is DIR/ID\n"
 	       "    --env=KEY=VALUE        environment for the sandbox (repeatable)\n"
@@ -145,6 +154,12 @@ static void usage(const char *prog)
 	       "    -o attr_timeout=S      seconds the kernel keeps attributes (1)\n"
 	       "    -o entry_timeout=S     seconds the kernel keeps names (1)\n"
 	       "    -o negative_timeout=S  seconds the kernel remembers missing names (0)\n"
+	       "    -o cache_ttl=S         remote backends (e2b): seconds attributes,\n"
+	       "                           listings and file content are trusted (5);\n"
+	       "                           also the kernel's timeouts unless given\n"
+	       "    --request-timeout=S    e2b: bound of each request (10); calls on\n"
+	       "                           the mount fail after it when the sandbox\n"
+	       "                           does not answer\n"
 	       "    -q, --quiet            no progress output\n"
 	       "    --verbose              log what the library does\n"
 	       "    -h, --help             this help\n"
@@ -313,9 +328,31 @@ static bool socket_alive(const char *path)
 
 /* --- control hooks ------------------------------------------------------------------ */
 
+/* Before a command: what was written through the mount goes up first. */
+static int hook_before_exec(void *payload)
+{
+	struct omnifs *fs = payload;
+
+	return fs->remote ? omnifs_cache_flush_all(fs->backend) : 0;
+}
+
 static void hook_after_exec(void *payload)
 {
-	omnifs_invalidate_all(payload);
+	struct omnifs *fs = payload;
+
+	/* The daemon's caches, then the kernel's; nothing is fetched until
+	 * asked for. */
+	omni_vfs_invalidate(fs->backend, "");
+	omnifs_invalidate_all(fs);
+}
+
+/* A change made in the sandbox behind the mount (the backend's watch
+ * thread): the kernel forgets it. NULL only says the watch is lost. */
+static void on_change(const char *path, const struct stat *st,
+		      void *payload)
+{
+	if (path)
+		omnifs_invalidate_path(payload, path, st);
 }
 
 static int hook_control(const char *request, char **reply, void *payload)
@@ -340,8 +377,10 @@ int main(int argc, char *argv[])
 	struct fuse_loop_config *loop = NULL;
 	char mountpoint[PATH_MAX], data_path[PATH_MAX], sock[PATH_MAX];
 	char project[256], fsopts[512];
+	struct omnifs_cache_options copts = OMNIFS_CACHE_OPTIONS_INIT;
+	double request_timeout = 0;
 	int ret = 1, rc;
-	bool mounted = false, handlers = false;
+	bool mounted = false, handlers = false, watching = false;
 
 	signal(SIGPIPE, SIG_IGN);
 	omni_log_set_prefix("omnifs");
@@ -375,6 +414,9 @@ int main(int argc, char *argv[])
 	    parse_double(cli.entry_timeout, &fs.entry_timeout, "entry_timeout") ||
 	    parse_double(cli.negative_timeout, &fs.negative_timeout,
 			 "negative_timeout") ||
+	    parse_double(cli.cache_ttl, &copts.ttl, "cache_ttl") ||
+	    parse_double(cli.request_timeout, &request_timeout,
+			 "--request-timeout") ||
 	    parse_size(cli.memory, &bopts.memory_bytes, "--memory") ||
 	    parse_size(cli.pids_limit, &bopts.pids_limit, "--pids-limit") ||
 	    parse_double(cli.cpus, &bopts.cpus, "--cpus")) {
@@ -416,6 +458,16 @@ int main(int argc, char *argv[])
 	if (cli.verbose || opts.debug)
 		omni_log_set_level(OMNI_LOG_DEBUG);
 
+	if (cli.request_timeout) {
+		/* Read by the e2b backend when it is made. */
+		if (request_timeout <= 0) {
+			fprintf(stderr, "omnifs: --request-timeout must be > 0\n");
+			ret = 2;
+			goto out_args;
+		}
+		setenv("OMNI_E2B_REQUEST_TIMEOUT", cli.request_timeout, 1);
+	}
+
 	if (!opts.foreground && daemonize_early() < 0)
 		goto out_args;
 
@@ -439,6 +491,37 @@ int main(int argc, char *argv[])
 	if (rc == 0)
 		rc = omni_backend_new(&b, cli.backend ? cli.backend : "local",
 				      project, &bopts, state);
+	if (rc == 0 && (omni_vfs_caps(b) & OMNI_CAP_REMOTE)) {
+		/* Every round trip counts: the cache answers what it can. */
+		struct omni_backend *inner = b;
+		/* Its clean copies each keep a descriptor: allow what we
+		 * may, and keep no more copies than that allows. */
+		struct rlimit rl;
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+			if (rl.rlim_cur < rl.rlim_max) {
+				rl.rlim_cur = rl.rlim_max;
+				setrlimit(RLIMIT_NOFILE, &rl);
+				getrlimit(RLIMIT_NOFILE, &rl);
+			}
+			if (rl.rlim_cur != RLIM_INFINITY &&
+			    copts.max_clean_files > (rl.rlim_cur - 256) / 2)
+				copts.max_clean_files =
+					rl.rlim_cur > 512 ? (rl.rlim_cur - 256) / 2 :
+							    64;
+		}
+		rc = omnifs_cache_wrap(&b, inner, &copts);
+		/* Snapshots go through the cache too: they hold what the
+		 * mount shows, and omni-exec --save reaches the manager. */
+		if (rc == 0)
+			rc = omni_state_move(b, inner);
+		fs.remote = true;
+		if (!cli.attr_timeout)
+			fs.attr_timeout = copts.ttl;
+		if (!cli.entry_timeout)
+			fs.entry_timeout = copts.ttl;
+		if (!cli.negative_timeout)
+			fs.negative_timeout = copts.ttl;
+	}
 	if (rc == 0)
 		rc = omni_backend_start(b);
 	if (rc < 0) {
@@ -476,6 +559,7 @@ int main(int argc, char *argv[])
 	mounted = true;
 
 	struct omnifs_ctl_hooks hooks = {
+		.before_exec = hook_before_exec,
 		.after_exec = hook_after_exec,
 		.control = hook_control,
 		.payload = &fs,
@@ -483,6 +567,12 @@ int main(int argc, char *argv[])
 	if (omnifs_ctl_start(&ctl, b, sock, &hooks) < 0) {
 		fail("control socket %s: %s", sock, omni_error_last());
 		goto out_session;
+	}
+	if (omni_vfs_caps(b) & OMNI_CAP_WATCH) {
+		watching = omni_vfs_watch(b, on_change, &fs) == 0;
+		if (!watching)
+			omni_log(OMNI_LOG_DEBUG, "no change watch: %s",
+				 omni_error_last());
 	}
 
 	if (!opts.foreground) {
@@ -517,7 +607,10 @@ out_session:
 		fuse_session_unmount(fs.se);
 	if (handlers)
 		fuse_remove_signal_handlers(fs.se);
-	/* Notifications are pointless now; stop sending them. */
+	/* Notifications are pointless now; stop sending them (this waits
+	 * for one in progress). */
+	if (watching)
+		omni_vfs_watch(b, NULL, NULL);
 	struct fuse_session *se = fs.se;
 	fs.se = NULL;
 	if (se)
@@ -542,6 +635,15 @@ out_args:
 	for (size_t i = 0; i < cli.nenv; i++)
 		free(cli.env[i]);
 	free(cli.env);
+	/* fuse_opt_parse() strdup()s every string option. */
+	char *strings[] = { cli.backend,      cli.project,	 cli.state,
+			    cli.image,	      cli.network,	 cli.data_path,
+			    cli.memory,	      cli.cpus,		 cli.pids_limit,
+			    cli.template,     cli.attr_timeout,	 cli.entry_timeout,
+			    cli.negative_timeout, cli.cache_ttl,
+			    cli.request_timeout };
+	for (size_t i = 0; i < sizeof(strings) / sizeof(*strings); i++)
+		free(strings[i]);
 	free(opts.mountpoint);
 	fuse_opt_free_args(&args);
 	return ret;

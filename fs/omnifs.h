@@ -58,6 +58,8 @@ struct omnifs {
 	/* The backend's files are host descriptors (local, docker): flock(2)
 	 * is forwarded to them, and close needs no flush. */
 	bool host_files;
+	/* The backend is remote and wrapped in the cache (cache.h). */
+	bool remote;
 	/* The kernel can expire names without dropping them (Linux >= 6.2);
 	 * older kernels drop them, which breaks getcwd() in a directory the
 	 * invalidation touched until it is looked up again. */
@@ -76,7 +78,17 @@ extern const struct fuse_lowlevel_ops omnifs_ops;
  */
 void omnifs_invalidate_all(struct omnifs *fs);
 
-/* A text report of the counters (malloc'd). */
+/*
+ * The same for one workspace-relative path that changed in the sandbox
+ * ("" for all): the kernel forgets the name in its directory (unless st
+ * says it is a directory it knows) and the node's attributes and pages.
+ * st is what the path is now, or NULL. Called from the backend's watch
+ * thread.
+ */
+void omnifs_invalidate_path(struct omnifs *fs, const char *path,
+			    const struct stat *st);
+
+/* A text report of the counters (malloc'd), the backend's included. */
 char *omnifs_stats_text(struct omnifs *fs);
 
 #endif

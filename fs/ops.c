@@ -952,6 +952,33 @@ void omnifs_invalidate_all(struct omnifs *fs)
 	atomic_fetch_add(&fs->invalidations, 1);
 }
 
+void omnifs_invalidate_path(struct omnifs *fs, const char *path,
+			    const struct stat *st)
+{
+	fuse_ino_t ino, parent;
+
+	if (!fs->se)
+		return;
+	if (!path[0]) {
+		omnifs_invalidate_all(fs);
+		return;
+	}
+	omnifs_inode_find_path(fs->inodes, path, &ino, &parent);
+	/* A directory that is still there keeps its name: dropping that
+	 * would also strand processes whose working directory it is. */
+	if (parent && !(st && S_ISDIR(st->st_mode) && ino)) {
+		const char *name = strrchr(path, '/');
+		name = name ? name + 1 : path;
+		/* Also drops a negative entry the kernel keeps. */
+		fuse_lowlevel_notify_inval_entry(fs->se, parent, name,
+						 strlen(name));
+		fuse_lowlevel_notify_inval_inode(fs->se, parent, 0, 0);
+	}
+	if (ino)
+		fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
+	atomic_fetch_add(&fs->invalidations, 1);
+}
+
 static const char *const op_names[OMNIFS_OP_COUNT] = {
 	[OMNIFS_OP_LOOKUP] = "lookup",
 	[OMNIFS_OP_GETATTR] = "getattr",
@@ -998,5 +1025,15 @@ char *omnifs_stats_text(struct omnifs *fs)
 					op_names[i],
 					(unsigned long long)atomic_load(
 						&fs->op_count[i]));
+	/* The backend's own counters (requests by method, cache hits). */
+	char *more = omni_vfs_stats(fs->backend);
+	if (more && len < cap) {
+		char *grown = realloc(out, len + strlen(more) + 1);
+		if (grown) {
+			out = grown;
+			memcpy(out + len, more, strlen(more) + 1);
+		}
+	}
+	free(more);
 	return out;
 }

@@ -16,6 +16,8 @@ packages=(
 	libcurl4-openssl-dev libcjson-dev libgit2-dev libarchive-dev libssl-dev
 	# tests
 	libcriterion-dev git bindfs curl util-linux procps bc
+	# state manager tests: service-account keys (openssl genrsa)
+	openssl
 	# docker backend tests: the engine and the local test images
 	docker.io busybox-static debootstrap
 	# format-check

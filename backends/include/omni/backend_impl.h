@@ -32,7 +32,8 @@
 extern "C" {
 #endif
 
-#define OMNI_BACKEND_OPS_VERSION 1
+/* 2 added stats and invalidate. */
+#define OMNI_BACKEND_OPS_VERSION 2
 
 struct omni_backend_ops {
 	unsigned int version;
@@ -102,6 +103,14 @@ struct omni_backend_ops {
 
 	/* Change notification (optional). */
 	int (*watch)(struct omni_backend *b, omni_change_cb cb, void *payload);
+
+	/* --- version 2 --- */
+
+	/* Counters as "name value" lines (malloc'd text), e.g. requests by
+	 * method for a remote backend; NULL when there are none. */
+	char *(*stats)(struct omni_backend *b);
+	/* Forget what the backend caches about path and below ("": all). */
+	int (*invalidate)(struct omni_backend *b, const char *path);
 };
 
 /*

@@ -40,6 +40,9 @@ struct omni_exec;  /* a running command of a backend */
 #define OMNI_CAP_FILE_FD    (1u << 2) /* omni_vfs_file_fd() gives a host fd */
 #define OMNI_CAP_WATCH      (1u << 3) /* omni_vfs_watch() reports changes */
 #define OMNI_CAP_TTY        (1u << 4) /* commands can get a terminal */
+/* unlink also removes a directory, with what it holds: a caller that
+ * knows a directory is empty may remove it with one unlink. */
+#define OMNI_CAP_REMOVE_DIRS (1u << 5)
 
 unsigned int omni_vfs_caps(struct omni_backend *b);
 
@@ -171,12 +174,27 @@ void omni_vfs_exec_free(struct omni_exec *e);
 /* --- change notification -------------------------------------------------- */
 
 /* Called from a backend thread with the workspace-relative path that
- * changed ("" when unknown: drop everything). */
-typedef void (*omni_change_cb)(const char *path, void *payload);
+ * changed ("" when unknown: drop everything; also said when the watch
+ * (re)connects). NULL says the watch is lost for now: changes may go
+ * unreported until the next "". st, when not NULL, is what the path is
+ * now (lstat-like; the backend sends it with creations and changes, not
+ * with removals). */
+typedef void (*omni_change_cb)(const char *path, const struct stat *st,
+			       void *payload);
 
 /* Ask to be told about changes made in the sandbox. -ENOSYS when the
  * backend cannot. */
 int omni_vfs_watch(struct omni_backend *b, omni_change_cb cb, void *payload);
+
+/* --- statistics and caches ------------------------------------------------- */
+
+/* The backend's counters as "name value" lines (malloc'd; free() it), or
+ * NULL when it keeps none. */
+char *omni_vfs_stats(struct omni_backend *b);
+
+/* Drop what the backend caches about path and below ("" for all); 0 when
+ * it caches nothing. */
+int omni_vfs_invalidate(struct omni_backend *b, const char *path);
 
 #ifdef __cplusplus
 }

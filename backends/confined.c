@@ -478,3 +478,92 @@ int omni_confined_file_release(struct omni_file *f)
 	free(cf);
 	return rc;
 }
+
+/* --- the file slots of a host-directory backend ------------------------------ */
+
+static const struct omni_confined *host_root(struct omni_backend *b)
+{
+	return &((struct omni_host_backend *)b)->root;
+}
+
+int omni_host_stat(struct omni_backend *b, const char *path, struct stat *st)
+{
+	return omni_confined_stat(host_root(b), path, st);
+}
+
+int omni_host_readdir(struct omni_backend *b, const char *path,
+		      omni_dirent_cb cb, void *payload)
+{
+	return omni_confined_readdir(host_root(b), path, cb, payload);
+}
+
+int omni_host_mkdir(struct omni_backend *b, const char *path, mode_t mode)
+{
+	return omni_confined_mkdir(host_root(b), path, mode);
+}
+
+int omni_host_rmdir(struct omni_backend *b, const char *path)
+{
+	return omni_confined_rmdir(host_root(b), path);
+}
+
+int omni_host_unlink(struct omni_backend *b, const char *path)
+{
+	return omni_confined_unlink(host_root(b), path);
+}
+
+int omni_host_rename(struct omni_backend *b, const char *from, const char *to,
+		     unsigned int flags)
+{
+	return omni_confined_rename(host_root(b), from, to, flags);
+}
+
+int omni_host_symlink(struct omni_backend *b, const char *target,
+		      const char *path)
+{
+	return omni_confined_symlink(host_root(b), target, path);
+}
+
+ssize_t omni_host_readlink(struct omni_backend *b, const char *path,
+			   char *buf, size_t size)
+{
+	return omni_confined_readlink(host_root(b), path, buf, size);
+}
+
+int omni_host_link(struct omni_backend *b, const char *from, const char *to)
+{
+	return omni_confined_link(host_root(b), from, to);
+}
+
+int omni_host_chmod(struct omni_backend *b, const char *path, mode_t mode)
+{
+	return omni_confined_chmod(host_root(b), path, mode);
+}
+
+int omni_host_chown(struct omni_backend *b, const char *path, uid_t uid,
+		    gid_t gid)
+{
+	return omni_confined_chown(host_root(b), path, uid, gid);
+}
+
+int omni_host_utimens(struct omni_backend *b, const char *path,
+		      const struct timespec ts[2])
+{
+	return omni_confined_utimens(host_root(b), path, ts);
+}
+
+int omni_host_truncate(struct omni_backend *b, const char *path, off_t size)
+{
+	return omni_confined_truncate(host_root(b), path, size);
+}
+
+int omni_host_statfs(struct omni_backend *b, struct statvfs *st)
+{
+	return omni_confined_statfs(host_root(b), st);
+}
+
+int omni_host_open(struct omni_backend *b, const char *path, int flags,
+		   mode_t mode, struct omni_file **out)
+{
+	return omni_confined_file_open(host_root(b), b, path, flags, mode, out);
+}

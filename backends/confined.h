@@ -84,4 +84,64 @@ int omni_confined_file_fallocate(struct omni_file *f, int mode, off_t off,
 int omni_confined_file_fd(struct omni_file *f);
 int omni_confined_file_release(struct omni_file *f);
 
+/*
+ * A backend whose workspace is a host directory (local, and docker on the
+ * host side of its bind mount) embeds this first, and points the file
+ * slots of its ops table at the omni_host_* functions with
+ * OMNI_HOST_FILE_OPS, so the two backends share one implementation.
+ */
+struct omni_host_backend {
+	struct omni_backend base;
+	struct omni_confined root;
+};
+
+int omni_host_stat(struct omni_backend *b, const char *path, struct stat *st);
+int omni_host_readdir(struct omni_backend *b, const char *path,
+		      omni_dirent_cb cb, void *payload);
+int omni_host_mkdir(struct omni_backend *b, const char *path, mode_t mode);
+int omni_host_rmdir(struct omni_backend *b, const char *path);
+int omni_host_unlink(struct omni_backend *b, const char *path);
+int omni_host_rename(struct omni_backend *b, const char *from, const char *to,
+		     unsigned int flags);
+int omni_host_symlink(struct omni_backend *b, const char *target,
+		      const char *path);
+ssize_t omni_host_readlink(struct omni_backend *b, const char *path,
+			   char *buf, size_t size);
+int omni_host_link(struct omni_backend *b, const char *from, const char *to);
+int omni_host_chmod(struct omni_backend *b, const char *path, mode_t mode);
+int omni_host_chown(struct omni_backend *b, const char *path, uid_t uid,
+		    gid_t gid);
+int omni_host_utimens(struct omni_backend *b, const char *path,
+		      const struct timespec ts[2]);
+int omni_host_truncate(struct omni_backend *b, const char *path, off_t size);
+int omni_host_statfs(struct omni_backend *b, struct statvfs *st);
+int omni_host_open(struct omni_backend *b, const char *path, int flags,
+		   mode_t mode, struct omni_file **out);
+
+#define OMNI_HOST_FILE_OPS                               \
+	.stat = omni_host_stat,                          \
+	.readdir = omni_host_readdir,                    \
+	.mkdir = omni_host_mkdir,                        \
+	.rmdir = omni_host_rmdir,                        \
+	.unlink = omni_host_unlink,                      \
+	.rename = omni_host_rename,                      \
+	.symlink = omni_host_symlink,                    \
+	.readlink = omni_host_readlink,                  \
+	.link = omni_host_link,                          \
+	.chmod = omni_host_chmod,                        \
+	.chown = omni_host_chown,                        \
+	.utimens = omni_host_utimens,                    \
+	.truncate = omni_host_truncate,                  \
+	.statfs = omni_host_statfs,                      \
+	.open = omni_host_open,                          \
+	.read = omni_confined_file_read,                 \
+	.write = omni_confined_file_write,               \
+	.fstat = omni_confined_file_fstat,               \
+	.ftruncate = omni_confined_file_ftruncate,       \
+	.fsync = omni_confined_file_fsync,               \
+	.flock = omni_confined_file_flock,               \
+	.fallocate = omni_confined_file_fallocate,       \
+	.file_fd = omni_confined_file_fd,                \
+	.release = omni_confined_file_release
+
 #endif

@@ -90,11 +90,6 @@ static struct omni__docker_backend *db_of(struct omni_backend *b)
 	return (struct omni__docker_backend *)b;
 }
 
-static struct omni_confined *root_of(struct omni_backend *b)
-{
-	return &db_of(b)->root;
-}
-
 static long long now_ms(void)
 {
 	struct timespec ts;
@@ -276,7 +271,7 @@ static int run_dir_create(struct omni__docker_backend *db)
 	if (rc < 0)
 		return rc;
 	int n =
-	    snprintf(dir, sizeof(dir), "%s/docker-%s", rt, db->base.project_id);
+	    snprintf(dir, sizeof(dir), "%s/docker-%s", rt, db->host.base.project_id);
 	if (n < 0 || (size_t)n >= sizeof(dir))
 		return omni_error_set(-ENAMETOOLONG,
 		                      "runtime directory too long");
@@ -452,7 +447,7 @@ static int add_strings(cJSON *obj, const char *name, const char *const *v)
 static char *create_body(struct omni__docker_backend *db, const char *image,
                          const char *workspace, const char *agent)
 {
-	const struct omni_backend_options *o = &db->base.opts;
+	const struct omni_backend_options *o = &db->host.base.opts;
 	const char *entry[] = { OMNI_DOCKER_AGENT_PATH,
 		                "--listen",
 		                OMNI_DOCKER_RUN_DIR "/agent.sock",
@@ -490,7 +485,7 @@ static char *create_body(struct omni__docker_backend *db, const char *image,
 	cJSON *labels = cJSON_AddObjectToObject(root, "Labels");
 	bad |= !labels ||
 	       !cJSON_AddStringToObject(labels, OMNI_DOCKER_LABEL_PROJECT,
-	                                db->base.project_id) ||
+	                                db->host.base.project_id) ||
 	       !cJSON_AddStringToObject(labels, OMNI_DOCKER_LABEL_WORKSPACE,
 	                                workspace);
 
@@ -536,7 +531,7 @@ static int create(struct omni__docker_backend *db, const char *image,
 	if ((rc = run_dir_create(db)) < 0)
 		return rc;
 	if ((rc = omni__docker_ensure_image(&db->api, image,
-	                                    db->base.opts.progress)) < 0)
+	                                    db->host.base.opts.progress)) < 0)
 		return rc;
 	char *body = create_body(db, image, workspace, agent);
 	if (!body)
@@ -578,12 +573,12 @@ static int adopt(struct omni__docker_backend *db, cJSON *c,
 	const char *status = json_str(c, "State", "Status");
 	struct stat st;
 
-	if (!label || strcmp(label, db->base.project_id) != 0)
+	if (!label || strcmp(label, db->host.base.project_id) != 0)
 		return omni_error_set(-EEXIST,
 		                      "a container named %s exists but was not "
 		                      "made by omnifs for project '%s' (label "
 		                      "%s=%s); remove or rename it",
-		                      db->name, db->base.project_id,
+		                      db->name, db->host.base.project_id,
 		                      OMNI_DOCKER_LABEL_PROJECT,
 		                      label ? label : "missing");
 	if (!id || strlen(id) >= sizeof(db->id))
@@ -685,7 +680,7 @@ static int wait_agent(struct omni__docker_backend *db)
 static void release_host(struct omni__docker_backend *db)
 {
 	run_dir_close(db);
-	omni_confined_close(&db->root);
+	omni_confined_close(&db->host.root);
 }
 
 static int docker_start(struct omni_backend *b)
@@ -706,7 +701,7 @@ static int docker_start(struct omni_backend *b)
 		return rc;
 	if ((rc = omni__workspace_host_dir(b, workspace, sizeof(workspace))) <
 	        0 ||
-	    (rc = omni_confined_open(&db->root, workspace)) < 0)
+	    (rc = omni_confined_open(&db->host.root, workspace)) < 0)
 		return rc;
 
 	rc = inspect(db, db->name, &c);
@@ -797,91 +792,6 @@ static void docker_destroy(struct omni_backend *b)
 	free(db);
 }
 
-/* --- files: the host side of the bind mount ------------------------------- */
-
-static int docker_stat(struct omni_backend *b, const char *path,
-                       struct stat *st)
-{
-	return omni_confined_stat(root_of(b), path, st);
-}
-
-static int docker_readdir(struct omni_backend *b, const char *path,
-                          omni_dirent_cb cb, void *payload)
-{
-	return omni_confined_readdir(root_of(b), path, cb, payload);
-}
-
-static int docker_mkdir(struct omni_backend *b, const char *path, mode_t mode)
-{
-	return omni_confined_mkdir(root_of(b), path, mode);
-}
-
-static int docker_rmdir(struct omni_backend *b, const char *path)
-{
-	return omni_confined_rmdir(root_of(b), path);
-}
-
-static int docker_unlink(struct omni_backend *b, const char *path)
-{
-	return omni_confined_unlink(root_of(b), path);
-}
-
-static int docker_rename(struct omni_backend *b, const char *from,
-                         const char *to, unsigned int flags)
-{
-	return omni_confined_rename(root_of(b), from, to, flags);
-}
-
-static int docker_symlink(struct omni_backend *b, const char *target,
-                          const char *path)
-{
-	return omni_confined_symlink(root_of(b), target, path);
-}
-
-static ssize_t docker_readlink(struct omni_backend *b, const char *path,
-                               char *buf, size_t size)
-{
-	return omni_confined_readlink(root_of(b), path, buf, size);
-}
-
-static int docker_link(struct omni_backend *b, const char *from, const char *to)
-{
-	return omni_confined_link(root_of(b), from, to);
-}
-
-static int docker_chmod(struct omni_backend *b, const char *path, mode_t mode)
-{
-	return omni_confined_chmod(root_of(b), path, mode);
-}
-
-static int docker_chown(struct omni_backend *b, const char *path, uid_t uid,
-                        gid_t gid)
-{
-	return omni_confined_chown(root_of(b), path, uid, gid);
-}
-
-static int docker_utimens(struct omni_backend *b, const char *path,
-                          const struct timespec ts[2])
-{
-	return omni_confined_utimens(root_of(b), path, ts);
-}
-
-static int docker_truncate(struct omni_backend *b, const char *path, off_t size)
-{
-	return omni_confined_truncate(root_of(b), path, size);
-}
-
-static int docker_statfs(struct omni_backend *b, struct statvfs *st)
-{
-	return omni_confined_statfs(root_of(b), st);
-}
-
-static int docker_open(struct omni_backend *b, const char *path, int flags,
-                       mode_t mode, struct omni_file **out)
-{
-	return omni_confined_file_open(root_of(b), b, path, flags, mode, out);
-}
-
 static const struct omni_backend_ops docker_ops = {
 	.version = OMNI_BACKEND_OPS_VERSION,
 	.name = "docker",
@@ -890,30 +800,7 @@ static const struct omni_backend_ops docker_ops = {
 	.shutdown = docker_shutdown,
 	.status = docker_status,
 	.destroy = docker_destroy,
-	.stat = docker_stat,
-	.readdir = docker_readdir,
-	.mkdir = docker_mkdir,
-	.rmdir = docker_rmdir,
-	.unlink = docker_unlink,
-	.rename = docker_rename,
-	.symlink = docker_symlink,
-	.readlink = docker_readlink,
-	.link = docker_link,
-	.chmod = docker_chmod,
-	.chown = docker_chown,
-	.utimens = docker_utimens,
-	.truncate = docker_truncate,
-	.statfs = docker_statfs,
-	.open = docker_open,
-	.read = omni_confined_file_read,
-	.write = omni_confined_file_write,
-	.fstat = omni_confined_file_fstat,
-	.ftruncate = omni_confined_file_ftruncate,
-	.fsync = omni_confined_file_fsync,
-	.flock = omni_confined_file_flock,
-	.fallocate = omni_confined_file_fallocate,
-	.file_fd = omni_confined_file_fd,
-	.release = omni_confined_file_release,
+	OMNI_HOST_FILE_OPS,
 	.exec_start = omni__docker_exec_start,
 	.exec_wait = omni__docker_exec_wait,
 	.exec_input = omni__docker_exec_input,
@@ -934,16 +821,16 @@ int omni__docker_backend_open(struct omni_backend **out, const char *project_id,
 		omni_state_free(state);
 		return omni_error_set(-ENOMEM, "docker backend: out of memory");
 	}
-	db->root.root_fd = -1;
+	db->host.root.root_fd = -1;
 	db->run_fd = -1;
-	rc = omni__backend_init(&db->base, &docker_ops, project_id,
+	rc = omni__backend_init(&db->host.base, &docker_ops, project_id,
 	                        OMNI_DOCKER_WORKDIR, opts, state);
 	if (rc < 0) {
 		free(db);
 		return rc;
 	}
 	snprintf(db->name, sizeof(db->name), "omniagents-%s", project_id);
-	*out = &db->base;
+	*out = &db->host.base;
 	return 0;
 }
 

@@ -139,8 +139,8 @@ void omni__docker_logs_tail(const struct omni__docker_api *api, const char *id,
 /* --- the session (docker.c) ----------------------------------------------- */
 
 struct omni__docker_backend {
-	struct omni_backend base;
-	struct omni_confined root; /* host side of the /workspace bind */
+	/* base, and root: the host side of the /workspace bind */
+	struct omni_host_backend host;
 	struct omni__docker_api api;
 	char name[160];         /* omniagents-<project_id> */
 	char id[80];            /* the container's id, once known */

@@ -31,11 +31,6 @@
 #include "proc.h"
 #include "registry.h"
 
-struct local_backend {
-	struct omni_backend base;
-	struct omni_confined root;
-};
-
 struct local_exec {
 	struct omni_exec base;
 	struct omni_proc *proc;
@@ -43,7 +38,7 @@ struct local_exec {
 
 static struct omni_confined *root_of(struct omni_backend *b)
 {
-	return &((struct local_backend *)b)->root;
+	return &((struct omni_host_backend *)b)->root;
 }
 
 static int local_start(struct omni_backend *b)
@@ -64,96 +59,11 @@ static int local_shutdown(struct omni_backend *b)
 
 static void local_destroy(struct omni_backend *b)
 {
-	struct local_backend *lb = (struct local_backend *)b;
+	struct omni_host_backend *lb = (struct omni_host_backend *)b;
 
 	omni_confined_close(&lb->root);
 	omni__backend_finish(b);
 	free(lb);
-}
-
-static int local_stat(struct omni_backend *b, const char *path,
-		      struct stat *st)
-{
-	return omni_confined_stat(root_of(b), path, st);
-}
-
-static int local_readdir(struct omni_backend *b, const char *path,
-			 omni_dirent_cb cb, void *payload)
-{
-	return omni_confined_readdir(root_of(b), path, cb, payload);
-}
-
-static int local_mkdir(struct omni_backend *b, const char *path, mode_t mode)
-{
-	return omni_confined_mkdir(root_of(b), path, mode);
-}
-
-static int local_rmdir(struct omni_backend *b, const char *path)
-{
-	return omni_confined_rmdir(root_of(b), path);
-}
-
-static int local_unlink(struct omni_backend *b, const char *path)
-{
-	return omni_confined_unlink(root_of(b), path);
-}
-
-static int local_rename(struct omni_backend *b, const char *from,
-			const char *to, unsigned int flags)
-{
-	return omni_confined_rename(root_of(b), from, to, flags);
-}
-
-static int local_symlink(struct omni_backend *b, const char *target,
-			 const char *path)
-{
-	return omni_confined_symlink(root_of(b), target, path);
-}
-
-static ssize_t local_readlink(struct omni_backend *b, const char *path,
-			      char *buf, size_t size)
-{
-	return omni_confined_readlink(root_of(b), path, buf, size);
-}
-
-static int local_link(struct omni_backend *b, const char *from,
-		      const char *to)
-{
-	return omni_confined_link(root_of(b), from, to);
-}
-
-static int local_chmod(struct omni_backend *b, const char *path, mode_t mode)
-{
-	return omni_confined_chmod(root_of(b), path, mode);
-}
-
-static int local_chown(struct omni_backend *b, const char *path, uid_t uid,
-		       gid_t gid)
-{
-	return omni_confined_chown(root_of(b), path, uid, gid);
-}
-
-static int local_utimens(struct omni_backend *b, const char *path,
-			 const struct timespec ts[2])
-{
-	return omni_confined_utimens(root_of(b), path, ts);
-}
-
-static int local_truncate(struct omni_backend *b, const char *path,
-			  off_t size)
-{
-	return omni_confined_truncate(root_of(b), path, size);
-}
-
-static int local_statfs(struct omni_backend *b, struct statvfs *st)
-{
-	return omni_confined_statfs(root_of(b), st);
-}
-
-static int local_open(struct omni_backend *b, const char *path, int flags,
-		      mode_t mode, struct omni_file **out)
-{
-	return omni_confined_file_open(root_of(b), b, path, flags, mode, out);
 }
 
 /* --- commands --------------------------------------------------------------- */
@@ -279,30 +189,7 @@ static const struct omni_backend_ops local_ops = {
 	.start = local_start,
 	.shutdown = local_shutdown,
 	.destroy = local_destroy,
-	.stat = local_stat,
-	.readdir = local_readdir,
-	.mkdir = local_mkdir,
-	.rmdir = local_rmdir,
-	.unlink = local_unlink,
-	.rename = local_rename,
-	.symlink = local_symlink,
-	.readlink = local_readlink,
-	.link = local_link,
-	.chmod = local_chmod,
-	.chown = local_chown,
-	.utimens = local_utimens,
-	.truncate = local_truncate,
-	.statfs = local_statfs,
-	.open = local_open,
-	.read = omni_confined_file_read,
-	.write = omni_confined_file_write,
-	.fstat = omni_confined_file_fstat,
-	.ftruncate = omni_confined_file_ftruncate,
-	.fsync = omni_confined_file_fsync,
-	.flock = omni_confined_file_flock,
-	.fallocate = omni_confined_file_fallocate,
-	.file_fd = omni_confined_file_fd,
-	.release = omni_confined_file_release,
+	OMNI_HOST_FILE_OPS,
 	.exec_start = local_exec_start,
 	.exec_wait = local_exec_wait,
 	.exec_input = local_exec_input,
@@ -316,7 +203,7 @@ int omni__local_backend_open(struct omni_backend **out,
 			     const struct omni_backend_options *opts,
 			     struct omni_state *state)
 {
-	struct local_backend *lb = calloc(1, sizeof(*lb));
+	struct omni_host_backend *lb = calloc(1, sizeof(*lb));
 	int rc;
 
 	*out = NULL;

@@ -742,6 +742,14 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)d;
+	if (fs->host_files) {
+		/* The kernel may keep the listing: every change through the
+		 * mount drops it, so does omnifs_invalidate_all() after a
+		 * command, and so does a changed mtime once the directory's
+		 * attributes expire. */
+		fi->cache_readdir = 1;
+		fi->keep_cache = 1;
+	}
 	if (fuse_reply_open(req, fi) != 0)
 		free(d);
 }

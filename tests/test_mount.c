@@ -416,3 +416,15 @@ Test(mount, crash_keeps_files)
 	cr_assert_eq(sh_in(NULL, "fusermount3 -u '%s'", m.mnt), 0);
 	cr_assert(!mount_is_mounted(m.mnt));
 }
+
+/* Listings the kernel caches are dropped when a command changes the
+ * directory, and when the mount itself does. */
+Test(mount, cached_listing_follows_changes)
+{
+	cr_assert_eq(sh_in(m.mnt, "mkdir L && touch L/a L/b && ls L >/dev/null && "
+				  "omni-exec -c 'touch L/c; rm L/a' && "
+				  "test \"$(ls L | tr '\\n' ' ')\" = 'b c ' && "
+				  "touch L/d && rm L/b && "
+				  "test \"$(ls L | tr '\\n' ' ')\" = 'c d '"),
+		     0);
+}

@@ -8,10 +8,11 @@
 #   read     open + read + close of all of them
 #   seqwrite 1 GiB, 1 MiB blocks, fsync at the end (dd conv=fsync)
 #   seqread  the same file, page cache dropped first (cold)
-#   git      `git status` on a committed tree of 3 000 files (warm, median of 3)
+#   git      `git status` on a committed tree of 3 000 files (warm)
 #   remove   unlink all the small files and their directories
 #
-# Prints the time of each workload per target, then omnifs' speed relative
+# Every workload runs three times (OMNI_BENCH_ROUNDS) on each target in
+# turn, and the median counts. Prints the time of each workload per target, then omnifs' speed relative
 # to native (native time / omnifs time: 1.0 is native speed) and to bindfs
 # (bindfs time / omnifs time: 3.0 means three times faster than bindfs).
 #
@@ -61,36 +62,48 @@ timeit() { # prints seconds taken by "$@"
 
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
 
-median3() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
 
 make_git_tree() { # a committed tree of 3 000 files, made natively
 	local d=$1/repo
 	mkdir -p "$d"
 	(cd "$d" && git init -q && git config user.email b@b && git config user.name b &&
 		"$fsbench" create . 30 100 200 >/dev/null &&
+		# Files as old as a real checkout: not "racily clean" against
+		# the index, which would make git re-read every one of them.
+		find . -path ./.git -prune -o -type f -exec touch -d '2 minutes ago' {} + &&
 		git add -A && git commit -qm tree)
 }
 
-for t in "${targets[@]}"; do
-	r=${root[$t]}
-	echo "== $t ($r)" >&2
-	mkdir -p "$r/small"
-	result[$t,create]=$("$fsbench" create "$r/small" 100 100 100)
-	result[$t,stat]=$("$fsbench" stat "$r/small" 100 100)
-	result[$t,lsR]=$(timeit ls -lR "$r/small")
-	result[$t,read]=$("$fsbench" read "$r/small" 100 100)
-	result[$t,seqwrite]=$(timeit dd if=/dev/zero of="$r/big" bs=1M count="$seq_mb" conv=fsync)
-	drop_caches
-	result[$t,seqread]=$(timeit dd if="$r/big" of=/dev/null bs=1M)
-	rm -f "$r/big"
-	make_git_tree "${backing[$t]}"
-	(cd "$r/repo" && git status >/dev/null) # warm up
-	a=$(cd "$r/repo" && timeit git status)
-	b=$(cd "$r/repo" && timeit git status)
-	c=$(cd "$r/repo" && timeit git status)
-	result[$t,git]=$(median3 "$a" "$b" "$c")
-	result[$t,remove]=$("$fsbench" remove "$r/small" 100 100)
-	rmdir "$r/small" 2>/dev/null || true
+# Each workload runs on the three targets in turn, after the disk has
+# settled (sync), and three times; the median counts. The machine's own
+# noise (a VM's disk) is large, so single runs mislead.
+quiet() { sync; sleep 0.5; }
+rounds=${OMNI_BENCH_ROUNDS:-3}
+declare -A runs
+for ((i = 0; i < rounds; i++)); do
+	echo "== round $((i + 1)) of $rounds" >&2
+	for t in "${targets[@]}"; do
+		r=${root[$t]}
+		mkdir -p "$r/small"
+		quiet; runs[$t,create]+=" $("$fsbench" create "$r/small" 100 100 100)"
+		quiet; runs[$t,stat]+=" $("$fsbench" stat "$r/small" 100 100)"
+		quiet; runs[$t,lsR]+=" $(timeit ls -lR "$r/small")"
+		quiet; runs[$t,read]+=" $("$fsbench" read "$r/small" 100 100)"
+		quiet; runs[$t,seqwrite]+=" $(timeit dd if=/dev/zero of="$r/big" bs=1M count="$seq_mb" conv=fsync)"
+		drop_caches; sleep 0.5
+		runs[$t,seqread]+=" $(timeit dd if="$r/big" of=/dev/null bs=1M)"
+		rm -f "$r/big"
+		[ "$i" -eq 0 ] && make_git_tree "${backing[$t]}"
+		# Warm: a run first (the page-cache drop above empties the
+		# kernel's name cache too), then the timed one.
+		quiet; runs[$t,git]+=" $(cd "$r/repo" && git status >/dev/null && timeit git status)"
+		quiet; runs[$t,remove]+=" $("$fsbench" remove "$r/small" 100 100)"
+		rmdir "$r/small" 2>/dev/null || true
+	done
+done
+median() { printf '%s\n' $1 | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+for key in "${!runs[@]}"; do
+	result[$key]=$(median "${runs[$key]}")
 done
 
 workloads=(create stat lsR read seqwrite seqread git remove)

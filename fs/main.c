@@ -535,8 +535,18 @@ int main(int argc, char *argv[])
 		fail("out of memory");
 		goto out_backend;
 	}
-	snprintf(fsopts, sizeof(fsopts),
-		 "-ofsname=omnifs:%s,subtype=omnifs,default_permissions", project);
+	/* The kernel's own permission checks cost a GETATTR of the parent
+	 * directory before every create and unlink. A host-directory backend
+	 * does not need them for a private mount: the daemon is the mounting
+	 * user, so the host file system already checks every call as that
+	 * user (access(2) is answered by op_access). They stay on for remote
+	 * backends and for mounts shared with -o allow_other. */
+	bool shared = false;
+	for (int i = 0; i < args.argc; i++)
+		if (strstr(args.argv[i], "allow_other"))
+			shared = true;
+	snprintf(fsopts, sizeof(fsopts), "-ofsname=omnifs:%s,subtype=omnifs%s",
+		 project, fs.host_files && !shared ? "" : ",default_permissions");
 	if (fuse_opt_add_arg(&args, fsopts) != 0) {
 		fail("out of memory");
 		goto out_backend;

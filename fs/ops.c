@@ -852,6 +852,38 @@ static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
 	fuse_reply_err(req, 0);
 }
 
+/*
+ * access(2) on a mount without default_permissions: the mode bits as the
+ * kernel would check them for the caller (root may do anything but run a
+ * file that has no execute bit).
+ */
+static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
+{
+	struct omnifs *fs = fs_of(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct stat st;
+	int rc = getattr_of(fs, ino, NULL, &st);
+
+	if (rc < 0 || mask == F_OK) {
+		reply_err(req, rc);
+		return;
+	}
+	if (ctx->uid == 0) {
+		bool exec_ok = S_ISDIR(st.st_mode) || (st.st_mode & 0111);
+		reply_err(req, (mask & X_OK) && !exec_ok ? -EACCES : 0);
+		return;
+	}
+	mode_t bits = st.st_mode;
+	if (ctx->uid == st.st_uid)
+		bits >>= 6;
+	else if (ctx->gid == st.st_gid)
+		bits >>= 3;
+	if (((mask & R_OK) && !(bits & 4)) || ((mask & W_OK) && !(bits & 2)) ||
+	    ((mask & X_OK) && !(bits & 1)))
+		rc = -EACCES;
+	reply_err(req, rc);
+}
+
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct omnifs *fs = fs_of(req);
@@ -925,6 +957,7 @@ const struct fuse_lowlevel_ops omnifs_ops = {
 	.releasedir = op_releasedir,
 	.fsyncdir = op_fsyncdir,
 	.statfs = op_statfs,
+	.access = op_access,
 	.create = op_create,
 	.flock = op_flock,
 	.fallocate = op_fallocate,

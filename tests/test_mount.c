@@ -428,3 +428,11 @@ Test(mount, cached_listing_follows_changes)
 				  "test \"$(ls L | tr '\\n' ' ')\" = 'c d '"),
 		     0);
 }
+
+/* access(2) follows the mode bits (the mount answers it itself). */
+Test(mount, access_follows_mode_bits)
+{
+	cr_assert_eq(sh_in(m.mnt, "touch nx && ! test -x nx && chmod +x nx && "
+				  "test -x nx && test -r nx && test -w nx"),
+		     0);
+}

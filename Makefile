@@ -138,6 +138,7 @@ deps:
 # conformance of the test servers), stop what was started.
 test: deps
 	$(Q)$(MAKE) --no-print-directory all $(TEST_BIN)
+	$(Q)$(MAKE) --no-print-directory format-check
 	$(Q)BUILD=$(BUILD) scripts/run-tests.sh
 
 check: test

@@ -21,10 +21,10 @@
 
 #define IO_CHUNK (1024 * 1024)
 
-/* --- small growable collections ----------------------------------------------- */
+/* --- small growable collections ------------------------------------------- */
 
 int omni__dirents_add(struct omni__dirents *d, const char *name,
-		      const struct stat *st)
+                      const struct stat *st)
 {
 	if (d->count == d->cap) {
 		size_t cap = d->cap ? d->cap * 2 : 32;
@@ -49,7 +49,7 @@ static int dirents_cb(const char *name, const struct stat *st, void *payload)
 }
 
 int omni__dirents_read(struct omni_backend *b, const char *path,
-		       struct omni__dirents *out)
+                       struct omni__dirents *out)
 {
 	memset(out, 0, sizeof(*out));
 	int rc = omni_vfs_readdir(b, path, dirents_cb, out);
@@ -74,8 +74,8 @@ int omni__join(char *out, size_t size, const char *dir, const char *name)
 	size_t dl = strlen(dir), nl = strlen(name);
 
 	if (dl + nl + 2 > size)
-		return omni_error_set(-ENAMETOOLONG, "path too long: %s/%s", dir,
-				      name);
+		return omni_error_set(-ENAMETOOLONG, "path too long: %s/%s",
+		                      dir, name);
 	memcpy(out, dir, dl);
 	if (dl)
 		out[dl++] = '/';
@@ -106,7 +106,7 @@ struct collect {
 };
 
 static int collect_output(int stream, const void *data, size_t len,
-			  void *payload)
+                          void *payload)
 {
 	struct collect *c = payload;
 
@@ -129,8 +129,8 @@ static int collect_output(int stream, const void *data, size_t len,
 }
 
 int omni_backend_execute_command(struct omni_backend *b, const char *command,
-				 double timeout_s,
-				 struct omni_command_result *out)
+                                 double timeout_s,
+                                 struct omni_command_result *out)
 {
 	struct omni_exec_request req = { .shell = command, .cwd = "" };
 	struct omni_exec_status status;
@@ -143,21 +143,23 @@ int omni_backend_execute_command(struct omni_backend *b, const char *command,
 		return omni_error_set(-EINVAL, "execute_command: no command");
 	if (timeout_s > 0) {
 		double ms = timeout_s * 1000.0;
-		req.timeout_ms = ms > 4e9 ? 4000000000u :
-					    (unsigned int)(ms < 1 ? 1 : ms);
+		req.timeout_ms =
+		    ms > 4e9 ? 4000000000u : (unsigned int)(ms < 1 ? 1 : ms);
 	}
 	if ((rc = omni_vfs_exec_start(b, &req, &e)) < 0)
 		return rc;
 	rc = omni_vfs_exec_wait(e, collect_output, &c, &status);
 	omni_vfs_exec_free(e);
 	if (rc == 0 && c.oom)
-		rc = omni_error_set(-ENOMEM, "execute_command: output too large");
+		rc = omni_error_set(-ENOMEM,
+		                    "execute_command: output too large");
 	if (rc < 0) {
 		free(c.data);
 		return rc;
 	}
 	if (!c.data && !(c.data = malloc(1))) {
-		return omni_error_set(-ENOMEM, "execute_command: out of memory");
+		return omni_error_set(-ENOMEM,
+		                      "execute_command: out of memory");
 	}
 	c.data[c.len] = '\0';
 	out->output = c.data;
@@ -172,10 +174,10 @@ void omni_command_result_finish(struct omni_command_result *res)
 	memset(res, 0, sizeof(*res));
 }
 
-/* --- files ------------------------------------------------------------------ */
+/* --- files ---------------------------------------------------------------- */
 
-int omni_backend_read_file(struct omni_backend *b, const char *path,
-			   char **out, size_t *out_len)
+int omni_backend_read_file(struct omni_backend *b, const char *path, char **out,
+                           size_t *out_len)
 {
 	char rel[PATH_MAX];
 	struct omni_file *f = NULL;
@@ -207,8 +209,8 @@ int omni_backend_read_file(struct omni_backend *b, const char *path,
 		if (len + 1 >= cap) {
 			char *p = realloc(data, cap * 2);
 			if (!p) {
-				rc = omni_error_set(-ENOMEM, "%s: out of memory",
-						    path);
+				rc = omni_error_set(-ENOMEM,
+				                    "%s: out of memory", path);
 				goto out;
 			}
 			data = p;
@@ -258,8 +260,7 @@ static int make_parents(struct omni_backend *b, const char *rel)
 	return omni__mkdir_p(b, dir);
 }
 
-static int stop_at_first(const char *name, const struct stat *st,
-			 void *payload)
+static int stop_at_first(const char *name, const struct stat *st, void *payload)
 {
 	(void)name;
 	(void)st;
@@ -300,9 +301,9 @@ int omni__mkdir_p(struct omni_backend *b, const char *rel)
 					rc = check_dir_link(b, path);
 				else if (rc == 0 && !S_ISDIR(st.st_mode))
 					rc = omni_error_set(
-						-ENOTDIR,
-						"%s: exists and is not a directory",
-						path);
+					    -ENOTDIR,
+					    "%s: exists and is not a directory",
+					    path);
 			}
 			if (rc < 0)
 				return rc;
@@ -319,7 +320,7 @@ static int write_all(struct omni_file *f, const void *data, size_t len)
 	while (done < len) {
 		size_t n = len - done > IO_CHUNK ? IO_CHUNK : len - done;
 		ssize_t w = omni_vfs_write(f, (const char *)data + done, n,
-					   (off_t)done);
+		                           (off_t)done);
 		if (w < 0)
 			return (int)w;
 		if (w == 0)
@@ -330,7 +331,7 @@ static int write_all(struct omni_file *f, const void *data, size_t len)
 }
 
 int omni_backend_write_file(struct omni_backend *b, const char *path,
-			    const void *data, size_t len)
+                            const void *data, size_t len)
 {
 	char rel[PATH_MAX];
 	struct omni_file *f;
@@ -371,7 +372,7 @@ int omni_backend_file_exists(struct omni_backend *b, const char *path)
 }
 
 int omni_backend_copy_file(struct omni_backend *b, const char *src,
-			   const char *dst)
+                           const char *dst)
 {
 	char rs[PATH_MAX], rd[PATH_MAX];
 	struct omni_file *in = NULL, *out = NULL;
@@ -400,8 +401,8 @@ int omni_backend_copy_file(struct omni_backend *b, const char *src,
 		goto out;
 	if (st.st_ino != 0 && dst_st.st_ino == st.st_ino &&
 	    dst_st.st_dev == st.st_dev) {
-		rc = omni_error_set(-EINVAL, "copy: %s and %s are the same file",
-				    src, dst);
+		rc = omni_error_set(
+		    -EINVAL, "copy: %s and %s are the same file", src, dst);
 		goto out;
 	}
 	if ((rc = omni_vfs_ftruncate(out, 0)) < 0)
@@ -419,12 +420,12 @@ int omni_backend_copy_file(struct omni_backend *b, const char *src,
 		if (n == 0)
 			break;
 		for (ssize_t done = 0; done < n;) {
-			ssize_t w = omni_vfs_write(out, buf + done,
-						   (size_t)(n - done),
-						   off + done);
+			ssize_t w = omni_vfs_write(
+			    out, buf + done, (size_t)(n - done), off + done);
 			if (w <= 0) {
-				rc = w < 0 ? (int)w :
-					     omni_error_set(-EIO, "copy: no progress");
+				rc = w < 0 ? (int)w
+				           : omni_error_set(
+				                 -EIO, "copy: no progress");
 				goto out;
 			}
 			done += w;
@@ -450,7 +451,7 @@ out:
 }
 
 int omni_backend_move_file(struct omni_backend *b, const char *src,
-			   const char *dst)
+                           const char *dst)
 {
 	char rs[PATH_MAX], rd[PATH_MAX];
 	struct stat st;
@@ -459,7 +460,8 @@ int omni_backend_move_file(struct omni_backend *b, const char *src,
 	if ((rc = resolve(b, src, rs)) < 0 || (rc = resolve(b, dst, rd)) < 0)
 		return rc;
 	if (!rs[0] || !rd[0])
-		return omni_error_set(-EBUSY, "move: cannot move the workspace");
+		return omni_error_set(-EBUSY,
+		                      "move: cannot move the workspace");
 	/* A missing source must not leave the target's parents behind. */
 	if ((rc = omni_vfs_stat(b, rs, &st)) < 0 ||
 	    (rc = make_parents(b, rd)) < 0)
@@ -478,13 +480,12 @@ int omni_backend_delete_file(struct omni_backend *b, const char *path)
 	if ((rc = omni_vfs_stat(b, rel, &st)) < 0)
 		return rc;
 	if (S_ISDIR(st.st_mode))
-		return omni_error_set(-EISDIR,
-				      "%s: is a directory (use delete_directory)",
-				      path);
+		return omni_error_set(
+		    -EISDIR, "%s: is a directory (use delete_directory)", path);
 	return omni_vfs_unlink(b, rel);
 }
 
-/* --- directories ------------------------------------------------------------ */
+/* --- directories ---------------------------------------------------------- */
 
 struct list_acc {
 	struct omni_dir_entry *items;
@@ -492,11 +493,12 @@ struct list_acc {
 };
 
 static int list_add(struct list_acc *acc, const char *path,
-		    const struct stat *st)
+                    const struct stat *st)
 {
 	if (acc->count == acc->cap) {
 		size_t cap = acc->cap ? acc->cap * 2 : 32;
-		struct omni_dir_entry *p = realloc(acc->items, cap * sizeof(*p));
+		struct omni_dir_entry *p =
+		    realloc(acc->items, cap * sizeof(*p));
 		if (!p)
 			return omni_error_set(-ENOMEM, "list: out of memory");
 		acc->items = p;
@@ -516,7 +518,7 @@ static int list_add(struct list_acc *acc, const char *path,
 /* Walk dir (workspace-relative); prefix is the path relative to the
  * listed directory. */
 static int list_walk(struct omni_backend *b, const char *dir,
-		     const char *prefix, bool recursive, struct list_acc *acc)
+                     const char *prefix, bool recursive, struct list_acc *acc)
 {
 	struct omni__dirents d;
 	char child[PATH_MAX], rel[PATH_MAX];
@@ -526,12 +528,12 @@ static int list_walk(struct omni_backend *b, const char *dir,
 		return rc;
 	for (size_t i = 0; i < d.count && rc == 0; i++) {
 		if ((rc = omni__join(rel, sizeof(rel), prefix,
-				     d.items[i].name)) < 0 ||
+		                     d.items[i].name)) < 0 ||
 		    (rc = list_add(acc, rel, &d.items[i].st)) < 0)
 			break;
 		if (recursive && S_ISDIR(d.items[i].st.st_mode)) {
 			rc = omni__join(child, sizeof(child), dir,
-					d.items[i].name);
+			                d.items[i].name);
 			if (rc == 0)
 				rc = list_walk(b, child, rel, true, acc);
 		}
@@ -543,11 +545,11 @@ static int list_walk(struct omni_backend *b, const char *dir,
 static int entry_cmp(const void *a, const void *b)
 {
 	return strcmp(((const struct omni_dir_entry *)a)->path,
-		      ((const struct omni_dir_entry *)b)->path);
+	              ((const struct omni_dir_entry *)b)->path);
 }
 
 int omni_backend_list_directory(struct omni_backend *b, const char *path,
-				bool recursive, struct omni_dir_list *out)
+                                bool recursive, struct omni_dir_list *out)
 {
 	char rel[PATH_MAX];
 	struct list_acc acc = { 0 };
@@ -563,7 +565,7 @@ int omni_backend_list_directory(struct omni_backend *b, const char *path,
 	 * within the workspace (-EACCES when it leads out). */
 	if (!S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode))
 		return omni_error_set(-ENOTDIR, "%s: not a directory",
-				      path ? path : "");
+		                      path ? path : "");
 	rc = list_walk(b, rel, "", recursive, &acc);
 	out->entries = acc.items;
 	out->count = acc.count;
@@ -587,7 +589,7 @@ void omni_dir_list_finish(struct omni_dir_list *list)
 }
 
 int omni_backend_create_directory(struct omni_backend *b, const char *path,
-				  bool parents)
+                                  bool parents)
 {
 	char rel[PATH_MAX];
 	int rc;
@@ -597,7 +599,8 @@ int omni_backend_create_directory(struct omni_backend *b, const char *path,
 	if (parents)
 		return omni__mkdir_p(b, rel);
 	if (!rel[0])
-		return omni_error_set(-EEXIST, "%s: the workspace exists", path);
+		return omni_error_set(-EEXIST, "%s: the workspace exists",
+		                      path);
 	return omni_vfs_mkdir(b, rel, 0755);
 }
 
@@ -633,9 +636,9 @@ int omni_backend_delete_directory(struct omni_backend *b, const char *path)
 	if ((rc = resolve(b, path, rel)) < 0)
 		return rc;
 	if (!rel[0])
-		return omni_error_set(-EBUSY,
-				      "%s: the workspace itself cannot be deleted",
-				      path ? path : "");
+		return omni_error_set(
+		    -EBUSY, "%s: the workspace itself cannot be deleted",
+		    path ? path : "");
 	if ((rc = omni_vfs_stat(b, rel, &st)) < 0)
 		return rc;
 	if (!S_ISDIR(st.st_mode))

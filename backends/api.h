@@ -23,9 +23,9 @@ struct omni__dirents {
 
 /* Read a whole directory (workspace-relative path) into memory. */
 int omni__dirents_read(struct omni_backend *b, const char *path,
-		       struct omni__dirents *out);
+                       struct omni__dirents *out);
 int omni__dirents_add(struct omni__dirents *d, const char *name,
-		      const struct stat *st);
+                      const struct stat *st);
 void omni__dirents_finish(struct omni__dirents *d);
 
 /* out = dir + "/" + name, or name when dir is "". */

@@ -30,16 +30,15 @@
 static const struct {
 	const char *name;
 	int (*create)(struct omni_backend **out, const char *project_id,
-		      const struct omni_backend_options *opts,
-		      struct omni_state *state);
+	              const struct omni_backend_options *opts,
+	              struct omni_state *state);
 } backend_table[] = {
 	{ "local", omni__local_backend_open },
 	{ "docker", omni__docker_backend_open },
 	{ "e2b", omni__e2b_backend_open },
 };
 
-static const char *const backend_names[] = { "local", "docker", "e2b",
-					       NULL };
+static const char *const backend_names[] = { "local", "docker", "e2b", NULL };
 
 const char *const *omni_backend_names(void)
 {
@@ -47,25 +46,25 @@ const char *const *omni_backend_names(void)
 }
 
 int omni_backend_new(struct omni_backend **out, const char *name,
-		     const char *project_id,
-		     const struct omni_backend_options *opts,
-		     struct omni_state *state)
+                     const char *project_id,
+                     const struct omni_backend_options *opts,
+                     struct omni_state *state)
 {
 	*out = NULL;
 	for (size_t i = 0; i < sizeof(backend_table) / sizeof(*backend_table);
 	     i++) {
 		if (strcmp(backend_table[i].name, name ? name : "") == 0)
 			return backend_table[i].create(out, project_id, opts,
-						       state);
+			                               state);
 	}
 	omni_state_free(state);
-	return omni_error_set(-EINVAL,
-			      "unknown backend '%s' (known: local, docker, e2b)",
-			      name ? name : "");
+	return omni_error_set(
+	    -EINVAL, "unknown backend '%s' (known: local, docker, e2b)",
+	    name ? name : "");
 }
 
 int omni_local_backend_new(struct omni_backend **out, const char *project_id,
-			   struct omni_state *state)
+                           struct omni_state *state)
 {
 	return omni__local_backend_open(out, project_id, NULL, state);
 }
@@ -83,7 +82,7 @@ const char *omni_status_name(enum omni_status status)
 	return "UNKNOWN";
 }
 
-/* --- the common part of an instance ---------------------------------------- */
+/* --- the common part of an instance --------------------------------------- */
 
 static char *dup_opt(const char *s, bool *failed)
 {
@@ -105,10 +104,10 @@ static void free_env(const char *const *env)
 }
 
 int omni__backend_init(struct omni_backend *b,
-		       const struct omni_backend_ops *ops,
-		       const char *project_id, const char *workdir,
-		       const struct omni_backend_options *opts,
-		       struct omni_state *state)
+                       const struct omni_backend_ops *ops,
+                       const char *project_id, const char *workdir,
+                       const struct omni_backend_options *opts,
+                       struct omni_state *state)
 {
 	struct omni_backend_options defaults = OMNI_BACKEND_OPTIONS_INIT;
 	bool failed = false;
@@ -116,17 +115,18 @@ int omni__backend_init(struct omni_backend *b,
 
 	memset(b, 0, sizeof(*b));
 	pthread_mutex_init(&b->lock, NULL);
-	if (!ops || ops->version < 1 || ops->version > OMNI_BACKEND_OPS_VERSION ||
-	    !ops->stat || !ops->destroy) {
+	if (!ops || ops->version < 1 ||
+	    ops->version > OMNI_BACKEND_OPS_VERSION || !ops->stat ||
+	    !ops->destroy) {
 		omni_state_free(state);
 		return omni_error_set(-EINVAL, "backend: bad operations table");
 	}
 	if (!omni_project_id_valid(project_id)) {
 		omni_state_free(state);
 		return omni_error_set(
-			-EINVAL,
-			"invalid project id '%s': use 1-128 of A-Z a-z 0-9 . _ -",
-			project_id ? project_id : "");
+		    -EINVAL,
+		    "invalid project id '%s': use 1-128 of A-Z a-z 0-9 . _ -",
+		    project_id ? project_id : "");
 	}
 	if (!state && (rc = omni_state_noop(&state)) < 0)
 		return rc;
@@ -179,7 +179,7 @@ void omni__backend_finish(struct omni_backend *b)
 }
 
 int omni__workspace_host_dir(const struct omni_backend *b, char *out,
-			     size_t out_size)
+                             size_t out_size)
 {
 	const char *base = b->opts.data_path;
 	char cwd[PATH_MAX];
@@ -197,14 +197,14 @@ int omni__workspace_host_dir(const struct omni_backend *b, char *out,
 		if (base[0] == '.' && base[1] == '/')
 			base += 2;
 		n = snprintf(out, out_size, "%s/%s/%s", cwd, base,
-			     b->project_id);
+		             b->project_id);
 	}
 	if (n < 0 || (size_t)n >= out_size)
 		return omni_error_set(-ENAMETOOLONG, "data path too long");
 	return 0;
 }
 
-/* --- life of a session ------------------------------------------------------ */
+/* --- life of a session ---------------------------------------------------- */
 
 const char *omni_backend_name(const struct omni_backend *b)
 {
@@ -263,10 +263,10 @@ int omni_backend_start(struct omni_backend *b)
 			b->ops->shutdown(b);
 		set_status(b, OMNI_STATUS_STOPPED);
 		return omni_error_set(rc, "loading the latest snapshot: %s",
-				      msg);
+		                      msg);
 	}
 	omni_log(OMNI_LOG_DEBUG, "%s session '%s' started (%s)", b->ops->name,
-		 b->project_id, rc > 0 ? "snapshot loaded" : "no snapshot");
+	         b->project_id, rc > 0 ? "snapshot loaded" : "no snapshot");
 	return 0;
 }
 
@@ -299,12 +299,12 @@ void omni_backend_free(struct omni_backend *b)
 	b->ops->destroy(b);
 }
 
-/* --- the vfs wrappers ---------------------------------------------------------- */
+/* --- the vfs wrappers ----------------------------------------------------- */
 
 static int no_op(const struct omni_backend *b, const char *what)
 {
 	return omni_error_set(-ENOSYS, "%s backend: %s is not supported",
-			      b->ops->name, what);
+	                      b->ops->name, what);
 }
 
 /* A session that is not running can do nothing. */
@@ -315,27 +315,27 @@ static int check_running(struct omni_backend *b)
 	pthread_mutex_unlock(&b->lock);
 	if (s != OMNI_STATUS_RUNNING)
 		return omni_error_set(-ENOTCONN, "%s session '%s' is %s",
-				      b->ops->name, b->project_id,
-				      s == OMNI_STATUS_STOPPED ? "stopped" :
-								 "not started");
+		                      b->ops->name, b->project_id,
+		                      s == OMNI_STATUS_STOPPED ? "stopped"
+		                                               : "not started");
 	return 0;
 }
 
-#define CALL(b, slot, what, ...)                        \
-	do {                                            \
-		int rc_ = check_running(b);             \
-		if (rc_ < 0)                            \
-			return rc_;                     \
-		if (!(b)->ops->slot)                    \
-			return no_op((b), (what));      \
-		return (b)->ops->slot(__VA_ARGS__);     \
+#define CALL(b, slot, what, ...)                                               \
+	do {                                                                   \
+		int rc_ = check_running(b);                                    \
+		if (rc_ < 0)                                                   \
+			return rc_;                                            \
+		if (!(b)->ops->slot)                                           \
+			return no_op((b), (what));                             \
+		return (b)->ops->slot(__VA_ARGS__);                            \
 	} while (0)
 
-#define FCALL(f, slot, what, ...)                              \
-	do {                                                   \
-		if (!(f)->backend->ops->slot)                  \
-			return no_op((f)->backend, (what));    \
-		return (f)->backend->ops->slot(__VA_ARGS__);   \
+#define FCALL(f, slot, what, ...)                                              \
+	do {                                                                   \
+		if (!(f)->backend->ops->slot)                                  \
+			return no_op((f)->backend, (what));                    \
+		return (f)->backend->ops->slot(__VA_ARGS__);                   \
 	} while (0)
 
 unsigned int omni_vfs_caps(struct omni_backend *b)
@@ -344,7 +344,7 @@ unsigned int omni_vfs_caps(struct omni_backend *b)
 }
 
 int omni_vfs_path(struct omni_backend *b, const char *in, char *out,
-		  size_t out_size)
+                  size_t out_size)
 {
 	return omni_path_normalize(b->workdir, in, out, out_size);
 }
@@ -355,7 +355,7 @@ int omni_vfs_stat(struct omni_backend *b, const char *path, struct stat *st)
 }
 
 int omni_vfs_readdir(struct omni_backend *b, const char *path,
-		     omni_dirent_cb cb, void *payload)
+                     omni_dirent_cb cb, void *payload)
 {
 	CALL(b, readdir, "readdir", b, path, cb, payload);
 }
@@ -376,19 +376,19 @@ int omni_vfs_unlink(struct omni_backend *b, const char *path)
 }
 
 int omni_vfs_rename(struct omni_backend *b, const char *from, const char *to,
-		    unsigned int flags)
+                    unsigned int flags)
 {
 	CALL(b, rename, "rename", b, from, to, flags);
 }
 
 int omni_vfs_symlink(struct omni_backend *b, const char *target,
-		     const char *path)
+                     const char *path)
 {
 	CALL(b, symlink, "symlink", b, target, path);
 }
 
 ssize_t omni_vfs_readlink(struct omni_backend *b, const char *path, char *buf,
-			  size_t size)
+                          size_t size)
 {
 	CALL(b, readlink, "readlink", b, path, buf, size);
 }
@@ -404,13 +404,13 @@ int omni_vfs_chmod(struct omni_backend *b, const char *path, mode_t mode)
 }
 
 int omni_vfs_chown(struct omni_backend *b, const char *path, uid_t uid,
-		   gid_t gid)
+                   gid_t gid)
 {
 	CALL(b, chown, "chown", b, path, uid, gid);
 }
 
 int omni_vfs_utimens(struct omni_backend *b, const char *path,
-		     const struct timespec ts[2])
+                     const struct timespec ts[2])
 {
 	CALL(b, utimens, "utimens", b, path, ts);
 }
@@ -426,7 +426,7 @@ int omni_vfs_statfs(struct omni_backend *b, struct statvfs *st)
 }
 
 int omni_vfs_open(struct omni_backend *b, const char *path, int flags,
-		  mode_t mode, struct omni_file **out)
+                  mode_t mode, struct omni_file **out)
 {
 	*out = NULL;
 	CALL(b, open, "open", b, path, flags, mode, out);
@@ -438,7 +438,7 @@ ssize_t omni_vfs_read(struct omni_file *f, void *buf, size_t size, off_t off)
 }
 
 ssize_t omni_vfs_write(struct omni_file *f, const void *buf, size_t size,
-		       off_t off)
+                       off_t off)
 {
 	FCALL(f, write, "write", f, buf, size, off);
 }
@@ -495,15 +495,15 @@ int omni_vfs_release(struct omni_file *f)
 }
 
 int omni_vfs_exec_start(struct omni_backend *b,
-			const struct omni_exec_request *req,
-			struct omni_exec **out)
+                        const struct omni_exec_request *req,
+                        struct omni_exec **out)
 {
 	*out = NULL;
 	CALL(b, exec_start, "running commands", b, req, out);
 }
 
 int omni_vfs_exec_wait(struct omni_exec *e, omni_output_cb cb, void *payload,
-		       struct omni_exec_status *status)
+                       struct omni_exec_status *status)
 {
 	FCALL(e, exec_wait, "exec wait", e, cb, payload, status);
 }
@@ -519,7 +519,7 @@ int omni_vfs_exec_signal(struct omni_exec *e, int sig)
 }
 
 int omni_vfs_exec_resize(struct omni_exec *e, unsigned short rows,
-			 unsigned short cols)
+                         unsigned short cols)
 {
 	FCALL(e, exec_resize, "terminal resize", e, rows, cols);
 }

@@ -33,15 +33,15 @@ static int fail(int err, const char *op, const char *path)
 		/* openat2 said the path leads out of the root. ELOOP also
 		 * comes from a real symlink loop; both are refusals. */
 		if (err == -EXDEV)
-			return omni_error_set(-EACCES,
-					      "%s: %s: leads outside the workspace",
-					      op, path);
+			return omni_error_set(
+			    -EACCES, "%s: %s: leads outside the workspace", op,
+			    path);
 	}
 	return omni_error_set_errno(err, "%s: %s", op, *path ? path : ".");
 }
 
 int omni_confined_openat(const struct omni_confined *c, const char *path,
-			 int flags, mode_t mode)
+                         int flags, mode_t mode)
 {
 	struct open_how how = {
 		.flags = (unsigned long long)(flags | O_CLOEXEC),
@@ -52,7 +52,7 @@ int omni_confined_openat(const struct omni_confined *c, const char *path,
 
 	do {
 		fd = syscall(SYS_openat2, c->root_fd, *path ? path : ".", &how,
-			     sizeof(how));
+		             sizeof(how));
 	} while (fd < 0 && (errno == EINTR || errno == EAGAIN));
 	if (fd < 0)
 		return -errno;
@@ -64,8 +64,8 @@ int omni_confined_openat(const struct omni_confined *c, const char *path,
  * *pfd is the parent's descriptor; close it with put_parent(). The root
  * itself has no parent: -EBUSY, with *name set to "".
  */
-static int get_parent(const struct omni_confined *c, const char *path,
-		      int *pfd, const char **name)
+static int get_parent(const struct omni_confined *c, const char *path, int *pfd,
+                      const char **name)
 {
 	const char *slash = strrchr(path, '/');
 	char parent[PATH_MAX];
@@ -128,13 +128,14 @@ int omni_confined_open(struct omni_confined *c, const char *root_path)
 	if (!c->root_path)
 		return omni_error_set(-ENOMEM, "out of memory");
 	if ((rc = make_root(root_path)) < 0) {
-		omni_error_set_errno(rc, "cannot create workspace %s", root_path);
+		omni_error_set_errno(rc, "cannot create workspace %s",
+		                     root_path);
 		goto fail;
 	}
 	c->root_fd = open(root_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (c->root_fd < 0) {
 		rc = omni_error_set_errno(-errno, "cannot open workspace %s",
-					  root_path);
+		                          root_path);
 		goto fail;
 	}
 	return 0;
@@ -154,7 +155,7 @@ void omni_confined_close(struct omni_confined *c)
 }
 
 int omni_confined_stat(const struct omni_confined *c, const char *path,
-		       struct stat *st)
+                       struct stat *st)
 {
 	const char *name;
 	int pfd, rc;
@@ -172,7 +173,7 @@ int omni_confined_stat(const struct omni_confined *c, const char *path,
 }
 
 int omni_confined_readdir(const struct omni_confined *c, const char *path,
-			  omni_dirent_cb cb, void *payload)
+                          omni_dirent_cb cb, void *payload)
 {
 	int fd = omni_confined_openat(c, path, O_RDONLY | O_DIRECTORY, 0);
 	struct dirent *de;
@@ -216,19 +217,19 @@ int omni_confined_readdir(const struct omni_confined *c, const char *path,
 }
 
 /* The pattern of every "act on the last name" operation. */
-#define WITH_PARENT(c, path, opname, expr)                          \
-	do {                                                        \
-		const char *name;                                   \
-		int pfd, rc_ = get_parent((c), (path), &pfd, &name); \
-		if (rc_ < 0)                                        \
-			return fail(rc_, (opname), (path));         \
-		rc_ = (expr) < 0 ? -errno : 0;                      \
-		put_parent((c), pfd);                               \
-		return rc_ < 0 ? fail(rc_, (opname), (path)) : 0;   \
+#define WITH_PARENT(c, path, opname, expr)                                     \
+	do {                                                                   \
+		const char *name;                                              \
+		int pfd, rc_ = get_parent((c), (path), &pfd, &name);           \
+		if (rc_ < 0)                                                   \
+			return fail(rc_, (opname), (path));                    \
+		rc_ = (expr) < 0 ? -errno : 0;                                 \
+		put_parent((c), pfd);                                          \
+		return rc_ < 0 ? fail(rc_, (opname), (path)) : 0;              \
 	} while (0)
 
 int omni_confined_mkdir(const struct omni_confined *c, const char *path,
-			mode_t mode)
+                        mode_t mode)
 {
 	if (!*path)
 		return omni_error_set(-EEXIST, "mkdir: the workspace exists");
@@ -246,7 +247,7 @@ int omni_confined_unlink(const struct omni_confined *c, const char *path)
 }
 
 int omni_confined_rename(const struct omni_confined *c, const char *from,
-			 const char *to, unsigned int flags)
+                         const char *to, unsigned int flags)
 {
 	const char *n1, *n2;
 	int p1, p2, rc;
@@ -264,15 +265,15 @@ int omni_confined_rename(const struct omni_confined *c, const char *from,
 }
 
 int omni_confined_symlink(const struct omni_confined *c, const char *target,
-			  const char *path)
+                          const char *path)
 {
 	/* The target is stored, not followed: a link pointing outside may
 	 * exist, but no confined operation will ever follow it out. */
 	WITH_PARENT(c, path, "symlink", symlinkat(target, pfd, name));
 }
 
-ssize_t omni_confined_readlink(const struct omni_confined *c,
-			       const char *path, char *buf, size_t size)
+ssize_t omni_confined_readlink(const struct omni_confined *c, const char *path,
+                               char *buf, size_t size)
 {
 	const char *name;
 	int pfd, rc = get_parent(c, path, &pfd, &name);
@@ -292,7 +293,7 @@ ssize_t omni_confined_readlink(const struct omni_confined *c,
 }
 
 int omni_confined_link(const struct omni_confined *c, const char *from,
-		       const char *to)
+                       const char *to)
 {
 	const char *n1, *n2;
 	int p1, p2, rc;
@@ -310,7 +311,7 @@ int omni_confined_link(const struct omni_confined *c, const char *from,
 }
 
 int omni_confined_chmod(const struct omni_confined *c, const char *path,
-			mode_t mode)
+                        mode_t mode)
 {
 	/* chmod follows symlinks; resolve them beneath the root to an O_PATH
 	 * descriptor, then change the mode through its /proc entry (fchmod
@@ -327,7 +328,7 @@ int omni_confined_chmod(const struct omni_confined *c, const char *path,
 }
 
 int omni_confined_chown(const struct omni_confined *c, const char *path,
-			uid_t uid, gid_t gid)
+                        uid_t uid, gid_t gid)
 {
 	if (!*path) {
 		if (fchownat(c->root_fd, "", uid, gid, AT_EMPTY_PATH) < 0)
@@ -335,11 +336,11 @@ int omni_confined_chown(const struct omni_confined *c, const char *path,
 		return 0;
 	}
 	WITH_PARENT(c, path, "chown",
-		    fchownat(pfd, name, uid, gid, AT_SYMLINK_NOFOLLOW));
+	            fchownat(pfd, name, uid, gid, AT_SYMLINK_NOFOLLOW));
 }
 
 int omni_confined_utimens(const struct omni_confined *c, const char *path,
-			  const struct timespec ts[2])
+                          const struct timespec ts[2])
 {
 	if (!*path) {
 		char proc[64];
@@ -349,11 +350,11 @@ int omni_confined_utimens(const struct omni_confined *c, const char *path,
 		return 0;
 	}
 	WITH_PARENT(c, path, "utimens",
-		    utimensat(pfd, name, ts, AT_SYMLINK_NOFOLLOW));
+	            utimensat(pfd, name, ts, AT_SYMLINK_NOFOLLOW));
 }
 
 int omni_confined_truncate(const struct omni_confined *c, const char *path,
-			   off_t size)
+                           off_t size)
 {
 	int fd = omni_confined_openat(c, path, O_WRONLY, 0), rc;
 
@@ -379,8 +380,8 @@ static int file_fd_of(struct omni_file *f)
 }
 
 int omni_confined_file_open(const struct omni_confined *c,
-			    struct omni_backend *b, const char *path,
-			    int flags, mode_t mode, struct omni_file **out)
+                            struct omni_backend *b, const char *path, int flags,
+                            mode_t mode, struct omni_file **out)
 {
 	struct omni_confined_file *f = malloc(sizeof(*f));
 	int fd;
@@ -400,7 +401,7 @@ int omni_confined_file_open(const struct omni_confined *c,
 }
 
 ssize_t omni_confined_file_read(struct omni_file *f, void *buf, size_t size,
-				off_t off)
+                                off_t off)
 {
 	ssize_t n;
 
@@ -413,7 +414,7 @@ ssize_t omni_confined_file_read(struct omni_file *f, void *buf, size_t size,
 }
 
 ssize_t omni_confined_file_write(struct omni_file *f, const void *buf,
-				 size_t size, off_t off)
+                                 size_t size, off_t off)
 {
 	ssize_t n;
 
@@ -456,7 +457,7 @@ int omni_confined_file_flock(struct omni_file *f, int op)
 }
 
 int omni_confined_file_fallocate(struct omni_file *f, int mode, off_t off,
-				 off_t len)
+                                 off_t len)
 {
 	if (fallocate(file_fd_of(f), mode, off, len) < 0)
 		return omni_error_set_errno(-errno, "fallocate");
@@ -479,7 +480,7 @@ int omni_confined_file_release(struct omni_file *f)
 	return rc;
 }
 
-/* --- the file slots of a host-directory backend ------------------------------ */
+/* --- the file slots of a host-directory backend --------------------------- */
 
 static const struct omni_confined *host_root(struct omni_backend *b)
 {
@@ -492,7 +493,7 @@ int omni_host_stat(struct omni_backend *b, const char *path, struct stat *st)
 }
 
 int omni_host_readdir(struct omni_backend *b, const char *path,
-		      omni_dirent_cb cb, void *payload)
+                      omni_dirent_cb cb, void *payload)
 {
 	return omni_confined_readdir(host_root(b), path, cb, payload);
 }
@@ -513,19 +514,19 @@ int omni_host_unlink(struct omni_backend *b, const char *path)
 }
 
 int omni_host_rename(struct omni_backend *b, const char *from, const char *to,
-		     unsigned int flags)
+                     unsigned int flags)
 {
 	return omni_confined_rename(host_root(b), from, to, flags);
 }
 
 int omni_host_symlink(struct omni_backend *b, const char *target,
-		      const char *path)
+                      const char *path)
 {
 	return omni_confined_symlink(host_root(b), target, path);
 }
 
-ssize_t omni_host_readlink(struct omni_backend *b, const char *path,
-			   char *buf, size_t size)
+ssize_t omni_host_readlink(struct omni_backend *b, const char *path, char *buf,
+                           size_t size)
 {
 	return omni_confined_readlink(host_root(b), path, buf, size);
 }
@@ -541,13 +542,13 @@ int omni_host_chmod(struct omni_backend *b, const char *path, mode_t mode)
 }
 
 int omni_host_chown(struct omni_backend *b, const char *path, uid_t uid,
-		    gid_t gid)
+                    gid_t gid)
 {
 	return omni_confined_chown(host_root(b), path, uid, gid);
 }
 
 int omni_host_utimens(struct omni_backend *b, const char *path,
-		      const struct timespec ts[2])
+                      const struct timespec ts[2])
 {
 	return omni_confined_utimens(host_root(b), path, ts);
 }
@@ -563,7 +564,7 @@ int omni_host_statfs(struct omni_backend *b, struct statvfs *st)
 }
 
 int omni_host_open(struct omni_backend *b, const char *path, int flags,
-		   mode_t mode, struct omni_file **out)
+                   mode_t mode, struct omni_file **out)
 {
 	return omni_confined_file_open(host_root(b), b, path, flags, mode, out);
 }

@@ -34,32 +34,32 @@ void omni_confined_close(struct omni_confined *c);
 
 /* openat2 beneath the root; returns a descriptor or -errno. */
 int omni_confined_openat(const struct omni_confined *c, const char *path,
-			 int flags, mode_t mode);
+                         int flags, mode_t mode);
 
 int omni_confined_stat(const struct omni_confined *c, const char *path,
-		       struct stat *st);
+                       struct stat *st);
 int omni_confined_readdir(const struct omni_confined *c, const char *path,
-			  omni_dirent_cb cb, void *payload);
+                          omni_dirent_cb cb, void *payload);
 int omni_confined_mkdir(const struct omni_confined *c, const char *path,
-			mode_t mode);
+                        mode_t mode);
 int omni_confined_rmdir(const struct omni_confined *c, const char *path);
 int omni_confined_unlink(const struct omni_confined *c, const char *path);
 int omni_confined_rename(const struct omni_confined *c, const char *from,
-			 const char *to, unsigned int flags);
+                         const char *to, unsigned int flags);
 int omni_confined_symlink(const struct omni_confined *c, const char *target,
-			  const char *path);
-ssize_t omni_confined_readlink(const struct omni_confined *c,
-			       const char *path, char *buf, size_t size);
+                          const char *path);
+ssize_t omni_confined_readlink(const struct omni_confined *c, const char *path,
+                               char *buf, size_t size);
 int omni_confined_link(const struct omni_confined *c, const char *from,
-		       const char *to);
+                       const char *to);
 int omni_confined_chmod(const struct omni_confined *c, const char *path,
-			mode_t mode);
+                        mode_t mode);
 int omni_confined_chown(const struct omni_confined *c, const char *path,
-			uid_t uid, gid_t gid);
+                        uid_t uid, gid_t gid);
 int omni_confined_utimens(const struct omni_confined *c, const char *path,
-			  const struct timespec ts[2]);
+                          const struct timespec ts[2]);
 int omni_confined_truncate(const struct omni_confined *c, const char *path,
-			   off_t size);
+                           off_t size);
 int omni_confined_statfs(const struct omni_confined *c, struct statvfs *st);
 
 /* Open files: a plain descriptor wrapped in an omni_file. */
@@ -69,18 +69,18 @@ struct omni_confined_file {
 };
 
 int omni_confined_file_open(const struct omni_confined *c,
-			    struct omni_backend *b, const char *path,
-			    int flags, mode_t mode, struct omni_file **out);
+                            struct omni_backend *b, const char *path, int flags,
+                            mode_t mode, struct omni_file **out);
 ssize_t omni_confined_file_read(struct omni_file *f, void *buf, size_t size,
-				off_t off);
+                                off_t off);
 ssize_t omni_confined_file_write(struct omni_file *f, const void *buf,
-				 size_t size, off_t off);
+                                 size_t size, off_t off);
 int omni_confined_file_fstat(struct omni_file *f, struct stat *st);
 int omni_confined_file_ftruncate(struct omni_file *f, off_t size);
 int omni_confined_file_fsync(struct omni_file *f, bool datasync);
 int omni_confined_file_flock(struct omni_file *f, int op);
 int omni_confined_file_fallocate(struct omni_file *f, int mode, off_t off,
-				 off_t len);
+                                 off_t len);
 int omni_confined_file_fd(struct omni_file *f);
 int omni_confined_file_release(struct omni_file *f);
 
@@ -97,51 +97,41 @@ struct omni_host_backend {
 
 int omni_host_stat(struct omni_backend *b, const char *path, struct stat *st);
 int omni_host_readdir(struct omni_backend *b, const char *path,
-		      omni_dirent_cb cb, void *payload);
+                      omni_dirent_cb cb, void *payload);
 int omni_host_mkdir(struct omni_backend *b, const char *path, mode_t mode);
 int omni_host_rmdir(struct omni_backend *b, const char *path);
 int omni_host_unlink(struct omni_backend *b, const char *path);
 int omni_host_rename(struct omni_backend *b, const char *from, const char *to,
-		     unsigned int flags);
+                     unsigned int flags);
 int omni_host_symlink(struct omni_backend *b, const char *target,
-		      const char *path);
-ssize_t omni_host_readlink(struct omni_backend *b, const char *path,
-			   char *buf, size_t size);
+                      const char *path);
+ssize_t omni_host_readlink(struct omni_backend *b, const char *path, char *buf,
+                           size_t size);
 int omni_host_link(struct omni_backend *b, const char *from, const char *to);
 int omni_host_chmod(struct omni_backend *b, const char *path, mode_t mode);
 int omni_host_chown(struct omni_backend *b, const char *path, uid_t uid,
-		    gid_t gid);
+                    gid_t gid);
 int omni_host_utimens(struct omni_backend *b, const char *path,
-		      const struct timespec ts[2]);
+                      const struct timespec ts[2]);
 int omni_host_truncate(struct omni_backend *b, const char *path, off_t size);
 int omni_host_statfs(struct omni_backend *b, struct statvfs *st);
 int omni_host_open(struct omni_backend *b, const char *path, int flags,
-		   mode_t mode, struct omni_file **out);
+                   mode_t mode, struct omni_file **out);
 
-#define OMNI_HOST_FILE_OPS                               \
-	.stat = omni_host_stat,                          \
-	.readdir = omni_host_readdir,                    \
-	.mkdir = omni_host_mkdir,                        \
-	.rmdir = omni_host_rmdir,                        \
-	.unlink = omni_host_unlink,                      \
-	.rename = omni_host_rename,                      \
-	.symlink = omni_host_symlink,                    \
-	.readlink = omni_host_readlink,                  \
-	.link = omni_host_link,                          \
-	.chmod = omni_host_chmod,                        \
-	.chown = omni_host_chown,                        \
-	.utimens = omni_host_utimens,                    \
-	.truncate = omni_host_truncate,                  \
-	.statfs = omni_host_statfs,                      \
-	.open = omni_host_open,                          \
-	.read = omni_confined_file_read,                 \
-	.write = omni_confined_file_write,               \
-	.fstat = omni_confined_file_fstat,               \
-	.ftruncate = omni_confined_file_ftruncate,       \
-	.fsync = omni_confined_file_fsync,               \
-	.flock = omni_confined_file_flock,               \
-	.fallocate = omni_confined_file_fallocate,       \
-	.file_fd = omni_confined_file_fd,                \
+#define OMNI_HOST_FILE_OPS                                                     \
+	.stat = omni_host_stat, .readdir = omni_host_readdir,                  \
+	.mkdir = omni_host_mkdir, .rmdir = omni_host_rmdir,                    \
+	.unlink = omni_host_unlink, .rename = omni_host_rename,                \
+	.symlink = omni_host_symlink, .readlink = omni_host_readlink,          \
+	.link = omni_host_link, .chmod = omni_host_chmod,                      \
+	.chown = omni_host_chown, .utimens = omni_host_utimens,                \
+	.truncate = omni_host_truncate, .statfs = omni_host_statfs,            \
+	.open = omni_host_open, .read = omni_confined_file_read,               \
+	.write = omni_confined_file_write, .fstat = omni_confined_file_fstat,  \
+	.ftruncate = omni_confined_file_ftruncate,                             \
+	.fsync = omni_confined_file_fsync, .flock = omni_confined_file_flock,  \
+	.fallocate = omni_confined_file_fallocate,                             \
+	.file_fd = omni_confined_file_fd,                                      \
 	.release = omni_confined_file_release
 
 #endif

@@ -270,8 +270,8 @@ static int run_dir_create(struct omni__docker_backend *db)
 
 	if (rc < 0)
 		return rc;
-	int n =
-	    snprintf(dir, sizeof(dir), "%s/docker-%s", rt, db->host.base.project_id);
+	int n = snprintf(dir, sizeof(dir), "%s/docker-%s", rt,
+	                 db->host.base.project_id);
 	if (n < 0 || (size_t)n >= sizeof(dir))
 		return omni_error_set(-ENAMETOOLONG,
 		                      "runtime directory too long");

@@ -44,14 +44,15 @@ int omni_error_set_errno(int err, const char *fmt, ...)
 	va_list ap;
 
 	/* Format strerror first: fmt's arguments may point into error_msg. */
-	snprintf(reason, sizeof(reason), ": %s", strerror(err < 0 ? -err : err));
+	snprintf(reason, sizeof(reason), ": %s",
+	         strerror(err < 0 ? -err : err));
 	va_start(ap, fmt);
 	format_msg(fmt, ap);
 	va_end(ap);
 	used = strlen(error_msg);
 	if (used < sizeof(error_msg) - 1)
 		snprintf(error_msg + used, sizeof(error_msg) - used, "%s",
-			 reason);
+		         reason);
 	error_code = err;
 	return err;
 }

@@ -22,7 +22,7 @@
 /* Match a bracket expression at p (just after '['); on success *end points
  * past the closing ']'. Returns -1 if the bracket is unterminated. */
 static int match_class(const char *p, const char *pend, char c,
-		       const char **end)
+                       const char **end)
 {
 	bool negate = false, matched = false;
 
@@ -130,7 +130,7 @@ static int add_result(struct glob_ctx *g, const char *rel)
 /* Match segments [i..] inside dir (workspace-relative); prefix is dir
  * relative to the search root. */
 static int glob_walk(struct glob_ctx *g, const char *dir, const char *prefix,
-		     size_t i)
+                     size_t i)
 {
 	struct omni__dirents d;
 	char child[PATH_MAX], rel[PATH_MAX];
@@ -181,7 +181,7 @@ static int str_cmp(const void *a, const void *b)
 }
 
 int omni_backend_glob_files(struct omni_backend *b, const char *pattern,
-			    const char *path, struct omni_str_list *out)
+                            const char *path, struct omni_str_list *out)
 {
 	char base[PATH_MAX], pat[PATH_MAX];
 	struct glob_ctx g = { .b = b };
@@ -197,8 +197,8 @@ int omni_backend_glob_files(struct omni_backend *b, const char *pattern,
 		size_t wl = strlen(b->workdir);
 		if (strncmp(pattern, b->workdir, wl) != 0 || pattern[wl] != '/')
 			return omni_error_set(-EACCES,
-					      "%s: outside the workspace %s",
-					      pattern, b->workdir);
+			                      "%s: outside the workspace %s",
+			                      pattern, b->workdir);
 		pattern += wl + 1;
 	}
 	if (strlen(pattern) >= sizeof(pat))
@@ -215,10 +215,11 @@ int omni_backend_glob_files(struct omni_backend *b, const char *pattern,
 		if (strcmp(tok, ".") == 0)
 			continue;
 		if (strcmp(tok, "..") == 0)
-			return omni_error_set(-EACCES,
-					      "glob: '..' in a pattern is not allowed");
+			return omni_error_set(
+			    -EACCES, "glob: '..' in a pattern is not allowed");
 		/* "**" next to "**" means the same as one. */
-		if (n && strcmp(tok, "**") == 0 && strcmp(segs[n - 1], "**") == 0)
+		if (n && strcmp(tok, "**") == 0 &&
+		    strcmp(segs[n - 1], "**") == 0)
 			continue;
 		segs[n++] = tok;
 	}

@@ -18,7 +18,8 @@ int omni_global_init(void)
 	CURLcode cc = curl_global_init(CURL_GLOBAL_DEFAULT);
 
 	if (cc != CURLE_OK)
-		return omni_error_set(-EIO, "libcurl: %s", curl_easy_strerror(cc));
+		return omni_error_set(-EIO, "libcurl: %s",
+		                      curl_easy_strerror(cc));
 	if (git_libgit2_init() < 0) {
 		curl_global_cleanup();
 		return omni_error_set(-EIO, "libgit2 failed to initialise");

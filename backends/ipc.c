@@ -66,14 +66,14 @@ int omni_ipc_buf_put_u16(struct omni_ipc_buf *buf, uint16_t v)
 int omni_ipc_buf_put_u32(struct omni_ipc_buf *buf, uint32_t v)
 {
 	unsigned char b[4] = { (unsigned char)(v >> 24),
-			       (unsigned char)(v >> 16),
-			       (unsigned char)(v >> 8), (unsigned char)v };
+		               (unsigned char)(v >> 16),
+		               (unsigned char)(v >> 8), (unsigned char)v };
 
 	return omni_ipc_buf_put(buf, b, sizeof(b));
 }
 
 int omni_ipc_buf_put_field(struct omni_ipc_buf *buf, uint8_t tag,
-			   const void *data, size_t len)
+                           const void *data, size_t len)
 {
 	int rc;
 
@@ -97,8 +97,7 @@ uint32_t omni_ipc_get_u32(const unsigned char *p)
 	       ((uint32_t)p[2] << 8) | (uint32_t)p[3];
 }
 
-static int put_strings(struct omni_ipc_buf *buf, uint8_t tag,
-		       char *const *list)
+static int put_strings(struct omni_ipc_buf *buf, uint8_t tag, char *const *list)
 {
 	int rc;
 
@@ -111,36 +110,36 @@ static int put_strings(struct omni_ipc_buf *buf, uint8_t tag,
 }
 
 int omni_ipc_request_encode(const struct omni_ipc_request *req,
-			    struct omni_ipc_buf *buf)
+                            struct omni_ipc_buf *buf)
 {
 	int rc;
 
 	if ((rc = put_strings(buf, OMNI_IPC_F_ARG, req->argv)) < 0)
 		return rc;
-	if (req->shell && (rc = omni_ipc_buf_put_field(buf, OMNI_IPC_F_SHELL,
-						       req->shell,
-						       strlen(req->shell))) < 0)
+	if (req->shell &&
+	    (rc = omni_ipc_buf_put_field(buf, OMNI_IPC_F_SHELL, req->shell,
+	                                 strlen(req->shell))) < 0)
 		return rc;
-	if (req->cwd && (rc = omni_ipc_buf_put_field(buf, OMNI_IPC_F_CWD,
-						     req->cwd,
-						     strlen(req->cwd))) < 0)
+	if (req->cwd &&
+	    (rc = omni_ipc_buf_put_field(buf, OMNI_IPC_F_CWD, req->cwd,
+	                                 strlen(req->cwd))) < 0)
 		return rc;
 	if ((rc = put_strings(buf, OMNI_IPC_F_ENV, req->env)) < 0)
 		return rc;
 	if (req->timeout_ms) {
 		unsigned char v[4] = { (unsigned char)(req->timeout_ms >> 24),
-				       (unsigned char)(req->timeout_ms >> 16),
-				       (unsigned char)(req->timeout_ms >> 8),
-				       (unsigned char)req->timeout_ms };
+			               (unsigned char)(req->timeout_ms >> 16),
+			               (unsigned char)(req->timeout_ms >> 8),
+			               (unsigned char)req->timeout_ms };
 		rc = omni_ipc_buf_put_field(buf, OMNI_IPC_F_TIMEOUT_MS, v, 4);
 		if (rc < 0)
 			return rc;
 	}
 	if (req->tty) {
 		unsigned char v[4] = { (unsigned char)(req->rows >> 8),
-				       (unsigned char)req->rows,
-				       (unsigned char)(req->cols >> 8),
-				       (unsigned char)req->cols };
+			               (unsigned char)req->rows,
+			               (unsigned char)(req->cols >> 8),
+			               (unsigned char)req->cols };
 		rc = omni_ipc_buf_put_field(buf, OMNI_IPC_F_TTY, v, 4);
 		if (rc < 0)
 			return rc;
@@ -179,7 +178,7 @@ static int list_push(char ***list, size_t *count, char *s)
 }
 
 int omni_ipc_request_decode(struct omni_ipc_request *req,
-			    const unsigned char *data, size_t len)
+                            const unsigned char *data, size_t len)
 {
 	size_t pos = 0, nargs = 0, nenv = 0;
 	int rc = 0;
@@ -212,9 +211,9 @@ int omni_ipc_request_decode(struct omni_ipc_request *req,
 				rc = -ENOMEM;
 				goto fail;
 			}
-			rc = tag == OMNI_IPC_F_ARG ?
-				     list_push(&req->argv, &nargs, s) :
-				     list_push(&req->env, &nenv, s);
+			rc = tag == OMNI_IPC_F_ARG
+			         ? list_push(&req->argv, &nargs, s)
+			         : list_push(&req->env, &nenv, s);
 			if (rc < 0) {
 				free(s);
 				goto fail;
@@ -223,8 +222,8 @@ int omni_ipc_request_decode(struct omni_ipc_request *req,
 		}
 		case OMNI_IPC_F_SHELL:
 		case OMNI_IPC_F_CWD: {
-			char **slot = tag == OMNI_IPC_F_SHELL ? &req->shell :
-								&req->cwd;
+			char **slot =
+			    tag == OMNI_IPC_F_SHELL ? &req->shell : &req->cwd;
 			if (*slot || memchr(v, '\0', flen)) {
 				rc = -EPROTO;
 				goto fail;
@@ -322,15 +321,15 @@ static int write_all_iov(int fd, struct iovec *iov, int iovcnt)
 }
 
 int omni_ipc_send2(int fd, uint8_t type, const void *a, size_t alen,
-		   const void *b, size_t blen)
+                   const void *b, size_t blen)
 {
 	if (alen + blen > OMNI_IPC_MAX_FRAME - 1)
 		return -EMSGSIZE;
 	uint32_t len = (uint32_t)(alen + blen + 1);
 	unsigned char head[5] = { (unsigned char)(len >> 24),
-				  (unsigned char)(len >> 16),
-				  (unsigned char)(len >> 8), (unsigned char)len,
-				  type };
+		                  (unsigned char)(len >> 16),
+		                  (unsigned char)(len >> 8), (unsigned char)len,
+		                  type };
 	struct iovec iov[3] = {
 		{ .iov_base = head, .iov_len = sizeof(head) },
 		{ .iov_base = (void *)a, .iov_len = alen },
@@ -348,8 +347,8 @@ int omni_ipc_send(int fd, uint8_t type, const void *payload, size_t len)
 int omni_ipc_send_u32(int fd, uint8_t type, uint32_t v)
 {
 	unsigned char b[4] = { (unsigned char)(v >> 24),
-			       (unsigned char)(v >> 16),
-			       (unsigned char)(v >> 8), (unsigned char)v };
+		               (unsigned char)(v >> 16),
+		               (unsigned char)(v >> 8), (unsigned char)v };
 
 	return omni_ipc_send(fd, type, b, sizeof(b));
 }
@@ -357,11 +356,13 @@ int omni_ipc_send_u32(int fd, uint8_t type, uint32_t v)
 int omni_ipc_send_exit(int fd, int exit_code, int sig, bool timed_out)
 {
 	uint32_t c = (uint32_t)exit_code, s = (uint32_t)sig;
-	unsigned char b[9] = { (unsigned char)(c >> 24), (unsigned char)(c >> 16),
-			       (unsigned char)(c >> 8),  (unsigned char)c,
-			       (unsigned char)(s >> 24), (unsigned char)(s >> 16),
-			       (unsigned char)(s >> 8),  (unsigned char)s,
-			       (unsigned char)(timed_out ? 1 : 0) };
+	unsigned char b[9] = {
+		(unsigned char)(c >> 24),          (unsigned char)(c >> 16),
+		(unsigned char)(c >> 8),           (unsigned char)c,
+		(unsigned char)(s >> 24),          (unsigned char)(s >> 16),
+		(unsigned char)(s >> 8),           (unsigned char)s,
+		(unsigned char)(timed_out ? 1 : 0)
+	};
 
 	return omni_ipc_send(fd, OMNI_IPC_EXIT, b, sizeof(b));
 }
@@ -370,11 +371,11 @@ int omni_ipc_send_error(int fd, int err, const char *msg)
 {
 	uint32_t e = (uint32_t)err;
 	unsigned char b[4] = { (unsigned char)(e >> 24),
-			       (unsigned char)(e >> 16),
-			       (unsigned char)(e >> 8), (unsigned char)e };
+		               (unsigned char)(e >> 16),
+		               (unsigned char)(e >> 8), (unsigned char)e };
 
 	return omni_ipc_send2(fd, OMNI_IPC_ERROR, b, sizeof(b), msg,
-			      msg ? strlen(msg) : 0);
+	                      msg ? strlen(msg) : 0);
 }
 
 /* Read exactly n bytes. Returns 1, 0 on EOF before any byte, -errno. */

@@ -66,13 +66,12 @@ static void local_destroy(struct omni_backend *b)
 	free(lb);
 }
 
-/* --- commands --------------------------------------------------------------- */
+/* --- commands ------------------------------------------------------------- */
 
 /* The session's extra environment (opts.env) with the request's own on top:
  * a request entry replaces a session entry of the same name. The strings
  * are borrowed; free() the array. */
-static const char **merge_env(const char *const *base,
-			      const char *const *extra)
+static const char **merge_env(const char *const *base, const char *const *extra)
 {
 	size_t n = 0, k = 0;
 	const char **env;
@@ -105,8 +104,8 @@ static const char **merge_env(const char *const *base,
 }
 
 static int local_exec_start(struct omni_backend *b,
-			    const struct omni_exec_request *req,
-			    struct omni_exec **out)
+                            const struct omni_exec_request *req,
+                            struct omni_exec **out)
 {
 	const char *cwd = req->cwd ? req->cwd : "";
 	struct omni_exec_request r = *req;
@@ -117,11 +116,11 @@ static int local_exec_start(struct omni_backend *b,
 	dir_fd = omni_confined_openat(root_of(b), cwd, O_PATH | O_DIRECTORY, 0);
 	if (dir_fd < 0) {
 		if (dir_fd == -EXDEV)
-			return omni_error_set(-EACCES,
-					      "exec: %s: leads outside the workspace",
-					      cwd);
-		return omni_error_set_errno(dir_fd, "exec: directory /workspace/%s",
-					    cwd);
+			return omni_error_set(
+			    -EACCES, "exec: %s: leads outside the workspace",
+			    cwd);
+		return omni_error_set_errno(
+		    dir_fd, "exec: directory /workspace/%s", cwd);
 	}
 	e = calloc(1, sizeof(*e));
 	if (!e) {
@@ -155,7 +154,7 @@ static struct omni_proc *proc_of(struct omni_exec *e)
 }
 
 static int local_exec_wait(struct omni_exec *e, omni_output_cb cb,
-			   void *payload, struct omni_exec_status *status)
+                           void *payload, struct omni_exec_status *status)
 {
 	return omni_proc_wait(proc_of(e), cb, payload, status);
 }
@@ -171,7 +170,7 @@ static int local_exec_signal(struct omni_exec *e, int sig)
 }
 
 static int local_exec_resize(struct omni_exec *e, unsigned short rows,
-			     unsigned short cols)
+                             unsigned short cols)
 {
 	return omni_proc_resize(proc_of(e), rows, cols);
 }
@@ -198,10 +197,9 @@ static const struct omni_backend_ops local_ops = {
 	.exec_free = local_exec_free,
 };
 
-int omni__local_backend_open(struct omni_backend **out,
-			     const char *project_id,
-			     const struct omni_backend_options *opts,
-			     struct omni_state *state)
+int omni__local_backend_open(struct omni_backend **out, const char *project_id,
+                             const struct omni_backend_options *opts,
+                             struct omni_state *state)
 {
 	struct omni_host_backend *lb = calloc(1, sizeof(*lb));
 	int rc;
@@ -213,7 +211,7 @@ int omni__local_backend_open(struct omni_backend **out,
 	}
 	lb->root.root_fd = -1;
 	rc = omni__backend_init(&lb->base, &local_ops, project_id, "/workspace",
-				opts, state);
+	                        opts, state);
 	if (rc < 0) {
 		free(lb);
 		return rc;

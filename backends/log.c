@@ -20,10 +20,8 @@ static void *log_payload;
 static const char *log_prefix = "omni";
 
 static const char *const level_names[] = {
-	[OMNI_LOG_ERROR] = "error",
-	[OMNI_LOG_WARN] = "warning",
-	[OMNI_LOG_INFO] = "info",
-	[OMNI_LOG_DEBUG] = "debug",
+	[OMNI_LOG_ERROR] = "error", [OMNI_LOG_WARN] = "warning",
+	[OMNI_LOG_INFO] = "info",   [OMNI_LOG_DEBUG] = "debug",
 	[OMNI_LOG_TRACE] = "trace",
 };
 
@@ -44,7 +42,7 @@ void omni_log_set_prefix(const char *prefix)
 }
 
 void omni__log(enum omni_log_level level, const char *file, int line,
-	       const char *fmt, ...)
+               const char *fmt, ...)
 {
 	char msg[1024];
 	size_t used = 0;
@@ -54,7 +52,7 @@ void omni__log(enum omni_log_level level, const char *file, int line,
 		const char *base = strrchr(file, '/');
 
 		snprintf(msg, sizeof(msg), "[%s:%d] ", base ? base + 1 : file,
-			 line);
+		         line);
 		used = strlen(msg);
 	}
 	va_start(ap, fmt);
@@ -68,7 +66,7 @@ void omni__log(enum omni_log_level level, const char *file, int line,
 
 	char lineout[1200];
 	int n = snprintf(lineout, sizeof(lineout), "%s: %s: %s\n", log_prefix,
-			 level_names[level], msg);
+	                 level_names[level], msg);
 	if (n < 0)
 		return;
 	if ((size_t)n >= sizeof(lineout))

@@ -15,7 +15,7 @@
 #include "omni/vfs.h"
 
 int omni_path_normalize(const char *workdir, const char *in, char *out,
-			size_t out_size)
+                        size_t out_size)
 {
 	size_t wlen = workdir ? strlen(workdir) : 0;
 	const char *p = in ? in : "";
@@ -29,8 +29,8 @@ int omni_path_normalize(const char *workdir, const char *in, char *out,
 		if (wlen == 0 || strncmp(p, workdir, wlen) != 0 ||
 		    (p[wlen] != '\0' && p[wlen] != '/'))
 			return omni_error_set(-EACCES,
-					      "%s: outside the workspace %s", in,
-					      workdir ? workdir : "");
+			                      "%s: outside the workspace %s",
+			                      in, workdir ? workdir : "");
 		p += wlen;
 	}
 
@@ -48,7 +48,7 @@ int omni_path_normalize(const char *workdir, const char *in, char *out,
 		} else if (n == 2 && p[0] == '.' && p[1] == '.') {
 			if (len == 0)
 				return omni_error_set(
-					-EACCES, "%s: leaves the workspace", in);
+				    -EACCES, "%s: leaves the workspace", in);
 			char *slash = memrchr(out, '/', len);
 			len = slash ? (size_t)(slash - out) : 0;
 			out[len] = '\0';
@@ -56,7 +56,7 @@ int omni_path_normalize(const char *workdir, const char *in, char *out,
 			size_t need = len + (len ? 1 : 0) + n + 1;
 			if (need > out_size)
 				return omni_error_set(-ENAMETOOLONG,
-						      "%s: path too long", in);
+				                      "%s: path too long", in);
 			if (len)
 				out[len++] = '/';
 			memcpy(out + len, p, n);

@@ -44,13 +44,14 @@
 extern char **environ;
 
 #define READ_CHUNK (64 * 1024)
-#define LINGER_MS 300
+#define LINGER_MS  300
 
 struct omni_proc {
 	pid_t pid;
 	int pidfd;
-	int out_fd, err_fd;  /* read ends; out_fd is the pty master in tty mode */
-	int in_fd;           /* write end of stdin (or the master), -1 if none */
+	int out_fd,
+	    err_fd; /* read ends; out_fd is the pty master in tty mode */
+	int in_fd;  /* write end of stdin (or the master), -1 if none */
 	bool tty;
 	pthread_mutex_t in_lock;
 	unsigned int timeout_ms;
@@ -63,7 +64,7 @@ struct omni_proc {
 	int wstatus;
 };
 
-/* --- reaper mode ------------------------------------------------------------ */
+/* --- reaper mode ---------------------------------------------------------- */
 
 #define REAPED_SLOTS 256
 
@@ -121,7 +122,7 @@ static bool reaper_take(pid_t pid, int *status, int ms)
 		if (ms < 0) {
 			pthread_cond_wait(&reaper_cond, &reaper_lock);
 		} else if (pthread_cond_timedwait(&reaper_cond, &reaper_lock,
-						  &until) == ETIMEDOUT) {
+		                                  &until) == ETIMEDOUT) {
 			break;
 		}
 	}
@@ -207,7 +208,7 @@ static char **build_env(const char *const *extra)
 static int set_winsize(int fd, unsigned short rows, unsigned short cols)
 {
 	struct winsize ws = { .ws_row = rows ? rows : 24,
-			      .ws_col = cols ? cols : 80 };
+		              .ws_col = cols ? cols : 80 };
 
 	if (ioctl(fd, TIOCSWINSZ, &ws) < 0)
 		return -errno;
@@ -216,20 +217,20 @@ static int set_winsize(int fd, unsigned short rows, unsigned short cols)
 
 /* A proc that never ran: ends with code and message on stderr. */
 static void proc_set_failed(struct omni_proc *p, int code, const char *what,
-			    int err)
+                            int err)
 {
 	char msg[512];
 
 	snprintf(msg, sizeof(msg), "%s: %s\n", what,
-		 err == ENOENT ? "command not found" : strerror(err));
+	         err == ENOENT ? "command not found" : strerror(err));
 	p->fail_msg = strdup(msg);
 	p->fail_code = code;
 	p->reaped = true;
 	p->wstatus = 0;
 }
 
-int omni_proc_spawn(struct omni_proc **out,
-		    const struct omni_exec_request *req, int dir_fd)
+int omni_proc_spawn(struct omni_proc **out, const struct omni_exec_request *req,
+                    int dir_fd)
 {
 	int outp[2] = { -1, -1 }, errp[2] = { -1, -1 }, inp[2] = { -1, -1 };
 	int master = -1, rc = 0;
@@ -267,7 +268,8 @@ int omni_proc_spawn(struct omni_proc **out,
 		master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
 		if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0 ||
 		    ptsname_r(master, slave, sizeof(slave)) != 0) {
-			rc = omni_error_set_errno(-errno, "exec: pseudo-terminal");
+			rc = omni_error_set_errno(-errno,
+			                          "exec: pseudo-terminal");
 			goto fail;
 		}
 		set_winsize(master, req->rows, req->cols);
@@ -291,7 +293,7 @@ int omni_proc_spawn(struct omni_proc **out,
 			posix_spawn_file_actions_adddup2(&fa, inp[0], 0);
 		} else {
 			posix_spawn_file_actions_addopen(&fa, 0, "/dev/null",
-							 O_RDONLY, 0);
+			                                 O_RDONLY, 0);
 		}
 	}
 	if (dir_fd >= 0)
@@ -321,10 +323,10 @@ int omni_proc_spawn(struct omni_proc **out,
 	int err;
 	if (req->argv && req->argv[0]) {
 		err = posix_spawnp(&pid, req->argv[0], &fa, &attr,
-				   (char *const *)req->argv, env);
+		                   (char *const *)req->argv, env);
 	} else {
 		char *const argv[] = { "/bin/sh", "-c", (char *)req->shell,
-				       NULL };
+			               NULL };
 		err = posix_spawn(&pid, "/bin/sh", &fa, &attr, argv, env);
 	}
 	if (err != 0) {
@@ -332,11 +334,11 @@ int omni_proc_spawn(struct omni_proc **out,
 		if (err == ENOENT || err == ENOTDIR)
 			proc_set_failed(p, 127, what, ENOENT);
 		else if (err == EACCES || err == ENOEXEC || err == EISDIR ||
-			 err == EPERM)
+		         err == EPERM)
 			proc_set_failed(p, 126, what, err);
 		else {
 			rc = omni_error_set_errno(-err, "exec: cannot start %s",
-						  what);
+			                          what);
 			goto fail;
 		}
 		if (!p->fail_msg) {
@@ -394,12 +396,12 @@ pid_t omni_proc_pid(const struct omni_proc *p)
 	return p->pid > 0 ? p->pid : 0;
 }
 
-/* --- the pump ---------------------------------------------------------------- */
+/* --- the pump ------------------------------------------------------------- */
 
 /* Read once from *fd; deliver; close on EOF. Returns bytes read, 0 on EOF
  * or EAGAIN, and marks *stopped when the callback asks to stop. */
 static ssize_t pump_fd(int *fd, int stream, omni_output_cb cb, void *payload,
-		       char *chunk, bool *stopped)
+                       char *chunk, bool *stopped)
 {
 	ssize_t n;
 
@@ -425,7 +427,7 @@ static void kill_group(struct omni_proc *p, int sig)
 }
 
 int omni_proc_wait(struct omni_proc *p, omni_output_cb cb, void *payload,
-		   struct omni_exec_status *status)
+                   struct omni_exec_status *status)
 {
 	bool timed_out = false, stopped = false, killed_rest = false;
 	long long deadline = p->timeout_ms ? now_ms() + p->timeout_ms : 0;
@@ -459,11 +461,11 @@ int omni_proc_wait(struct omni_proc *p, omni_output_cb cb, void *payload,
 			}
 			while (p->out_fd >= 0 &&
 			       pump_fd(&p->out_fd, OMNI_EXEC_STDOUT, cb,
-				       payload, chunk, &stopped) > 0)
+			               payload, chunk, &stopped) > 0)
 				;
 			while (p->err_fd >= 0 &&
 			       pump_fd(&p->err_fd, OMNI_EXEC_STDERR, cb,
-				       payload, chunk, &stopped) > 0)
+			               payload, chunk, &stopped) > 0)
 				;
 			kill_group(p, SIGKILL);
 			killed_rest = true;
@@ -477,17 +479,17 @@ int omni_proc_wait(struct omni_proc *p, omni_output_cb cb, void *payload,
 		if (p->out_fd >= 0) {
 			out_i = n;
 			pfd[n++] = (struct pollfd){ .fd = p->out_fd,
-						    .events = POLLIN };
+				                    .events = POLLIN };
 		}
 		if (p->err_fd >= 0) {
 			err_i = n;
 			pfd[n++] = (struct pollfd){ .fd = p->err_fd,
-						    .events = POLLIN };
+				                    .events = POLLIN };
 		}
 		if (!exited && p->pidfd >= 0) {
 			pid_i = n;
-			pfd[n++] = (struct pollfd){ .fd = p->pidfd,
-						    .events = POLLIN };
+			pfd[n++] =
+			    (struct pollfd){ .fd = p->pidfd, .events = POLLIN };
 		}
 
 		long long now = now_ms();
@@ -525,11 +527,11 @@ int omni_proc_wait(struct omni_proc *p, omni_output_cb cb, void *payload,
 		if (r <= 0)
 			continue;
 		if (out_i >= 0 && pfd[out_i].revents)
-			pump_fd(&p->out_fd, OMNI_EXEC_STDOUT, cb, payload, chunk,
-				&stopped);
+			pump_fd(&p->out_fd, OMNI_EXEC_STDOUT, cb, payload,
+			        chunk, &stopped);
 		if (err_i >= 0 && pfd[err_i].revents)
-			pump_fd(&p->err_fd, OMNI_EXEC_STDERR, cb, payload, chunk,
-				&stopped);
+			pump_fd(&p->err_fd, OMNI_EXEC_STDERR, cb, payload,
+			        chunk, &stopped);
 		if (pid_i >= 0 && pfd[pid_i].revents)
 			proc_try_reap(p, reaper_mode ? 1000 : 0);
 		if (stopped && !p->reaped) {
@@ -555,7 +557,7 @@ int omni_proc_wait(struct omni_proc *p, omni_output_cb cb, void *payload,
 	return 0;
 }
 
-/* --- control from other threads -------------------------------------------- */
+/* --- control from other threads ------------------------------------------- */
 
 /* write() with SIGPIPE blocked in this thread and any pending one eaten, so
  * a command that closed its stdin gives -EPIPE instead of a signal. */
@@ -624,12 +626,13 @@ int omni_proc_signal(struct omni_proc *p, int sig)
 }
 
 int omni_proc_resize(struct omni_proc *p, unsigned short rows,
-		     unsigned short cols)
+                     unsigned short cols)
 {
 	int rc;
 
 	if (!p->tty)
-		return omni_error_set(-ENOTTY, "exec: the command has no terminal");
+		return omni_error_set(-ENOTTY,
+		                      "exec: the command has no terminal");
 	pthread_mutex_lock(&p->in_lock);
 	rc = p->in_fd >= 0 ? set_winsize(p->in_fd, rows, cols) : -EBADF;
 	pthread_mutex_unlock(&p->in_lock);

@@ -24,15 +24,15 @@ struct omni_proc;
  * missing or cannot be executed is reported like a shell does: the proc
  * ends with 127 or 126 and a message on its stderr.
  */
-int omni_proc_spawn(struct omni_proc **out,
-		    const struct omni_exec_request *req, int dir_fd);
+int omni_proc_spawn(struct omni_proc **out, const struct omni_exec_request *req,
+                    int dir_fd);
 pid_t omni_proc_pid(const struct omni_proc *p);
 int omni_proc_wait(struct omni_proc *p, omni_output_cb cb, void *payload,
-		   struct omni_exec_status *status);
+                   struct omni_exec_status *status);
 int omni_proc_input(struct omni_proc *p, const void *data, size_t len);
 int omni_proc_signal(struct omni_proc *p, int sig);
 int omni_proc_resize(struct omni_proc *p, unsigned short rows,
-		     unsigned short cols);
+                     unsigned short cols);
 void omni_proc_free(struct omni_proc *p);
 
 /*

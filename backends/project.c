@@ -16,8 +16,8 @@ bool omni_project_id_valid(const char *id)
 	for (size_t i = 0; i < n; i++) {
 		char c = id[i];
 		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			  (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-			  c == '-';
+		          (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+		          c == '-';
 		if (!ok)
 			return false;
 	}

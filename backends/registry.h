@@ -7,16 +7,14 @@
 
 #include "omni/backend.h"
 
-int omni__local_backend_open(struct omni_backend **out,
-			     const char *project_id,
-			     const struct omni_backend_options *opts,
-			     struct omni_state *state);
-int omni__docker_backend_open(struct omni_backend **out,
-			      const char *project_id,
-			      const struct omni_backend_options *opts,
-			      struct omni_state *state);
+int omni__local_backend_open(struct omni_backend **out, const char *project_id,
+                             const struct omni_backend_options *opts,
+                             struct omni_state *state);
+int omni__docker_backend_open(struct omni_backend **out, const char *project_id,
+                              const struct omni_backend_options *opts,
+                              struct omni_state *state);
 int omni__e2b_backend_open(struct omni_backend **out, const char *project_id,
-			   const struct omni_backend_options *opts,
-			   struct omni_state *state);
+                           const struct omni_backend_options *opts,
+                           struct omni_state *state);
 
 #endif

@@ -32,23 +32,27 @@ int omni_runtime_dir(char *out, size_t size, bool create)
 	else
 		n = snprintf(out, size, "/tmp/omnifs-%u", (unsigned)getuid());
 	if (n < 0 || (size_t)n >= size)
-		return omni_error_set(-ENAMETOOLONG, "runtime directory: too long");
+		return omni_error_set(-ENAMETOOLONG,
+		                      "runtime directory: too long");
 	if (create && mkdir(out, 0700) < 0 && errno != EEXIST)
 		return omni_error_set_errno(-errno, "cannot create %s", out);
 	if (lstat(out, &st) < 0)
-		return omni_error_set_errno(-errno, "runtime directory %s", out);
+		return omni_error_set_errno(-errno, "runtime directory %s",
+		                            out);
 	if (!S_ISDIR(st.st_mode))
-		return omni_error_set(-ENOTDIR, "runtime directory %s: not a directory",
-				      out);
+		return omni_error_set(
+		    -ENOTDIR, "runtime directory %s: not a directory", out);
 	if (st.st_uid != getuid())
-		return omni_error_set(-EACCES,
-				      "runtime directory %s belongs to uid %u, not to you",
-				      out, (unsigned)st.st_uid);
+		return omni_error_set(
+		    -EACCES,
+		    "runtime directory %s belongs to uid %u, not to you", out,
+		    (unsigned)st.st_uid);
 	if (st.st_mode & 077) {
 		if (!create)
-			return omni_error_set(-EACCES,
-					      "runtime directory %s is open to others (mode %o)",
-					      out, (unsigned)(st.st_mode & 0777));
+			return omni_error_set(
+			    -EACCES,
+			    "runtime directory %s is open to others (mode %o)",
+			    out, (unsigned)(st.st_mode & 0777));
 		if (chmod(out, 0700) < 0)
 			return omni_error_set_errno(-errno, "chmod %s", out);
 	}
@@ -65,9 +69,9 @@ int omni_session_socket_path(const char *project_id, char *out, size_t size)
 	/* A Unix socket path must fit sockaddr_un.sun_path (108 bytes). */
 	int n = snprintf(out, size, "%s/%s.sock", dir, project_id);
 	if (n < 0 || (size_t)n >= size || n >= 108)
-		return omni_error_set(-ENAMETOOLONG,
-				      "control socket path too long: %s/%s.sock",
-				      dir, project_id);
+		return omni_error_set(
+		    -ENAMETOOLONG, "control socket path too long: %s/%s.sock",
+		    dir, project_id);
 	return 0;
 }
 
@@ -80,7 +84,7 @@ static void unescape(char *s)
 		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '7' && r[2] >= '0' &&
 		    r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
 			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 +
-				      (r[3] - '0'));
+			              (r[3] - '0'));
 			r += 3;
 		} else {
 			*w++ = *r;
@@ -90,8 +94,8 @@ static void unescape(char *s)
 }
 
 int omni_session_find(const char *dir, char *project, size_t project_size,
-		      char *mountpoint, size_t mountpoint_size, char *rel,
-		      size_t rel_size)
+                      char *mountpoint, size_t mountpoint_size, char *rel,
+                      size_t rel_size)
 {
 	char real[PATH_MAX], best_mp[PATH_MAX] = "", best_src[PATH_MAX] = "";
 	size_t best_len = 0;
@@ -125,8 +129,8 @@ int omni_session_find(const char *dir, char *project, size_t project_size,
 		unescape(source);
 		size_t ml = strlen(mp);
 		bool inside = strncmp(real, mp, ml) == 0 &&
-			      (real[ml] == '\0' || real[ml] == '/' ||
-			       strcmp(mp, "/") == 0);
+		              (real[ml] == '\0' || real[ml] == '/' ||
+		               strcmp(mp, "/") == 0);
 		if (!inside || ml < best_len || strncmp(source, "omnifs:", 7))
 			continue;
 		best_len = ml;
@@ -136,15 +140,15 @@ int omni_session_find(const char *dir, char *project, size_t project_size,
 	free(line);
 	fclose(f);
 	if (!best_mp[0])
-		return omni_error_set(-ENOENT, "%s is not inside an omnifs mount",
-				      real);
+		return omni_error_set(-ENOENT,
+		                      "%s is not inside an omnifs mount", real);
 	const char *r = real + best_len;
 	while (*r == '/')
 		r++;
 	if ((size_t)snprintf(project, project_size, "%s", best_src) >=
-		    project_size ||
+	        project_size ||
 	    (size_t)snprintf(mountpoint, mountpoint_size, "%s", best_mp) >=
-		    mountpoint_size ||
+	        mountpoint_size ||
 	    (size_t)snprintf(rel, rel_size, "%s", r) >= rel_size)
 		return omni_error_set(-ENAMETOOLONG, "path too long");
 	return 0;

@@ -738,8 +738,8 @@ int omni__apply_file_open(struct omni__apply *a, struct omni__apply_file *af,
 		/* Made with its final mode: on a remote sandbox every chmod
 		 * is a command, and most files need none after this. */
 		rc = omni_vfs_open(a->b, af->tmp,
-				   O_WRONLY | O_CREAT | O_EXCL | O_TRUNC,
-				   af->mode, &af->f);
+		                   O_WRONLY | O_CREAT | O_EXCL | O_TRUNC,
+		                   af->mode, &af->f);
 		if (rc != -EEXIST || tries >= 8)
 			break;
 		omni_error_clear();
@@ -779,7 +779,7 @@ static int optional(int rc)
 }
 
 int omni__apply_file_commit(struct omni__apply *a, struct omni__apply_file *af,
-			    const struct timespec *mtime)
+                            const struct timespec *mtime)
 {
 	bool remote = omni_vfs_caps(a->b) & OMNI_CAP_REMOTE;
 	struct stat st;
@@ -788,7 +788,7 @@ int omni__apply_file_commit(struct omni__apply *a, struct omni__apply_file *af,
 	/* Where asking is cheap, see whether the umask took bits away; a
 	 * remote backend gives a new file the mode it was asked for. */
 	bool fix_mode = !remote && (omni_vfs_fstat(af->f, &st) < 0 ||
-				    (st.st_mode & 07777) != af->mode);
+	                            (st.st_mode & 07777) != af->mode);
 	int rrc = omni_vfs_release(af->f);
 
 	af->f = NULL;

@@ -35,14 +35,15 @@ static int make_gcs(struct omni_state **out, const char *arg)
 	if (!arg)
 		return omni_state_gcs(out, &opts);
 	if (strncmp(arg, "//", 2) != 0 || !arg[2])
-		return omni_error_set(-EINVAL,
-				      "state manager 'gcs:%s': use gcs://BUCKET[/PREFIX]",
-				      arg);
+		return omni_error_set(
+		    -EINVAL,
+		    "state manager 'gcs:%s': use gcs://BUCKET[/PREFIX]", arg);
 	arg += 2;
 	const char *slash = strchr(arg, '/');
 	size_t n = slash ? (size_t)(slash - arg) : strlen(arg);
 	if (n == 0 || n >= sizeof(bucket))
-		return omni_error_set(-EINVAL, "gcs://%s: bad bucket name", arg);
+		return omni_error_set(-EINVAL, "gcs://%s: bad bucket name",
+		                      arg);
 	memcpy(bucket, arg, n);
 	bucket[n] = '\0';
 	opts.bucket = bucket;
@@ -74,7 +75,8 @@ int omni_state_new(struct omni_state **out, const char *name)
 	const char *spec = name ? name : "";
 
 	*out = NULL;
-	for (size_t i = 0; i < sizeof(state_table) / sizeof(*state_table); i++) {
+	for (size_t i = 0; i < sizeof(state_table) / sizeof(*state_table);
+	     i++) {
 		size_t n = strlen(state_table[i].name);
 		if (strncmp(spec, state_table[i].name, n) != 0)
 			continue;
@@ -84,9 +86,9 @@ int omni_state_new(struct omni_state **out, const char *name)
 			return state_table[i].create(out, spec + n + 1);
 	}
 	return omni_error_set(-EINVAL,
-			      "unknown state manager '%s' (known: none, git, "
-			      "git:REMOTE, gcs, gcs://BUCKET[/PREFIX])",
-			      spec);
+	                      "unknown state manager '%s' (known: none, git, "
+	                      "git:REMOTE, gcs, gcs://BUCKET[/PREFIX])",
+	                      spec);
 }
 
 const char *omni_state_name(const struct omni_state *st)
@@ -101,7 +103,7 @@ void omni_state_free(struct omni_state *st)
 }
 
 int omni_state_save(struct omni_state *st, struct omni_backend *b,
-		    const char *message, char **id_out)
+                    const char *message, char **id_out)
 {
 	if (id_out)
 		*id_out = NULL;
@@ -112,7 +114,8 @@ int omni_state_save(struct omni_state *st, struct omni_backend *b,
 	enum omni_status status = b->status;
 	pthread_mutex_unlock(&b->lock);
 	if (status != OMNI_STATUS_RUNNING)
-		return omni_error_set(-ENOTCONN, "save: the session is not running");
+		return omni_error_set(-ENOTCONN,
+		                      "save: the session is not running");
 	return st->ops->save(st, b, message ? message : "snapshot", id_out);
 }
 
@@ -122,7 +125,7 @@ int omni_state_load_latest(struct omni_state *st, struct omni_backend *b)
 }
 
 int omni_state_list(struct omni_state *st, struct omni_backend *b,
-		    struct omni_snapshot_list *out)
+                    struct omni_snapshot_list *out)
 {
 	memset(out, 0, sizeof(*out));
 	return st->ops->list(st, b, out);
@@ -164,8 +167,9 @@ int omni_state_move(struct omni_backend *to, struct omni_backend *from)
 {
 	if (omni_backend_get_status(to) == OMNI_STATUS_RUNNING ||
 	    omni_backend_get_status(from) == OMNI_STATUS_RUNNING)
-		return omni_error_set(-EBUSY, "state: cannot move the manager of "
-					      "a running session");
+		return omni_error_set(-EBUSY,
+		                      "state: cannot move the manager of "
+		                      "a running session");
 	/* What a manager reads from the backend it is given: the data
 	 * folder (its state directory is beside the workspaces) and whether
 	 * to show progress. */
@@ -197,7 +201,7 @@ void omni_snapshot_list_finish(struct omni_snapshot_list *list)
 }
 
 int omni_backend_save_snapshot(struct omni_backend *b, const char *message,
-			       char **id_out)
+                               char **id_out)
 {
 	return omni_state_save(b->state, b, message, id_out);
 }
@@ -208,7 +212,7 @@ int omni_backend_load_latest_snapshot(struct omni_backend *b)
 }
 
 int omni_backend_list_snapshots(struct omni_backend *b,
-				struct omni_snapshot_list *out)
+                                struct omni_snapshot_list *out)
 {
 	return omni_state_list(b->state, b, out);
 }

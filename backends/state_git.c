@@ -1192,8 +1192,9 @@ static int adopt_remote(struct git_op *op, git_oid *head)
 	if (rc < 0 ||
 	    (rc = set_ref(op, op->ref_head, &merged, "omnifs: save")) < 0)
 		return rc;
-	omni_log(OMNI_LOG_DEBUG, "git state: %s had a snapshot saved "
-	                         "elsewhere; it stays in the history",
+	omni_log(OMNI_LOG_DEBUG,
+	         "git state: %s had a snapshot saved "
+	         "elsewhere; it stays in the history",
 	         op->branch);
 	git_oid_cpy(head, &merged);
 	return 0;

@@ -18,7 +18,7 @@ static int none_load(struct omni_state *st, struct omni_backend *b)
 }
 
 static int none_save(struct omni_state *st, struct omni_backend *b,
-		     const char *message, char **id_out)
+                     const char *message, char **id_out)
 {
 	(void)st;
 	(void)b;
@@ -29,7 +29,7 @@ static int none_save(struct omni_state *st, struct omni_backend *b,
 }
 
 static int none_list(struct omni_state *st, struct omni_backend *b,
-		     struct omni_snapshot_list *out)
+                     struct omni_snapshot_list *out)
 {
 	(void)st;
 	(void)b;

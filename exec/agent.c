@@ -73,9 +73,9 @@
 #include "proc.h"
 
 struct conn {
-	struct conn *prev, *next;  /* under agent_lock */
+	struct conn *prev, *next; /* under agent_lock */
 	int fd;
-	pid_t pgid;                /* under agent_lock; 0 when none */
+	pid_t pgid; /* under agent_lock; 0 when none */
 	pthread_mutex_t send_lock;
 	atomic_bool finished;
 };
@@ -90,8 +90,8 @@ static bool stopping;
 
 /* --- serving a command ---------------------------------------------------- */
 
-static int send_locked(struct conn *c, uint8_t type, const void *a,
-		       size_t alen, const void *b, size_t blen)
+static int send_locked(struct conn *c, uint8_t type, const void *a, size_t alen,
+                       const void *b, size_t blen)
 {
 	int rc;
 
@@ -111,9 +111,9 @@ static void send_error(struct conn *c, int err, const char *msg)
 static void send_reply(struct conn *c, unsigned int status, const char *text)
 {
 	unsigned char st[4] = { (unsigned char)(status >> 24),
-				(unsigned char)(status >> 16),
-				(unsigned char)(status >> 8),
-				(unsigned char)status };
+		                (unsigned char)(status >> 16),
+		                (unsigned char)(status >> 8),
+		                (unsigned char)status };
 
 	send_locked(c, OMNI_IPC_REPLY, st, 4, text, strlen(text));
 }
@@ -122,9 +122,10 @@ static int on_output(int stream, const void *data, size_t len, void *payload)
 {
 	struct conn *c = payload;
 
-	return send_locked(c, stream == OMNI_EXEC_STDERR ? OMNI_IPC_STDERR :
-							   OMNI_IPC_STDOUT,
-			   data, len, NULL, 0) < 0;
+	return send_locked(c,
+	                   stream == OMNI_EXEC_STDERR ? OMNI_IPC_STDERR
+	                                              : OMNI_IPC_STDOUT,
+	                   data, len, NULL, 0) < 0;
 }
 
 struct reader_args {
@@ -156,7 +157,7 @@ static void *reader_main(void *arg)
 				omni_proc_signal(ra->proc, (int)sig);
 		} else if (type == OMNI_IPC_RESIZE && buf.len == 4) {
 			omni_proc_resize(ra->proc, omni_ipc_get_u16(buf.data),
-					 omni_ipc_get_u16(buf.data + 2));
+			                 omni_ipc_get_u16(buf.data + 2));
 		}
 	}
 	omni_ipc_buf_finish(&buf);
@@ -252,7 +253,7 @@ static void serve_exec(struct conn *c, const unsigned char *data, size_t len)
 	if (rc == 0) {
 		pthread_mutex_lock(&c->send_lock);
 		omni_ipc_send_exit(c->fd, st.exit_code, st.signal,
-				   st.timed_out);
+		                   st.timed_out);
 		pthread_mutex_unlock(&c->send_lock);
 	}
 	omni_ipc_request_finish(&ir);
@@ -272,10 +273,10 @@ static void *conn_main(void *arg)
 				send_reply(c, 0, "pong");
 			else
 				send_reply(c, EINVAL,
-					   "omni-agent answers only \"ping\"");
+				           "omni-agent answers only \"ping\"");
 		} else {
 			send_error(c, -EPROTO,
-				   "expected an EXEC or CONTROL frame");
+			           "expected an EXEC or CONTROL frame");
 		}
 	}
 	omni_ipc_buf_finish(&buf);
@@ -320,7 +321,7 @@ static void start_conn(int fd)
 	if (pthread_create(&t, &attr, conn_main, c) != 0) {
 		omni_log(OMNI_LOG_ERROR, "cannot start a thread");
 		pthread_mutex_lock(&agent_lock);
-		conns = c->next;  /* c is still the head: nothing ran */
+		conns = c->next; /* c is still the head: nothing ran */
 		if (conns)
 			conns->prev = NULL;
 		pthread_mutex_unlock(&agent_lock);
@@ -396,7 +397,7 @@ static int listen_socket(void)
 
 	if (strlen(socket_path) >= sizeof(sa.sun_path))
 		return omni_error_set(-ENAMETOOLONG, "socket path too long: %s",
-				      socket_path);
+		                      socket_path);
 	memcpy(sa.sun_path, socket_path, strlen(socket_path) + 1);
 	/* A socket left by a previous run of the container is stale. */
 	if (lstat(socket_path, &st) == 0 && S_ISSOCK(st.st_mode))
@@ -412,7 +413,7 @@ static int listen_socket(void)
 		int err = -errno;
 		close(fd);
 		return omni_error_set_errno(err, "cannot listen on %s",
-					    socket_path);
+		                            socket_path);
 	}
 	return fd;
 }
@@ -471,7 +472,7 @@ int main(int argc, char **argv)
 			if (*optarg == '\0' || *end != '\0' ||
 			    socket_mode > 0777) {
 				fprintf(stderr, "omni-agent: bad mode '%s'\n",
-					optarg);
+				        optarg);
 				return 2;
 			}
 			break;
@@ -488,8 +489,8 @@ int main(int argc, char **argv)
 	}
 	if (!socket_path || optind != argc) {
 		fprintf(stderr, "omni-agent: %s\n",
-			socket_path ? "unexpected argument" :
-				      "--listen SOCKETPATH is required");
+		        socket_path ? "unexpected argument"
+		                    : "--listen SOCKETPATH is required");
 		usage(stderr);
 		return 2;
 	}
@@ -522,7 +523,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	omni_log(OMNI_LOG_INFO, "serving %s (workdir %s)", socket_path,
-		 workdir);
+	         workdir);
 
 	for (;;) {
 		int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC);

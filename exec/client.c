@@ -53,16 +53,16 @@
 #include "omni/error.h"
 #include "omni/session.h"
 
-#define STDIN_CHUNK (64 * 1024)
+#define STDIN_CHUNK   (64 * 1024)
 #define PIPE_GRACE_MS 2000
 /* How long past its timeout the server may take to report the end. */
 #define TIMEOUT_GRACE_MS 10000
-#define STUCK_SIGNAL_MS 1000
+#define STUCK_SIGNAL_MS  1000
 
 /* --- finding the session -------------------------------------------------- */
 
 int omni_exec_client_resolve(struct omni_exec_target *out,
-			     const char *mount_dir, const char *project)
+                             const char *mount_dir, const char *project)
 {
 	char mp[PATH_MAX], found[256], rel[PATH_MAX], here[PATH_MAX];
 	int rc;
@@ -70,21 +70,21 @@ int omni_exec_client_resolve(struct omni_exec_target *out,
 	memset(out, 0, sizeof(*out));
 	if (mount_dir) {
 		rc = omni_session_find(mount_dir, found, sizeof(found), mp,
-				       sizeof(mp), rel, sizeof(rel));
+		                       sizeof(mp), rel, sizeof(rel));
 		if (rc < 0)
 			return rc;
 		snprintf(out->project, sizeof(out->project), "%s", found);
 		snprintf(out->cwd, sizeof(out->cwd), "%s", rel);
 	} else if (project) {
 		if (!omni_project_id_valid(project))
-			return omni_error_set(-EINVAL, "invalid project id '%s'",
-					      project);
+			return omni_error_set(
+			    -EINVAL, "invalid project id '%s'", project);
 		snprintf(out->project, sizeof(out->project), "%s", project);
 		/* The caller's directory counts only inside this project's
 		 * own mount; anywhere else the command runs at the root. */
 		if (getcwd(here, sizeof(here)) &&
 		    omni_session_find(here, found, sizeof(found), mp,
-				      sizeof(mp), rel, sizeof(rel)) == 0 &&
+		                      sizeof(mp), rel, sizeof(rel)) == 0 &&
 		    strcmp(found, project) == 0)
 			snprintf(out->cwd, sizeof(out->cwd), "%s", rel);
 	} else {
@@ -92,14 +92,14 @@ int omni_exec_client_resolve(struct omni_exec_target *out,
 		 * invalidated) under the caller has no path. */
 		if (!getcwd(here, sizeof(here)))
 			return omni_error_set_errno(-errno,
-						    "cannot get the current "
-						    "directory");
+			                            "cannot get the current "
+			                            "directory");
 		rc = omni_session_find(here, found, sizeof(found), mp,
-				       sizeof(mp), rel, sizeof(rel));
+		                       sizeof(mp), rel, sizeof(rel));
 		if (rc == -ENOENT)
 			return omni_error_set(-ENOENT,
-					      "not inside an omnifs mount; use "
-					      "-C DIR or --project ID");
+			                      "not inside an omnifs mount; use "
+			                      "-C DIR or --project ID");
 		if (rc < 0)
 			return rc;
 		snprintf(out->project, sizeof(out->project), "%s", found);
@@ -107,12 +107,12 @@ int omni_exec_client_resolve(struct omni_exec_target *out,
 	}
 	omni_error_clear();
 	rc = omni_session_socket_path(out->project, out->socket,
-				      sizeof(out->socket));
+	                              sizeof(out->socket));
 	if (rc == -ENOENT)
 		return omni_error_set(-ENOENT,
-				      "no omnifs session for project '%s' "
-				      "(%s)",
-				      out->project, omni_error_last());
+		                      "no omnifs session for project '%s' "
+		                      "(%s)",
+		                      out->project, omni_error_last());
 	return rc;
 }
 
@@ -124,7 +124,7 @@ int omni_exec_client_connect(const char *path, int *out)
 	*out = -1;
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return omni_error_set(-ENAMETOOLONG, "socket path too long: %s",
-				      path);
+		                      path);
 	memcpy(sa.sun_path, path, strlen(path) + 1);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -136,14 +136,14 @@ int omni_exec_client_connect(const char *path, int *out)
 		close(fd);
 		if (err == ENOENT)
 			return omni_error_set(-ENOENT,
-					      "no omnifs daemon listens at %s "
-					      "(is the workspace mounted?)",
-					      path);
+			                      "no omnifs daemon listens at %s "
+			                      "(is the workspace mounted?)",
+			                      path);
 		if (err == ECONNREFUSED)
 			return omni_error_set(-ECONNREFUSED,
-					      "the omnifs daemon behind %s is "
-					      "not running (stale socket)",
-					      path);
+			                      "the omnifs daemon behind %s is "
+			                      "not running (stale socket)",
+			                      path);
 		return omni_error_set_errno(-err, "cannot connect to %s", path);
 	}
 	*out = fd;
@@ -181,7 +181,7 @@ static int write_all(int fd, const void *data, size_t len)
 				continue;
 			if (errno == EAGAIN) {
 				struct pollfd p = { .fd = fd,
-						    .events = POLLOUT };
+					            .events = POLLOUT };
 				poll(&p, 1, -1);
 				continue;
 			}
@@ -232,8 +232,8 @@ struct client {
 	int fd;
 	const struct omni_exec_client_io *io;
 	pthread_mutex_t send_lock;
-	atomic_uint_least64_t pending;  /* signals to send: bit N = signal N */
-	int wake[2];                    /* stops the stdin thread */
+	atomic_uint_least64_t pending; /* signals to send: bit N = signal N */
+	int wake[2];                   /* stops the stdin thread */
 	atomic_bool stop;
 	pthread_t stdin_thread;
 	bool stdin_started;
@@ -265,7 +265,7 @@ static void flush_pending(struct client *cl)
 			}
 		} else {
 			omni_ipc_send_u32(cl->fd, OMNI_IPC_SIGNAL,
-					  (uint32_t)sig);
+			                  (uint32_t)sig);
 		}
 	}
 }
@@ -323,15 +323,15 @@ static void *stdin_main(void *arg)
 			continue;
 		}
 		if (n < 0)
-			n = 0;  /* unreadable input ends like EOF */
+			n = 0; /* unreadable input ends like EOF */
 
 		pthread_mutex_lock(&cl->send_lock);
-		int rc = omni_ipc_send(cl->fd, OMNI_IPC_STDIN, chunk,
-				       (size_t)n);
+		int rc =
+		    omni_ipc_send(cl->fd, OMNI_IPC_STDIN, chunk, (size_t)n);
 		flush_pending(cl);
 		pthread_mutex_unlock(&cl->send_lock);
 		if (rc < 0 || n == 0)
-			break;  /* sent EOF, or the server stopped reading */
+			break; /* sent EOF, or the server stopped reading */
 	}
 	free(chunk);
 	return NULL;
@@ -360,8 +360,8 @@ static bool is_terminating(int sig)
 }
 
 int omni_exec_client_run(int fd, const struct omni_ipc_request *req,
-			 const struct omni_exec_client_io *io,
-			 struct omni_exec_client_result *res)
+                         const struct omni_exec_client_io *io,
+                         struct omni_exec_client_result *res)
 {
 	struct omni_ipc_buf buf = { 0 };
 	struct client cl = { .fd = fd, .io = io, .wake = { -1, -1 } };
@@ -415,7 +415,7 @@ int omni_exec_client_run(int fd, const struct omni_ipc_request *req,
 		if (deadline && (wait < 0 || deadline - now < wait))
 			wait = (int)(deadline - now);
 		if (atomic_load(&cl.pending) && wait < 0)
-			wait = 50;  /* retry a queued signal */
+			wait = 50; /* retry a queued signal */
 
 		if (poll(pfd, (nfds_t)nfds, wait) < 0) {
 			if (errno == EINTR)
@@ -430,10 +430,9 @@ int omni_exec_client_run(int fd, const struct omni_ipc_request *req,
 
 			for (ssize_t i = 0; i < n; i++) {
 				int sig = sigs[i];
-				bool stuck = atomic_load(&cl.pending) &&
-					     stuck_since &&
-					     now_ms() - stuck_since >=
-						     STUCK_SIGNAL_MS;
+				bool stuck =
+				    atomic_load(&cl.pending) && stuck_since &&
+				    now_ms() - stuck_since >= STUCK_SIGNAL_MS;
 
 				if (stuck && is_terminating(sig)) {
 					res->exit_code = 128 + sig;
@@ -463,9 +462,9 @@ int omni_exec_client_run(int fd, const struct omni_ipc_request *req,
 		rc = omni_ipc_recv(fd, &type, &buf);
 		if (rc <= 0) {
 			rc = omni_error_set(
-				rc == -EPROTO ? -EPROTO : -ECONNRESET,
-				"connection to the omnifs daemon lost before "
-				"the command ended");
+			    rc == -EPROTO ? -EPROTO : -ECONNRESET,
+			    "connection to the omnifs daemon lost before "
+			    "the command ended");
 			goto out;
 		}
 		switch (type) {
@@ -473,8 +472,8 @@ int omni_exec_client_run(int fd, const struct omni_ipc_request *req,
 			if (req->want_stdin && io->in_fd >= 0 &&
 			    !cl.stdin_started) {
 				cl.stdin_started =
-					pthread_create(&cl.stdin_thread, NULL,
-						       stdin_main, &cl) == 0;
+				    pthread_create(&cl.stdin_thread, NULL,
+				                   stdin_main, &cl) == 0;
 			}
 			break;
 		case OMNI_IPC_STDOUT:
@@ -494,7 +493,7 @@ int omni_exec_client_run(int fd, const struct omni_ipc_request *req,
 		case OMNI_IPC_EXIT:
 			if (buf.len < 9) {
 				rc = omni_error_set(-EPROTO,
-						    "malformed EXIT frame");
+				                    "malformed EXIT frame");
 				goto out;
 			}
 			res->exit_code = get_i32(buf.data);
@@ -523,8 +522,8 @@ out:
 	return rc;
 }
 
-int omni_exec_client_control(int fd, const char *request,
-			     unsigned int *status, char **reply)
+int omni_exec_client_control(int fd, const char *request, unsigned int *status,
+                             char **reply)
 {
 	struct omni_ipc_buf buf = { 0 };
 	uint8_t type;
@@ -538,12 +537,12 @@ int omni_exec_client_control(int fd, const char *request,
 	rc = omni_ipc_recv(fd, &type, &buf);
 	if (rc <= 0) {
 		rc = omni_error_set(-ECONNRESET,
-				    "the omnifs daemon closed the connection");
+		                    "the omnifs daemon closed the connection");
 	} else if (type == OMNI_IPC_ERROR) {
 		rc = error_from_frame(&buf);
 	} else if (type != OMNI_IPC_REPLY || buf.len < 4) {
 		rc = omni_error_set(-EPROTO, "unexpected answer (frame 0x%02x)",
-				    type);
+		                    type);
 	} else {
 		*status = omni_ipc_get_u32(buf.data);
 		*reply = strndup((const char *)buf.data + 4, buf.len - 4);
@@ -569,10 +568,10 @@ static void on_signal(int sig)
 
 int omni_exec_client_signals_install(bool winch, int *read_fd)
 {
-	static const int sigs[] = { SIGINT,  SIGTERM, SIGHUP,
-				    SIGQUIT, SIGWINCH };
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT,
+		                    SIGWINCH };
 	struct sigaction sa = { .sa_handler = on_signal,
-				.sa_flags = SA_RESTART };
+		                .sa_flags = SA_RESTART };
 	int p[2];
 
 	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
@@ -599,7 +598,7 @@ int omni_exec_client_tty_raw(int fd, struct termios *saved)
 	/* What cfmakeraw() does, spelled out in POSIX terms: no line
 	 * editing, echo, signal keys or output processing; 8-bit bytes. */
 	t.c_iflag &= ~(tcflag_t)(IGNBRK | BRKINT | PARMRK | ISTRIP | INLCR |
-				 IGNCR | ICRNL | IXON);
+	                         IGNCR | ICRNL | IXON);
 	t.c_oflag &= ~(tcflag_t)OPOST;
 	t.c_lflag &= ~(tcflag_t)(ECHO | ECHONL | ICANON | ISIG | IEXTEN);
 	t.c_cflag &= ~(tcflag_t)(CSIZE | PARENB);

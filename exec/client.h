@@ -35,33 +35,33 @@ struct omni_exec_target {
  * -EINVAL for an invalid project id.
  */
 int omni_exec_client_resolve(struct omni_exec_target *out,
-			     const char *mount_dir, const char *project);
+                             const char *mount_dir, const char *project);
 
 /* Connect to a control socket. *out gets the descriptor (close it). The
  * message tells a missing daemon from a stale socket. */
 int omni_exec_client_connect(const char *path, int *out);
 
 struct omni_exec_client_io {
-	int in_fd;   /* forwarded when req->want_stdin; -1: none */
-	int out_fd;  /* STDOUT frames go here */
-	int err_fd;  /* STDERR frames go here */
+	int in_fd;  /* forwarded when req->want_stdin; -1: none */
+	int out_fd; /* STDOUT frames go here */
+	int err_fd; /* STDERR frames go here */
 	/* Read end of a pipe carrying signal numbers, one byte each (see
 	 * omni_exec_client_signals_install()); -1: none. SIGWINCH becomes a
 	 * RESIZE frame with tty_fd's size, any other a SIGNAL frame. */
 	int sig_fd;
-	int tty_fd;  /* the local terminal, -1: none */
+	int tty_fd; /* the local terminal, -1: none */
 };
 
-#define OMNI_EXEC_CLIENT_IO_INIT                                            \
-	{                                                                   \
-		.in_fd = -1, .out_fd = 1, .err_fd = 2, .sig_fd = -1,        \
-		.tty_fd = -1                                                \
+#define OMNI_EXEC_CLIENT_IO_INIT                                               \
+	{                                                                      \
+		.in_fd = -1, .out_fd = 1, .err_fd = 2, .sig_fd = -1,           \
+		.tty_fd = -1                                                   \
 	}
 
 struct omni_exec_client_result {
-	int exit_code;   /* the command's status, 128+N, or 124 */
-	int signal;      /* the signal that ended it, or 0 */
-	bool timed_out;  /* killed by its timeout */
+	int exit_code;  /* the command's status, 128+N, or 124 */
+	int signal;     /* the signal that ended it, or 0 */
+	bool timed_out; /* killed by its timeout */
 	/* Set when omni-exec gave up waiting (signals that could not be
 	 * delivered, or the local stdout closed and the command would not
 	 * stop): exit_code is then 128+signal, and the daemon kills the
@@ -80,16 +80,16 @@ struct omni_exec_client_result {
  * caller closes it.
  */
 int omni_exec_client_run(int fd, const struct omni_ipc_request *req,
-			 const struct omni_exec_client_io *io,
-			 struct omni_exec_client_result *res);
+                         const struct omni_exec_client_io *io,
+                         struct omni_exec_client_result *res);
 
 /*
  * Send a CONTROL request ("ping", "stats", "save MESSAGE", ...) and read
  * its REPLY: *status is 0 on success or an errno, *reply the text
  * (malloc'd). -errno when no reply came (ERROR frame, connection lost).
  */
-int omni_exec_client_control(int fd, const char *request,
-			     unsigned int *status, char **reply);
+int omni_exec_client_control(int fd, const char *request, unsigned int *status,
+                             char **reply);
 
 /*
  * Route SIGINT, SIGTERM, SIGHUP, SIGQUIT (and SIGWINCH when winch) into a

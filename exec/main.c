@@ -55,7 +55,7 @@ static int fail(const char *fmt, ...)
 }
 
 static int run_control(const struct omni_exec_options *o,
-		       const struct omni_exec_target *t)
+                       const struct omni_exec_target *t)
 {
 	char request[4096];
 	unsigned int status;
@@ -120,7 +120,7 @@ static char **command_env(const struct omni_exec_options *o, char **term)
 }
 
 static int run_command(const struct omni_exec_options *o,
-		       const struct omni_exec_target *t)
+                       const struct omni_exec_target *t)
 {
 	struct omni_exec_client_io io = OMNI_EXEC_CLIENT_IO_INIT;
 	struct omni_exec_client_result res;
@@ -174,13 +174,13 @@ static int run_command(const struct omni_exec_options *o,
 	}
 	if (res.abandoned && res.timed_out)
 		fprintf(stderr, "omni-exec: the daemon did not end the command "
-				"after its timeout; gave up\n");
+		                "after its timeout; gave up\n");
 	else if (res.abandoned && res.signal != SIGPIPE)
 		fprintf(stderr, "omni-exec: the command does not take "
-				"signals; disconnected (it is killed)\n");
+		                "signals; disconnected (it is killed)\n");
 	else if (res.timed_out)
 		fprintf(stderr, "omni-exec: timed out after %g s\n",
-			o->timeout_s);
+		        o->timeout_s);
 	rc = res.exit_code;
 	if (rc < 0 || rc > 255)
 		rc = fail("unexpected exit status %d", rc);

@@ -52,64 +52,65 @@ void omni_exec_usage(FILE *f, bool full)
 		fputs("Try 'omni-exec --help' for more information.\n", f);
 		return;
 	}
-	fputs("\n"
-	      "Run a command in the sandbox of an omnifs mount. The session is "
-	      "found from\n"
-	      "the current directory (a directory inside the mount), and the "
-	      "command runs\n"
-	      "in the same directory of the sandbox: `cd mnt/src && omni-exec "
-	      "make` runs\n"
-	      "make in /workspace/src.\n"
-	      "\n"
-	      "Options:\n"
-	      "  -c STRING             run STRING with /bin/sh -c\n"
-	      "  -C, --mount DIR       use the mount that contains DIR; the "
-	      "command runs in DIR\n"
-	      "      --project ID      use the session of project ID; the "
-	      "command runs in the\n"
-	      "                        current directory when it is inside "
-	      "that mount, else\n"
-	      "                        at the workspace root\n"
-	      "  -e, --env KEY=VALUE   set a variable for the command "
-	      "(repeatable); -e KEY\n"
-	      "                        passes KEY's value from here\n"
-	      "      --timeout SECONDS kill the command after SECONDS "
-	      "(fractions allowed)\n"
-	      "  -t, --tty             give the command a terminal (for "
-	      "interactive programs);\n"
-	      "                        the local terminal is put in raw mode "
-	      "meanwhile\n"
-	      "  -n, --no-stdin        do not forward stdin (the command reads "
-	      "/dev/null)\n"
-	      "      --ping            check that the session's daemon answers\n"
-	      "      --stats           print the daemon's statistics\n"
-	      "      --save [MESSAGE]  save a snapshot of the workspace now\n"
-	      "  -h, --help            show this help and exit\n"
-	      "  -V, --version         show the version and exit\n"
-	      "\n"
-	      "stdin is forwarded to the command, also from a terminal (the "
-	      "terminal edits\n"
-	      "lines, Ctrl-D ends the input); use -n for a command that must "
-	      "not read it.\n"
-	      "Ctrl-C, SIGTERM, SIGHUP and SIGQUIT are passed on to the "
-	      "command's process\n"
-	      "group; omni-exec waits for it to end and exits with its "
-	      "status. With -t,\n"
-	      "Ctrl-C travels to the command's terminal as a key.\n"
-	      "\n"
-	      "Exit status:\n"
-	      "  N       the command's own exit status\n"
-	      "  128+N   the command was killed by signal N (130 SIGINT, "
-	      "137 SIGKILL,\n"
-	      "          143 SIGTERM)\n"
-	      "  124     the command timed out (--timeout)\n"
-	      "  125     omni-exec or the session failed: not inside a mount, "
-	      "no daemon,\n"
-	      "          request refused, connection lost\n"
-	      "  126     the command was found but could not be run\n"
-	      "  127     the command was not found\n"
-	      "  2       bad usage of omni-exec\n",
-	      f);
+	fputs(
+	    "\n"
+	    "Run a command in the sandbox of an omnifs mount. The session is "
+	    "found from\n"
+	    "the current directory (a directory inside the mount), and the "
+	    "command runs\n"
+	    "in the same directory of the sandbox: `cd mnt/src && omni-exec "
+	    "make` runs\n"
+	    "make in /workspace/src.\n"
+	    "\n"
+	    "Options:\n"
+	    "  -c STRING             run STRING with /bin/sh -c\n"
+	    "  -C, --mount DIR       use the mount that contains DIR; the "
+	    "command runs in DIR\n"
+	    "      --project ID      use the session of project ID; the "
+	    "command runs in the\n"
+	    "                        current directory when it is inside "
+	    "that mount, else\n"
+	    "                        at the workspace root\n"
+	    "  -e, --env KEY=VALUE   set a variable for the command "
+	    "(repeatable); -e KEY\n"
+	    "                        passes KEY's value from here\n"
+	    "      --timeout SECONDS kill the command after SECONDS "
+	    "(fractions allowed)\n"
+	    "  -t, --tty             give the command a terminal (for "
+	    "interactive programs);\n"
+	    "                        the local terminal is put in raw mode "
+	    "meanwhile\n"
+	    "  -n, --no-stdin        do not forward stdin (the command reads "
+	    "/dev/null)\n"
+	    "      --ping            check that the session's daemon answers\n"
+	    "      --stats           print the daemon's statistics\n"
+	    "      --save [MESSAGE]  save a snapshot of the workspace now\n"
+	    "  -h, --help            show this help and exit\n"
+	    "  -V, --version         show the version and exit\n"
+	    "\n"
+	    "stdin is forwarded to the command, also from a terminal (the "
+	    "terminal edits\n"
+	    "lines, Ctrl-D ends the input); use -n for a command that must "
+	    "not read it.\n"
+	    "Ctrl-C, SIGTERM, SIGHUP and SIGQUIT are passed on to the "
+	    "command's process\n"
+	    "group; omni-exec waits for it to end and exits with its "
+	    "status. With -t,\n"
+	    "Ctrl-C travels to the command's terminal as a key.\n"
+	    "\n"
+	    "Exit status:\n"
+	    "  N       the command's own exit status\n"
+	    "  128+N   the command was killed by signal N (130 SIGINT, "
+	    "137 SIGKILL,\n"
+	    "          143 SIGTERM)\n"
+	    "  124     the command timed out (--timeout)\n"
+	    "  125     omni-exec or the session failed: not inside a mount, "
+	    "no daemon,\n"
+	    "          request refused, connection lost\n"
+	    "  126     the command was found but could not be run\n"
+	    "  127     the command was not found\n"
+	    "  2       bad usage of omni-exec\n",
+	    f);
 }
 
 static int add_env(struct omni_exec_options *o, const char *arg)
@@ -118,16 +119,15 @@ static int add_env(struct omni_exec_options *o, const char *arg)
 	char *s;
 
 	if (eq == arg || *arg == '\0')
-		return omni_error_set(-EINVAL,
-				      "-e needs KEY=VALUE or KEY, not '%s'",
-				      arg);
+		return omni_error_set(
+		    -EINVAL, "-e needs KEY=VALUE or KEY, not '%s'", arg);
 	if (eq) {
 		s = strdup(arg);
 	} else {
 		const char *v = getenv(arg);
 
 		if (!v)
-			return 0;  /* like docker -e KEY: unset stays unset */
+			return 0; /* like docker -e KEY: unset stays unset */
 		size_t n = strlen(arg) + 1 + strlen(v) + 1;
 		s = malloc(n);
 		if (s)
@@ -155,9 +155,9 @@ static int parse_timeout(struct omni_exec_options *o, const char *arg)
 	s = strtod(arg, &end);
 	if (end == arg || *end != '\0' || errno || !isfinite(s) || s < 0)
 		return omni_error_set(-EINVAL,
-				      "--timeout needs a number of seconds, "
-				      "not '%s'",
-				      arg);
+		                      "--timeout needs a number of seconds, "
+		                      "not '%s'",
+		                      arg);
 	double ms = s * 1000.0;
 	if (ms >= (double)UINT32_MAX - 1)
 		return omni_error_set(-EINVAL, "--timeout %s is too long", arg);
@@ -171,13 +171,13 @@ static int parse_timeout(struct omni_exec_options *o, const char *arg)
 }
 
 static int set_mode(struct omni_exec_options *o, enum omni_exec_mode mode,
-		    const char *name)
+                    const char *name)
 {
 	if (o->mode != OMNI_EXEC_MODE_RUN && o->mode != mode)
 		return omni_error_set(-EINVAL,
-				      "%s cannot be combined with --ping, "
-				      "--stats or --save",
-				      name);
+		                      "%s cannot be combined with --ping, "
+		                      "--stats or --save",
+		                      name);
 	o->mode = mode;
 	return 0;
 }
@@ -204,24 +204,23 @@ static char *join_words(char **words)
 	return s;
 }
 
-int omni_exec_options_parse(struct omni_exec_options *o, int argc,
-			    char **argv)
+int omni_exec_options_parse(struct omni_exec_options *o, int argc, char **argv)
 {
 	bool help = false, version = false;
 	int c, rc;
 
 	memset(o, 0, sizeof(*o));
-	optind = 0;  /* full re-initialisation in glibc */
+	optind = 0; /* full re-initialisation in glibc */
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+:c:C:e:tnhV", long_options,
-				NULL)) != -1) {
+	                        NULL)) != -1) {
 		const char *bad = argv[optind - 1];
 
 		switch (c) {
 		case 'c':
 			if (o->shell)
 				return omni_error_set(-EINVAL,
-						      "-c given twice");
+				                      "-c given twice");
 			o->shell = optarg;
 			break;
 		case 'C':
@@ -263,7 +262,7 @@ int omni_exec_options_parse(struct omni_exec_options *o, int argc,
 				o->save_message = strdup(optarg);
 				if (!o->save_message)
 					return omni_error_set(-ENOMEM,
-							      "out of memory");
+					                      "out of memory");
 			}
 			break;
 		case 'h':
@@ -273,16 +272,14 @@ int omni_exec_options_parse(struct omni_exec_options *o, int argc,
 			version = true;
 			break;
 		case ':':
-			return omni_error_set(-EINVAL,
-					      "option '%s' needs an argument",
-					      bad);
+			return omni_error_set(
+			    -EINVAL, "option '%s' needs an argument", bad);
 		default:
 			if (optopt)
-				return omni_error_set(-EINVAL,
-						      "unknown option '-%c'",
-						      optopt);
+				return omni_error_set(
+				    -EINVAL, "unknown option '-%c'", optopt);
 			return omni_error_set(-EINVAL, "unknown option '%s'",
-					      bad);
+			                      bad);
 		}
 	}
 	if (help) {
@@ -295,8 +292,8 @@ int omni_exec_options_parse(struct omni_exec_options *o, int argc,
 	}
 	if (o->mount_dir && o->project)
 		return omni_error_set(-EINVAL,
-				      "use either -C/--mount or --project, "
-				      "not both");
+		                      "use either -C/--mount or --project, "
+		                      "not both");
 
 	char **operands = argv + optind;
 	bool have_operands = optind < argc;
@@ -305,9 +302,9 @@ int omni_exec_options_parse(struct omni_exec_options *o, int argc,
 	case OMNI_EXEC_MODE_RUN:
 		if (o->shell && have_operands)
 			return omni_error_set(-EINVAL,
-					      "-c takes one string; unexpected "
-					      "'%s'",
-					      operands[0]);
+			                      "-c takes one string; unexpected "
+			                      "'%s'",
+			                      operands[0]);
 		if (!o->shell && !have_operands)
 			return omni_error_set(-EINVAL, "no command given");
 		if (!o->shell)
@@ -316,25 +313,24 @@ int omni_exec_options_parse(struct omni_exec_options *o, int argc,
 	case OMNI_EXEC_MODE_SAVE:
 		if (o->shell || o->tty || o->nenv || o->timeout_ms)
 			return omni_error_set(-EINVAL,
-					      "--save takes no command "
-					      "options");
+			                      "--save takes no command "
+			                      "options");
 		if (have_operands) {
 			if (o->save_message)
 				return omni_error_set(-EINVAL,
-						      "--save: message given "
-						      "twice");
+				                      "--save: message given "
+				                      "twice");
 			o->save_message = join_words(operands);
 			if (!o->save_message)
-				return omni_error_set(-ENOMEM,
-						      "out of memory");
+				return omni_error_set(-ENOMEM, "out of memory");
 		}
 		break;
 	default:
 		if (o->shell || o->tty || o->nenv || o->timeout_ms ||
 		    have_operands)
 			return omni_error_set(-EINVAL,
-					      "--ping and --stats take no "
-					      "command");
+			                      "--ping and --stats take no "
+			                      "command");
 		break;
 	}
 	return 0;

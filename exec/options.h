@@ -14,11 +14,11 @@
  * unchanged (and 128+N for a signal). */
 enum omni_exec_exit {
 	OMNI_EXEC_EXIT_OK = 0,
-	OMNI_EXEC_EXIT_USAGE = 2,       /* bad command line */
-	OMNI_EXEC_EXIT_TIMEOUT = 124,   /* --timeout expired */
-	OMNI_EXEC_EXIT_FAILURE = 125,   /* omni-exec or the session failed */
+	OMNI_EXEC_EXIT_USAGE = 2,        /* bad command line */
+	OMNI_EXEC_EXIT_TIMEOUT = 124,    /* --timeout expired */
+	OMNI_EXEC_EXIT_FAILURE = 125,    /* omni-exec or the session failed */
 	OMNI_EXEC_EXIT_CANNOT_RUN = 126, /* found but not executable */
-	OMNI_EXEC_EXIT_NOT_FOUND = 127, /* no such command */
+	OMNI_EXEC_EXIT_NOT_FOUND = 127,  /* no such command */
 };
 
 enum omni_exec_mode {
@@ -35,17 +35,17 @@ struct omni_exec_options {
 	/* The command: argv (points into the parsed vector) or shell. */
 	char **argv;
 	const char *shell;
-	const char *mount_dir;  /* -C / --mount */
-	const char *project;    /* --project */
+	const char *mount_dir; /* -C / --mount */
+	const char *project;   /* --project */
 	/* -e: "KEY=VALUE" strings, NULL-terminated (malloc'd list; each
 	 * string malloc'd). */
 	char **env;
 	size_t nenv;
-	unsigned int timeout_ms;  /* 0: none */
+	unsigned int timeout_ms; /* 0: none */
 	double timeout_s;
-	bool tty;       /* -t */
-	bool no_stdin;  /* -n */
-	char *save_message;  /* --save: NULL or the message (malloc'd) */
+	bool tty;           /* -t */
+	bool no_stdin;      /* -n */
+	char *save_message; /* --save: NULL or the message (malloc'd) */
 };
 
 /*
@@ -53,8 +53,7 @@ struct omni_exec_options {
  * Returns 0, or -EINVAL with a message (omni_error_last()) for misuse, or
  * -ENOMEM. Finish o even on failure.
  */
-int omni_exec_options_parse(struct omni_exec_options *o, int argc,
-			    char **argv);
+int omni_exec_options_parse(struct omni_exec_options *o, int argc, char **argv);
 void omni_exec_options_finish(struct omni_exec_options *o);
 
 /* The help text (full) or the short usage lines. */

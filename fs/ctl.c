@@ -71,11 +71,11 @@ struct ctl_conn {
 	struct omnifs_ctl *ctl;
 	struct ctl_conn *next;
 	pthread_t thread;
-	int fd;                  /* under ctl->lock; -1 once closed */
-	struct omni_exec *exec;  /* under ctl->lock; the running command */
-	bool done;               /* under ctl->lock; the thread may be joined */
+	int fd;                 /* under ctl->lock; -1 once closed */
+	struct omni_exec *exec; /* under ctl->lock; the running command */
+	bool done;              /* under ctl->lock; the thread may be joined */
 	pthread_mutex_t send_lock;
-	atomic_bool finished;    /* the command ended: its reader may stop */
+	atomic_bool finished; /* the command ended: its reader may stop */
 };
 
 struct omnifs_ctl {
@@ -85,7 +85,7 @@ struct omnifs_ctl {
 	dev_t sock_dev;
 	ino_t sock_ino;
 	int listen_fd;
-	int wake[2];  /* wakes the accept thread for stop */
+	int wake[2]; /* wakes the accept thread for stop */
 	pthread_t accept_thread;
 
 	pthread_mutex_t lock;
@@ -116,7 +116,7 @@ static void block_async_signals(sigset_t *old)
 }
 
 static int conn_send(struct ctl_conn *c, uint8_t type, const void *a,
-		     size_t alen, const void *b, size_t blen)
+                     size_t alen, const void *b, size_t blen)
 {
 	int rc;
 
@@ -141,15 +141,15 @@ static int conn_send_error(struct ctl_conn *c, int err, const char *msg)
 }
 
 static int conn_send_reply(struct ctl_conn *c, unsigned int status,
-			   const char *text)
+                           const char *text)
 {
 	unsigned char st[4] = { (unsigned char)(status >> 24),
-				(unsigned char)(status >> 16),
-				(unsigned char)(status >> 8),
-				(unsigned char)status };
+		                (unsigned char)(status >> 16),
+		                (unsigned char)(status >> 8),
+		                (unsigned char)status };
 
 	return conn_send(c, OMNI_IPC_REPLY, st, sizeof(st), text,
-			 text ? strlen(text) : 0);
+	                 text ? strlen(text) : 0);
 }
 
 /* --- running a command ---------------------------------------------------- */
@@ -157,8 +157,8 @@ static int conn_send_reply(struct ctl_conn *c, unsigned int status,
 static int on_output(int stream, const void *data, size_t len, void *payload)
 {
 	struct ctl_conn *c = payload;
-	uint8_t type = stream == OMNI_EXEC_STDERR ? OMNI_IPC_STDERR :
-						    OMNI_IPC_STDOUT;
+	uint8_t type =
+	    stream == OMNI_EXEC_STDERR ? OMNI_IPC_STDERR : OMNI_IPC_STDOUT;
 
 	/* A failed send means the client is gone: non-zero stops the pump,
 	 * which kills the command. Chunks are at most 64 KiB, well under
@@ -188,8 +188,8 @@ static void *reader_main(void *arg)
 		if (rc <= 0) {
 			if (!atomic_load(&c->finished)) {
 				omni_log(OMNI_LOG_DEBUG,
-					 "control: client left before the "
-					 "command ended; killing it");
+				         "control: client left before the "
+				         "command ended; killing it");
 				omni_vfs_exec_signal(e, SIGKILL);
 			}
 			break;
@@ -212,8 +212,8 @@ static void *reader_main(void *arg)
 		case OMNI_IPC_RESIZE:
 			if (buf.len == 4)
 				omni_vfs_exec_resize(
-					e, omni_ipc_get_u16(buf.data),
-					omni_ipc_get_u16(buf.data + 2));
+				    e, omni_ipc_get_u16(buf.data),
+				    omni_ipc_get_u16(buf.data + 2));
 			break;
 		default:
 			/* Unknown or misplaced frames are ignored, so that
@@ -226,7 +226,7 @@ static void *reader_main(void *arg)
 }
 
 static void serve_exec(struct ctl_conn *c, const unsigned char *data,
-		       size_t len)
+                       size_t len)
 {
 	struct omnifs_ctl *ctl = c->ctl;
 	struct omni_ipc_request ir;
@@ -254,9 +254,9 @@ static void serve_exec(struct ctl_conn *c, const unsigned char *data,
 		if (rc < 0) {
 			const char *why = omni_error_last();
 
-			conn_send_error(c, rc,
-					*why ? why :
-					       "the daemon refused the command");
+			conn_send_error(
+			    c, rc,
+			    *why ? why : "the daemon refused the command");
 			goto fail;
 		}
 	}
@@ -354,20 +354,20 @@ static char *ctl_stats_text(struct omnifs_ctl *ctl)
 	conns = ctl->nconns;
 	pthread_mutex_unlock(&ctl->lock);
 	if (asprintf(&text,
-		     "backend: %s\n"
-		     "project: %s\n"
-		     "status: %s\n"
-		     "commands: %llu started, %u running, %llu failed\n"
-		     "connections: %u open, %llu refused\n",
-		     omni_backend_name(ctl->b), omni_backend_project_id(ctl->b),
-		     omni_status_name(omni_backend_get_status(ctl->b)),
-		     commands, running, failed, conns, refused) < 0)
+	             "backend: %s\n"
+	             "project: %s\n"
+	             "status: %s\n"
+	             "commands: %llu started, %u running, %llu failed\n"
+	             "connections: %u open, %llu refused\n",
+	             omni_backend_name(ctl->b), omni_backend_project_id(ctl->b),
+	             omni_status_name(omni_backend_get_status(ctl->b)),
+	             commands, running, failed, conns, refused) < 0)
 		return NULL;
 	return text;
 }
 
 static void serve_control(struct ctl_conn *c, const unsigned char *data,
-			  size_t len)
+                          size_t len)
 {
 	struct omnifs_ctl *ctl = c->ctl;
 	char *text = malloc(len + 1);
@@ -384,7 +384,7 @@ static void serve_control(struct ctl_conn *c, const unsigned char *data,
 	if (strcmp(text, "ping") == 0) {
 		conn_send_reply(c, 0, "pong");
 	} else if (strcmp(text, "save") == 0 ||
-		   strncmp(text, "save ", 5) == 0) {
+	           strncmp(text, "save ", 5) == 0) {
 		const char *message = text[4] ? text + 5 : NULL;
 		char *id = NULL;
 
@@ -392,8 +392,8 @@ static void serve_control(struct ctl_conn *c, const unsigned char *data,
 		rc = omni_backend_save_snapshot(ctl->b, message, &id);
 		if (rc < 0)
 			conn_send_reply(c, (unsigned int)-rc,
-					*omni_error_last() ? omni_error_last() :
-							     strerror(-rc));
+			                *omni_error_last() ? omni_error_last()
+			                                   : strerror(-rc));
 		else
 			conn_send_reply(c, 0, id ? id : "nothing to save");
 		free(id);
@@ -407,8 +407,7 @@ static void serve_control(struct ctl_conn *c, const unsigned char *data,
 
 		if (ctl->hooks.control &&
 		    ctl->hooks.control(text, &reply, ctl->hooks.payload) == 0 &&
-		    reply && own &&
-		    asprintf(&all, "%s%s", own, reply) >= 0) {
+		    reply && own && asprintf(&all, "%s%s", own, reply) >= 0) {
 			free(own);
 			own = all;
 		}
@@ -424,10 +423,10 @@ static void serve_control(struct ctl_conn *c, const unsigned char *data,
 			char msg[600];
 			if (*omni_error_last())
 				snprintf(msg, sizeof(msg), "%s",
-					 omni_error_last());
+				         omni_error_last());
 			else
-				snprintf(msg, sizeof(msg),
-					 "%s: %.400s", text, strerror(-rc));
+				snprintf(msg, sizeof(msg), "%s: %.400s", text,
+				         strerror(-rc));
 			conn_send_reply(c, (unsigned int)-rc, msg);
 		} else {
 			conn_send_reply(c, 0, reply ? reply : "");
@@ -435,7 +434,7 @@ static void serve_control(struct ctl_conn *c, const unsigned char *data,
 	} else {
 		char msg[600];
 		snprintf(msg, sizeof(msg), "unknown control request: %.400s",
-			 text);
+		         text);
 		conn_send_reply(c, EINVAL, msg);
 	}
 	free(reply);
@@ -462,9 +461,9 @@ static void *conn_main(void *arg)
 		char msg[128];
 
 		snprintf(msg, sizeof(msg), "connection from uid %u refused",
-			 (unsigned int)cred.uid);
+		         (unsigned int)cred.uid);
 		omni_log(OMNI_LOG_WARN, "control socket %s: %s (pid %ld)",
-			 ctl->path, msg, (long)cred.pid);
+		         ctl->path, msg, (long)cred.pid);
 		pthread_mutex_lock(&ctl->lock);
 		ctl->refused++;
 		pthread_mutex_unlock(&ctl->lock);
@@ -474,14 +473,14 @@ static void *conn_main(void *arg)
 
 	rc = omni_ipc_recv(c->fd, &type, &buf);
 	if (rc <= 0)
-		goto out;  /* gone, or garbage: nothing to answer */
+		goto out; /* gone, or garbage: nothing to answer */
 	if (type == OMNI_IPC_EXEC)
 		serve_exec(c, buf.data, buf.len);
 	else if (type == OMNI_IPC_CONTROL)
 		serve_control(c, buf.data, buf.len);
 	else
 		conn_send_error(c, -EPROTO,
-				"expected an EXEC or CONTROL frame");
+		                "expected an EXEC or CONTROL frame");
 out:
 	omni_ipc_buf_finish(&buf);
 	pthread_mutex_lock(&ctl->lock);
@@ -537,8 +536,8 @@ static void accept_one(struct omnifs_ctl *ctl, int fd)
 
 		pthread_mutex_unlock(&ctl->lock);
 		omni_ipc_send_error(fd, busy ? -EAGAIN : -ESHUTDOWN,
-				    busy ? "too many commands at once" :
-					   "the session is shutting down");
+		                    busy ? "too many commands at once"
+		                         : "the session is shutting down");
 		close(fd);
 		return;
 	}
@@ -581,7 +580,7 @@ static void *accept_main(void *arg)
 			if (errno == EINTR)
 				continue;
 			omni_log(OMNI_LOG_ERROR, "control: poll: %s",
-				 strerror(errno));
+			         strerror(errno));
 			break;
 		}
 		if (pfd[1].revents)
@@ -594,7 +593,7 @@ static void *accept_main(void *arg)
 			    errno == ENOBUFS || errno == ENOMEM) {
 				/* Out of descriptors: let some close. */
 				omni_log(OMNI_LOG_WARN, "control: accept: %s",
-					 strerror(errno));
+				         strerror(errno));
 				reap_done(ctl);
 				poll(NULL, 0, 100);
 			}
@@ -616,28 +615,27 @@ static int listen_at(struct omnifs_ctl *ctl, const char *path)
 
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return omni_error_set(-ENAMETOOLONG,
-				      "control socket path too long: %s", path);
+		                      "control socket path too long: %s", path);
 	memcpy(sa.sun_path, path, strlen(path) + 1);
 
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode))
-			return omni_error_set(-EEXIST,
-					      "%s exists and is not a socket",
-					      path);
+			return omni_error_set(
+			    -EEXIST, "%s exists and is not a socket", path);
 		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fd < 0)
 			return omni_error_set_errno(-errno, "socket");
 		rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
 		close(fd);
 		if (rc == 0)
-			return omni_error_set(-EADDRINUSE,
-					      "%s: another omnifs daemon serves "
-					      "this session",
-					      path);
+			return omni_error_set(
+			    -EADDRINUSE,
+			    "%s: another omnifs daemon serves "
+			    "this session",
+			    path);
 		if (unlink(path) < 0 && errno != ENOENT)
-			return omni_error_set_errno(-errno,
-						    "cannot remove stale %s",
-						    path);
+			return omni_error_set_errno(
+			    -errno, "cannot remove stale %s", path);
 	}
 
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -665,8 +663,8 @@ static int listen_at(struct omnifs_ctl *ctl, const char *path)
 }
 
 int omnifs_ctl_start(struct omnifs_ctl **out, struct omni_backend *b,
-		     const char *socket_path,
-		     const struct omnifs_ctl_hooks *hooks)
+                     const char *socket_path,
+                     const struct omnifs_ctl_hooks *hooks)
 {
 	struct omnifs_ctl *ctl;
 	sigset_t old;
@@ -698,7 +696,7 @@ int omnifs_ctl_start(struct omnifs_ctl **out, struct omni_backend *b,
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != 0) {
 		rc = omni_error_set(-rc,
-				    "control server: cannot start a thread");
+		                    "control server: cannot start a thread");
 		close(ctl->listen_fd);
 		ctl->listen_fd = -1;
 		unlink(socket_path);

@@ -36,8 +36,8 @@ struct omnifs_ctl_hooks {
 /* Listen on socket_path (an existing stale socket is replaced) and serve
  * commands of backend b until omnifs_ctl_stop(). */
 int omnifs_ctl_start(struct omnifs_ctl **out, struct omni_backend *b,
-		     const char *socket_path,
-		     const struct omnifs_ctl_hooks *hooks);
+                     const char *socket_path,
+                     const struct omnifs_ctl_hooks *hooks);
 
 /* Stop accepting, end running commands (their process groups are killed),
  * wait for the connection threads, remove the socket. NULL is ok. */

@@ -19,7 +19,7 @@ struct node {
 	struct node *parent; /* NULL for the root and when detached */
 	char *name;          /* NULL for the root and when detached */
 	uint64_t nlookup;
-	unsigned int children; /* nodes whose parent this is */
+	unsigned int children;         /* nodes whose parent this is */
 	struct omnifs_handle *handles; /* open files of this node */
 	struct node *ino_next;
 	struct node *name_next;
@@ -44,7 +44,7 @@ static size_t hash_ino(fuse_ino_t ino, size_t buckets)
 }
 
 static size_t hash_name(const struct node *parent, const char *name,
-			size_t buckets)
+                        size_t buckets)
 {
 	/* FNV-1a over the name, mixed with the parent's ino. */
 	uint64_t h = 1469598103934665603ull ^ parent->ino;
@@ -109,10 +109,10 @@ static struct node *find_ino(struct omnifs_inodes *t, fuse_ino_t ino)
 }
 
 static struct node *find_name(struct omnifs_inodes *t, struct node *parent,
-			      const char *name)
+                              const char *name)
 {
 	for (struct node *n =
-		     t->by_name[hash_name(parent, name, t->name_buckets)];
+	         t->by_name[hash_name(parent, name, t->name_buckets)];
 	     n; n = n->name_next)
 		if (n->parent == parent && strcmp(n->name, name) == 0)
 			return n;
@@ -124,7 +124,7 @@ static void unlink_name(struct omnifs_inodes *t, struct node *n)
 	if (!n->name)
 		return;
 	struct node **pp =
-		&t->by_name[hash_name(n->parent, n->name, t->name_buckets)];
+	    &t->by_name[hash_name(n->parent, n->name, t->name_buckets)];
 	while (*pp && *pp != n)
 		pp = &(*pp)->name_next;
 	if (*pp)
@@ -211,7 +211,7 @@ static int build_path(struct node *n, char *out, size_t size)
 }
 
 int omnifs_inode_path(struct omnifs_inodes *t, fuse_ino_t ino, char *out,
-		      size_t size)
+                      size_t size)
 {
 	int rc = -ESTALE;
 
@@ -224,7 +224,7 @@ int omnifs_inode_path(struct omnifs_inodes *t, fuse_ino_t ino, char *out,
 }
 
 int omnifs_inode_child_path(struct omnifs_inodes *t, fuse_ino_t parent,
-			    const char *name, char *out, size_t size)
+                            const char *name, char *out, size_t size)
 {
 	int rc = omnifs_inode_path(t, parent, out, size);
 
@@ -240,7 +240,7 @@ int omnifs_inode_child_path(struct omnifs_inodes *t, fuse_ino_t parent,
 }
 
 fuse_ino_t omnifs_inode_lookup(struct omnifs_inodes *t, fuse_ino_t parent,
-			       const char *name, uint64_t *generation)
+                               const char *name, uint64_t *generation)
 {
 	fuse_ino_t ino = 0;
 
@@ -296,7 +296,7 @@ static void maybe_free(struct omnifs_inodes *t, struct node *n)
 }
 
 void omnifs_inode_forget(struct omnifs_inodes *t, fuse_ino_t ino,
-			 uint64_t nlookup)
+                         uint64_t nlookup)
 {
 	pthread_mutex_lock(&t->lock);
 	struct node *n = find_ino(t, ino);
@@ -308,7 +308,7 @@ void omnifs_inode_forget(struct omnifs_inodes *t, fuse_ino_t ino,
 }
 
 void omnifs_inode_remove(struct omnifs_inodes *t, fuse_ino_t parent,
-			 const char *name)
+                         const char *name)
 {
 	pthread_mutex_lock(&t->lock);
 	struct node *p = find_ino(t, parent);
@@ -322,8 +322,8 @@ void omnifs_inode_remove(struct omnifs_inodes *t, fuse_ino_t parent,
 }
 
 void omnifs_inode_rename(struct omnifs_inodes *t, fuse_ino_t parent,
-			 const char *name, fuse_ino_t newparent,
-			 const char *newname, bool exchange)
+                         const char *name, fuse_ino_t newparent,
+                         const char *newname, bool exchange)
 {
 	pthread_mutex_lock(&t->lock);
 	struct node *p = find_ino(t, parent), *np = find_ino(t, newparent);
@@ -380,7 +380,7 @@ out:
 }
 
 int omnifs_inode_snapshot(struct omnifs_inodes *t,
-			  struct omnifs_inode_ref **out, size_t *count)
+                          struct omnifs_inode_ref **out, size_t *count)
 {
 	size_t k = 0;
 	int rc = 0;
@@ -445,7 +445,7 @@ void omnifs_inode_add_handle(struct omnifs_inodes *t, struct omnifs_handle *h)
 }
 
 void omnifs_inode_remove_handle(struct omnifs_inodes *t,
-				struct omnifs_handle *h)
+                                struct omnifs_handle *h)
 {
 	pthread_mutex_lock(&t->lock);
 	struct node *n = find_ino(t, h->ino);
@@ -462,7 +462,7 @@ void omnifs_inode_remove_handle(struct omnifs_inodes *t,
 }
 
 struct omnifs_handle *omnifs_inode_get_handle(struct omnifs_inodes *t,
-					      fuse_ino_t ino)
+                                              fuse_ino_t ino)
 {
 	struct omnifs_handle *h = NULL;
 
@@ -488,7 +488,7 @@ int omnifs_handle_put(struct omnifs_handle *h)
 }
 
 void omnifs_inode_find_path(struct omnifs_inodes *t, const char *path,
-			    fuse_ino_t *ino, fuse_ino_t *parent)
+                            fuse_ino_t *ino, fuse_ino_t *parent)
 {
 	char name[NAME_MAX + 1];
 	struct node *dir = &t->root, *n = &t->root;

@@ -37,31 +37,31 @@ void omnifs_inodes_free(struct omnifs_inodes *t);
  * -ESTALE for an unknown or detached node, -ENAMETOOLONG.
  */
 int omnifs_inode_path(struct omnifs_inodes *t, fuse_ino_t ino, char *out,
-		      size_t size);
+                      size_t size);
 
 /* The path of name inside directory parent. */
 int omnifs_inode_child_path(struct omnifs_inodes *t, fuse_ino_t parent,
-			    const char *name, char *out, size_t size);
+                            const char *name, char *out, size_t size);
 
 /*
  * Record that the kernel looked up name in parent (one more reference):
  * finds or makes the node. Returns its ino (0 on -ENOMEM) and generation.
  */
 fuse_ino_t omnifs_inode_lookup(struct omnifs_inodes *t, fuse_ino_t parent,
-			       const char *name, uint64_t *generation);
+                               const char *name, uint64_t *generation);
 
 /* The kernel dropped nlookup references to ino. */
 void omnifs_inode_forget(struct omnifs_inodes *t, fuse_ino_t ino,
-			 uint64_t nlookup);
+                         uint64_t nlookup);
 
 /* name in parent is gone (unlink, rmdir): detach its node, if any. */
 void omnifs_inode_remove(struct omnifs_inodes *t, fuse_ino_t parent,
-			 const char *name);
+                         const char *name);
 
 /* A rename succeeded: move the node; with exchange, swap the two. */
 void omnifs_inode_rename(struct omnifs_inodes *t, fuse_ino_t parent,
-			 const char *name, fuse_ino_t newparent,
-			 const char *newname, bool exchange);
+                         const char *name, fuse_ino_t newparent,
+                         const char *newname, bool exchange);
 
 /* One (parent, name) pair the kernel may have cached, for invalidation. */
 struct omnifs_inode_ref {
@@ -72,7 +72,7 @@ struct omnifs_inode_ref {
 
 /* Copy every node's ino and (parent, name). Free with _refs_free(). */
 int omnifs_inode_snapshot(struct omnifs_inodes *t,
-			  struct omnifs_inode_ref **out, size_t *count);
+                          struct omnifs_inode_ref **out, size_t *count);
 void omnifs_inode_refs_free(struct omnifs_inode_ref *refs, size_t count);
 
 /*
@@ -91,10 +91,10 @@ struct omnifs_handle {
 void omnifs_inode_add_handle(struct omnifs_inodes *t, struct omnifs_handle *h);
 /* Unlink h from its node (the caller then drops its reference). */
 void omnifs_inode_remove_handle(struct omnifs_inodes *t,
-				struct omnifs_handle *h);
+                                struct omnifs_handle *h);
 /* Some open handle of ino with a reference taken, or NULL. */
 struct omnifs_handle *omnifs_inode_get_handle(struct omnifs_inodes *t,
-					      fuse_ino_t ino);
+                                              fuse_ino_t ino);
 /* Drop a reference; the last one releases the backend file and frees h.
  * Returns the release's error, or 0. */
 int omnifs_handle_put(struct omnifs_handle *h);
@@ -108,6 +108,6 @@ size_t omnifs_inode_count(struct omnifs_inodes *t);
  * *parent the node of its directory (0 when that is unknown too).
  */
 void omnifs_inode_find_path(struct omnifs_inodes *t, const char *path,
-			    fuse_ino_t *ino, fuse_ino_t *parent);
+                            fuse_ino_t *ino, fuse_ino_t *parent);
 
 #endif

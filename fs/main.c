@@ -61,7 +61,10 @@ struct cli {
 
 enum { KEY_ENV };
 
-#define CLI_OPT(t, p) { t, offsetof(struct cli, p), 1 }
+#define CLI_OPT(t, p)                                                          \
+	{                                                                      \
+		t, offsetof(struct cli, p), 1                                  \
+	}
 
 static const struct fuse_opt cli_spec[] = {
 	CLI_OPT("--backend=%s", backend),
@@ -100,7 +103,7 @@ static const struct fuse_opt cli_spec[] = {
 };
 
 static int cli_proc(void *data, const char *arg, int key,
-		    struct fuse_args *outargs)
+                    struct fuse_args *outargs)
 {
 	struct cli *cli = data;
 
@@ -116,7 +119,8 @@ static int cli_proc(void *data, const char *arg, int key,
 	else if (strncmp(kv, "-e", 2) == 0)
 		kv += 2;
 	if (!strchr(kv, '=')) {
-		fprintf(stderr, "omnifs: --env wants KEY=VALUE, not '%s'\n", kv);
+		fprintf(stderr, "omnifs: --env wants KEY=VALUE, not '%s'\n",
+		        kv);
 		return -1;
 	}
 	char **env = realloc(cli->env, (cli->nenv + 2) * sizeof(*env));
@@ -131,43 +135,62 @@ static int cli_proc(void *data, const char *arg, int key,
 
 static void usage(const char *prog)
 {
-	printf("usage: %s [options] MOUNTPOINT\n"
-	       "\n"
-	       "Mount the workspace of a sandbox session on MOUNTPOINT. Run commands\n"
-	       "in the same session with omni-exec; unmount with fusermount3 -u.\n"
-	       "\n"
-	       "omnifs options:\n"
-	       "    --backend=NAME         local, docker or e2b (default: local)\n"
-	       "    --project=ID           project id (default: MOUNTPOINT's name)\n"
-	       "    --state=NAME           state manager: none, git or gcs (default: none);\n"
-	       "                           git:REMOTE and gcs://BUCKET[/PREFIX] name\n"
-	       "                           the remote or bucket (else from the environment)\n"
-	       "    --data-path=DIR        where workspaces live (default: $OMNI_DATA_PATH\n"
-	       "                           or ./data); the workspace is DIR/ID\n"
-	       "    --env=KEY=VALUE        environment for the sandbox (repeatable)\n"
-	       "    --image=IMAGE          docker: image (default ghcr.io/astral-sh/uv:debian)\n"
-	       "    --network=MODE         docker: network mode (none, bridge, ...)\n"
-	       "    --memory=BYTES         docker: memory limit (k, m, g suffixes)\n"
-	       "    --cpus=N               docker: CPU limit\n"
-	       "    --pids-limit=N         docker: process limit\n"
-	       "    --template=NAME        e2b: sandbox template (default: base)\n"
-	       "    -o attr_timeout=S      seconds the kernel keeps attributes (1)\n"
-	       "    -o entry_timeout=S     seconds the kernel keeps names (1)\n"
-	       "    -o negative_timeout=S  seconds the kernel remembers missing names (0)\n"
-	       "    -o cache_ttl=S         remote backends (e2b): seconds attributes,\n"
-	       "                           listings and file content are trusted (5);\n"
-	       "                           also the kernel's timeouts unless given\n"
-	       "    --request-timeout=S    e2b: bound of each request (10); calls on\n"
-	       "                           the mount fail after it when the sandbox\n"
-	       "                           does not answer\n"
-	       "    -q, --quiet            no progress output\n"
-	       "    --verbose              log what the library does\n"
-	       "    -h, --help             this help\n"
-	       "    -V, --version          version\n"
-	       "\n"
-	       "Secrets (E2B_API_KEY, tokens) are read from the environment only.\n"
-	       "\n",
-	       prog);
+	printf(
+	    "usage: %s [options] MOUNTPOINT\n"
+	    "\n"
+	    "Mount the workspace of a sandbox session on MOUNTPOINT. Run "
+	    "commands\n"
+	    "in the same session with omni-exec; unmount with fusermount3 -u.\n"
+	    "\n"
+	    "omnifs options:\n"
+	    "    --backend=NAME         local, docker or e2b (default: local)\n"
+	    "    --project=ID           project id (default: MOUNTPOINT's "
+	    "name)\n"
+	    "    --state=NAME           state manager: none, git or gcs "
+	    "(default: none);\n"
+	    "                           git:REMOTE and gcs://BUCKET[/PREFIX] "
+	    "name\n"
+	    "                           the remote or bucket (else from the "
+	    "environment)\n"
+	    "    --data-path=DIR        where workspaces live (default: "
+	    "$OMNI_DATA_PATH\n"
+	    "                           or ./data); the workspace is DIR/ID\n"
+	    "    --env=KEY=VALUE        environment for the sandbox "
+	    "(repeatable)\n"
+	    "    --image=IMAGE          docker: image (default "
+	    "ghcr.io/astral-sh/uv:debian)\n"
+	    "    --network=MODE         docker: network mode (none, bridge, "
+	    "...)\n"
+	    "    --memory=BYTES         docker: memory limit (k, m, g "
+	    "suffixes)\n"
+	    "    --cpus=N               docker: CPU limit\n"
+	    "    --pids-limit=N         docker: process limit\n"
+	    "    --template=NAME        e2b: sandbox template (default: base)\n"
+	    "    -o attr_timeout=S      seconds the kernel keeps attributes "
+	    "(1)\n"
+	    "    -o entry_timeout=S     seconds the kernel keeps names (1)\n"
+	    "    -o negative_timeout=S  seconds the kernel remembers missing "
+	    "names (0)\n"
+	    "    -o cache_ttl=S         remote backends (e2b): seconds "
+	    "attributes,\n"
+	    "                           listings and file content are trusted "
+	    "(5);\n"
+	    "                           also the kernel's timeouts unless "
+	    "given\n"
+	    "    --request-timeout=S    e2b: bound of each request (10); calls "
+	    "on\n"
+	    "                           the mount fail after it when the "
+	    "sandbox\n"
+	    "                           does not answer\n"
+	    "    -q, --quiet            no progress output\n"
+	    "    --verbose              log what the library does\n"
+	    "    -h, --help             this help\n"
+	    "    -V, --version          version\n"
+	    "\n"
+	    "Secrets (E2B_API_KEY, tokens) are read from the environment "
+	    "only.\n"
+	    "\n",
+	    prog);
 	printf("FUSE options:\n");
 	fuse_cmdline_help();
 	fuse_lowlevel_help();
@@ -214,7 +237,7 @@ static int parse_size(const char *s, long long *out, const char *what)
 	return 0;
 }
 
-/* --- reporting to the waiting parent ------------------------------------------ */
+/* --- reporting to the waiting parent -------------------------------------- */
 
 static int report_fd = -1;
 
@@ -269,7 +292,8 @@ static int daemonize_early(void)
 			n = read(p[0], msg, sizeof(msg) - 1);
 		} while (n < 0 && errno == EINTR);
 		if (n <= 0) {
-			fprintf(stderr, "omnifs: the daemon died while starting\n");
+			fprintf(stderr,
+			        "omnifs: the daemon died while starting\n");
 			_exit(1);
 		}
 		msg[n] = '\0';
@@ -285,10 +309,10 @@ static int daemonize_early(void)
 }
 
 static void syslog_sink(enum omni_log_level level, const char *msg,
-			void *payload)
+                        void *payload)
 {
 	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG,
-				    LOG_DEBUG };
+		                    LOG_DEBUG };
 
 	(void)payload;
 	syslog(prio[level], "%s", msg);
@@ -326,7 +350,7 @@ static bool socket_alive(const char *path)
 	return alive;
 }
 
-/* --- control hooks ------------------------------------------------------------------ */
+/* --- control hooks -------------------------------------------------------- */
 
 /* Before a command: what was written through the mount goes up first. */
 static int hook_before_exec(void *payload)
@@ -348,8 +372,7 @@ static void hook_after_exec(void *payload)
 
 /* A change made in the sandbox behind the mount (the backend's watch
  * thread): the kernel forgets it. NULL only says the watch is lost. */
-static void on_change(const char *path, const struct stat *st,
-		      void *payload)
+static void on_change(const char *path, const struct stat *st, void *payload)
 {
 	if (path)
 		omnifs_invalidate_path(payload, path, st);
@@ -394,29 +417,31 @@ int main(int argc, char *argv[])
 		goto out_args;
 	}
 	if (opts.show_version) {
-		printf("omnifs %s (libomni %s)\n", OMNI_VERSION, omni_version());
+		printf("omnifs %s (libomni %s)\n", OMNI_VERSION,
+		       omni_version());
 		fuse_lowlevel_version();
 		ret = 0;
 		goto out_args;
 	}
 	if (!opts.mountpoint) {
 		fprintf(stderr, "usage: %s [options] MOUNTPOINT (try --help)\n",
-			argv[0]);
+		        argv[0]);
 		ret = 2;
 		goto out_args;
 	}
 	if (!realpath(opts.mountpoint, mountpoint)) {
 		fprintf(stderr, "omnifs: %s: %s\n", opts.mountpoint,
-			strerror(errno));
+		        strerror(errno));
 		goto out_args;
 	}
 	if (parse_double(cli.attr_timeout, &fs.attr_timeout, "attr_timeout") ||
-	    parse_double(cli.entry_timeout, &fs.entry_timeout, "entry_timeout") ||
+	    parse_double(cli.entry_timeout, &fs.entry_timeout,
+	                 "entry_timeout") ||
 	    parse_double(cli.negative_timeout, &fs.negative_timeout,
-			 "negative_timeout") ||
+	                 "negative_timeout") ||
 	    parse_double(cli.cache_ttl, &copts.ttl, "cache_ttl") ||
 	    parse_double(cli.request_timeout, &request_timeout,
-			 "--request-timeout") ||
+	                 "--request-timeout") ||
 	    parse_size(cli.memory, &bopts.memory_bytes, "--memory") ||
 	    parse_size(cli.pids_limit, &bopts.pids_limit, "--pids-limit") ||
 	    parse_double(cli.cpus, &bopts.cpus, "--cpus")) {
@@ -425,24 +450,27 @@ int main(int argc, char *argv[])
 	}
 	const char *base = strrchr(mountpoint, '/');
 	snprintf(project, sizeof(project), "%s",
-		 cli.project ? cli.project : (base && base[1] ? base + 1 : "root"));
+	         cli.project ? cli.project
+	                     : (base && base[1] ? base + 1 : "root"));
 	if (!omni_project_id_valid(project)) {
 		fprintf(stderr,
-			"omnifs: invalid project id '%s' (use letters, digits, . _ -; "
-			"or give --project)\n",
-			project);
+		        "omnifs: invalid project id '%s' (use letters, digits, "
+		        ". _ -; "
+		        "or give --project)\n",
+		        project);
 		ret = 2;
 		goto out_args;
 	}
 	/* The data path must not depend on the daemon's cwd. */
-	const char *dp = cli.data_path ? cli.data_path : getenv("OMNI_DATA_PATH");
+	const char *dp =
+	    cli.data_path ? cli.data_path : getenv("OMNI_DATA_PATH");
 	if (!dp || !*dp)
 		dp = "./data";
 	if (dp[0] != '/') {
 		char cwd[PATH_MAX];
 		if (!getcwd(cwd, sizeof(cwd)) ||
 		    snprintf(data_path, sizeof(data_path), "%s/%s", cwd, dp) >=
-			    (int)sizeof(data_path)) {
+		        (int)sizeof(data_path)) {
 			fprintf(stderr, "omnifs: data path too long\n");
 			goto out_args;
 		}
@@ -461,7 +489,8 @@ int main(int argc, char *argv[])
 	if (cli.request_timeout) {
 		/* Read by the e2b backend when it is made. */
 		if (request_timeout <= 0) {
-			fprintf(stderr, "omnifs: --request-timeout must be > 0\n");
+			fprintf(stderr,
+			        "omnifs: --request-timeout must be > 0\n");
 			ret = 2;
 			goto out_args;
 		}
@@ -483,14 +512,15 @@ int main(int argc, char *argv[])
 		goto out_global;
 	}
 	if (socket_alive(sock)) {
-		fail("project '%s' is already mounted (control socket %s answers)",
+		fail("project '%s' is already mounted (control socket %s "
+		     "answers)",
 		     project, sock);
 		goto out_global;
 	}
 	rc = omni_state_new(&state, cli.state ? cli.state : "none");
 	if (rc == 0)
 		rc = omni_backend_new(&b, cli.backend ? cli.backend : "local",
-				      project, &bopts, state);
+		                      project, &bopts, state);
 	if (rc == 0 && (omni_vfs_caps(b) & OMNI_CAP_REMOTE)) {
 		/* Every round trip counts: the cache answers what it can. */
 		struct omni_backend *inner = b;
@@ -506,8 +536,8 @@ int main(int argc, char *argv[])
 			if (rl.rlim_cur != RLIM_INFINITY &&
 			    copts.max_clean_files > (rl.rlim_cur - 256) / 2)
 				copts.max_clean_files =
-					rl.rlim_cur > 512 ? (rl.rlim_cur - 256) / 2 :
-							    64;
+				    rl.rlim_cur > 512 ? (rl.rlim_cur - 256) / 2
+				                      : 64;
 		}
 		rc = omnifs_cache_wrap(&b, inner, &copts);
 		/* Snapshots go through the cache too: they hold what the
@@ -546,7 +576,8 @@ int main(int argc, char *argv[])
 		if (strstr(args.argv[i], "allow_other"))
 			shared = true;
 	snprintf(fsopts, sizeof(fsopts), "-ofsname=omnifs:%s,subtype=omnifs%s",
-		 project, fs.host_files && !shared ? "" : ",default_permissions");
+	         project,
+	         fs.host_files && !shared ? "" : ",default_permissions");
 	if (fuse_opt_add_arg(&args, fsopts) != 0) {
 		fail("out of memory");
 		goto out_backend;
@@ -562,8 +593,9 @@ int main(int argc, char *argv[])
 	}
 	handlers = true;
 	if (fuse_session_mount(fs.se, mountpoint) != 0) {
-		fail("cannot mount on %s (is /dev/fuse there, and fusermount3?)",
-		     mountpoint);
+		fail(
+		    "cannot mount on %s (is /dev/fuse there, and fusermount3?)",
+		    mountpoint);
 		goto out_session;
 	}
 	mounted = true;
@@ -582,7 +614,7 @@ int main(int argc, char *argv[])
 		watching = omni_vfs_watch(b, on_change, &fs) == 0;
 		if (!watching)
 			omni_log(OMNI_LOG_DEBUG, "no change watch: %s",
-				 omni_error_last());
+			         omni_error_last());
 	}
 
 	if (!opts.foreground) {
@@ -606,8 +638,8 @@ int main(int argc, char *argv[])
 	 * was given; pass it on only when it was. */
 	if (opts.max_threads > 0 && opts.max_threads <= 100000)
 		fuse_loop_cfg_set_max_threads(loop, opts.max_threads);
-	rc = opts.singlethread ? fuse_session_loop(fs.se) :
-				 fuse_session_loop_mt(fs.se, loop);
+	rc = opts.singlethread ? fuse_session_loop(fs.se)
+	                       : fuse_session_loop_mt(fs.se, loop);
 	ret = rc == 0 ? 0 : 1;
 
 out_session:
@@ -629,7 +661,8 @@ out_session:
 out_backend:
 	if (b) {
 		if (omni_backend_shutdown(b) < 0) {
-			omni_log(OMNI_LOG_ERROR, "shutdown: %s", omni_error_last());
+			omni_log(OMNI_LOG_ERROR, "shutdown: %s",
+			         omni_error_last());
 			ret = 1;
 		}
 		omni_backend_free(b);
@@ -646,12 +679,21 @@ out_args:
 		free(cli.env[i]);
 	free(cli.env);
 	/* fuse_opt_parse() strdup()s every string option. */
-	char *strings[] = { cli.backend,      cli.project,	 cli.state,
-			    cli.image,	      cli.network,	 cli.data_path,
-			    cli.memory,	      cli.cpus,		 cli.pids_limit,
-			    cli.template,     cli.attr_timeout,	 cli.entry_timeout,
-			    cli.negative_timeout, cli.cache_ttl,
-			    cli.request_timeout };
+	char *strings[] = { cli.backend,
+		            cli.project,
+		            cli.state,
+		            cli.image,
+		            cli.network,
+		            cli.data_path,
+		            cli.memory,
+		            cli.cpus,
+		            cli.pids_limit,
+		            cli.template,
+		            cli.attr_timeout,
+		            cli.entry_timeout,
+		            cli.negative_timeout,
+		            cli.cache_ttl,
+		            cli.request_timeout };
 	for (size_t i = 0; i < sizeof(strings) / sizeof(*strings); i++)
 		free(strings[i]);
 	free(opts.mountpoint);

@@ -86,7 +86,7 @@ void omnifs_invalidate_all(struct omnifs *fs);
  * thread.
  */
 void omnifs_invalidate_path(struct omnifs *fs, const char *path,
-			    const struct stat *st);
+                            const struct stat *st);
 
 /* A text report of the counters (malloc'd), the backend's included. */
 char *omnifs_stats_text(struct omnifs *fs);

@@ -87,7 +87,7 @@ static void reply_err(fuse_req_t req, int rc)
 /* Fill a fuse_entry_param for name in parent after a successful call, and
  * count the lookup the reply will give the kernel. */
 static int make_entry(struct omnifs *fs, fuse_ino_t parent, const char *name,
-		      const struct stat *st, struct fuse_entry_param *e)
+                      const struct stat *st, struct fuse_entry_param *e)
 {
 	memset(e, 0, sizeof(*e));
 	e->ino = omnifs_inode_lookup(fs->inodes, parent, name, &e->generation);
@@ -101,13 +101,13 @@ static int make_entry(struct omnifs *fs, fuse_ino_t parent, const char *name,
 
 /* Reply with an entry; if the kernel did not take it, undo the lookup. */
 static void reply_entry(struct omnifs *fs, fuse_req_t req,
-			const struct fuse_entry_param *e)
+                        const struct fuse_entry_param *e)
 {
 	if (fuse_reply_entry(req, e) != 0)
 		omnifs_inode_forget(fs->inodes, e->ino, 1);
 }
 
-/* --- names ----------------------------------------------------------------- */
+/* --- names ---------------------------------------------------------------- */
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
@@ -119,7 +119,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 	count(fs, OMNIFS_OP_LOOKUP);
 	rc = omnifs_inode_child_path(fs->inodes, parent, name, path,
-				     sizeof(path));
+	                             sizeof(path));
 	if (rc == 0)
 		rc = omni_vfs_stat(fs->backend, path, &st);
 	if (rc == -ENOENT && fs->negative_timeout > 0) {
@@ -148,20 +148,20 @@ static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 }
 
 static void op_forget_multi(fuse_req_t req, size_t n,
-			    struct fuse_forget_data *forgets)
+                            struct fuse_forget_data *forgets)
 {
 	struct omnifs *fs = fs_of(req);
 
 	count(fs, OMNIFS_OP_FORGET);
 	for (size_t i = 0; i < n; i++)
 		omnifs_inode_forget(fs->inodes, forgets[i].ino,
-				    forgets[i].nlookup);
+		                    forgets[i].nlookup);
 	fuse_reply_none(req);
 }
 
 /* stat through the open handle when there is one, else by path. */
 static int getattr_of(struct omnifs *fs, fuse_ino_t ino,
-		      struct fuse_file_info *fi, struct stat *st)
+                      struct fuse_file_info *fi, struct stat *st)
 {
 	char path[PATH_MAX];
 	int rc;
@@ -171,7 +171,8 @@ static int getattr_of(struct omnifs *fs, fuse_ino_t ino,
 	rc = omnifs_inode_path(fs->inodes, ino, path, sizeof(path));
 	if (rc == -ESTALE) {
 		/* Unlinked, maybe still open (fstat after unlink). */
-		struct omnifs_handle *h = omnifs_inode_get_handle(fs->inodes, ino);
+		struct omnifs_handle *h =
+		    omnifs_inode_get_handle(fs->inodes, ino);
 		if (!h)
 			return -ENOENT;
 		rc = omni_vfs_fstat(h->file, st);
@@ -184,7 +185,7 @@ static int getattr_of(struct omnifs *fs, fuse_ino_t ino,
 }
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino,
-		       struct fuse_file_info *fi)
+                       struct fuse_file_info *fi)
 {
 	struct omnifs *fs = fs_of(req);
 	struct stat st;
@@ -199,10 +200,10 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 }
 
 static int setattr_times(struct omnifs *fs, const char *path, int fd,
-			 struct stat *attr, int to_set)
+                         struct stat *attr, int to_set)
 {
 	struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT },
-				  { .tv_nsec = UTIME_OMIT } };
+		                  { .tv_nsec = UTIME_OMIT } };
 
 	if (to_set & FUSE_SET_ATTR_ATIME_NOW)
 		ts[0].tv_nsec = UTIME_NOW;
@@ -220,7 +221,7 @@ static int setattr_times(struct omnifs *fs, const char *path, int fd,
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
-		       int to_set, struct fuse_file_info *fi)
+                       int to_set, struct fuse_file_info *fi)
 {
 	struct omnifs *fs = fs_of(req);
 	char pathbuf[PATH_MAX];
@@ -247,21 +248,22 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		if (path)
 			rc = omni_vfs_chmod(fs->backend, path, attr->st_mode);
 		else
-			rc = fd >= 0 ? (fchmod(fd, attr->st_mode) < 0 ? -errno : 0) :
-				       -ENOENT;
+			rc = fd >= 0
+			         ? (fchmod(fd, attr->st_mode) < 0 ? -errno : 0)
+			         : -ENOENT;
 		if (rc < 0)
 			goto out;
 	}
 	if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
-		uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid :
-							   (uid_t)-1;
-		gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid :
-							   (gid_t)-1;
+		uid_t uid =
+		    (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
+		gid_t gid =
+		    (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
 		if (path)
 			rc = omni_vfs_chown(fs->backend, path, uid, gid);
 		else
-			rc = fd >= 0 ? (fchown(fd, uid, gid) < 0 ? -errno : 0) :
-				       -ENOENT;
+			rc = fd >= 0 ? (fchown(fd, uid, gid) < 0 ? -errno : 0)
+			             : -ENOENT;
 		if (rc < 0)
 			goto out;
 	}
@@ -269,12 +271,13 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		if (h)
 			rc = omni_vfs_ftruncate(h->file, attr->st_size);
 		else
-			rc = omni_vfs_truncate(fs->backend, path, attr->st_size);
+			rc =
+			    omni_vfs_truncate(fs->backend, path, attr->st_size);
 		if (rc < 0)
 			goto out;
 	}
 	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
-		      FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW)) {
+	              FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW)) {
 		rc = setattr_times(fs, path, fd, attr, to_set);
 		if (rc < 0)
 			goto out;
@@ -315,8 +318,8 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 
 /* After a call that made name in parent: stat it and reply an entry. */
 static void reply_new_entry(fuse_req_t req, struct omnifs *fs,
-			    fuse_ino_t parent, const char *name,
-			    const char *path)
+                            fuse_ino_t parent, const char *name,
+                            const char *path)
 {
 	struct fuse_entry_param e;
 	struct stat st;
@@ -331,7 +334,7 @@ static void reply_new_entry(fuse_req_t req, struct omnifs *fs,
 }
 
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
-		     mode_t mode, dev_t rdev)
+                     mode_t mode, dev_t rdev)
 {
 	struct omnifs *fs = fs_of(req);
 	char path[PATH_MAX];
@@ -347,10 +350,11 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 		return;
 	}
 	rc = omnifs_inode_child_path(fs->inodes, parent, name, path,
-				     sizeof(path));
+	                             sizeof(path));
 	if (rc == 0)
 		rc = omni_vfs_open(fs->backend, path,
-				   O_WRONLY | O_CREAT | O_EXCL, mode & 07777, &f);
+		                   O_WRONLY | O_CREAT | O_EXCL, mode & 07777,
+		                   &f);
 	if (rc == 0)
 		rc = omni_vfs_release(f);
 	if (rc < 0)
@@ -360,7 +364,7 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 }
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
-		     mode_t mode)
+                     mode_t mode)
 {
 	struct omnifs *fs = fs_of(req);
 	char path[PATH_MAX];
@@ -368,7 +372,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 
 	count(fs, OMNIFS_OP_MKDIR);
 	rc = omnifs_inode_child_path(fs->inodes, parent, name, path,
-				     sizeof(path));
+	                             sizeof(path));
 	if (rc == 0)
 		rc = omni_vfs_mkdir(fs->backend, path, mode & 07777);
 	if (rc < 0)
@@ -378,7 +382,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 }
 
 static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name,
-			bool dir)
+                        bool dir)
 {
 	struct omnifs *fs = fs_of(req);
 	char path[PATH_MAX];
@@ -386,10 +390,10 @@ static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name,
 
 	count(fs, dir ? OMNIFS_OP_RMDIR : OMNIFS_OP_UNLINK);
 	rc = omnifs_inode_child_path(fs->inodes, parent, name, path,
-				     sizeof(path));
+	                             sizeof(path));
 	if (rc == 0)
-		rc = dir ? omni_vfs_rmdir(fs->backend, path) :
-			   omni_vfs_unlink(fs->backend, path);
+		rc = dir ? omni_vfs_rmdir(fs->backend, path)
+		         : omni_vfs_unlink(fs->backend, path);
 	if (rc == 0)
 		omnifs_inode_remove(fs->inodes, parent, name);
 	reply_err(req, rc);
@@ -406,7 +410,7 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 }
 
 static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent,
-		       const char *name)
+                       const char *name)
 {
 	struct omnifs *fs = fs_of(req);
 	char path[PATH_MAX];
@@ -414,7 +418,7 @@ static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent,
 
 	count(fs, OMNIFS_OP_SYMLINK);
 	rc = omnifs_inode_child_path(fs->inodes, parent, name, path,
-				     sizeof(path));
+	                             sizeof(path));
 	if (rc == 0)
 		rc = omni_vfs_symlink(fs->backend, target, path);
 	if (rc < 0)
@@ -424,8 +428,8 @@ static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent,
 }
 
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
-		      fuse_ino_t newparent, const char *newname,
-		      unsigned int flags)
+                      fuse_ino_t newparent, const char *newname,
+                      unsigned int flags)
 {
 	struct omnifs *fs = fs_of(req);
 	char from[PATH_MAX], to[PATH_MAX];
@@ -433,20 +437,20 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 
 	count(fs, OMNIFS_OP_RENAME);
 	rc = omnifs_inode_child_path(fs->inodes, parent, name, from,
-				     sizeof(from));
+	                             sizeof(from));
 	if (rc == 0)
 		rc = omnifs_inode_child_path(fs->inodes, newparent, newname, to,
-					     sizeof(to));
+		                             sizeof(to));
 	if (rc == 0)
 		rc = omni_vfs_rename(fs->backend, from, to, flags);
 	if (rc == 0)
 		omnifs_inode_rename(fs->inodes, parent, name, newparent,
-				    newname, (flags & RENAME_EXCHANGE) != 0);
+		                    newname, (flags & RENAME_EXCHANGE) != 0);
 	reply_err(req, rc);
 }
 
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
-		    const char *newname)
+                    const char *newname)
 {
 	struct omnifs *fs = fs_of(req);
 	char from[PATH_MAX], to[PATH_MAX];
@@ -456,7 +460,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 	rc = omnifs_inode_path(fs->inodes, ino, from, sizeof(from));
 	if (rc == 0)
 		rc = omnifs_inode_child_path(fs->inodes, newparent, newname, to,
-					     sizeof(to));
+		                             sizeof(to));
 	if (rc == 0)
 		rc = omni_vfs_link(fs->backend, from, to);
 	if (rc < 0)
@@ -465,10 +469,10 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		reply_new_entry(req, fs, newparent, newname, to);
 }
 
-/* --- files ------------------------------------------------------------------ */
+/* --- files ---------------------------------------------------------------- */
 
 static void set_open_flags(struct omnifs *fs, const struct stat *st,
-			   struct fuse_file_info *fi)
+                           struct fuse_file_info *fi)
 {
 	/* Our pages stay valid until omnifs_invalidate_all() (after a
 	 * command) or a change through the mount, which the kernel sees;
@@ -483,7 +487,7 @@ static void set_open_flags(struct omnifs *fs, const struct stat *st,
 /* Wrap an open backend file in a handle listed on its node, and set the
  * open flags. Returns -ENOMEM (the file is then released). */
 static int attach_file(struct omnifs *fs, fuse_ino_t ino, struct omni_file *f,
-		       const struct stat *st, struct fuse_file_info *fi)
+                       const struct stat *st, struct fuse_file_info *fi)
 {
 	struct omnifs_handle *h = calloc(1, sizeof(*h));
 
@@ -521,8 +525,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	rc = omnifs_inode_path(fs->inodes, ino, path, sizeof(path));
 	if (rc == 0)
 		rc = omni_vfs_open(fs->backend, path,
-				   fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY),
-				   0, &f);
+		                   fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY),
+		                   0, &f);
 	if (rc == 0 && (rc = omni_vfs_fstat(f, &st)) < 0)
 		omni_vfs_release(f);
 	if (rc == 0)
@@ -536,7 +540,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 }
 
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
-		      mode_t mode, struct fuse_file_info *fi)
+                      mode_t mode, struct fuse_file_info *fi)
 {
 	struct omnifs *fs = fs_of(req);
 	char path[PATH_MAX];
@@ -547,10 +551,10 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 
 	count(fs, OMNIFS_OP_CREATE);
 	rc = omnifs_inode_child_path(fs->inodes, parent, name, path,
-				     sizeof(path));
+	                             sizeof(path));
 	if (rc == 0)
 		rc = omni_vfs_open(fs->backend, path, fi->flags | O_CREAT,
-				   mode & 07777, &f);
+		                   mode & 07777, &f);
 	if (rc == 0)
 		rc = omni_vfs_fstat(f, &st);
 	if (rc == 0)
@@ -573,7 +577,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		    struct fuse_file_info *fi)
+                    struct fuse_file_info *fi)
 {
 	struct omnifs *fs = fs_of(req);
 	int fd = host_fd(fi);
@@ -612,7 +616,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
-		     size_t size, off_t off, struct fuse_file_info *fi)
+                     size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct omnifs *fs = fs_of(req);
 
@@ -635,7 +639,7 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino,
-		       struct fuse_file_info *fi)
+                       struct fuse_file_info *fi)
 {
 	struct omnifs *fs = fs_of(req);
 
@@ -650,7 +654,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 }
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
-		     struct fuse_file_info *fi)
+                     struct fuse_file_info *fi)
 {
 	struct omnifs *fs = fs_of(req);
 
@@ -660,7 +664,7 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 }
 
 static void op_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
-		     int op)
+                     int op)
 {
 	struct omnifs *fs = fs_of(req);
 
@@ -669,8 +673,8 @@ static void op_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 	reply_err(req, omni_vfs_flock(file_of(fi), op));
 }
 
-static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
-			 off_t offset, off_t length, struct fuse_file_info *fi)
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
+                         off_t length, struct fuse_file_info *fi)
 {
 	struct omnifs *fs = fs_of(req);
 
@@ -724,7 +728,7 @@ static int dir_add(const char *name, const struct stat *st, void *payload)
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino,
-		       struct fuse_file_info *fi)
+                       struct fuse_file_info *fi)
 {
 	struct omnifs *fs = fs_of(req);
 	struct dir_handle *d = calloc(1, sizeof(*d));
@@ -755,7 +759,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 }
 
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		       struct fuse_file_info *fi, bool plus)
+                       struct fuse_file_info *fi, bool plus)
 {
 	struct omnifs *fs = fs_of(req);
 	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
@@ -797,7 +801,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		}
 		if (!plus) {
 			used = fuse_add_direntry(req, buf + pos, size - pos,
-						 name, &st, i + 1);
+			                         name, &st, i + 1);
 			if (used > size - pos)
 				break;
 			pos += used;
@@ -810,7 +814,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		if (real && make_entry(fs, ino, name, &st, &e) < 0)
 			break;
 		fuse_add_direntry_plus(req, buf + pos, size - pos, name, &e,
-				       i + 1);
+		                       i + 1);
 		pos += used;
 	}
 	fuse_reply_buf(req, buf, pos);
@@ -818,19 +822,19 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		       struct fuse_file_info *fi)
+                       struct fuse_file_info *fi)
 {
 	do_readdir(req, ino, size, off, fi, false);
 }
 
 static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
-			   off_t off, struct fuse_file_info *fi)
+                           off_t off, struct fuse_file_info *fi)
 {
 	do_readdir(req, ino, size, off, fi, true);
 }
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
-			  struct fuse_file_info *fi)
+                          struct fuse_file_info *fi)
 {
 	struct omnifs *fs = fs_of(req);
 	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
@@ -843,7 +847,7 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
 }
 
 static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
-			struct fuse_file_info *fi)
+                        struct fuse_file_info *fi)
 {
 	(void)ino;
 	(void)datasync;
@@ -963,7 +967,7 @@ const struct fuse_lowlevel_ops omnifs_ops = {
 	.fallocate = op_fallocate,
 };
 
-/* --- invalidation and statistics -------------------------------------------------- */
+/* --- invalidation and statistics ------------------------------------------ */
 
 void omnifs_invalidate_all(struct omnifs *fs)
 {
@@ -980,12 +984,12 @@ void omnifs_invalidate_all(struct omnifs *fs)
 			 * us again, but a process whose working directory it
 			 * is keeps it (a dropped dentry breaks getcwd). */
 			fuse_lowlevel_notify_expire_entry(
-				fs->se, refs[i].parent, refs[i].name,
-				strlen(refs[i].name), FUSE_LL_EXPIRE_ONLY);
+			    fs->se, refs[i].parent, refs[i].name,
+			    strlen(refs[i].name), FUSE_LL_EXPIRE_ONLY);
 		} else {
 			fuse_lowlevel_notify_inval_entry(fs->se, refs[i].parent,
-							 refs[i].name,
-							 strlen(refs[i].name));
+			                                 refs[i].name,
+			                                 strlen(refs[i].name));
 		}
 		fuse_lowlevel_notify_inval_inode(fs->se, refs[i].ino, 0, 0);
 	}
@@ -994,7 +998,7 @@ void omnifs_invalidate_all(struct omnifs *fs)
 }
 
 void omnifs_invalidate_path(struct omnifs *fs, const char *path,
-			    const struct stat *st)
+                            const struct stat *st)
 {
 	fuse_ino_t ino, parent;
 
@@ -1012,7 +1016,7 @@ void omnifs_invalidate_path(struct omnifs *fs, const char *path,
 		name = name ? name + 1 : path;
 		/* Also drops a negative entry the kernel keeps. */
 		fuse_lowlevel_notify_inval_entry(fs->se, parent, name,
-						 strlen(name));
+		                                 strlen(name));
 		fuse_lowlevel_notify_inval_inode(fs->se, parent, 0, 0);
 	}
 	if (ino)
@@ -1021,30 +1025,18 @@ void omnifs_invalidate_path(struct omnifs *fs, const char *path,
 }
 
 static const char *const op_names[OMNIFS_OP_COUNT] = {
-	[OMNIFS_OP_LOOKUP] = "lookup",
-	[OMNIFS_OP_GETATTR] = "getattr",
-	[OMNIFS_OP_SETATTR] = "setattr",
-	[OMNIFS_OP_READLINK] = "readlink",
-	[OMNIFS_OP_MKNOD] = "mknod",
-	[OMNIFS_OP_MKDIR] = "mkdir",
-	[OMNIFS_OP_UNLINK] = "unlink",
-	[OMNIFS_OP_RMDIR] = "rmdir",
-	[OMNIFS_OP_SYMLINK] = "symlink",
-	[OMNIFS_OP_RENAME] = "rename",
-	[OMNIFS_OP_LINK] = "link",
-	[OMNIFS_OP_OPEN] = "open",
-	[OMNIFS_OP_READ] = "read",
-	[OMNIFS_OP_WRITE] = "write",
-	[OMNIFS_OP_FLUSH] = "flush",
-	[OMNIFS_OP_RELEASE] = "release",
-	[OMNIFS_OP_FSYNC] = "fsync",
-	[OMNIFS_OP_OPENDIR] = "opendir",
-	[OMNIFS_OP_READDIR] = "readdir",
-	[OMNIFS_OP_RELEASEDIR] = "releasedir",
-	[OMNIFS_OP_STATFS] = "statfs",
-	[OMNIFS_OP_CREATE] = "create",
-	[OMNIFS_OP_FLOCK] = "flock",
-	[OMNIFS_OP_FALLOCATE] = "fallocate",
+	[OMNIFS_OP_LOOKUP] = "lookup",   [OMNIFS_OP_GETATTR] = "getattr",
+	[OMNIFS_OP_SETATTR] = "setattr", [OMNIFS_OP_READLINK] = "readlink",
+	[OMNIFS_OP_MKNOD] = "mknod",     [OMNIFS_OP_MKDIR] = "mkdir",
+	[OMNIFS_OP_UNLINK] = "unlink",   [OMNIFS_OP_RMDIR] = "rmdir",
+	[OMNIFS_OP_SYMLINK] = "symlink", [OMNIFS_OP_RENAME] = "rename",
+	[OMNIFS_OP_LINK] = "link",       [OMNIFS_OP_OPEN] = "open",
+	[OMNIFS_OP_READ] = "read",       [OMNIFS_OP_WRITE] = "write",
+	[OMNIFS_OP_FLUSH] = "flush",     [OMNIFS_OP_RELEASE] = "release",
+	[OMNIFS_OP_FSYNC] = "fsync",     [OMNIFS_OP_OPENDIR] = "opendir",
+	[OMNIFS_OP_READDIR] = "readdir", [OMNIFS_OP_RELEASEDIR] = "releasedir",
+	[OMNIFS_OP_STATFS] = "statfs",   [OMNIFS_OP_CREATE] = "create",
+	[OMNIFS_OP_FLOCK] = "flock",     [OMNIFS_OP_FALLOCATE] = "fallocate",
 	[OMNIFS_OP_FORGET] = "forget",
 };
 
@@ -1055,17 +1047,17 @@ char *omnifs_stats_text(struct omnifs *fs)
 
 	if (!out)
 		return NULL;
-	len += (size_t)snprintf(out + len, cap - len,
-				"backend %s\nproject %s\ninodes %zu\ninvalidations %llu\n",
-				omni_backend_name(fs->backend),
-				omni_backend_project_id(fs->backend),
-				omnifs_inode_count(fs->inodes),
-				(unsigned long long)atomic_load(&fs->invalidations));
+	len += (size_t)snprintf(
+	    out + len, cap - len,
+	    "backend %s\nproject %s\ninodes %zu\ninvalidations %llu\n",
+	    omni_backend_name(fs->backend),
+	    omni_backend_project_id(fs->backend),
+	    omnifs_inode_count(fs->inodes),
+	    (unsigned long long)atomic_load(&fs->invalidations));
 	for (int i = 0; i < OMNIFS_OP_COUNT && len < cap; i++)
-		len += (size_t)snprintf(out + len, cap - len, "fuse.%s %llu\n",
-					op_names[i],
-					(unsigned long long)atomic_load(
-						&fs->op_count[i]));
+		len += (size_t)snprintf(
+		    out + len, cap - len, "fuse.%s %llu\n", op_names[i],
+		    (unsigned long long)atomic_load(&fs->op_count[i]));
 	/* The backend's own counters (requests by method, cache hits). */
 	char *more = omni_vfs_stats(fs->backend);
 	if (more && len < cap) {

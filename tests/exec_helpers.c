@@ -43,10 +43,11 @@ void exec_test_program(char *out, size_t size, const char *name)
 	if (dir && *dir) {
 		n = snprintf(out, size, "%s/%s", dir, name);
 	} else {
-		ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+		ssize_t len =
+		    readlink("/proc/self/exe", self, sizeof(self) - 1);
 
 		cr_assert(len > 0, "readlink /proc/self/exe: %s",
-			  strerror(errno));
+		          strerror(errno));
 		self[len] = '\0';
 		char *slash = strrchr(self, '/');
 		cr_assert(slash);
@@ -55,7 +56,7 @@ void exec_test_program(char *out, size_t size, const char *name)
 	}
 	cr_assert(n > 0 && (size_t)n < size);
 	cr_assert(access(out, X_OK) == 0,
-		  "%s is missing: build it first (make %s)", out, out);
+	          "%s is missing: build it first (make %s)", out, out);
 }
 
 /*
@@ -73,13 +74,13 @@ static void clean_attr(posix_spawnattr_t *attr, short extra_flags)
 	posix_spawnattr_init(attr);
 	posix_spawnattr_setsigmask(attr, &none);
 	posix_spawnattr_setsigdefault(attr, &all);
-	posix_spawnattr_setflags(attr, (short)(POSIX_SPAWN_SETSIGMASK |
-					       POSIX_SPAWN_SETSIGDEF |
-					       extra_flags));
+	posix_spawnattr_setflags(attr,
+	                         (short)(POSIX_SPAWN_SETSIGMASK |
+	                                 POSIX_SPAWN_SETSIGDEF | extra_flags));
 }
 
 void exec_test_spawn(struct exec_test_child *c, const char *cwd,
-		     char *const argv[])
+                     char *const argv[])
 {
 	int in[2], out[2], err[2];
 	posix_spawn_file_actions_t fa;
@@ -87,7 +88,7 @@ void exec_test_spawn(struct exec_test_child *c, const char *cwd,
 
 	clean_attr(&attr, 0);
 	cr_assert(pipe2(in, O_CLOEXEC) == 0 && pipe2(out, O_CLOEXEC) == 0 &&
-		  pipe2(err, O_CLOEXEC) == 0);
+	          pipe2(err, O_CLOEXEC) == 0);
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
 	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
@@ -117,7 +118,7 @@ void exec_test_spawn_tied(struct exec_test_child *c, char *const argv[])
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&none);
 	cr_assert(pipe2(in, O_CLOEXEC) == 0 && pipe2(out, O_CLOEXEC) == 0 &&
-		  pipe2(err, O_CLOEXEC) == 0);
+	          pipe2(err, O_CLOEXEC) == 0);
 	c->pid = fork();
 	cr_assert(c->pid >= 0, "fork: %s", strerror(errno));
 	if (c->pid == 0) {
@@ -141,8 +142,8 @@ void exec_test_spawn_tied(struct exec_test_child *c, char *const argv[])
 	c->err = err[0];
 }
 
-pid_t exec_test_spawn_pty(int *master, unsigned short rows,
-			  unsigned short cols, char *const argv[])
+pid_t exec_test_spawn_pty(int *master, unsigned short rows, unsigned short cols,
+                          char *const argv[])
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
@@ -153,8 +154,8 @@ pid_t exec_test_spawn_pty(int *master, unsigned short rows,
 
 	m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
 	cr_assert(m >= 0 && grantpt(m) == 0 && unlockpt(m) == 0 &&
-			  ptsname_r(m, slave, sizeof(slave)) == 0,
-		  "pty: %s", strerror(errno));
+	              ptsname_r(m, slave, sizeof(slave)) == 0,
+	          "pty: %s", strerror(errno));
 	cr_assert(ioctl(m, TIOCSWINSZ, &ws) == 0);
 	posix_spawn_file_actions_init(&fa);
 	/* A new session: opening the slave makes it the controlling
@@ -210,7 +211,7 @@ static bool read_some(int fd, struct exec_test_buf *b)
 }
 
 bool exec_test_read_until(int fd, struct exec_test_buf *b, const char *needle,
-			  int timeout_ms)
+                          int timeout_ms)
 {
 	long long end = now_ms() + timeout_ms;
 
@@ -252,7 +253,7 @@ int exec_test_wait(pid_t pid, int timeout_ms)
 			kill(pid, SIGKILL);
 			waitpid(pid, &st, 0);
 			cr_assert_fail("process %ld still running after %d ms",
-				       (long)pid, timeout_ms);
+			               (long)pid, timeout_ms);
 		}
 		poll(NULL, 0, 5);
 	}
@@ -270,8 +271,8 @@ void exec_test_close(struct exec_test_child *c)
 }
 
 int exec_test_communicate(struct exec_test_child *c, const void *in,
-			  size_t inlen, struct exec_test_buf *out,
-			  struct exec_test_buf *err, int timeout_ms)
+                          size_t inlen, struct exec_test_buf *out,
+                          struct exec_test_buf *err, int timeout_ms)
 {
 	struct exec_test_buf sink_out = { 0 }, sink_err = { 0 };
 	long long end = now_ms() + timeout_ms;
@@ -298,29 +299,29 @@ int exec_test_communicate(struct exec_test_child *c, const void *in,
 			kill(c->pid, SIGKILL);
 			exec_test_wait(c->pid, 5000);
 			cr_assert_fail("child still writing after %d ms; "
-				       "stdout so far: %s; stderr: %s",
-				       timeout_ms, out->data, err->data);
+			               "stdout so far: %s; stderr: %s",
+			               timeout_ms, out->data, err->data);
 		}
 		if (c->in >= 0) {
 			ii = n;
-			p[n++] = (struct pollfd){ .fd = c->in,
-						  .events = POLLOUT };
+			p[n++] =
+			    (struct pollfd){ .fd = c->in, .events = POLLOUT };
 		}
 		if (c->out >= 0) {
 			io = n;
-			p[n++] = (struct pollfd){ .fd = c->out,
-						  .events = POLLIN };
+			p[n++] =
+			    (struct pollfd){ .fd = c->out, .events = POLLIN };
 		}
 		if (c->err >= 0) {
 			ie = n;
-			p[n++] = (struct pollfd){ .fd = c->err,
-						  .events = POLLIN };
+			p[n++] =
+			    (struct pollfd){ .fd = c->err, .events = POLLIN };
 		}
 		if (poll(p, (nfds_t)n, (int)left) <= 0)
 			continue;
 		if (ii >= 0 && p[ii].revents) {
-			ssize_t w = write(c->in, (const char *)in + done,
-					  inlen - done);
+			ssize_t w =
+			    write(c->in, (const char *)in + done, inlen - done);
 			if (w > 0)
 				done += (size_t)w;
 			if ((w < 0 && errno != EAGAIN) || done == inlen) {
@@ -346,7 +347,7 @@ int exec_test_communicate(struct exec_test_child *c, const void *in,
 }
 
 int exec_test_omni_exec(const char *in, size_t inlen, struct exec_test_buf *out,
-			struct exec_test_buf *err, const char *const *args)
+                        struct exec_test_buf *err, const char *const *args)
 {
 	char prog[PATH_MAX];
 	char *argv[64];

@@ -20,13 +20,13 @@ void exec_test_program(char *out, size_t size, const char *name);
 
 struct exec_test_child {
 	pid_t pid;
-	int in, out, err;  /* our ends of the pipes; -1 when closed */
+	int in, out, err; /* our ends of the pipes; -1 when closed */
 };
 
 /* Spawn argv (argv[0] a path) with piped stdin, stdout and stderr, in
  * directory cwd (NULL: ours). */
 void exec_test_spawn(struct exec_test_child *c, const char *cwd,
-		     char *const argv[]);
+                     char *const argv[]);
 
 /*
  * The same, for long-lived servers (omni-agent): the child also gets
@@ -39,8 +39,8 @@ void exec_test_spawn_tied(struct exec_test_child *c, char *const argv[]);
  * Spawn argv on a new pseudo-terminal of rows x cols as its controlling
  * terminal (stdin, stdout and stderr). *master gets our side.
  */
-pid_t exec_test_spawn_pty(int *master, unsigned short rows,
-			  unsigned short cols, char *const argv[]);
+pid_t exec_test_spawn_pty(int *master, unsigned short rows, unsigned short cols,
+                          char *const argv[]);
 
 /* A growing NUL-terminated byte buffer. */
 struct exec_test_buf {
@@ -51,7 +51,7 @@ void exec_test_buf_free(struct exec_test_buf *b);
 
 /* Read fd into b until it holds needle (true), EOF or timeout (false). */
 bool exec_test_read_until(int fd, struct exec_test_buf *b, const char *needle,
-			  int timeout_ms);
+                          int timeout_ms);
 
 /*
  * Write in (then close stdin), read stdout and stderr to EOF, and wait.
@@ -59,8 +59,8 @@ bool exec_test_read_until(int fd, struct exec_test_buf *b, const char *needle,
  * timeout_ms.
  */
 int exec_test_communicate(struct exec_test_child *c, const void *in,
-			  size_t inlen, struct exec_test_buf *out,
-			  struct exec_test_buf *err, int timeout_ms);
+                          size_t inlen, struct exec_test_buf *out,
+                          struct exec_test_buf *err, int timeout_ms);
 
 /* Wait for pid: its exit status, or 128+N. Kills it and fails the test
  * after timeout_ms. */
@@ -74,6 +74,6 @@ void exec_test_close(struct exec_test_child *c);
  * return its status; out and err (may be NULL) get the output.
  */
 int exec_test_omni_exec(const char *in, size_t inlen, struct exec_test_buf *out,
-			struct exec_test_buf *err, const char *const *args);
+                        struct exec_test_buf *err, const char *const *args);
 
 #endif

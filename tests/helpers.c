@@ -36,7 +36,7 @@ void omni_test_leak_check(void)
 #ifdef OMNI_TEST_ASAN
 	if (__lsan_do_recoverable_leak_check()) {
 		fprintf(stderr, "omni-tests: this test leaked memory (see the "
-				"LeakSanitizer report above)\n");
+		                "LeakSanitizer report above)\n");
 		abort();
 	}
 #endif
@@ -52,7 +52,7 @@ void omni_test_mkdtemp(char *out, size_t size)
 	n = snprintf(out, size, "%s/omni-test-XXXXXX", base);
 	cr_assert(n > 0 && (size_t)n < size, "temp path too long");
 	cr_assert(mkdtemp(out) != NULL, "mkdtemp(%s): %s", out,
-		  strerror(errno));
+	          strerror(errno));
 }
 
 void omni_test_fmt(char *out, size_t size, const char *fmt, ...)
@@ -69,8 +69,8 @@ void omni_test_fmt(char *out, size_t size, const char *fmt, ...)
 void omni_test_project_id(char *out, size_t size, const char *prefix)
 {
 	static unsigned int counter;
-	int n = snprintf(out, size, "%s-%ld-%u", prefix, (long)getpid(),
-			 counter++);
+	int n =
+	    snprintf(out, size, "%s-%ld-%u", prefix, (long)getpid(), counter++);
 
 	cr_assert(n > 0 && (size_t)n < size, "project id too long");
 }
@@ -86,11 +86,11 @@ void omni_fixture_new(struct omni_fixture *fx)
 	cr_assert(n > 0 && (size_t)n < sizeof(fx->data));
 	omni_test_project_id(fx->project, sizeof(fx->project), "t");
 	n = snprintf(fx->host, sizeof(fx->host), "%s/%s", fx->data,
-		     fx->project);
+	             fx->project);
 	cr_assert(n > 0 && (size_t)n < sizeof(fx->host));
 	opts.data_path = fx->data;
-	omni_assert_ok(omni_backend_new(&fx->b, "local", fx->project, &opts,
-					NULL));
+	omni_assert_ok(
+	    omni_backend_new(&fx->b, "local", fx->project, &opts, NULL));
 }
 
 void omni_fixture_start(struct omni_fixture *fx)
@@ -110,7 +110,7 @@ void omni_fixture_finish(struct omni_fixture *fx)
 }
 
 static int rm_entry(const char *path, const struct stat *st, int flag,
-		    struct FTW *ftw)
+                    struct FTW *ftw)
 {
 	(void)st;
 	(void)ftw;
@@ -137,7 +137,7 @@ int omni_test_rm_rf(const char *path)
 }
 
 void omni_test_host_path(const struct omni_fixture *fx, const char *rel,
-			 char *out, size_t size)
+                         char *out, size_t size)
 {
 	int n = snprintf(out, size, "%s/%s", fx->host, rel);
 
@@ -267,8 +267,8 @@ void omni_test_source_dir(char *out, size_t size)
 	if (env && *env) {
 		cr_assert(strlen(env) < size);
 		cr_assert(is_source_dir(env),
-			  "OMNI_SOURCE_DIR=%s holds no Makefile and backends/",
-			  env);
+		          "OMNI_SOURCE_DIR=%s holds no Makefile and backends/",
+		          env);
 		strcpy(out, env);
 		return;
 	}
@@ -293,5 +293,5 @@ void omni_test_source_dir(char *out, size_t size)
 			break;
 	}
 	cr_assert_fail("cannot find the source tree above the test binary; "
-		       "set OMNI_SOURCE_DIR");
+	               "set OMNI_SOURCE_DIR");
 }

@@ -39,24 +39,24 @@
 #endif
 #endif
 
-#define omni_assert_ok(expr)                                                 \
-	do {                                                                 \
-		omni_error_clear();                                          \
-		long long omni_rc_ = (long long)(expr);                      \
-		cr_assert(omni_rc_ >= 0, "%s failed with %lld (%s): %s",     \
-			  #expr, omni_rc_, strerror((int)-omni_rc_),          \
-			  omni_error_last());                                \
+#define omni_assert_ok(expr)                                                   \
+	do {                                                                   \
+		omni_error_clear();                                            \
+		long long omni_rc_ = (long long)(expr);                        \
+		cr_assert(omni_rc_ >= 0, "%s failed with %lld (%s): %s",       \
+		          #expr, omni_rc_, strerror((int)-omni_rc_),           \
+		          omni_error_last());                                  \
 	} while (0)
 
-#define omni_assert_err(expr, err)                                           \
-	do {                                                                 \
-		omni_error_clear();                                          \
-		long long omni_rc_ = (long long)(expr);                      \
-		cr_assert(omni_rc_ == (long long)(err),                      \
-			  "%s gave %lld (%s), expected %s (%lld): %s",       \
-			  #expr, omni_rc_,                                   \
-			  omni_rc_ < 0 ? strerror((int)-omni_rc_) : "ok",    \
-			  #err, (long long)(err), omni_error_last());        \
+#define omni_assert_err(expr, err)                                             \
+	do {                                                                   \
+		omni_error_clear();                                            \
+		long long omni_rc_ = (long long)(expr);                        \
+		cr_assert(omni_rc_ == (long long)(err),                        \
+		          "%s gave %lld (%s), expected %s (%lld): %s", #expr,  \
+		          omni_rc_,                                            \
+		          omni_rc_ < 0 ? strerror((int)-omni_rc_) : "ok",      \
+		          #err, (long long)(err), omni_error_last());          \
 	} while (0)
 
 struct omni_fixture {
@@ -75,7 +75,7 @@ void omni_test_project_id(char *out, size_t size, const char *prefix);
 
 /* snprintf into out, asserting that it fits (paths in tests). */
 void omni_test_fmt(char *out, size_t size, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Make fx->tmp and a local backend (not started) on fx->data. */
 void omni_fixture_new(struct omni_fixture *fx);
@@ -90,7 +90,7 @@ int omni_test_rm_rf(const char *path);
 
 /* out = fx->host + "/" + rel (asserts when it does not fit). */
 void omni_test_host_path(const struct omni_fixture *fx, const char *rel,
-			 char *out, size_t size);
+                         char *out, size_t size);
 
 /* Host-side file helpers (no libomni involved); they assert on failure. */
 void omni_test_write_host(const char *path, const void *data, size_t len);

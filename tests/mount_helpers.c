@@ -52,7 +52,8 @@ bool mount_is_mounted(const char *path)
 		const char *sep = strstr(line, " - ");
 		if (!sep || sscanf(sep + 3, "%1023s", rest) != 1)
 			continue;
-		found = strcmp(mp, path) == 0 && strcmp(rest, "fuse.omnifs") == 0;
+		found =
+		    strcmp(mp, path) == 0 && strcmp(rest, "fuse.omnifs") == 0;
 	}
 	free(line);
 	fclose(f);
@@ -76,7 +77,7 @@ void mount_up(struct mount_fx *m, const char *const *extra)
 	setenv("OMNI_RUNTIME_DIR", m->run, 1);
 	test_build_dir(m->bin, sizeof(m->bin));
 	omni_test_fmt(path_env, sizeof(path_env), "%s:%s", m->bin,
-		      getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
+	              getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
 	setenv("PATH", path_env, 1);
 
 	char omnifs[PATH_MAX];
@@ -91,11 +92,11 @@ void mount_up(struct mount_fx *m, const char *const *extra)
 	posix_spawn_file_actions_t fa;
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 1, m->log,
-					 O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	                                 O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	posix_spawn_file_actions_adddup2(&fa, 1, 2);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	int rc = posix_spawn(&m->pid, omnifs, &fa, NULL, (char *const *)argv,
-			     environ);
+	                     environ);
 	posix_spawn_file_actions_destroy(&fa);
 	cr_assert(rc == 0, "cannot start %s: %s", omnifs, strerror(rc));
 
@@ -107,7 +108,7 @@ void mount_up(struct mount_fx *m, const char *const *extra)
 			m->pid = 0;
 			char *log = omni_test_read_host(m->log, NULL);
 			cr_assert_fail("omnifs exited before mounting: %s",
-				       log ? log : "");
+			               log ? log : "");
 		}
 		usleep(10000);
 	}
@@ -121,10 +122,10 @@ void mount_down(struct mount_fx *m)
 	if (mount_is_mounted(m->mnt)) {
 		char cmd[PATH_MAX + 64];
 		snprintf(cmd, sizeof(cmd), "fusermount3 -u '%s' 2>/dev/null",
-			 m->mnt);
+		         m->mnt);
 		if (system(cmd) != 0) {
 			snprintf(cmd, sizeof(cmd), "umount -l '%s' 2>/dev/null",
-				 m->mnt);
+			         m->mnt);
 			if (system(cmd) != 0) {
 				/* Nothing more to try; the daemon is killed
 				 * below and the kernel drops the mount. */
@@ -163,7 +164,7 @@ static int run_shell(const char *dir, const char *cmd, int out_fd)
 	if (out_fd >= 0)
 		posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
 	rc = posix_spawn(&pid, "/bin/sh", &fa, NULL, (char *const *)argv,
-			 environ);
+	                 environ);
 	posix_spawn_file_actions_destroy(&fa);
 	cr_assert(rc == 0, "cannot run sh: %s", strerror(rc));
 	if (out_fd >= 0)
@@ -207,7 +208,7 @@ char *sh_out(int *status, const char *dir, const char *fmt, ...)
 	posix_spawn_file_actions_adddup2(&fa, p[1], 1);
 	posix_spawn_file_actions_addclose(&fa, p[0]);
 	int rc = posix_spawn(&pid, "/bin/sh", &fa, NULL, (char *const *)argv,
-			     environ);
+	                     environ);
 	posix_spawn_file_actions_destroy(&fa);
 	cr_assert(rc == 0);
 	close(p[1]);

@@ -38,11 +38,11 @@ bool mount_is_mounted(const char *path);
 /* Run a shell command (sh -c) in directory dir; returns its exit status
  * (or 128+signal). */
 int sh_in(const char *dir, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 /* The same, capturing stdout into a malloc'd NUL-terminated string. */
 char *sh_out(int *status, const char *dir, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* The build directory ($OMNI_BUILD_DIR, else <source>/build). */
 void test_build_dir(char *out, size_t size);

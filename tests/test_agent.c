@@ -37,7 +37,7 @@ static void setup(void)
 	omni_test_mkdtemp(tmp, sizeof(tmp));
 	cr_assert((size_t)snprintf(ws, sizeof(ws), "%s/ws", tmp) < sizeof(ws));
 	cr_assert((size_t)snprintf(sock, sizeof(sock), "%s/agent.sock", tmp) <
-		  sizeof(sock));
+	          sizeof(sock));
 	cr_assert(mkdir(ws, 0755) == 0);
 	exec_test_program(prog, sizeof(prog), "omni-agent");
 	char *argv[] = { prog, "--listen", sock, "--workdir", ws, NULL };
@@ -76,13 +76,13 @@ static int tmp_file(const char *content)
 	int fd;
 
 	cr_assert((size_t)snprintf(path, sizeof(path), "%s/f-XXXXXX", tmp) <
-		  sizeof(path));
+	          sizeof(path));
 	fd = mkstemp(path);
 	cr_assert(fd >= 0);
 	unlink(path);
 	if (content) {
 		cr_assert_eq(write(fd, content, strlen(content)),
-			     (ssize_t)strlen(content));
+		             (ssize_t)strlen(content));
 		lseek(fd, 0, SEEK_SET);
 	}
 	return fd;
@@ -107,8 +107,8 @@ struct run {
 
 /* Run req on the agent; input (NULL: none) goes to stdin; sig_fd as in
  * struct omni_exec_client_io. */
-static void run(struct run *r, struct omni_ipc_request *req,
-		const char *input, int sig_fd)
+static void run(struct run *r, struct omni_ipc_request *req, const char *input,
+                int sig_fd)
 {
 	struct omni_exec_client_io io = OMNI_EXEC_CLIENT_IO_INIT;
 	int fd;
@@ -178,7 +178,7 @@ Test(agent, output_and_exit_codes)
 
 	char path[PATH_MAX];
 	cr_assert((size_t)snprintf(path, sizeof(path), "%s/plain", ws) <
-		  sizeof(path));
+	          sizeof(path));
 	omni_test_write_host(path, "echo hi\n", 8);
 	req.argv = (char *[]){ path, NULL };
 	run(&r, &req, NULL, -1);
@@ -208,7 +208,7 @@ Test(agent, environment_and_directories)
 	struct run r;
 
 	cr_assert((size_t)snprintf(sub, sizeof(sub), "%s/sub", ws) <
-		  sizeof(sub));
+	          sizeof(sub));
 	cr_assert(mkdir(sub, 0755) == 0);
 
 	run(&r, &req, NULL, -1);
@@ -216,13 +216,13 @@ Test(agent, environment_and_directories)
 	cr_assert_str_eq(r.out, want);
 	run_free(&r);
 
-	req.cwd = "sub";  /* relative to --workdir */
+	req.cwd = "sub"; /* relative to --workdir */
 	run(&r, &req, NULL, -1);
 	snprintf(want, sizeof(want), "hello:%s\n", sub);
 	cr_assert_str_eq(r.out, want);
 	run_free(&r);
 
-	req.cwd = tmp;  /* absolute in the container */
+	req.cwd = tmp; /* absolute in the container */
 	run(&r, &req, NULL, -1);
 	snprintf(want, sizeof(want), "hello:%s\n", tmp);
 	cr_assert_str_eq(r.out, want);
@@ -232,15 +232,15 @@ Test(agent, environment_and_directories)
 	run(&r, &req, NULL, -1);
 	cr_assert_eq(r.rc, -ENOENT, "rc %d", r.rc);
 	cr_assert(strstr(omni_error_last(), "missing"), "%s",
-		  omni_error_last());
+	          omni_error_last());
 	run_free(&r);
 }
 
 Test(agent, timeout_is_124)
 {
-	struct omni_ipc_request req = { .argv = (char *[]){ "sleep", "10",
-							     NULL },
-					.timeout_ms = 300 };
+	struct omni_ipc_request req = { .argv =
+		                            (char *[]){ "sleep", "10", NULL },
+		                        .timeout_ms = 300 };
 	struct run r;
 	long long t0 = omni_test_now_ms();
 
@@ -284,10 +284,9 @@ Test(agent, forwarded_signal_ends_the_group)
 
 Test(agent, terminal_of_the_requested_size)
 {
-	struct omni_ipc_request req = { .shell = "stty size; tty",
-					.tty = true,
-					.rows = 20,
-					.cols = 70 };
+	struct omni_ipc_request req = {
+		.shell = "stty size; tty", .tty = true, .rows = 20, .cols = 70
+	};
 	struct run r;
 
 	run(&r, &req, NULL, -1);
@@ -320,20 +319,21 @@ Test(agent, ping_and_concurrency)
 	cr_assert((size_t)snprintf(rt, sizeof(rt), "%s/run", tmp) < sizeof(rt));
 	cr_assert(mkdir(rt, 0700) == 0);
 	cr_assert((size_t)snprintf(link, sizeof(link), "%s/agent.sock", rt) <
-		  sizeof(link));
+	          sizeof(link));
 	cr_assert(symlink(sock, link) == 0);
 	cr_assert(setenv("OMNI_RUNTIME_DIR", rt, 1) == 0);
 	exec_test_program(prog, sizeof(prog), "omni-exec");
 	long long t0 = omni_test_now_ms();
 	for (int i = 0; i < 4; i++) {
-		char *argv[] = { prog, "--project", "agent", "sleep", "1",
-				 NULL };
+		char *argv[] = {
+			prog, "--project", "agent", "sleep", "1", NULL
+		};
 		exec_test_spawn(&c[i], NULL, argv);
 	}
 	for (int i = 0; i < 4; i++)
-		cr_assert_eq(exec_test_communicate(&c[i], NULL, 0, NULL, NULL,
-						   10000),
-			     0);
+		cr_assert_eq(
+		    exec_test_communicate(&c[i], NULL, 0, NULL, NULL, 10000),
+		    0);
 	long long took = omni_test_now_ms() - t0;
 	cr_assert(took < 2500, "took %lld ms", took);
 }
@@ -382,8 +382,8 @@ Test(agent, sigterm_kills_commands_and_exits_zero_at_once)
 		cr_assert_eq(omni_ipc_recv(fd, &type, &buf), 1);
 		if (type == OMNI_IPC_STDOUT) {
 			omni_ipc_buf_put_u8(&buf, 0);
-			remote = (pid_t)atol(strstr((char *)buf.data, "pid=") +
-					     4);
+			remote =
+			    (pid_t)atol(strstr((char *)buf.data, "pid=") + 4);
 		}
 	}
 	long long t0 = omni_test_now_ms();

@@ -29,7 +29,7 @@
 
 TestSuite(backend_core, .fini = omni_test_leak_check, .timeout = 30);
 
-/* --- a fake backend --------------------------------------------------------- */
+/* --- a fake backend ------------------------------------------------------- */
 
 struct fake {
 	struct omni_backend base;
@@ -55,7 +55,8 @@ static int fake_start(struct omni_backend *b)
 {
 	fake_of(b)->starts++;
 	if (fake_of(b)->start_rc < 0)
-		return omni_error_set(fake_of(b)->start_rc, "fake start failed");
+		return omni_error_set(fake_of(b)->start_rc,
+		                      "fake start failed");
 	return 0;
 }
 
@@ -76,8 +77,7 @@ static void fake_destroy(struct omni_backend *b)
 	free(b);
 }
 
-static int fake_stat(struct omni_backend *b, const char *path,
-		     struct stat *st)
+static int fake_stat(struct omni_backend *b, const char *path, struct stat *st)
 {
 	fake_of(b)->stats++;
 	memset(st, 0, sizeof(*st));
@@ -88,7 +88,7 @@ static int fake_stat(struct omni_backend *b, const char *path,
 }
 
 static int fake_open(struct omni_backend *b, const char *path, int flags,
-		     mode_t mode, struct omni_file **out)
+                     mode_t mode, struct omni_file **out)
 {
 	struct fake_file *f = calloc(1, sizeof(*f));
 
@@ -110,8 +110,8 @@ static int fake_release(struct omni_file *f)
 }
 
 static int fake_exec_start(struct omni_backend *b,
-			   const struct omni_exec_request *req,
-			   struct omni_exec **out)
+                           const struct omni_exec_request *req,
+                           struct omni_exec **out)
 {
 	struct fake_exec *e = calloc(1, sizeof(*e));
 
@@ -153,18 +153,18 @@ static const struct omni_backend_ops full_life_ops = {
 };
 
 static struct fake *fake_new(const struct omni_backend_ops *ops,
-			     struct omni_state *state)
+                             struct omni_state *state)
 {
 	struct fake *f = calloc(1, sizeof(*f));
 
 	cr_assert_not_null(f);
 	f->reported = OMNI_STATUS_RUNNING;
 	omni_assert_ok(omni__backend_init(&f->base, ops, "fake-project",
-					  "/fakework", NULL, state));
+	                                  "/fakework", NULL, state));
 	return f;
 }
 
-/* --- a fake state manager ------------------------------------------------------ */
+/* --- a fake state manager ------------------------------------------------- */
 
 struct fake_state {
 	struct omni_state base;
@@ -184,7 +184,7 @@ static int fs_load(struct omni_state *st, struct omni_backend *b)
 }
 
 static int fs_save(struct omni_state *st, struct omni_backend *b,
-		   const char *message, char **id_out)
+                   const char *message, char **id_out)
 {
 	struct fake_state *s = (struct fake_state *)st;
 
@@ -199,7 +199,7 @@ static int fs_save(struct omni_state *st, struct omni_backend *b,
 }
 
 static int fs_list(struct omni_state *st, struct omni_backend *b,
-		   struct omni_snapshot_list *out)
+                   struct omni_snapshot_list *out)
 {
 	(void)st;
 	(void)b;
@@ -245,7 +245,7 @@ static struct fake_state *fake_state_new(int load_rc, int save_rc)
 	return s;
 }
 
-/* --- construction --------------------------------------------------------------- */
+/* --- construction --------------------------------------------------------- */
 
 Test(backend_core, init_refuses_bad_tables)
 {
@@ -254,34 +254,34 @@ Test(backend_core, init_refuses_bad_tables)
 
 	fake_states_freed = 0;
 	omni_assert_err(omni__backend_init(&b, NULL, "p", "/w", NULL,
-					   &fake_state_new(0, 0)->base),
-			-EINVAL);
+	                                   &fake_state_new(0, 0)->base),
+	                -EINVAL);
 	ops.version = 0;
 	omni_assert_err(omni__backend_init(&b, &ops, "p", "/w", NULL,
-					   &fake_state_new(0, 0)->base),
-			-EINVAL);
+	                                   &fake_state_new(0, 0)->base),
+	                -EINVAL);
 	ops.version = OMNI_BACKEND_OPS_VERSION + 1;
 	omni_assert_err(omni__backend_init(&b, &ops, "p", "/w", NULL,
-					   &fake_state_new(0, 0)->base),
-			-EINVAL);
+	                                   &fake_state_new(0, 0)->base),
+	                -EINVAL);
 	ops = minimal_ops;
 	ops.stat = NULL;
 	omni_assert_err(omni__backend_init(&b, &ops, "p", "/w", NULL,
-					   &fake_state_new(0, 0)->base),
-			-EINVAL);
+	                                   &fake_state_new(0, 0)->base),
+	                -EINVAL);
 	ops = minimal_ops;
 	ops.destroy = NULL;
 	omni_assert_err(omni__backend_init(&b, &ops, "p", "/w", NULL,
-					   &fake_state_new(0, 0)->base),
-			-EINVAL);
+	                                   &fake_state_new(0, 0)->base),
+	                -EINVAL);
 	omni_assert_err(omni__backend_init(&b, &minimal_ops, "bad/id", "/w",
-					   NULL, &fake_state_new(0, 0)->base),
-			-EINVAL);
+	                                   NULL, &fake_state_new(0, 0)->base),
+	                -EINVAL);
 	/* The state manager was taken over (and freed) every time. */
 	cr_assert_eq(fake_states_freed, 6);
 	/* Without a manager, the none manager is used. */
-	omni_assert_ok(omni__backend_init(&b, &minimal_ops, "p", "/w", NULL,
-					  NULL));
+	omni_assert_ok(
+	    omni__backend_init(&b, &minimal_ops, "p", "/w", NULL, NULL));
 	cr_assert_str_eq(omni_state_name(b.state), "none");
 	cr_assert_str_eq(b.workdir, "/w");
 	cr_assert_eq(b.status, OMNI_STATUS_UNINITIALIZED);
@@ -291,9 +291,9 @@ Test(backend_core, init_refuses_bad_tables)
 Test(backend_core, project_id_rules)
 {
 	static const char *const good[] = { "a", "A-Z_a-z.0-9", "...", "-x",
-					    ".hidden" };
-	static const char *const bad[] = { "", ".", "..", "a/b", "a b",
-					   "a\\b", "a:b", "ä" };
+		                            ".hidden" };
+	static const char *const bad[] = { "",    ".",    "..",  "a/b",
+		                           "a b", "a\\b", "a:b", "ä" };
 	char id[130];
 
 	for (size_t i = 0; i < sizeof(good) / sizeof(*good); i++)
@@ -317,16 +317,16 @@ Test(backend_core, workspace_host_dir)
 
 	cr_assert_not_null(getcwd(cwd, sizeof(cwd)));
 	opts.data_path = "/abs/data";
-	omni_assert_ok(omni__backend_init(&b, &minimal_ops, "proj", "/w",
-					  &opts, NULL));
+	omni_assert_ok(
+	    omni__backend_init(&b, &minimal_ops, "proj", "/w", &opts, NULL));
 	omni_assert_ok(omni__workspace_host_dir(&b, out, sizeof(out)));
 	cr_assert_str_eq(out, "/abs/data/proj");
 	omni_assert_err(omni__workspace_host_dir(&b, out, 10), -ENAMETOOLONG);
 	omni__backend_finish(&b);
 
 	opts.data_path = "./rel";
-	omni_assert_ok(omni__backend_init(&b, &minimal_ops, "proj", "/w",
-					  &opts, NULL));
+	omni_assert_ok(
+	    omni__backend_init(&b, &minimal_ops, "proj", "/w", &opts, NULL));
 	omni_assert_ok(omni__workspace_host_dir(&b, out, sizeof(out)));
 	snprintf(want, sizeof(want), "%s/rel/proj", cwd);
 	cr_assert_str_eq(out, want);
@@ -334,8 +334,8 @@ Test(backend_core, workspace_host_dir)
 
 	/* NULL: $OMNI_DATA_PATH, else ./data. */
 	setenv("OMNI_DATA_PATH", "/from/env", 1);
-	omni_assert_ok(omni__backend_init(&b, &minimal_ops, "proj", "/w", NULL,
-					  NULL));
+	omni_assert_ok(
+	    omni__backend_init(&b, &minimal_ops, "proj", "/w", NULL, NULL));
 	omni_assert_ok(omni__workspace_host_dir(&b, out, sizeof(out)));
 	cr_assert_str_eq(out, "/from/env/proj");
 	unsetenv("OMNI_DATA_PATH");
@@ -349,7 +349,7 @@ Test(backend_core, workspace_host_dir)
 	omni__backend_finish(&b);
 }
 
-/* --- wrappers --------------------------------------------------------------------- */
+/* --- wrappers ------------------------------------------------------------- */
 
 Test(backend_core, missing_slots_are_enosys)
 {
@@ -380,7 +380,7 @@ Test(backend_core, missing_slots_are_enosys)
 	cr_assert_eq(f->stats, 1);
 	omni_assert_err(omni_vfs_readdir(b, "", NULL, NULL), -ENOSYS);
 	cr_assert_str_eq(omni_error_last(),
-			 "fake backend: readdir is not supported");
+	                 "fake backend: readdir is not supported");
 	omni_assert_err(omni_vfs_mkdir(b, "d", 0755), -ENOSYS);
 	omni_assert_err(omni_vfs_rmdir(b, "d"), -ENOSYS);
 	omni_assert_err(omni_vfs_unlink(b, "f"), -ENOSYS);
@@ -416,8 +416,7 @@ Test(backend_core, missing_slots_are_enosys)
 	omni_assert_err(omni_backend_read_file(b, "f", &data, NULL), -ENOSYS);
 	cr_assert_eq(f->opens, f->releases, "handles leaked");
 	struct omni_dir_list l;
-	omni_assert_err(omni_backend_list_directory(b, "", false, &l),
-			-ENOSYS);
+	omni_assert_err(omni_backend_list_directory(b, "", false, &l), -ENOSYS);
 
 	/* Command handles. */
 	omni_assert_ok(omni_vfs_exec_start(b, &req, &e));
@@ -428,8 +427,7 @@ Test(backend_core, missing_slots_are_enosys)
 	omni_vfs_exec_free(e);
 	cr_assert_eq(f->exec_frees, 1);
 	struct omni_command_result res;
-	omni_assert_err(omni_backend_execute_command(b, "x", 1, &res),
-			-ENOSYS);
+	omni_assert_err(omni_backend_execute_command(b, "x", 1, &res), -ENOSYS);
 	cr_assert_eq(f->exec_frees, 2, "execute_command freed its handle");
 
 	/* After shutdown (no shutdown slot), not connected again. */
@@ -440,7 +438,7 @@ Test(backend_core, missing_slots_are_enosys)
 	omni_backend_free(b);
 }
 
-/* --- the life of a session ------------------------------------------------------- */
+/* --- the life of a session ------------------------------------------------ */
 
 Test(backend_core, failing_start)
 {
@@ -450,7 +448,7 @@ Test(backend_core, failing_start)
 	omni_assert_err(omni_backend_start(&f->base), -EIO);
 	cr_assert_str_eq(omni_error_last(), "fake start failed");
 	cr_assert_eq(omni_backend_get_status(&f->base),
-		     OMNI_STATUS_UNINITIALIZED);
+	             OMNI_STATUS_UNINITIALIZED);
 	f->start_rc = 0;
 	omni_assert_ok(omni_backend_start(&f->base));
 	cr_assert_eq(f->starts, 2);
@@ -464,7 +462,7 @@ Test(backend_core, status_slot_and_restart)
 	/* The status slot is asked only while backend.c thinks RUNNING. */
 	f->reported = OMNI_STATUS_STOPPED;
 	cr_assert_eq(omni_backend_get_status(&f->base),
-		     OMNI_STATUS_UNINITIALIZED);
+	             OMNI_STATUS_UNINITIALIZED);
 	omni_assert_ok(omni_backend_start(&f->base));
 	cr_assert_eq(omni_backend_get_status(&f->base), OMNI_STATUS_STOPPED);
 	/* A session that died behind our back is started again. */
@@ -487,7 +485,7 @@ Test(backend_core, load_failure_stops_the_session)
 
 	omni_assert_err(omni_backend_start(&f->base), -EIO);
 	cr_assert_str_eq(omni_error_last(),
-			 "loading the latest snapshot: fake load failed");
+	                 "loading the latest snapshot: fake load failed");
 	cr_assert_eq(s->loads, 1);
 	cr_assert_eq(f->starts, 1);
 	cr_assert_eq(f->shutdowns, 1, "the half-started session was stopped");
@@ -522,7 +520,7 @@ Test(backend_core, save_failure_on_shutdown)
 	omni_assert_ok(omni_backend_start(&f->base));
 	omni_assert_err(omni_backend_shutdown(&f->base), -EIO);
 	cr_assert_str_eq(omni_error_last(),
-			 "saving the snapshot: fake save failed");
+	                 "saving the snapshot: fake save failed");
 	/* Stopped all the same. */
 	cr_assert_eq(f->shutdowns, 1);
 	cr_assert_eq(omni_backend_get_status(&f->base), OMNI_STATUS_STOPPED);

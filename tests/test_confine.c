@@ -106,11 +106,10 @@ static void assert_outside_untouched(void)
 	cr_assert_eq(st.st_mode, outside_st.st_mode);
 	cr_assert_eq(st.st_mtim.tv_sec, outside_st.st_mtim.tv_sec);
 	cr_assert_eq(st.st_mtim.tv_nsec, outside_st.st_mtim.tv_nsec,
-		     "something was created or removed in outside/");
+	             "something was created or removed in outside/");
 
 	cr_assert_not(omni_test_host_exists(created), "created.txt appeared");
-	cr_assert_not(omni_test_host_exists(created2),
-		      "created2.txt appeared");
+	cr_assert_not(omni_test_host_exists(created2), "created2.txt appeared");
 }
 
 static void teardown(void)
@@ -122,7 +121,7 @@ TestSuite(confine, .init = setup, .fini = teardown, .timeout = 30);
 
 /* Paths that leave lexically, and paths that leave through a link. */
 static const char *const lexical[] = {
-	"../../etc/passwd", "/etc/passwd", "..", "../canary.txt",
+	"../../etc/passwd",         "/etc/passwd",        "..", "../canary.txt",
 	"/workspace/../canary.txt", "a/../../canary.txt",
 };
 static const char *const via_file_link[] = { "abs", "rel", "up/etc/passwd" };
@@ -140,49 +139,47 @@ Test(confine, read_file)
 	size_t len;
 
 	for (size_t i = 0; i < N(lexical); i++) {
-		omni_assert_err(omni_backend_read_file(fx.b, lexical[i], &data,
-						       &len),
-				-EACCES);
+		omni_assert_err(
+		    omni_backend_read_file(fx.b, lexical[i], &data, &len),
+		    -EACCES);
 		cr_assert_null(data);
 	}
 	for (size_t i = 0; i < N(via_file_link); i++)
-		omni_assert_err(omni_backend_read_file(fx.b, via_file_link[i],
-						       &data, &len),
-				-EACCES);
+		omni_assert_err(
+		    omni_backend_read_file(fx.b, via_file_link[i], &data, &len),
+		    -EACCES);
 	for (size_t i = 0; i < N(via_dir_link); i++)
-		omni_assert_err(omni_backend_read_file(fx.b, via_dir_link[i],
-						       &data, &len),
-				-EACCES);
+		omni_assert_err(
+		    omni_backend_read_file(fx.b, via_dir_link[i], &data, &len),
+		    -EACCES);
 	assert_outside_untouched();
 }
 
 Test(confine, write_file)
 {
 	for (size_t i = 0; i < N(lexical); i++)
-		omni_assert_err(omni_backend_write_file(fx.b, lexical[i], "x",
-							1),
-				-EACCES);
+		omni_assert_err(
+		    omni_backend_write_file(fx.b, lexical[i], "x", 1), -EACCES);
 	for (size_t i = 0; i < N(via_file_link); i++)
-		omni_assert_err(omni_backend_write_file(fx.b, via_file_link[i],
-							"pwned", 5),
-				-EACCES);
+		omni_assert_err(
+		    omni_backend_write_file(fx.b, via_file_link[i], "pwned", 5),
+		    -EACCES);
 	for (size_t i = 0; i < N(via_dir_link); i++)
-		omni_assert_err(omni_backend_write_file(fx.b, via_dir_link[i],
-							"pwned", 5),
-				-EACCES);
+		omni_assert_err(
+		    omni_backend_write_file(fx.b, via_dir_link[i], "pwned", 5),
+		    -EACCES);
 	/* Creating through a dangling link must not create its target. */
 	omni_assert_err(omni_backend_write_file(fx.b, "dangle", "new", 3),
-			-EACCES);
+	                -EACCES);
 	omni_assert_err(omni_backend_write_file(fx.b, "rdangle", "new", 3),
-			-EACCES);
+	                -EACCES);
 	/* New files and directories below a link to outside. */
 	omni_assert_err(omni_backend_write_file(fx.b, "absdir/new.txt", "n", 1),
-			-EACCES);
-	omni_assert_err(omni_backend_write_file(fx.b, "reldir/sub/new.txt", "n",
-						1),
-			-EACCES);
-	omni_assert_err(omni_backend_write_file(fx.b, "up/x", "n", 1),
-			-EACCES);
+	                -EACCES);
+	omni_assert_err(
+	    omni_backend_write_file(fx.b, "reldir/sub/new.txt", "n", 1),
+	    -EACCES);
+	omni_assert_err(omni_backend_write_file(fx.b, "up/x", "n", 1), -EACCES);
 	assert_outside_untouched();
 }
 
@@ -190,10 +187,10 @@ Test(confine, delete_file)
 {
 	for (size_t i = 0; i < N(lexical); i++)
 		omni_assert_err(omni_backend_delete_file(fx.b, lexical[i]),
-				-EACCES);
+		                -EACCES);
 	for (size_t i = 0; i < N(via_dir_link); i++)
 		omni_assert_err(omni_backend_delete_file(fx.b, via_dir_link[i]),
-				-EACCES);
+		                -EACCES);
 	assert_outside_untouched();
 	/* Deleting the link itself is fine: it is in the workspace, and its
 	 * target stays. */
@@ -207,47 +204,47 @@ Test(confine, copy_file)
 	/* Out as the source ... */
 	for (size_t i = 0; i < N(lexical); i++)
 		omni_assert_err(omni_backend_copy_file(fx.b, lexical[i], "c"),
-				-EACCES);
+		                -EACCES);
 	for (size_t i = 0; i < N(via_file_link); i++)
-		omni_assert_err(omni_backend_copy_file(fx.b, via_file_link[i],
-						       "c"),
-				-EACCES);
+		omni_assert_err(
+		    omni_backend_copy_file(fx.b, via_file_link[i], "c"),
+		    -EACCES);
 	for (size_t i = 0; i < N(via_dir_link); i++)
-		omni_assert_err(omni_backend_copy_file(fx.b, via_dir_link[i],
-						       "c"),
-				-EACCES);
+		omni_assert_err(
+		    omni_backend_copy_file(fx.b, via_dir_link[i], "c"),
+		    -EACCES);
 	cr_assert_not(omni_test_host_exists(hp("c")));
 	/* ... and as the target. */
 	omni_assert_err(omni_backend_copy_file(fx.b, "inside.txt", "abs"),
-			-EACCES);
+	                -EACCES);
 	omni_assert_err(omni_backend_copy_file(fx.b, "inside.txt", "rel"),
-			-EACCES);
+	                -EACCES);
 	omni_assert_err(omni_backend_copy_file(fx.b, "inside.txt", "dangle"),
-			-EACCES);
-	omni_assert_err(omni_backend_copy_file(fx.b, "inside.txt",
-					       "absdir/secret.txt"),
-			-EACCES);
-	omni_assert_err(omni_backend_copy_file(fx.b, "inside.txt",
-					       "reldir/copied.txt"),
-			-EACCES);
-	omni_assert_err(omni_backend_copy_file(fx.b, "inside.txt",
-					       "../copied.txt"),
-			-EACCES);
+	                -EACCES);
+	omni_assert_err(
+	    omni_backend_copy_file(fx.b, "inside.txt", "absdir/secret.txt"),
+	    -EACCES);
+	omni_assert_err(
+	    omni_backend_copy_file(fx.b, "inside.txt", "reldir/copied.txt"),
+	    -EACCES);
+	omni_assert_err(
+	    omni_backend_copy_file(fx.b, "inside.txt", "../copied.txt"),
+	    -EACCES);
 	assert_outside_untouched();
 }
 
 Test(confine, move_file)
 {
 	omni_assert_err(omni_backend_move_file(fx.b, "absdir/secret.txt", "s"),
-			-EACCES);
-	omni_assert_err(omni_backend_move_file(fx.b, "inside.txt",
-					       "absdir/moved.txt"),
-			-EACCES);
-	omni_assert_err(omni_backend_move_file(fx.b, "inside.txt",
-					       "../moved.txt"),
-			-EACCES);
+	                -EACCES);
+	omni_assert_err(
+	    omni_backend_move_file(fx.b, "inside.txt", "absdir/moved.txt"),
+	    -EACCES);
+	omni_assert_err(
+	    omni_backend_move_file(fx.b, "inside.txt", "../moved.txt"),
+	    -EACCES);
 	omni_assert_err(omni_backend_move_file(fx.b, "/etc/passwd", "p"),
-			-EACCES);
+	                -EACCES);
 	cr_assert(omni_test_host_exists(hp("inside.txt")));
 	assert_outside_untouched();
 }
@@ -258,17 +255,17 @@ Test(confine, file_exists_and_stat)
 
 	for (size_t i = 0; i < N(lexical); i++)
 		omni_assert_err(omni_backend_file_exists(fx.b, lexical[i]),
-				-EACCES);
+		                -EACCES);
 	for (size_t i = 0; i < N(via_dir_link); i++)
 		omni_assert_err(omni_backend_file_exists(fx.b, via_dir_link[i]),
-				-EACCES);
+		                -EACCES);
 	omni_assert_err(omni_vfs_stat(fx.b, "absdir/secret.txt", &st), -EACCES);
 	omni_assert_err(omni_vfs_stat(fx.b, "reldir/secret.txt", &st), -EACCES);
 	omni_assert_err(omni_vfs_stat(fx.b, "up/etc", &st), -EACCES);
 	/* The links themselves are workspace entries (lstat). */
 	cr_assert_eq(omni_backend_file_exists(fx.b, "abs"), OMNI_FILE_SYMLINK);
 	cr_assert_eq(omni_backend_file_exists(fx.b, "absdir"),
-		     OMNI_FILE_SYMLINK);
+	             OMNI_FILE_SYMLINK);
 }
 
 Test(confine, vfs_chmod_truncate_utimens)
@@ -279,17 +276,17 @@ Test(confine, vfs_chmod_truncate_utimens)
 	omni_assert_err(omni_vfs_chmod(fx.b, "rel", 0777), -EACCES);
 	omni_assert_err(omni_vfs_chmod(fx.b, "absdir", 0700), -EACCES);
 	omni_assert_err(omni_vfs_chmod(fx.b, "absdir/secret.txt", 0777),
-			-EACCES);
+	                -EACCES);
 	omni_assert_err(omni_vfs_chmod(fx.b, "up", 0700), -EACCES);
 	omni_assert_err(omni_vfs_truncate(fx.b, "abs", 0), -EACCES);
 	omni_assert_err(omni_vfs_truncate(fx.b, "rel", 0), -EACCES);
 	omni_assert_err(omni_vfs_truncate(fx.b, "reldir/secret.txt", 0),
-			-EACCES);
+	                -EACCES);
 	omni_assert_err(omni_vfs_utimens(fx.b, "absdir/secret.txt", ts),
-			-EACCES);
-	omni_assert_err(omni_vfs_chown(fx.b, "absdir/secret.txt", getuid(),
-				       getgid()),
-			-EACCES);
+	                -EACCES);
+	omni_assert_err(
+	    omni_vfs_chown(fx.b, "absdir/secret.txt", getuid(), getgid()),
+	    -EACCES);
 	/* utimens and chown act on the link itself (no follow): the link
 	 * changes, the canary does not. */
 	omni_assert_ok(omni_vfs_utimens(fx.b, "abs", ts));
@@ -301,9 +298,16 @@ Test(confine, vfs_open)
 {
 	struct omni_file *f = (struct omni_file *)&fx;
 	static const char *const targets[] = {
-		"abs",       "rel",		"dangle",	   "rdangle",
-		"up/x",      "absdir/secret.txt", "absdir/new.txt",
-		"reldir/secret.txt", "reldir/new.txt", "..",
+		"abs",
+		"rel",
+		"dangle",
+		"rdangle",
+		"up/x",
+		"absdir/secret.txt",
+		"absdir/new.txt",
+		"reldir/secret.txt",
+		"reldir/new.txt",
+		"..",
 	};
 	static const int flag_sets[] = {
 		O_RDONLY,
@@ -316,15 +320,14 @@ Test(confine, vfs_open)
 	for (size_t i = 0; i < N(targets); i++) {
 		for (size_t k = 0; k < N(flag_sets); k++) {
 			int rc = omni_vfs_open(fx.b, targets[i], flag_sets[k],
-					       0666, &f);
+			                       0666, &f);
 			/* O_EXCL on an existing link is EEXIST before any
 			 * resolution: also a refusal, and a safe one. */
 			if ((flag_sets[k] & O_EXCL) && rc == -EEXIST)
 				continue;
-			cr_assert_eq(rc, -EACCES,
-				     "open(%s, %#x) gave %d: %s", targets[i],
-				     (unsigned)flag_sets[k], rc,
-				     omni_error_last());
+			cr_assert_eq(rc, -EACCES, "open(%s, %#x) gave %d: %s",
+			             targets[i], (unsigned)flag_sets[k], rc,
+			             omni_error_last());
 			cr_assert_null(f);
 		}
 	}
@@ -338,20 +341,19 @@ Test(confine, vfs_namespace_ops)
 	omni_assert_err(omni_vfs_rmdir(fx.b, "absdir/x"), -EACCES);
 	omni_assert_err(omni_vfs_unlink(fx.b, "absdir/secret.txt"), -EACCES);
 	omni_assert_err(omni_vfs_unlink(fx.b, "reldir/secret.txt"), -EACCES);
-	omni_assert_err(omni_vfs_rename(fx.b, "absdir/secret.txt", "stolen",
-					0),
-			-EACCES);
-	omni_assert_err(omni_vfs_rename(fx.b, "inside.txt",
-					"absdir/secret.txt", 0),
-			-EACCES);
+	omni_assert_err(omni_vfs_rename(fx.b, "absdir/secret.txt", "stolen", 0),
+	                -EACCES);
+	omni_assert_err(
+	    omni_vfs_rename(fx.b, "inside.txt", "absdir/secret.txt", 0),
+	    -EACCES);
 	omni_assert_err(omni_vfs_link(fx.b, "absdir/secret.txt", "hard"),
-			-EACCES);
+	                -EACCES);
 	omni_assert_err(omni_vfs_link(fx.b, "inside.txt", "absdir/hard"),
-			-EACCES);
+	                -EACCES);
 	omni_assert_err(omni_vfs_symlink(fx.b, "x", "absdir/sl"), -EACCES);
 	char buf[PATH_MAX];
 	omni_assert_err(omni_vfs_readlink(fx.b, "absdir/x", buf, sizeof(buf)),
-			-EACCES);
+	                -EACCES);
 	/* Reading the link's own text is allowed: it reveals nothing. */
 	cr_assert_gt(omni_vfs_readlink(fx.b, "abs", buf, sizeof(buf)), 0);
 	cr_assert_str_eq(buf, canary);
@@ -360,12 +362,11 @@ Test(confine, vfs_namespace_ops)
 	omni_assert_ok(omni_vfs_symlink(fx.b, "/etc/passwd", "etcpw"));
 	char *data;
 	omni_assert_err(omni_backend_read_file(fx.b, "etcpw", &data, NULL),
-			-EACCES);
+	                -EACCES);
 	assert_outside_untouched();
 }
 
-static int count_entry(const char *name, const struct stat *st,
-		       void *payload)
+static int count_entry(const char *name, const struct stat *st, void *payload)
 {
 	(void)name;
 	(void)st;
@@ -381,39 +382,38 @@ Test(confine, directories)
 
 	/* readdir follows the link beneath the root: refused. */
 	omni_assert_err(omni_vfs_readdir(fx.b, "absdir", count_entry, &count),
-			-EACCES);
+	                -EACCES);
 	omni_assert_err(omni_vfs_readdir(fx.b, "reldir", count_entry, &count),
-			-EACCES);
+	                -EACCES);
 	omni_assert_err(omni_vfs_readdir(fx.b, "up", count_entry, &count),
-			-EACCES);
+	                -EACCES);
 	cr_assert_eq(count, 0);
 	omni_assert_err(omni_backend_list_directory(fx.b, "..", false, &l),
-			-EACCES);
+	                -EACCES);
 	omni_assert_err(omni_backend_list_directory(fx.b, "absdir", false, &l),
-			-EACCES);
+	                -EACCES);
 	omni_assert_err(omni_backend_list_directory(fx.b, "reldir", true, &l),
-			-EACCES);
+	                -EACCES);
 	omni_assert_err(omni_backend_list_directory(fx.b, "/etc", false, &l),
-			-EACCES);
+	                -EACCES);
 	cr_assert_eq(l.count, 0);
 	omni_assert_err(omni_backend_create_directory(fx.b, "absdir/new", true),
-			-EACCES);
-	omni_assert_err(omni_backend_create_directory(fx.b, "absdir/new",
-						      false),
-			-EACCES);
+	                -EACCES);
+	omni_assert_err(
+	    omni_backend_create_directory(fx.b, "absdir/new", false), -EACCES);
 	omni_assert_err(omni_backend_create_directory(fx.b, "../new", true),
-			-EACCES);
+	                -EACCES);
 	omni_assert_err(omni_backend_delete_directory(fx.b, "reldir/x"),
-			-EACCES);
+	                -EACCES);
 	omni_assert_err(omni_backend_delete_directory(fx.b, ".."), -EACCES);
 	/* delete_directory on the link: a symlink is not a directory
 	 * (lstat), so -ENOTDIR, and outside/ is left alone. */
 	omni_assert_err(omni_backend_delete_directory(fx.b, "absdir"),
-			-ENOTDIR);
+	                -ENOTDIR);
 	/* glob: a pattern or base that leaves is refused; a link to outside
 	 * inside the workspace is never descended into. */
 	omni_assert_err(omni_backend_glob_files(fx.b, "../*", NULL, &g),
-			-EACCES);
+	                -EACCES);
 	omni_assert_err(omni_backend_glob_files(fx.b, "*", "..", &g), -EACCES);
 	omni_assert_ok(omni_backend_glob_files(fx.b, "**/*.txt", NULL, &g));
 	for (size_t i = 0; i < g.count; i++)
@@ -433,12 +433,12 @@ Test(confine, directories)
 Test(confine, exec_cwd)
 {
 	struct omni_exec *e = (struct omni_exec *)&fx;
-	static const char *const cwds[] = { "absdir", "reldir", "up", "..",
-					    "../..", "up/tmp" };
+	static const char *const cwds[] = { "absdir", "reldir", "up",
+		                            "..",     "../..",  "up/tmp" };
 
 	for (size_t i = 0; i < N(cwds); i++) {
 		struct omni_exec_request req = { .shell = "touch pwned",
-						 .cwd = cwds[i] };
+			                         .cwd = cwds[i] };
 		omni_assert_err(omni_vfs_exec_start(fx.b, &req, &e), -EACCES);
 		cr_assert_null(e);
 	}
@@ -463,13 +463,13 @@ Test(confine, inside_links_work)
 	omni_assert_ok(omni_backend_read_file(fx.b, "filelink", &data, &len));
 	cr_assert_str_eq(data, "A");
 	free(data);
-	omni_assert_ok(omni_backend_read_file(fx.b, "dirlink/a.txt", &data,
-					      &len));
+	omni_assert_ok(
+	    omni_backend_read_file(fx.b, "dirlink/a.txt", &data, &len));
 	cr_assert_str_eq(data, "A");
 	free(data);
 	/* A relative link with ".." that stays inside. */
-	omni_assert_ok(omni_backend_read_file(fx.b, "real/up-inside", &data,
-					      &len));
+	omni_assert_ok(
+	    omni_backend_read_file(fx.b, "real/up-inside", &data, &len));
 	cr_assert_str_eq(data, "inside");
 	free(data);
 	/* Writing through links. */
@@ -477,26 +477,25 @@ Test(confine, inside_links_work)
 	data = omni_test_read_host(hp("real/a.txt"), &len);
 	cr_assert_str_eq(data, "B");
 	free(data);
-	omni_assert_ok(omni_backend_write_file(fx.b, "dirlink/new.txt", "N",
-					       1));
+	omni_assert_ok(
+	    omni_backend_write_file(fx.b, "dirlink/new.txt", "N", 1));
 	cr_assert(omni_test_host_exists(hp("real/new.txt")));
-	omni_assert_ok(omni_backend_write_file(fx.b, "dirlink/sub/deep.txt",
-					       "D", 1));
+	omni_assert_ok(
+	    omni_backend_write_file(fx.b, "dirlink/sub/deep.txt", "D", 1));
 	cr_assert(omni_test_host_exists(hp("real/sub/deep.txt")));
-	omni_assert_ok(omni_backend_copy_file(fx.b, "filelink",
-					      "dirlink/copy.txt"));
+	omni_assert_ok(
+	    omni_backend_copy_file(fx.b, "filelink", "dirlink/copy.txt"));
 	cr_assert(omni_test_host_exists(hp("real/copy.txt")));
 	omni_assert_ok(omni_vfs_chmod(fx.b, "filelink", 0600));
 	omni_assert_ok(omni_vfs_truncate(fx.b, "filelink", 0));
 	/* Listing through a directory link. */
-	omni_assert_ok(omni_backend_list_directory(fx.b, "dirlink", false,
-						   &l));
+	omni_assert_ok(omni_backend_list_directory(fx.b, "dirlink", false, &l));
 	cr_assert_geq(l.count, 4);
 	cr_assert_str_eq(l.entries[0].path, "a.txt");
 	omni_dir_list_finish(&l);
 	/* A command can start in a linked directory. */
 	struct omni_exec_request req = { .shell = "cat a.txt new.txt",
-					 .cwd = "dirlink" };
+		                         .cwd = "dirlink" };
 	struct omni_exec *e;
 	omni_assert_ok(omni_vfs_exec_start(fx.b, &req, &e));
 	struct omni_exec_status status;

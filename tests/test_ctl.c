@@ -54,7 +54,8 @@ static int hook_before(void *payload)
 		atomic_store(&bad_payload, true);
 	atomic_fetch_add(&before_calls, 1);
 	if (atomic_load(&refuse_exec))
-		return omni_error_set(-EPERM, "commands are paused by the test");
+		return omni_error_set(-EPERM,
+		                      "commands are paused by the test");
 	return 0;
 }
 
@@ -102,8 +103,8 @@ static void setup(void)
 	cr_assert(n > 0 && (size_t)n < sizeof(run_dir));
 	cr_assert(mkdir(run_dir, 0700) == 0);
 	cr_assert(setenv("OMNI_RUNTIME_DIR", run_dir, 1) == 0);
-	omni_assert_ok(omni_session_socket_path(fx.project, sock_path,
-						sizeof(sock_path)));
+	omni_assert_ok(
+	    omni_session_socket_path(fx.project, sock_path, sizeof(sock_path)));
 	start_server();
 }
 
@@ -123,10 +124,10 @@ static size_t len_or_0(const char *s)
 }
 
 /* Run omni-exec --project <ours> ARGS...; returns its status. */
-#define OMNI_EXEC(in, out, err, ...)                                         \
-	exec_test_omni_exec((in), len_or_0(in), (out), (err),                \
-			    (const char *const[]){ "--project", fx.project,  \
-						   __VA_ARGS__, NULL })
+#define OMNI_EXEC(in, out, err, ...)                                           \
+	exec_test_omni_exec((in), len_or_0(in), (out), (err),                  \
+	                    (const char *const[]){ "--project", fx.project,    \
+	                                           __VA_ARGS__, NULL })
 
 /* Spawn omni-exec --project <ours> ARGS... with pipes. */
 static void spawn_exec(struct exec_test_child *c, const char *const *args)
@@ -151,7 +152,7 @@ Test(ctl, exit_zero_with_stdout_and_stderr_apart)
 {
 	struct exec_test_buf out = { 0 }, err = { 0 };
 	int code = OMNI_EXEC(NULL, &out, &err, "-c",
-			     "echo to-out; echo to-err >&2; echo more-out");
+	                     "echo to-out; echo to-err >&2; echo more-out");
 
 	cr_assert_eq(code, 0, "stderr: %s", err.data);
 	cr_assert_str_eq(out.data, "to-out\nmore-out\n");
@@ -177,8 +178,8 @@ Test(ctl, timeout_is_124)
 {
 	struct exec_test_buf err = { 0 };
 	long long t0 = omni_test_now_ms();
-	int code = OMNI_EXEC(NULL, NULL, &err, "--timeout", "0.5", "sleep",
-			     "10");
+	int code =
+	    OMNI_EXEC(NULL, NULL, &err, "--timeout", "0.5", "sleep", "10");
 	long long took = omni_test_now_ms() - t0;
 
 	cr_assert_eq(code, 124, "stderr: %s", err.data);
@@ -197,8 +198,8 @@ Test(ctl, missing_program_is_127)
 	cr_assert(strstr(err.data, "not found"), "%s", err.data);
 	exec_test_buf_free(&err);
 	/* A shell string gives the shell's own 127. */
-	cr_assert_eq(OMNI_EXEC(NULL, NULL, NULL, "-c", "no-such-program-omnifs"),
-		     127);
+	cr_assert_eq(
+	    OMNI_EXEC(NULL, NULL, NULL, "-c", "no-such-program-omnifs"), 127);
 }
 
 Test(ctl, non_executable_file_is_126)
@@ -210,7 +211,7 @@ Test(ctl, non_executable_file_is_126)
 	omni_test_write_host(path, "#!/bin/sh\necho hi\n", 18);
 	cr_assert(chmod(path, 0644) == 0);
 	cr_assert_eq(OMNI_EXEC(NULL, NULL, &err, "./script.sh"), 126,
-		     "stderr: %s", err.data);
+	             "stderr: %s", err.data);
 	exec_test_buf_free(&err);
 }
 
@@ -221,11 +222,11 @@ Test(ctl, unknown_project_is_125)
 
 	omni_test_project_id(other, sizeof(other), "nobody");
 	int code = exec_test_omni_exec(
-		NULL, 0, NULL, &err,
-		(const char *const[]){ "--project", other, "true", NULL });
+	    NULL, 0, NULL, &err,
+	    (const char *const[]){ "--project", other, "true", NULL });
 	cr_assert_eq(code, 125);
 	cr_assert(strstr(err.data, "omni-exec: ") && strstr(err.data, other),
-		  "stderr: %s", err.data);
+	          "stderr: %s", err.data);
 	exec_test_buf_free(&err);
 }
 
@@ -237,8 +238,7 @@ Test(ctl, daemon_not_running_is_125)
 	ctl = NULL;
 	cr_assert(!omni_test_host_exists(sock_path), "socket left behind");
 	cr_assert_eq(OMNI_EXEC(NULL, NULL, &err, "true"), 125);
-	cr_assert(strstr(err.data, "no omnifs daemon"), "stderr: %s",
-		  err.data);
+	cr_assert(strstr(err.data, "no omnifs daemon"), "stderr: %s", err.data);
 	exec_test_buf_free(&err);
 
 	/* A stale socket: bound once, nobody listening. */
@@ -273,9 +273,9 @@ Test(ctl, misuse_is_2)
 		int code = exec_test_omni_exec(NULL, 0, &out, &err, cases[i]);
 
 		cr_assert_eq(code, 2, "case %zu: %d, stderr %s", i, code,
-			     err.data);
+		             err.data);
 		cr_assert(strstr(err.data, "Usage: omni-exec"), "case %zu: %s",
-			  i, err.data);
+		          i, err.data);
 		cr_assert_str_eq(out.data, "");
 		exec_test_buf_free(&out);
 		exec_test_buf_free(&err);
@@ -286,15 +286,16 @@ Test(ctl, help_lists_every_exit_code)
 {
 	struct exec_test_buf out = { 0 };
 	int code = exec_test_omni_exec(NULL, 0, &out, NULL,
-				       (const char *const[]){ "--help", NULL });
+	                               (const char *const[]){ "--help", NULL });
 
 	cr_assert_eq(code, 0);
-	static const char *const want[] = { "Exit status", "128+N", "124",
-					    "125", "126", "127", "--project",
-					    "--timeout", "-t, --tty" };
+	static const char *const want[] = {
+		"Exit status", "128+N",     "124",       "125",      "126",
+		"127",         "--project", "--timeout", "-t, --tty"
+	};
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
 		cr_assert(strstr(out.data, want[i]), "no %s in: %s", want[i],
-			  out.data);
+		          out.data);
 	exec_test_buf_free(&out);
 }
 
@@ -307,14 +308,14 @@ Test(ctl, output_streams_as_it_is_produced)
 	long long t0 = omni_test_now_ms();
 
 	spawn_exec(&c, (const char *const[]){
-			       "-c", "echo first; sleep 1; echo second", NULL });
+	                   "-c", "echo first; sleep 1; echo second", NULL });
 	close(c.in);
 	c.in = -1;
 	cr_assert(exec_test_read_until(c.out, &out, "first\n", 5000));
 	long long first = omni_test_now_ms() - t0;
 	cr_assert(first < 900, "first line after %lld ms", first);
 	cr_assert_eq(waitpid(c.pid, NULL, WNOHANG), 0,
-		     "omni-exec ended before the second line");
+	             "omni-exec ended before the second line");
 	cr_assert(exec_test_read_until(c.out, &out, "second\n", 5000));
 	cr_assert_str_eq(out.data, "first\nsecond\n");
 	cr_assert_eq(exec_test_communicate(&c, NULL, 0, NULL, NULL, 5000), 0);
@@ -362,9 +363,9 @@ Test(ctl, environment_option)
 	struct exec_test_buf out = { 0 };
 
 	cr_assert_eq(OMNI_EXEC(NULL, &out, NULL, "-e", "FOO=bar", "-e",
-			       "BAZ=with space", "-c",
-			       "printf '%s|%s' \"$FOO\" \"$BAZ\""),
-		     0);
+	                       "BAZ=with space", "-c",
+	                       "printf '%s|%s' \"$FOO\" \"$BAZ\""),
+	             0);
 	cr_assert_str_eq(out.data, "bar|with space");
 	exec_test_buf_free(&out);
 }
@@ -380,7 +381,7 @@ Test(ctl, closed_stdout_sends_sigpipe)
 	c.out = -1;
 	/* As in a local pipeline: yes dies of SIGPIPE. */
 	cr_assert_eq(exec_test_communicate(&c, NULL, 0, NULL, NULL, 10000),
-		     141);
+	             141);
 	exec_test_buf_free(&out);
 }
 
@@ -394,12 +395,12 @@ static void signal_reaches_group(int sig, int want)
 	/* A background sleep and the shell waiting for it: the signal must
 	 * end the shell, and nothing of the group may stay. */
 	spawn_exec(&c, (const char *const[]){
-			       "-c", "sleep 30 & echo pid=$!; wait", NULL });
+	                   "-c", "sleep 30 & echo pid=$!; wait", NULL });
 	cr_assert(exec_test_read_until(c.out, &out, "\n", 5000), "got %s",
-		  out.data);
+	          out.data);
 	pid_t remote = (pid_t)atol(strstr(out.data, "pid=") + 4);
 	cr_assert(remote > 0);
-	usleep(100 * 1000);  /* let the shell reach `wait` */
+	usleep(100 * 1000); /* let the shell reach `wait` */
 
 	long long t0 = omni_test_now_ms();
 	cr_assert(kill(c.pid, sig) == 0);
@@ -429,7 +430,7 @@ Test(ctl, sighup_reaches_the_remote_group)
 /* --- terminals ------------------------------------------------------------ */
 
 static pid_t spawn_tty_shell(int *master, unsigned short rows,
-			     unsigned short cols)
+                             unsigned short cols)
 {
 	char prog[PATH_MAX];
 
@@ -451,7 +452,7 @@ Test(ctl, tty_gives_a_terminal_of_the_callers_size)
 
 	pty_write(master, "stty size; tty; echo done-$((6*7)); exit 7\n");
 	cr_assert(exec_test_read_until(master, &out, "done-42", 10000),
-		  "output: %s", out.data);
+	          "output: %s", out.data);
 	/* Read to the end (EIO at hang-up) so nothing blocks. */
 	exec_test_read_until(master, &out, "\x01never\x01", 3000);
 	cr_assert_eq(exec_test_wait(pid, 5000), 7, "output: %s", out.data);
@@ -470,7 +471,7 @@ Test(ctl, tty_resize_is_passed_on)
 
 	pty_write(master, "stty size\n");
 	cr_assert(exec_test_read_until(master, &out, "30 90", 10000),
-		  "output: %s", out.data);
+	          "output: %s", out.data);
 	/* The kernel signals SIGWINCH to omni-exec, the foreground job. */
 	cr_assert(ioctl(master, TIOCSWINSZ, &ws) == 0);
 	bool seen = false;
@@ -499,7 +500,7 @@ Test(ctl, tty_ctrl_c_is_a_key)
 	pty_write(master, "\x03");
 	pty_write(master, "echo alive-$((2+2))\n");
 	cr_assert(exec_test_read_until(master, &out, "alive-4", 5000),
-		  "output: %s", out.data);
+	          "output: %s", out.data);
 	pty_write(master, "exit 5\n");
 	exec_test_read_until(master, &out, "\x01never\x01", 3000);
 	cr_assert_eq(exec_test_wait(pid, 5000), 5);
@@ -516,13 +517,13 @@ Test(ctl, concurrent_commands_run_in_parallel)
 
 	for (int i = 0; i < 4; i++)
 		spawn_exec(&c[i], (const char *const[]){
-					  "-c", "sleep 1; echo done", NULL });
+		                      "-c", "sleep 1; echo done", NULL });
 	for (int i = 0; i < 4; i++) {
 		struct exec_test_buf out = { 0 };
 
-		cr_assert_eq(exec_test_communicate(&c[i], NULL, 0, &out, NULL,
-						   10000),
-			     0);
+		cr_assert_eq(
+		    exec_test_communicate(&c[i], NULL, 0, &out, NULL, 10000),
+		    0);
 		cr_assert_str_eq(out.data, "done\n");
 		exec_test_buf_free(&out);
 	}
@@ -541,8 +542,8 @@ Test(ctl, hooks_run_once_per_command_and_before_exit)
 	cr_assert_eq(atomic_load(&after_calls), 1);
 	long long after = atomic_load(&after_done_ms);
 	cr_assert(after > t0 && after <= exited,
-		  "after_exec ended at +%lld ms, client exited at +%lld ms",
-		  after - t0, exited - t0);
+	          "after_exec ended at +%lld ms, client exited at +%lld ms",
+	          after - t0, exited - t0);
 	cr_assert(exited - t0 >= 200);
 
 	cr_assert_eq(OMNI_EXEC(NULL, NULL, NULL, "-c", "exit 9"), 9);
@@ -574,7 +575,7 @@ Test(ctl, control_ping_save_stats)
 
 	/* The none state manager has nothing to save. */
 	cr_assert_eq(OMNI_EXEC(NULL, &out, &err, "--save", "a message"), 0,
-		     "%s", err.data);
+	             "%s", err.data);
 	cr_assert_str_eq(out.data, "nothing to save\n");
 	exec_test_buf_free(&out);
 	exec_test_buf_free(&err);
@@ -603,23 +604,23 @@ Test(ctl, control_requests_through_the_library)
 	char *reply;
 	int fd = connect_raw();
 
-	omni_assert_ok(omni_exec_client_control(fd, "echo hi there", &status,
-						&reply));
+	omni_assert_ok(
+	    omni_exec_client_control(fd, "echo hi there", &status, &reply));
 	cr_assert_eq(status, 0);
 	cr_assert_str_eq(reply, "hi there");
 	free(reply);
 	close(fd);
 
 	fd = connect_raw();
-	omni_assert_ok(omni_exec_client_control(fd, "frobnicate", &status,
-						&reply));
+	omni_assert_ok(
+	    omni_exec_client_control(fd, "frobnicate", &status, &reply));
 	cr_assert_eq(status, EINVAL);
 	free(reply);
 	close(fd);
 
 	fd = connect_raw();
-	omni_assert_ok(omni_exec_client_control(fd, "invalidate", &status,
-						&reply));
+	omni_assert_ok(
+	    omni_exec_client_control(fd, "invalidate", &status, &reply));
 	cr_assert_eq(status, 0);
 	cr_assert_eq(atomic_load(&after_calls), 1);
 	free(reply);
@@ -628,16 +629,16 @@ Test(ctl, control_requests_through_the_library)
 
 /* Run a shell string in cwd through the library; out gets stdout. */
 static int run_in(const char *cwd, const char *shell, char *out, size_t size,
-		  struct omni_exec_client_result *res)
+                  struct omni_exec_client_result *res)
 {
 	char path[PATH_MAX];
 	struct omni_exec_client_io io = OMNI_EXEC_CLIENT_IO_INIT;
 	struct omni_ipc_request req = { .shell = (char *)shell,
-					.cwd = (char *)cwd };
+		                        .cwd = (char *)cwd };
 	int fd = connect_raw(), rc;
 
 	cr_assert((size_t)snprintf(path, sizeof(path), "%s/out-XXXXXX",
-				   fx.tmp) < sizeof(path));
+	                           fx.tmp) < sizeof(path));
 	io.out_fd = mkstemp(path);
 	cr_assert(io.out_fd >= 0);
 	rc = omni_exec_client_run(fd, &req, &io, res);
@@ -661,21 +662,21 @@ Test(ctl, cwd_field_is_normalised_and_confined)
 
 	omni_assert_ok(run_in("sub/deeper", "pwd", out, sizeof(out), &res));
 	cr_assert_str_eq(out, want);
-	omni_assert_ok(run_in("/workspace/sub/deeper", "pwd", out, sizeof(out),
-			      &res));
+	omni_assert_ok(
+	    run_in("/workspace/sub/deeper", "pwd", out, sizeof(out), &res));
 	cr_assert_str_eq(out, want);
-	omni_assert_ok(run_in("sub/../sub/./deeper/", "pwd", out, sizeof(out),
-			      &res));
+	omni_assert_ok(
+	    run_in("sub/../sub/./deeper/", "pwd", out, sizeof(out), &res));
 	cr_assert_str_eq(out, want);
 
 	omni_assert_err(run_in("../outside", "pwd", out, sizeof(out), &res),
-			-EACCES);
+	                -EACCES);
 	omni_assert_err(run_in("/etc", "pwd", out, sizeof(out), &res), -EACCES);
 	omni_assert_err(run_in("missing", "pwd", out, sizeof(out), &res),
-			-ENOENT);
+	                -ENOENT);
 	cr_assert(strstr(omni_error_last(), "missing") ||
-			  strstr(omni_error_last(), "No such"),
-		  "%s", omni_error_last());
+	              strstr(omni_error_last(), "No such"),
+	          "%s", omni_error_last());
 }
 
 Test(ctl, client_leaving_kills_the_command)
@@ -692,8 +693,8 @@ Test(ctl, client_leaving_kills_the_command)
 		cr_assert_eq(omni_ipc_recv(fd, &type, &buf), 1);
 		if (type == OMNI_IPC_STDOUT) {
 			omni_ipc_buf_put_u8(&buf, 0);
-			remote = (pid_t)atol(strstr((char *)buf.data, "pid=") +
-					     4);
+			remote =
+			    (pid_t)atol(strstr((char *)buf.data, "pid=") + 4);
 		}
 	}
 	close(fd);
@@ -707,7 +708,7 @@ Test(ctl, stop_ends_running_commands)
 	struct exec_test_buf out = { 0 }, err = { 0 };
 
 	spawn_exec(&c, (const char *const[]){
-			       "-c", "echo pid=$$; exec sleep 30", NULL });
+	                   "-c", "echo pid=$$; exec sleep 30", NULL });
 	cr_assert(exec_test_read_until(c.out, &out, "\n", 5000));
 	pid_t remote = (pid_t)atol(strstr(out.data, "pid=") + 4);
 	long long t0 = omni_test_now_ms();
@@ -737,7 +738,7 @@ Test(ctl, a_live_socket_is_not_taken_over)
 	struct omnifs_ctl *second = NULL;
 
 	omni_assert_err(omnifs_ctl_start(&second, fx.b, sock_path, &hooks),
-			-EADDRINUSE);
+	                -EADDRINUSE);
 	cr_assert_null(second);
 	cr_assert_eq(OMNI_EXEC(NULL, NULL, NULL, "true"), 0);
 }
@@ -746,7 +747,7 @@ static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static char log_text[2048];
 
 static void capture_log(enum omni_log_level level, const char *msg,
-			void *payload)
+                        void *payload)
 {
 	(void)payload;
 	if (level > OMNI_LOG_WARN)
@@ -762,7 +763,7 @@ Test(ctl, another_uid_is_refused_and_logged)
 	if (geteuid() != 0) {
 		const char *ci = getenv("CI");
 		cr_assert(!(ci && strcmp(ci, "true") == 0),
-			  "this test must run as root in CI");
+		          "this test must run as root in CI");
 		cr_skip_test("needs root to act as another user");
 	}
 	char marker[PATH_MAX];
@@ -771,12 +772,12 @@ Test(ctl, another_uid_is_refused_and_logged)
 	/* Let uid 65534 reach the socket at all; the uid check is what
 	 * must refuse it. */
 	cr_assert(chmod(fx.tmp, 0711) == 0 && chmod(run_dir, 0711) == 0 &&
-		  chmod(sock_path, 0666) == 0);
+	          chmod(sock_path, 0666) == 0);
 	omni_log_set_sink(capture_log, NULL);
 
 	/* Prepared before fork: the child only makes system calls. */
 	struct omni_ipc_request req = { .argv = (char *[]){ "touch", marker,
-							     NULL } };
+		                                            NULL } };
 	struct omni_ipc_buf enc = { 0 }, reply = { 0 };
 	omni_assert_ok(omni_ipc_request_encode(&req, &enc));
 	char pad[4096] = { 0 };

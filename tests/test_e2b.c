@@ -624,5 +624,5 @@ Test(e2b_lib, keep_alive_outlives_the_timeout)
 	cr_assert_str_eq(r.output, "alive\n");
 	omni_command_result_finish(&r);
 	cr_assert(e2b_test_count(&srv, "POST /sandboxes/{id}/timeout") >= 3,
-		  "%s", e2b_test_counts(&srv));
+	          "%s", e2b_test_counts(&srv));
 }

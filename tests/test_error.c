@@ -18,7 +18,7 @@ TestSuite(error, .fini = omni_test_leak_check, .timeout = 30);
 Test(error, set_returns_its_code)
 {
 	cr_assert_eq(omni_error_set(-ENOENT, "no such file: %s", "a.txt"),
-		     -ENOENT);
+	             -ENOENT);
 	cr_assert_str_eq(omni_error_last(), "no such file: a.txt");
 	cr_assert_eq(omni_error_code(), -ENOENT);
 	cr_assert_eq(omni_error_set(-EIO, "%d %s", 42, "x"), -EIO);
@@ -45,7 +45,7 @@ Test(error, set_errno_appends_strerror)
 	char want[256];
 
 	cr_assert_eq(omni_error_set_errno(-ENOENT, "open %s", "f.txt"),
-		     -ENOENT);
+	             -ENOENT);
 	snprintf(want, sizeof(want), "open f.txt: %s", strerror(ENOENT));
 	cr_assert_str_eq(omni_error_last(), want);
 	cr_assert_eq(omni_error_code(), -ENOENT);
@@ -86,11 +86,10 @@ static void *other_thread(void *arg)
 	struct thread_view *v = arg;
 
 	snprintf(v->seen_before, sizeof(v->seen_before), "%s",
-		 omni_error_last());
+	         omni_error_last());
 	v->code_before = omni_error_code();
 	omni_error_set(-EPIPE, "thread message");
-	snprintf(v->seen_after, sizeof(v->seen_after), "%s",
-		 omni_error_last());
+	snprintf(v->seen_after, sizeof(v->seen_after), "%s", omni_error_last());
 	v->code_after = omni_error_code();
 	return NULL;
 }
@@ -131,14 +130,14 @@ Test(error, message_may_quote_the_previous_one)
 	char want[256];
 
 	omni_error_set(-ENOENT, "inner reason");
-	cr_assert_eq(omni_error_set(-EIO, "outer context (%s)",
-				    omni_error_last()),
-		     -EIO);
+	cr_assert_eq(
+	    omni_error_set(-EIO, "outer context (%s)", omni_error_last()),
+	    -EIO);
 	cr_assert_str_eq(omni_error_last(), "outer context (inner reason)");
 
 	omni_error_set(-ENOENT, "inner reason");
 	omni_error_set_errno(-EACCES, "%s, then more", omni_error_last());
 	snprintf(want, sizeof(want), "inner reason, then more: %s",
-		 strerror(EACCES));
+	         strerror(EACCES));
 	cr_assert_str_eq(omni_error_last(), want);
 }

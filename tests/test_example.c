@@ -92,35 +92,35 @@ Test(example, readme_example_prints_hello)
 	find_lib(src, lib, sizeof(lib));
 
 	omni_test_fmt(cmd, sizeof(cmd),
-		      "cd '%s' && %s -Wall -Wextra -Werror"
-		      " -I'%s/backends/include'"
-		      " '%s/tests/example/readme_example.c' '%s'"
-		      " $(pkg-config --libs libcurl libcjson libgit2"
-		      " libarchive libcrypto) -pthread" SAN_FLAGS
-		      " -o example >build.log 2>&1",
-		      tmp, cc, src, src, lib);
+	              "cd '%s' && %s -Wall -Wextra -Werror"
+	              " -I'%s/backends/include'"
+	              " '%s/tests/example/readme_example.c' '%s'"
+	              " $(pkg-config --libs libcurl libcjson libgit2"
+	              " libarchive libcrypto) -pthread" SAN_FLAGS
+	              " -o example >build.log 2>&1",
+	              tmp, cc, src, src, lib);
 	rc = run_shell(cmd);
 	if (rc != 0) {
 		omni_test_fmt(path, sizeof(path), "%s/build.log", tmp);
 		log = omni_test_read_host(path, NULL);
 		cr_assert_fail("building the example failed (%d):\n%s", rc,
-			       log ? log : "(no log)");
+		               log ? log : "(no log)");
 	}
 
 	omni_test_fmt(cmd, sizeof(cmd),
-		      "cd '%s' && env -u OMNI_DATA_PATH ./example >out.txt "
-		      "2>err.txt",
-		      tmp);
+	              "cd '%s' && env -u OMNI_DATA_PATH ./example >out.txt "
+	              "2>err.txt",
+	              tmp);
 	rc = run_shell(cmd);
 	omni_test_fmt(path, sizeof(path), "%s/out.txt", tmp);
 	out = omni_test_read_host(path, &len);
 	omni_test_fmt(path, sizeof(path), "%s/err.txt", tmp);
 	log = omni_test_read_host(path, NULL);
 	cr_assert_eq(rc, 0, "the example exited %d; stderr:\n%s", rc,
-		     log ? log : "");
+	             log ? log : "");
 	cr_assert_not_null(out);
 	cr_assert_str_eq(out, "Hello\n", "stdout was \"%s\"; stderr:\n%s", out,
-			 log ? log : "");
+	                 log ? log : "");
 	cr_assert_eq(len, 6);
 
 	/* The workspace went where the documentation says. */
@@ -140,13 +140,13 @@ Test(example, readme_shows_the_example_verbatim)
 
 	omni_test_source_dir(src, sizeof(src));
 	omni_test_fmt(path, sizeof(path), "%s/tests/example/readme_example.c",
-		      src);
+	              src);
 	char *example = omni_test_read_host(path, NULL);
 	omni_test_fmt(path, sizeof(path), "%s/README.md", src);
 	char *readme = omni_test_read_host(path, NULL);
 	cr_assert(example && readme);
 	cr_assert(strstr(readme, example) != NULL,
-		  "README.md does not contain tests/example/readme_example.c");
+	          "README.md does not contain tests/example/readme_example.c");
 	free(example);
 	free(readme);
 }

@@ -187,7 +187,7 @@ Test(exec, fifty_megabytes)
 	for (size_t i = 0; i < n; i++)
 		if (r.output[i] != 'x')
 			cr_assert_fail("byte %zu is %#x", i,
-				       (unsigned char)r.output[i]);
+			               (unsigned char)r.output[i]);
 	omni_command_result_finish(&r);
 }
 
@@ -216,7 +216,7 @@ Test(exec, timeout_kills_the_process_group)
 	cr_assert_lt(omni_test_now_ms() - t0, 5000);
 	pid_t pid = read_pidfile("pidfile");
 	cr_assert(omni_test_pid_gone(pid, 3000), "background child %ld lives",
-		  (long)pid);
+	          (long)pid);
 	omni_command_result_finish(&r);
 }
 
@@ -232,7 +232,7 @@ Test(exec, background_child_killed_after_exit)
 	cr_assert_lt(omni_test_now_ms() - t0, 5000);
 	pid_t pid = read_pidfile("pidfile");
 	cr_assert(omni_test_pid_gone(pid, 3000), "background child %ld lives",
-		  (long)pid);
+	          (long)pid);
 	omni_command_result_finish(&r);
 }
 
@@ -245,7 +245,7 @@ Test(exec, background_child_with_closed_output)
 	cr_assert_eq(r.exit_code, 0);
 	pid_t pid = read_pidfile("pidfile");
 	cr_assert(omni_test_pid_gone(pid, 3000), "background child %ld lives",
-		  (long)pid);
+	          (long)pid);
 	omni_command_result_finish(&r);
 }
 
@@ -263,8 +263,8 @@ Test(exec, runs_in_the_workspace)
 	run("echo made > by-cmd.txt", 10, &r);
 	omni_command_result_finish(&r);
 	char *data;
-	omni_assert_ok(omni_backend_read_file(fx.b, "/workspace/by-cmd.txt",
-					      &data, NULL));
+	omni_assert_ok(
+	    omni_backend_read_file(fx.b, "/workspace/by-cmd.txt", &data, NULL));
 	cr_assert_str_eq(data, "made\n");
 	free(data);
 	free(real);
@@ -275,7 +275,7 @@ Test(exec, null_command_is_einval)
 	struct omni_command_result r;
 
 	omni_assert_err(omni_backend_execute_command(fx.b, NULL, 1, &r),
-			-EINVAL);
+	                -EINVAL);
 	cr_assert_null(r.output);
 }
 
@@ -316,7 +316,7 @@ static int collect(int stream, const void *data, size_t len, void *payload)
 
 /* Start req, pump it into s, return the status. */
 static struct omni_exec_status run_req(const struct omni_exec_request *req,
-				       struct streams *s)
+                                       struct streams *s)
 {
 	struct omni_exec_status status;
 	struct omni_exec *e;
@@ -366,7 +366,7 @@ Test(exec, argv_missing_program_is_127)
 	cr_assert_eq(s.out_len, 0);
 	cr_assert_gt(s.err_len, 0);
 	cr_assert_not_null(strstr(s.err, "omni-no-such-program-xyz"),
-			   "stderr: %s", s.err);
+	                   "stderr: %s", s.err);
 
 	/* Through execute_command the message is in the output. */
 	struct omni_command_result r;
@@ -382,7 +382,7 @@ Test(exec, non_executable_is_126)
 	struct streams s = { .calls = 0 };
 
 	omni_assert_ok(omni_backend_write_file(fx.b, "script.sh",
-					       "#!/bin/sh\necho ran\n", 19));
+	                                       "#!/bin/sh\necho ran\n", 19));
 	cr_assert_eq(chmod(hp("script.sh"), 0644), 0);
 	struct omni_exec_status st = run_req(&req, &s);
 	cr_assert_eq(st.exit_code, 126);
@@ -485,7 +485,7 @@ Test(exec, signal_from_another_thread)
 Test(exec, stream_timeout_status)
 {
 	struct omni_exec_request req = { .shell = "sleep 30",
-					 .timeout_ms = 300 };
+		                         .timeout_ms = 300 };
 	struct streams s = { .calls = 0 };
 	long long t0 = omni_test_now_ms();
 	struct omni_exec_status st = run_req(&req, &s);
@@ -504,7 +504,7 @@ Test(exec, callback_can_stop_the_command)
 
 	cr_assert_lt(omni_test_now_ms() - t0, 5000);
 	cr_assert_eq(s.calls, 1, "called %d times after asking to stop",
-		     s.calls);
+	             s.calls);
 	cr_assert_neq(st.exit_code, 0);
 }
 
@@ -519,17 +519,17 @@ Test(exec, free_without_wait_kills)
 	pid_t pid = read_pidfile("pidfile");
 	omni_vfs_exec_free(e);
 	cr_assert(omni_test_pid_gone(pid, 3000), "background child %ld lives",
-		  (long)pid);
+	          (long)pid);
 	omni_vfs_exec_free(NULL);
 }
 
 Test(exec, tty_mode)
 {
 	struct omni_exec_request req = { .shell = "tty; stty size; "
-						   "echo err >&2",
-					 .tty = true,
-					 .rows = 33,
-					 .cols = 101 };
+		                                  "echo err >&2",
+		                         .tty = true,
+		                         .rows = 33,
+		                         .cols = 101 };
 	struct streams s = { .calls = 0 };
 	struct omni_exec_status st = run_req(&req, &s);
 
@@ -544,9 +544,9 @@ Test(exec, tty_mode)
 Test(exec, tty_resize)
 {
 	struct omni_exec_request req = { .shell = "sleep 0.5; stty size",
-					 .tty = true,
-					 .rows = 10,
-					 .cols = 20 };
+		                         .tty = true,
+		                         .rows = 10,
+		                         .cols = 20 };
 	struct omni_exec_status st;
 	struct streams s = { .calls = 0 };
 	struct omni_exec *e;
@@ -592,12 +592,12 @@ Test(exec, resize_without_tty)
 Test(exec, cwd_in_a_subdirectory)
 {
 	struct omni_exec_request req = { .shell = "pwd -P; ls",
-					 .cwd = "sub/deeper" };
+		                         .cwd = "sub/deeper" };
 	struct streams s = { .calls = 0 };
 	char *real, want[PATH_MAX];
 
-	omni_assert_ok(omni_backend_write_file(fx.b, "sub/deeper/here.txt",
-					       "", 0));
+	omni_assert_ok(
+	    omni_backend_write_file(fx.b, "sub/deeper/here.txt", "", 0));
 	real = realpath(hp("sub/deeper"), NULL);
 	cr_assert_not_null(real);
 	omni_test_fmt(want, sizeof(want), "%s\nhere.txt\n", real);
@@ -657,8 +657,8 @@ Test(exec, extra_environment)
 	const char *env[] = { "FOO=bar", "OMNI_TEST_REPLACED=new", NULL };
 	struct omni_exec_request req = {
 		.shell = "echo \"$FOO\"; echo \"$OMNI_TEST_REPLACED\"; "
-			 "env | grep -c '^OMNI_TEST_REPLACED='; "
-			 "echo \"$OMNI_TEST_KEPT\"",
+		         "env | grep -c '^OMNI_TEST_REPLACED='; "
+		         "echo \"$OMNI_TEST_KEPT\"",
 		.env = env
 	};
 	struct streams s = { .calls = 0 };
@@ -678,7 +678,7 @@ Test(exec, backend_env_option)
 	const char *env[] = { "FROM_OPTS=1", "BOTH=opts", NULL };
 	const char *req_env[] = { "BOTH=request", NULL };
 	struct omni_exec_request req = { .shell = "echo $FROM_OPTS $BOTH",
-					 .env = req_env };
+		                         .env = req_env };
 	struct omni_command_result r;
 	struct omni_exec_status st;
 	struct streams s = { .calls = 0 };
@@ -691,8 +691,8 @@ Test(exec, backend_env_option)
 	opts.env = env;
 	omni_assert_ok(omni_backend_new(&b, "local", id, &opts, NULL));
 	omni_assert_ok(omni_backend_start(b));
-	omni_assert_ok(omni_backend_execute_command(b, "echo $FROM_OPTS $BOTH",
-						    5, &r));
+	omni_assert_ok(
+	    omni_backend_execute_command(b, "echo $FROM_OPTS $BOTH", 5, &r));
 	cr_assert_str_eq(r.output, "1 opts\n");
 	omni_command_result_finish(&r);
 	omni_assert_ok(omni_vfs_exec_start(b, &req, &e));

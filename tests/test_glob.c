@@ -39,9 +39,17 @@ static void put(const char *rel)
 static void setup(void)
 {
 	static const char *const files[] = {
-		".hidden.c", "a.c",	 "b.c",		   "c.h",
-		"x1",	     "x2",	 "xa",		   "docs/a.c",
-		"src/main.c", "src/readme.md", "src/util/str.c",
+		".hidden.c",
+		"a.c",
+		"b.c",
+		"c.h",
+		"x1",
+		"x2",
+		"xa",
+		"docs/a.c",
+		"src/main.c",
+		"src/readme.md",
+		"src/util/str.c",
 		"src/util/deep/x.c",
 	};
 
@@ -74,17 +82,17 @@ static void expect_glob(const char *pattern, const char *path, ...)
 	omni_error_clear();
 	int rc = omni_backend_glob_files(fx.b, pattern, path, &l);
 	cr_assert_eq(rc, 0, "glob(%s, %s): %d %s", pattern, path ? path : "",
-		     rc, omni_error_last());
+	             rc, omni_error_last());
 	char got[4096] = "";
 	for (size_t i = 0; i < l.count; i++) {
 		strncat(got, l.items[i], sizeof(got) - strlen(got) - 2);
 		strcat(got, " ");
 	}
 	cr_assert_eq(l.count, n, "glob(%s, %s): %zu results, expected %zu: %s",
-		     pattern, path ? path : "", l.count, n, got);
+	             pattern, path ? path : "", l.count, n, got);
 	for (size_t i = 0; i < n; i++)
 		cr_assert_str_eq(l.items[i], want[i],
-				 "glob(%s): item %zu of: %s", pattern, i, got);
+		                 "glob(%s): item %zu of: %s", pattern, i, got);
 	omni_str_list_finish(&l);
 	cr_assert_null(l.items);
 	cr_assert_eq(l.count, 0);
@@ -94,7 +102,7 @@ Test(glob, star)
 {
 	/* Files only (not src/, docs/, abc/), dotfiles too, sorted. */
 	expect_glob("*", NULL, ".hidden.c", "a.c", "b.c", "c.h", "x1", "x2",
-		    "xa", NULL);
+	            "xa", NULL);
 	expect_glob("*.c", NULL, ".hidden.c", "a.c", "b.c", NULL);
 	expect_glob("*.md", NULL, NULL);
 	expect_glob("x*", "", "x1", "x2", "xa", NULL);
@@ -123,11 +131,11 @@ Test(glob, brackets)
 Test(glob, globstar_at_depths)
 {
 	expect_glob("**/*.c", NULL, ".hidden.c", "a.c", "b.c", "docs/a.c",
-		    "src/main.c", "src/util/deep/x.c", "src/util/str.c", NULL);
+	            "src/main.c", "src/util/deep/x.c", "src/util/str.c", NULL);
 	expect_glob("src/**/*.c", NULL, "src/main.c", "src/util/deep/x.c",
-		    "src/util/str.c", NULL);
+	            "src/util/str.c", NULL);
 	expect_glob("src/util/**/*.c", NULL, "src/util/deep/x.c",
-		    "src/util/str.c", NULL);
+	            "src/util/str.c", NULL);
 	expect_glob("**/deep/*.c", NULL, "src/util/deep/x.c", NULL);
 	expect_glob("**/util/**/x.c", NULL, "src/util/deep/x.c", NULL);
 	expect_glob("*/*.c", NULL, "docs/a.c", "src/main.c", NULL);
@@ -138,7 +146,7 @@ Test(glob, globstar_at_depths)
 Test(glob, trailing_globstar_means_everything_below)
 {
 	expect_glob("src/**", NULL, "src/main.c", "src/readme.md",
-		    "src/util/deep/x.c", "src/util/str.c", NULL);
+	            "src/util/deep/x.c", "src/util/str.c", NULL);
 	expect_glob("docs/**", NULL, "docs/a.c", NULL);
 	expect_glob("abc/**", NULL, NULL);
 	expect_glob("**", "src/util", "deep/x.c", "str.c", NULL);
@@ -151,10 +159,9 @@ Test(glob, absolute_patterns)
 	expect_glob("/workspace/src/*.c", NULL, "src/main.c", NULL);
 	expect_glob("/workspace/**/x.c", NULL, "src/util/deep/x.c", NULL);
 	omni_assert_err(omni_backend_glob_files(fx.b, "/etc/*", NULL, &l),
-			-EACCES);
-	omni_assert_err(omni_backend_glob_files(fx.b, "/workspacex/*", NULL,
-						&l),
-			-EACCES);
+	                -EACCES);
+	omni_assert_err(
+	    omni_backend_glob_files(fx.b, "/workspacex/*", NULL, &l), -EACCES);
 	cr_assert_eq(l.count, 0);
 }
 
@@ -178,7 +185,7 @@ Test(glob, no_duplicates)
 	/* Two separate '**' can reach one file in several ways. */
 	expect_glob("**/*/**/x.c", NULL, "src/util/deep/x.c", NULL);
 	expect_glob("**/*/**/*.c", NULL, "docs/a.c", "src/main.c",
-		    "src/util/deep/x.c", "src/util/str.c", NULL);
+	            "src/util/deep/x.c", "src/util/str.c", NULL);
 }
 
 Test(glob, dotdot_is_refused)
@@ -186,17 +193,17 @@ Test(glob, dotdot_is_refused)
 	struct omni_str_list l;
 
 	omni_assert_err(omni_backend_glob_files(fx.b, "../*", NULL, &l),
-			-EACCES);
+	                -EACCES);
 	omni_assert_err(omni_backend_glob_files(fx.b, "src/../*", NULL, &l),
-			-EACCES);
+	                -EACCES);
 	omni_assert_err(omni_backend_glob_files(fx.b, "**/..", NULL, &l),
-			-EACCES);
-	omni_assert_err(omni_backend_glob_files(fx.b, "/workspace/../x", NULL,
-						&l),
-			-EACCES);
+	                -EACCES);
+	omni_assert_err(
+	    omni_backend_glob_files(fx.b, "/workspace/../x", NULL, &l),
+	    -EACCES);
 	omni_assert_err(omni_backend_glob_files(fx.b, "*", "..", &l), -EACCES);
 	omni_assert_err(omni_backend_glob_files(fx.b, "*", "/etc", &l),
-			-EACCES);
+	                -EACCES);
 	cr_assert_null(l.items);
 }
 
@@ -205,12 +212,11 @@ Test(glob, bad_patterns)
 	struct omni_str_list l;
 
 	omni_assert_err(omni_backend_glob_files(fx.b, "", NULL, &l), -EINVAL);
-	omni_assert_err(omni_backend_glob_files(fx.b, NULL, NULL, &l),
-			-EINVAL);
+	omni_assert_err(omni_backend_glob_files(fx.b, NULL, NULL, &l), -EINVAL);
 	omni_assert_err(omni_backend_glob_files(fx.b, "///", NULL, &l),
-			-EACCES);
+	                -EACCES);
 	omni_assert_err(omni_backend_glob_files(fx.b, "./.", NULL, &l),
-			-EINVAL);
+	                -EINVAL);
 	/* An unterminated '[' is literal. */
 	put("[odd");
 	expect_glob("[odd", NULL, "[odd", NULL);
@@ -228,7 +234,7 @@ Test(glob, symlink_loop_does_not_hang)
 	cr_assert_eq(symlink("..", host), 0);
 	/* Links to directories are not descended into. */
 	expect_glob("**/*.c", "src", "main.c", "util/deep/x.c", "util/str.c",
-		    NULL);
+	            NULL);
 	expect_glob("src/**/x.c", NULL, "src/util/deep/x.c", NULL);
 	cr_assert_lt(omni_test_now_ms() - t0, 5000);
 }
@@ -307,7 +313,7 @@ ParameterizedTestParameters(glob, match)
 	};
 
 	return cr_make_param_array(struct match_case, cases,
-				   sizeof(cases) / sizeof(cases[0]));
+	                           sizeof(cases) / sizeof(cases[0]));
 }
 
 ParameterizedTest(struct match_case *c, glob, match)
@@ -315,7 +321,7 @@ ParameterizedTest(struct match_case *c, glob, match)
 	bool got = omni__glob_match(c->pattern, strlen(c->pattern), c->name);
 
 	cr_assert_eq(got, c->match, "match(\"%s\", \"%s\") = %d", c->pattern,
-		     c->name, got);
+	             c->name, got);
 }
 
 Test(glob, match_uses_only_plen_bytes)

@@ -40,7 +40,7 @@ Test(ipc, buffer_helpers_are_big_endian)
 {
 	struct omni_ipc_buf b = { 0 };
 	static const unsigned char want[] = { 0xAB, 0x12, 0x34, 0xDE, 0xAD,
-					      0xBE, 0xEF, 'x',  'y' };
+		                              0xBE, 0xEF, 'x',  'y' };
 
 	omni_assert_ok(omni_ipc_buf_put_u8(&b, 0xAB));
 	omni_assert_ok(omni_ipc_buf_put_u16(&b, 0x1234));
@@ -65,8 +65,11 @@ Test(ipc, field_layout)
 	omni_assert_ok(omni_ipc_buf_put_field(&b, 9, "abc", 3));
 	omni_assert_ok(omni_ipc_buf_put_field(&b, 10, NULL, 0));
 	cr_assert_eq(b.len, 8 + 5);
-	cr_assert_eq(memcmp(b.data, "\x09\0\0\0\x03" "abc\x0a\0\0\0\0", 13),
-		     0);
+	cr_assert_eq(memcmp(b.data,
+	                    "\x09\0\0\0\x03"
+	                    "abc\x0a\0\0\0\0",
+	                    13),
+	             0);
 	omni_ipc_buf_finish(&b);
 }
 
@@ -77,14 +80,13 @@ Test(ipc, buffer_cap)
 
 	cr_assert_not_null(big);
 	cr_assert_eq(omni_ipc_buf_put(&b, big, OMNI_IPC_MAX_FRAME + 1),
-		     -EMSGSIZE);
+	             -EMSGSIZE);
 	omni_assert_ok(omni_ipc_buf_put(&b, big, OMNI_IPC_MAX_FRAME));
 	cr_assert_eq(omni_ipc_buf_put_u8(&b, 1), -EMSGSIZE);
 	cr_assert_eq(b.len, OMNI_IPC_MAX_FRAME);
 	omni_ipc_buf_finish(&b);
-	cr_assert_eq(omni_ipc_buf_put_field(&b, 1, big,
-					    OMNI_IPC_MAX_FRAME + 1),
-		     -EMSGSIZE);
+	cr_assert_eq(omni_ipc_buf_put_field(&b, 1, big, OMNI_IPC_MAX_FRAME + 1),
+	             -EMSGSIZE);
 	omni_ipc_buf_finish(&b);
 	free(big);
 }
@@ -92,7 +94,7 @@ Test(ipc, buffer_cap)
 /* --- requests ------------------------------------------------------------- */
 
 static void decode_ok(struct omni_ipc_request *out,
-		      const struct omni_ipc_buf *b)
+                      const struct omni_ipc_buf *b)
 {
 	int rc = omni_ipc_request_decode(out, b->data, b->len);
 
@@ -165,17 +167,44 @@ Test(ipc, request_field_layout)
 {
 	char *argv[] = { "ls", NULL };
 	struct omni_ipc_request req = { .argv = argv,
-					.timeout_ms = 0x01020304,
-					.tty = true,
-					.rows = 0x0506,
-					.cols = 0x0708,
-					.want_stdin = true };
+		                        .timeout_ms = 0x01020304,
+		                        .tty = true,
+		                        .rows = 0x0506,
+		                        .cols = 0x0708,
+		                        .want_stdin = true };
 	struct omni_ipc_buf b = { 0 };
 	static const unsigned char want[] = {
-		OMNI_IPC_F_ARG,	       0, 0, 0, 2, 'l', 's',
-		OMNI_IPC_F_TIMEOUT_MS, 0, 0, 0, 4, 1,	2,    3, 4,
-		OMNI_IPC_F_TTY,	       0, 0, 0, 4, 5,	6,    7, 8,
-		OMNI_IPC_F_STDIN,      0, 0, 0, 1, 1,
+		OMNI_IPC_F_ARG,
+		0,
+		0,
+		0,
+		2,
+		'l',
+		's',
+		OMNI_IPC_F_TIMEOUT_MS,
+		0,
+		0,
+		0,
+		4,
+		1,
+		2,
+		3,
+		4,
+		OMNI_IPC_F_TTY,
+		0,
+		0,
+		0,
+		4,
+		5,
+		6,
+		7,
+		8,
+		OMNI_IPC_F_STDIN,
+		0,
+		0,
+		0,
+		1,
+		1,
 	};
 
 	omni_assert_ok(omni_ipc_request_encode(&req, &b));
@@ -220,32 +249,66 @@ Test(ipc, malformed_requests)
 	/* NUL inside strings. */
 	expect_decode(RAW("\x02\0\0\0\x03l\0s"), -EPROTO);
 	expect_decode(RAW("\x01\0\0\0\x03l\0s"), -EPROTO);
-	expect_decode(RAW("\x02\0\0\0\x02ls\x04\0\0\0\x03" "A\0B"), -EPROTO);
+	expect_decode(RAW("\x02\0\0\0\x02ls\x04\0\0\0\x03"
+	                  "A\0B"),
+	              -EPROTO);
 	expect_decode(RAW("\x02\0\0\0\x02ls\x03\0\0\0\x02\0x"), -EPROTO);
 	/* SHELL or CWD twice. */
 	expect_decode(RAW("\x02\0\0\0\x01x\x02\0\0\0\x01y"), -EPROTO);
 	expect_decode(RAW("\x02\0\0\0\x01x\x03\0\0\0\x01y\x03\0\0\0\x01z"),
-		      -EPROTO);
+	              -EPROTO);
 	/* Fixed-size fields of the wrong size. */
 	expect_decode(RAW("\x02\0\0\0\x01x\x05\0\0\0\x03\0\0\x01"), -EPROTO);
 	expect_decode(RAW("\x02\0\0\0\x01x\x06\0\0\0\x02\0\x18"), -EPROTO);
 	expect_decode(RAW("\x02\0\0\0\x01x\x07\0\0\0\x00"), -EPROTO);
 	expect_decode(RAW("\x02\0\0\0\x01x\x07\0\0\0\x02\x01\x01"), -EPROTO);
 	/* An error after some strings were decoded frees them (ASan). */
-	expect_decode(RAW("\x01\0\0\0\x01" "a\x04\0\0\0\x01" "b\x01\0\0\0\x09"
-			  "c"),
-		      -EPROTO);
+	expect_decode(RAW("\x01\0\0\0\x01"
+	                  "a\x04\0\0\0\x01"
+	                  "b\x01\0\0\0\x09"
+	                  "c"),
+	              -EPROTO);
 }
 
 Test(ipc, unknown_tags_are_skipped)
 {
 	struct omni_ipc_request got;
 	static const unsigned char raw[] = {
-		0x63, 0, 0, 0, 3, 'z', 'z', 'z',       /* unknown, 3 bytes */
-		OMNI_IPC_F_SHELL, 0, 0, 0, 4, 't', 'r', 'u', 'e',
-		0xff, 0, 0, 0, 0,                      /* unknown, empty */
-		0x08, 0, 0, 0, 2, 0, 0,                /* future, with NULs */
-		OMNI_IPC_F_CWD, 0, 0, 0, 1, 'd',
+		0x63,
+		0,
+		0,
+		0,
+		3,
+		'z',
+		'z',
+		'z', /* unknown, 3 bytes */
+		OMNI_IPC_F_SHELL,
+		0,
+		0,
+		0,
+		4,
+		't',
+		'r',
+		'u',
+		'e',
+		0xff,
+		0,
+		0,
+		0,
+		0, /* unknown, empty */
+		0x08,
+		0,
+		0,
+		0,
+		2,
+		0,
+		0, /* future, with NULs */
+		OMNI_IPC_F_CWD,
+		0,
+		0,
+		0,
+		1,
+		'd',
 	};
 
 	cr_assert_eq(omni_ipc_request_decode(&got, raw, sizeof(raw)), 0);
@@ -257,8 +320,9 @@ Test(ipc, unknown_tags_are_skipped)
 Test(ipc, zero_length_strings_and_stdin_zero)
 {
 	/* An empty shell string is a shell string; STDIN 0 means "no". */
-	static const unsigned char raw[] = { OMNI_IPC_F_SHELL, 0, 0, 0, 0,
-					     OMNI_IPC_F_STDIN, 0, 0, 0, 1, 0 };
+	static const unsigned char raw[] = {
+		OMNI_IPC_F_SHELL, 0, 0, 0, 0, OMNI_IPC_F_STDIN, 0, 0, 0, 1, 0
+	};
 	struct omni_ipc_request got;
 
 	cr_assert_eq(omni_ipc_request_decode(&got, raw, sizeof(raw)), 0);
@@ -278,8 +342,8 @@ Test(ipc, frames_over_a_socketpair)
 	make_pair(sv);
 	omni_assert_ok(omni_ipc_send(sv[0], OMNI_IPC_STDOUT, "hello", 5));
 	omni_assert_ok(omni_ipc_send(sv[0], OMNI_IPC_STDIN, NULL, 0));
-	omni_assert_ok(omni_ipc_send2(sv[0], OMNI_IPC_STDERR, "ab", 2, "cd",
-				      2));
+	omni_assert_ok(
+	    omni_ipc_send2(sv[0], OMNI_IPC_STDERR, "ab", 2, "cd", 2));
 	omni_assert_ok(omni_ipc_send_u32(sv[0], OMNI_IPC_STARTED, 4242));
 	omni_assert_ok(omni_ipc_send2(sv[0], OMNI_IPC_REPLY, NULL, 0, "z", 1));
 	close(sv[0]);
@@ -350,7 +414,9 @@ Test(ipc, cut_and_bad_frames)
 	/* Length but no type. */
 	expect_recv("\0\0\0\x05", 4, -EPROTO);
 	/* Cut inside the payload. */
-	expect_recv("\0\0\0\x0a\x81" "abc", 8, -EPROTO);
+	expect_recv("\0\0\0\x0a\x81"
+	            "abc",
+	            8, -EPROTO);
 	/* Length 0 (a frame has at least its type). */
 	expect_recv("\0\0\0\0\x81", 5, -EPROTO);
 	/* Longer than the cap. */
@@ -369,13 +435,13 @@ Test(ipc, oversize_send_is_emsgsize)
 
 	cr_assert_not_null(big);
 	make_pair(sv);
-	cr_assert_eq(omni_ipc_send(sv[0], OMNI_IPC_STDOUT, big,
-				   OMNI_IPC_MAX_FRAME),
-		     -EMSGSIZE);
+	cr_assert_eq(
+	    omni_ipc_send(sv[0], OMNI_IPC_STDOUT, big, OMNI_IPC_MAX_FRAME),
+	    -EMSGSIZE);
 	cr_assert_eq(omni_ipc_send2(sv[0], OMNI_IPC_STDOUT, big,
-				    OMNI_IPC_MAX_FRAME / 2, big,
-				    OMNI_IPC_MAX_FRAME / 2),
-		     -EMSGSIZE);
+	                            OMNI_IPC_MAX_FRAME / 2, big,
+	                            OMNI_IPC_MAX_FRAME / 2),
+	             -EMSGSIZE);
 	close(sv[0]);
 	close(sv[1]);
 	free(big);
@@ -442,8 +508,7 @@ Test(ipc, works_over_a_pipe)
 	int p[2];
 
 	cr_assert_eq(pipe(p), 0);
-	omni_assert_ok(omni_ipc_send2(p[1], OMNI_IPC_STDOUT, "pi", 2, "pe",
-				      2));
+	omni_assert_ok(omni_ipc_send2(p[1], OMNI_IPC_STDOUT, "pi", 2, "pe", 2));
 	close(p[1]);
 	cr_assert_eq(omni_ipc_recv(p[0], &type, &b), 1);
 	cr_assert_eq(type, OMNI_IPC_STDOUT);

@@ -77,8 +77,8 @@ static void assert_content(const char *rel, const char *text)
 	size_t len;
 
 	omni_assert_ok(omni_backend_read_file(fx.b, rel, &data, &len));
-	cr_assert_eq(len, strlen(text), "%s: %zu bytes, expected %zu", rel,
-		     len, strlen(text));
+	cr_assert_eq(len, strlen(text), "%s: %zu bytes, expected %zu", rel, len,
+	             strlen(text));
 	cr_assert_str_eq(data, text);
 	free(data);
 }
@@ -100,7 +100,7 @@ Test(backend_local, start_creates_the_workspace, .init = setup_new)
 	cr_assert_str_eq(omni_backend_name(fx.b), "local");
 	cr_assert_str_eq(omni_backend_project_id(fx.b), fx.project);
 	cr_assert_str_eq(omni_backend_get_working_directory(fx.b),
-			 "/workspace");
+	                 "/workspace");
 }
 
 Test(backend_local, start_keeps_existing_content, .init = setup_new)
@@ -133,7 +133,7 @@ Test(backend_local, status_lifecycle, .init = setup_new)
 Test(backend_local, status_names)
 {
 	cr_assert_str_eq(omni_status_name(OMNI_STATUS_UNINITIALIZED),
-			 "UNINITIALIZED");
+	                 "UNINITIALIZED");
 	cr_assert_str_eq(omni_status_name(OMNI_STATUS_RUNNING), "RUNNING");
 	cr_assert_str_eq(omni_status_name(OMNI_STATUS_STOPPED), "STOPPED");
 	cr_assert_str_eq(omni_status_name((enum omni_status)42), "UNKNOWN");
@@ -213,7 +213,7 @@ Test(backend_local, unknown_backend_name)
 	struct omni_state *st;
 
 	omni_assert_err(omni_backend_new(&b, "nosuch", "p", NULL, NULL),
-			-EINVAL);
+	                -EINVAL);
 	cr_assert_null(b);
 	cr_assert_str_neq(omni_error_last(), "");
 	omni_assert_err(omni_backend_new(&b, NULL, "p", NULL, NULL), -EINVAL);
@@ -226,20 +226,19 @@ Test(backend_local, unknown_backend_name)
 
 Test(backend_local, invalid_project_ids)
 {
-	static const char *bad[] = { "../x", "", "a/b", ".", "..", "a b",
-				     "x\n", "é", "/abs" };
+	static const char *bad[] = { "../x", "",    "a/b", ".",   "..",
+		                     "a b",  "x\n", "é",   "/abs" };
 	char long_id[130];
 	struct omni_backend *b;
 	struct omni_state *st;
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
-		omni_assert_err(omni_backend_new(&b, "local", bad[i], NULL,
-						 NULL),
-				-EINVAL);
+		omni_assert_err(
+		    omni_backend_new(&b, "local", bad[i], NULL, NULL), -EINVAL);
 		cr_assert_null(b, "'%s' accepted", bad[i]);
 	}
 	omni_assert_err(omni_backend_new(&b, "local", NULL, NULL, NULL),
-			-EINVAL);
+	                -EINVAL);
 	omni_assert_err(omni_local_backend_new(&b, "../x", NULL), -EINVAL);
 	omni_assert_ok(omni_state_noop(&st));
 	omni_assert_err(omni_local_backend_new(&b, "a/b", st), -EINVAL);
@@ -247,7 +246,7 @@ Test(backend_local, invalid_project_ids)
 	memset(long_id, 'a', sizeof(long_id));
 	long_id[129] = '\0';
 	omni_assert_err(omni_backend_new(&b, "local", long_id, NULL, NULL),
-			-EINVAL);
+	                -EINVAL);
 	long_id[128] = '\0';
 	omni_assert_ok(omni_backend_new(&b, "local", long_id, NULL, NULL));
 	omni_backend_free(b);
@@ -330,15 +329,13 @@ static void assert_not_connected(struct omni_backend *b)
 	cr_assert_str_neq(omni_error_last(), "");
 	omni_assert_err(omni_vfs_mkdir(b, "d", 0755), -ENOTCONN);
 	omni_assert_err(omni_vfs_unlink(b, "f"), -ENOTCONN);
-	omni_assert_err(omni_vfs_readlink(b, "l", buf, sizeof(buf)),
-			-ENOTCONN);
+	omni_assert_err(omni_vfs_readlink(b, "l", buf, sizeof(buf)), -ENOTCONN);
 	omni_assert_err(omni_vfs_statfs(b, &sv), -ENOTCONN);
 	omni_assert_err(omni_vfs_open(b, "f", O_RDONLY, 0, &f), -ENOTCONN);
 	cr_assert_null(f);
 	omni_assert_err(omni_vfs_exec_start(b, &req, &e), -ENOTCONN);
 	cr_assert_null(e);
-	omni_assert_err(omni_backend_read_file(b, "f", &data, NULL),
-			-ENOTCONN);
+	omni_assert_err(omni_backend_read_file(b, "f", &data, NULL), -ENOTCONN);
 	cr_assert_null(data);
 	omni_assert_err(omni_backend_write_file(b, "f", "x", 1), -ENOTCONN);
 	omni_assert_err(omni_backend_file_exists(b, "f"), -ENOTCONN);
@@ -346,14 +343,13 @@ static void assert_not_connected(struct omni_backend *b)
 	omni_assert_err(omni_backend_move_file(b, "a", "b"), -ENOTCONN);
 	omni_assert_err(omni_backend_delete_file(b, "a"), -ENOTCONN);
 	omni_assert_err(omni_backend_list_directory(b, "", false, &list),
-			-ENOTCONN);
-	omni_assert_err(omni_backend_create_directory(b, "d", true),
-			-ENOTCONN);
+	                -ENOTCONN);
+	omni_assert_err(omni_backend_create_directory(b, "d", true), -ENOTCONN);
 	omni_assert_err(omni_backend_delete_directory(b, "d"), -ENOTCONN);
 	omni_assert_err(omni_backend_glob_files(b, "*", NULL, &globbed),
-			-ENOTCONN);
+	                -ENOTCONN);
 	omni_assert_err(omni_backend_execute_command(b, "true", 1, &res),
-			-ENOTCONN);
+	                -ENOTCONN);
 	cr_assert_null(res.output);
 	omni_assert_err(omni_backend_save_snapshot(b, "m", NULL), -ENOTCONN);
 }
@@ -417,8 +413,8 @@ Test(backend_local, binary_all_byte_values)
 
 	for (size_t i = 0; i < sizeof(bytes); i++)
 		bytes[i] = (unsigned char)(255 - i % 256);
-	omni_assert_ok(omni_backend_write_file(fx.b, "bin", bytes,
-					       sizeof(bytes)));
+	omni_assert_ok(
+	    omni_backend_write_file(fx.b, "bin", bytes, sizeof(bytes)));
 	omni_assert_ok(omni_backend_read_file(fx.b, "bin", &data, &len));
 	cr_assert_eq(len, sizeof(bytes));
 	cr_assert_eq(memcmp(data, bytes, len), 0);
@@ -444,8 +440,8 @@ Test(backend_local, five_megabytes)
 	omni_assert_ok(omni_backend_write_file(fx.b, "big/5mb.bin", big, n));
 	cr_assert_eq(stat(hp("big/5mb.bin"), &st), 0);
 	cr_assert_eq((size_t)st.st_size, n);
-	omni_assert_ok(omni_backend_read_file(fx.b, "big/5mb.bin", &data,
-					      &len));
+	omni_assert_ok(
+	    omni_backend_read_file(fx.b, "big/5mb.bin", &data, &len));
 	cr_assert_eq(len, n);
 	cr_assert_eq(memcmp(data, big, n), 0);
 	free(data);
@@ -469,14 +465,13 @@ Test(backend_local, write_errors)
 	put("file", "f");
 	/* A parent that is a file. */
 	omni_assert_err(omni_backend_write_file(fx.b, "file/sub", "x", 1),
-			-ENOTDIR);
+	                -ENOTDIR);
 	/* The workspace itself, or a directory. */
 	omni_assert_err(omni_backend_write_file(fx.b, "/workspace", "x", 1),
-			-EISDIR);
+	                -EISDIR);
 	omni_assert_err(omni_backend_write_file(fx.b, "", "x", 1), -EISDIR);
 	omni_assert_ok(omni_backend_create_directory(fx.b, "dir", false));
-	omni_assert_err(omni_backend_write_file(fx.b, "dir", "x", 1),
-			-EISDIR);
+	omni_assert_err(omni_backend_write_file(fx.b, "dir", "x", 1), -EISDIR);
 }
 
 Test(backend_local, read_errors)
@@ -484,25 +479,23 @@ Test(backend_local, read_errors)
 	char *data = (char *)&fx;
 	size_t len = 99;
 
-	omni_assert_err(omni_backend_read_file(fx.b, "missing.txt", &data,
-					       &len),
-			-ENOENT);
+	omni_assert_err(
+	    omni_backend_read_file(fx.b, "missing.txt", &data, &len), -ENOENT);
 	cr_assert_null(data);
 	cr_assert_eq(len, 0);
 	cr_assert_str_neq(omni_error_last(), "");
-	omni_assert_err(omni_backend_read_file(fx.b, "no/such/dir/f", &data,
-					       &len),
-			-ENOENT);
+	omni_assert_err(
+	    omni_backend_read_file(fx.b, "no/such/dir/f", &data, &len),
+	    -ENOENT);
 	omni_assert_ok(omni_backend_create_directory(fx.b, "d", false));
 	omni_assert_err(omni_backend_read_file(fx.b, "d", &data, &len),
-			-EISDIR);
+	                -EISDIR);
 	cr_assert_null(data);
-	omni_assert_err(omni_backend_read_file(fx.b, "/workspace", &data,
-					       &len),
-			-EISDIR);
+	omni_assert_err(omni_backend_read_file(fx.b, "/workspace", &data, &len),
+	                -EISDIR);
 	put("f", "x");
 	omni_assert_err(omni_backend_read_file(fx.b, "f/g", &data, &len),
-			-ENOTDIR);
+	                -ENOTDIR);
 }
 
 Test(backend_local, read_empty_file)
@@ -529,21 +522,19 @@ Test(backend_local, file_exists_types)
 
 	cr_assert_eq(omni_backend_file_exists(fx.b, "f.txt"), OMNI_FILE_FILE);
 	cr_assert_eq(omni_backend_file_exists(fx.b, "/workspace/f.txt"),
-		     OMNI_FILE_FILE);
+	             OMNI_FILE_FILE);
 	cr_assert_eq(omni_backend_file_exists(fx.b, "d"), OMNI_FILE_DIRECTORY);
 	cr_assert_eq(omni_backend_file_exists(fx.b, ""), OMNI_FILE_DIRECTORY);
 	cr_assert_eq(omni_backend_file_exists(fx.b, "/workspace"),
-		     OMNI_FILE_DIRECTORY);
-	cr_assert_eq(omni_backend_file_exists(fx.b, "link"),
-		     OMNI_FILE_SYMLINK);
+	             OMNI_FILE_DIRECTORY);
+	cr_assert_eq(omni_backend_file_exists(fx.b, "link"), OMNI_FILE_SYMLINK);
 	cr_assert_eq(omni_backend_file_exists(fx.b, "dangling"),
-		     OMNI_FILE_SYMLINK);
+	             OMNI_FILE_SYMLINK);
 	cr_assert_eq(omni_backend_file_exists(fx.b, "nope"), OMNI_FILE_NONE);
 	cr_assert_eq(omni_backend_file_exists(fx.b, "nope/deeper"),
-		     OMNI_FILE_NONE);
+	             OMNI_FILE_NONE);
 	/* Under a regular file: not there (ENOTDIR is "none"). */
-	cr_assert_eq(omni_backend_file_exists(fx.b, "f.txt/x"),
-		     OMNI_FILE_NONE);
+	cr_assert_eq(omni_backend_file_exists(fx.b, "f.txt/x"), OMNI_FILE_NONE);
 	/* "none" is not an error: the message is cleared. */
 	cr_assert_str_eq(omni_error_last(), "");
 	omni_assert_err(omni_backend_file_exists(fx.b, "../x"), -EACCES);
@@ -565,7 +556,7 @@ Test(backend_local, copy_keeps_content_and_mode)
 
 	/* Into a missing directory, replacing nothing. */
 	omni_assert_ok(omni_backend_copy_file(fx.b, "/workspace/src.sh",
-					      "new/dir/copy.sh"));
+	                                      "new/dir/copy.sh"));
 	assert_content("new/dir/copy.sh", "#!/bin/sh\necho hi\n");
 
 	/* Replacing an existing longer file with another mode. */
@@ -606,7 +597,7 @@ Test(backend_local, copy_errors)
 	omni_assert_err(omni_backend_copy_file(fx.b, "f", "d"), -EISDIR);
 	omni_assert_err(omni_backend_copy_file(fx.b, "f", "../f"), -EACCES);
 	omni_assert_err(omni_backend_copy_file(fx.b, "/etc/hostname", "f2"),
-			-EACCES);
+	                -EACCES);
 }
 
 Test(backend_local, copy_onto_itself_keeps_the_data)
@@ -614,11 +605,11 @@ Test(backend_local, copy_onto_itself_keeps_the_data)
 	/* Opening the target with O_TRUNC first would empty the source. */
 	put("same.txt", "precious");
 	omni_assert_err(omni_backend_copy_file(fx.b, "same.txt", "same.txt"),
-			-EINVAL);
+	                -EINVAL);
 	assert_content("same.txt", "precious");
-	cr_assert_lt(omni_backend_copy_file(fx.b, "same.txt",
-					    "/workspace/./same.txt"),
-		     0);
+	cr_assert_lt(
+	    omni_backend_copy_file(fx.b, "same.txt", "/workspace/./same.txt"),
+	    0);
 	assert_content("same.txt", "precious");
 	/* The same file under another name. */
 	cr_assert_eq(symlink("same.txt", hp("alias")), 0);
@@ -643,8 +634,8 @@ Test(backend_local, move_file_and_directory)
 	/* A whole directory. */
 	put("tree/one", "1");
 	put("tree/deep/two", "2");
-	omni_assert_ok(omni_backend_move_file(fx.b, "/workspace/tree",
-					      "moved"));
+	omni_assert_ok(
+	    omni_backend_move_file(fx.b, "/workspace/tree", "moved"));
 	cr_assert_not(omni_test_host_exists(hp("tree")));
 	assert_content("moved/one", "1");
 	assert_content("moved/deep/two", "2");
@@ -662,10 +653,10 @@ Test(backend_local, move_errors)
 	omni_assert_err(omni_backend_move_file(fx.b, "missing", "x"), -ENOENT);
 	/* A failed move leaves no new directories behind. */
 	omni_assert_err(omni_backend_move_file(fx.b, "missing", "new/dir/x"),
-			-ENOENT);
+	                -ENOENT);
 	cr_assert_not(omni_test_host_exists(hp("new")));
 	omni_assert_err(omni_backend_move_file(fx.b, "/workspace", "x"),
-			-EBUSY);
+	                -EBUSY);
 	put("f", "f");
 	omni_assert_err(omni_backend_move_file(fx.b, "f", ""), -EBUSY);
 	omni_assert_err(omni_backend_move_file(fx.b, "f", "../f"), -EACCES);
@@ -728,11 +719,12 @@ Test(backend_local, list_directory_flat_and_recursive)
 	cr_assert_null(l.entries);
 	cr_assert_eq(l.count, 0);
 
-	omni_assert_ok(omni_backend_list_directory(fx.b, "/workspace", true,
-						   &l));
-	static const char *want[] = { "a.txt", "b.txt", "ln", "sub",
-				      "sub/deeper", "sub/deeper/z",
-				      "sub/inner.txt" };
+	omni_assert_ok(
+	    omni_backend_list_directory(fx.b, "/workspace", true, &l));
+	static const char *want[] = { "a.txt",        "b.txt",
+		                      "ln",           "sub",
+		                      "sub/deeper",   "sub/deeper/z",
+		                      "sub/inner.txt" };
 	cr_assert_eq(l.count, sizeof(want) / sizeof(*want));
 	for (size_t i = 0; i < l.count; i++)
 		cr_assert_str_eq(l.entries[i].path, want[i], "entry %zu", i);
@@ -754,10 +746,10 @@ Test(backend_local, list_directory_flat_and_recursive)
 Test(backend_local, list_sorts_bytewise)
 {
 	struct omni_dir_list l;
-	static const char *names[] = { "b", "B", "a", "_", "a-b", "a.b", "10",
-				       "9" };
-	static const char *sorted[] = { "10", "9", "B", "_", "a", "a-b",
-					"a.b", "b" };
+	static const char *names[] = { "b",   "B",   "a",  "_",
+		                       "a-b", "a.b", "10", "9" };
+	static const char *sorted[] = { "10", "9",   "B",   "_",
+		                        "a",  "a-b", "a.b", "b" };
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++)
 		put(names[i], "");
@@ -777,13 +769,12 @@ Test(backend_local, list_directory_errors)
 	omni_dir_list_finish(&l);
 	put("f", "x");
 	omni_assert_err(omni_backend_list_directory(fx.b, "f", false, &l),
-			-ENOTDIR);
+	                -ENOTDIR);
 	cr_assert_eq(l.count, 0);
-	omni_assert_err(omni_backend_list_directory(fx.b, "missing", false,
-						    &l),
-			-ENOENT);
+	omni_assert_err(omni_backend_list_directory(fx.b, "missing", false, &l),
+	                -ENOENT);
 	omni_assert_err(omni_backend_list_directory(fx.b, "..", false, &l),
-			-EACCES);
+	                -EACCES);
 }
 
 Test(backend_local, directory_links_inside)
@@ -801,20 +792,19 @@ Test(backend_local, directory_links_inside)
 	omni_dir_list_finish(&l);
 	/* ... a link to a file or to nothing does not. */
 	omni_assert_err(omni_backend_list_directory(fx.b, "fl", false, &l),
-			-ENOTDIR);
-	omni_assert_err(omni_backend_list_directory(fx.b, "dangling", false,
-						    &l),
-			-ENOENT);
+	                -ENOTDIR);
+	omni_assert_err(
+	    omni_backend_list_directory(fx.b, "dangling", false, &l), -ENOENT);
 	/* mkdir -p through and onto a link to a directory. */
 	omni_assert_ok(omni_backend_create_directory(fx.b, "dl", true));
 	omni_assert_ok(omni_backend_create_directory(fx.b, "dl/x/y", true));
 	cr_assert(omni_test_host_exists(hp("real/x/y")));
 	omni_assert_err(omni_backend_create_directory(fx.b, "fl/x", true),
-			-ENOTDIR);
+	                -ENOTDIR);
 	omni_assert_err(omni_backend_write_file(fx.b, "fl/x", "x", 1),
-			-ENOTDIR);
+	                -ENOTDIR);
 	omni_assert_err(omni_backend_write_file(fx.b, "dangling/x", "x", 1),
-			-ENOENT);
+	                -ENOENT);
 	cr_assert_not(omni_test_host_exists(hp("nowhere")));
 }
 
@@ -826,30 +816,29 @@ Test(backend_local, create_directory)
 	cr_assert_eq(stat(hp("d"), &st), 0);
 	cr_assert(S_ISDIR(st.st_mode));
 	omni_assert_err(omni_backend_create_directory(fx.b, "d", false),
-			-EEXIST);
+	                -EEXIST);
 	omni_assert_err(omni_backend_create_directory(fx.b, "x/y", false),
-			-ENOENT);
+	                -ENOENT);
 	cr_assert_not(omni_test_host_exists(hp("x")));
 	omni_assert_ok(omni_backend_create_directory(fx.b, "x/y/z", true));
 	cr_assert_eq(stat(hp("x/y/z"), &st), 0);
 	/* With parents an existing directory is fine. */
 	omni_assert_ok(omni_backend_create_directory(fx.b, "x/y/z", true));
-	omni_assert_ok(omni_backend_create_directory(fx.b, "/workspace/x",
-						     true));
+	omni_assert_ok(
+	    omni_backend_create_directory(fx.b, "/workspace/x", true));
 	omni_assert_ok(omni_backend_create_directory(fx.b, "", true));
-	omni_assert_err(omni_backend_create_directory(fx.b, "/workspace",
-						      false),
-			-EEXIST);
+	omni_assert_err(
+	    omni_backend_create_directory(fx.b, "/workspace", false), -EEXIST);
 	/* A file in the way. */
 	put("file", "");
 	omni_assert_err(omni_backend_create_directory(fx.b, "file", true),
-			-ENOTDIR);
+	                -ENOTDIR);
 	omni_assert_err(omni_backend_create_directory(fx.b, "file/sub", true),
-			-ENOTDIR);
+	                -ENOTDIR);
 	omni_assert_err(omni_backend_create_directory(fx.b, "file", false),
-			-EEXIST);
+	                -EEXIST);
 	omni_assert_err(omni_backend_create_directory(fx.b, "../up", true),
-			-EACCES);
+	                -EACCES);
 }
 
 Test(backend_local, delete_directory_recursive)
@@ -858,8 +847,8 @@ Test(backend_local, delete_directory_recursive)
 	put("tree/sub/b", "b");
 	put("tree/sub/deeper/c", "c");
 	put("tree/.hidden", "h");
-	omni_assert_ok(omni_backend_create_directory(fx.b, "tree/empty",
-						     false));
+	omni_assert_ok(
+	    omni_backend_create_directory(fx.b, "tree/empty", false));
 	omni_assert_ok(omni_backend_delete_directory(fx.b, "tree"));
 	cr_assert_not(omni_test_host_exists(hp("tree")));
 	/* An empty one. */
@@ -881,13 +870,13 @@ Test(backend_local, delete_directory_does_not_follow_links)
 Test(backend_local, delete_directory_errors)
 {
 	omni_assert_err(omni_backend_delete_directory(fx.b, "/workspace"),
-			-EBUSY);
+	                -EBUSY);
 	omni_assert_err(omni_backend_delete_directory(fx.b, ""), -EBUSY);
 	omni_assert_err(omni_backend_delete_directory(fx.b, "."), -EBUSY);
 	omni_assert_err(omni_backend_delete_directory(fx.b, "a/.."), -EBUSY);
 	cr_assert(omni_test_host_exists(fx.host));
 	omni_assert_err(omni_backend_delete_directory(fx.b, "missing"),
-			-ENOENT);
+	                -ENOENT);
 	put("f", "x");
 	omni_assert_err(omni_backend_delete_directory(fx.b, "f"), -ENOTDIR);
 	cr_assert(omni_test_host_exists(hp("f")));
@@ -927,7 +916,7 @@ static int record(const char *name, const struct stat *st, void *payload)
 	cr_assert_not_null(st);
 	if (s->n < 16)
 		snprintf(s->names[s->n], sizeof(s->names[0]), "%s%s", name,
-			 S_ISDIR(st->st_mode) ? "/" : "");
+		         S_ISDIR(st->st_mode) ? "/" : "");
 	s->n++;
 	if (s->stop_after && s->n == s->stop_after)
 		return 77;
@@ -966,8 +955,7 @@ Test(backend_local, vfs_readdir)
 	cr_assert_eq(omni_vfs_readdir(fx.b, "", record, &s), 77);
 	cr_assert_eq(s.n, 2);
 
-	omni_assert_err(omni_vfs_readdir(fx.b, "missing", record, &s),
-			-ENOENT);
+	omni_assert_err(omni_vfs_readdir(fx.b, "missing", record, &s), -ENOENT);
 	omni_assert_err(omni_vfs_readdir(fx.b, "a", record, &s), -ENOTDIR);
 }
 
@@ -999,7 +987,7 @@ Test(backend_local, vfs_rename_flags)
 	put("b", "B");
 	/* NOREPLACE refuses an existing target. */
 	omni_assert_err(omni_vfs_rename(fx.b, "a", "b", RENAME_NOREPLACE),
-			-EEXIST);
+	                -EEXIST);
 	assert_content("a", "A");
 	assert_content("b", "B");
 	omni_assert_ok(omni_vfs_rename(fx.b, "a", "c", RENAME_NOREPLACE));
@@ -1009,9 +997,8 @@ Test(backend_local, vfs_rename_flags)
 	omni_assert_ok(omni_vfs_rename(fx.b, "b", "c", RENAME_EXCHANGE));
 	assert_content("b", "A");
 	assert_content("c", "B");
-	omni_assert_err(omni_vfs_rename(fx.b, "b", "nothere",
-					RENAME_EXCHANGE),
-			-ENOENT);
+	omni_assert_err(omni_vfs_rename(fx.b, "b", "nothere", RENAME_EXCHANGE),
+	                -ENOENT);
 	/* Plain rename replaces. */
 	omni_assert_ok(omni_vfs_rename(fx.b, "b", "c", 0));
 	assert_content("c", "A");
@@ -1042,17 +1029,16 @@ Test(backend_local, vfs_symlink_readlink)
 	omni_assert_err(omni_vfs_symlink(fx.b, "x", "l"), -EEXIST);
 	put("f", "");
 	omni_assert_err(omni_vfs_readlink(fx.b, "f", buf, sizeof(buf)),
-			-EINVAL);
+	                -EINVAL);
 	omni_assert_err(omni_vfs_readlink(fx.b, "missing", buf, sizeof(buf)),
-			-ENOENT);
-	omni_assert_err(omni_vfs_readlink(fx.b, "", buf, sizeof(buf)),
-			-EINVAL);
+	                -ENOENT);
+	omni_assert_err(omni_vfs_readlink(fx.b, "", buf, sizeof(buf)), -EINVAL);
 	/* A link in a subdirectory, read through the API. */
 	put("sub/real", "R");
 	omni_assert_ok(omni_vfs_symlink(fx.b, "real", "sub/alias"));
 	assert_content("sub/alias", "R");
 	cr_assert_eq(omni_backend_file_exists(fx.b, "sub/alias"),
-		     OMNI_FILE_SYMLINK);
+	             OMNI_FILE_SYMLINK);
 }
 
 Test(backend_local, vfs_link)
@@ -1094,13 +1080,13 @@ Test(backend_local, vfs_chmod_chown)
 	omni_assert_ok(omni_vfs_chown(fx.b, "", (uid_t)-1, (gid_t)-1));
 	omni_assert_ok(omni_vfs_chown(fx.b, "l", getuid(), (gid_t)-1));
 	omni_assert_err(omni_vfs_chown(fx.b, "missing", getuid(), getgid()),
-			-ENOENT);
+	                -ENOENT);
 }
 
 Test(backend_local, vfs_utimens_nanoseconds)
 {
 	struct timespec ts[2] = { { 1000000000, 123456789 },
-				  { 1200000000, 987654321 } };
+		                  { 1200000000, 987654321 } };
 	struct stat st;
 
 	put("f", "");
@@ -1170,8 +1156,8 @@ Test(backend_local, vfs_open_files)
 	char buf[32];
 	int fd;
 
-	omni_assert_ok(omni_vfs_open(fx.b, "f", O_RDWR | O_CREAT | O_EXCL,
-				     0600, &f));
+	omni_assert_ok(
+	    omni_vfs_open(fx.b, "f", O_RDWR | O_CREAT | O_EXCL, 0600, &f));
 	cr_assert_not_null(f);
 	cr_assert_eq(omni_vfs_write(f, "hello world", 11, 0), 11);
 	cr_assert_eq(omni_vfs_write(f, "W", 1, 6), 1);
@@ -1216,9 +1202,9 @@ Test(backend_local, vfs_open_files)
 	omni_assert_ok(omni_vfs_release(NULL));
 
 	/* O_EXCL on an existing file, missing without O_CREAT. */
-	omni_assert_err(omni_vfs_open(fx.b, "f", O_RDWR | O_CREAT | O_EXCL,
-				      0600, &f),
-			-EEXIST);
+	omni_assert_err(
+	    omni_vfs_open(fx.b, "f", O_RDWR | O_CREAT | O_EXCL, 0600, &f),
+	    -EEXIST);
 	cr_assert_null(f);
 	omni_assert_err(omni_vfs_open(fx.b, "nope", O_RDONLY, 0, &f), -ENOENT);
 	omni_assert_err(omni_vfs_open(fx.b, "", O_WRONLY, 0, &f), -EISDIR);
@@ -1268,7 +1254,7 @@ static void *worker_main(void *arg)
 		snprintf(path, sizeof(path), "t%d/f%d", w->id, i);
 		snprintf(text, sizeof(text), "thread %d file %d", w->id, i);
 		if (omni_backend_write_file(w->b, path, text, strlen(text)) <
-			    0 ||
+		        0 ||
 		    omni_backend_read_file(w->b, path, &data, &len) < 0) {
 			w->failures++;
 			continue;
@@ -1289,7 +1275,7 @@ Test(backend_local, concurrent_threads)
 	for (int i = 0; i < 4; i++) {
 		w[i] = (struct worker){ .b = fx.b, .id = i };
 		cr_assert_eq(pthread_create(&t[i], NULL, worker_main, &w[i]),
-			     0);
+		             0);
 	}
 	for (int i = 0; i < 4; i++) {
 		cr_assert_eq(pthread_join(t[i], NULL), 0);

@@ -107,6 +107,6 @@ Test(log, default_sink_writes_stderr, .init = cr_redirect_stderr)
 	omni_log(OMNI_LOG_DEBUG, "not shown");
 	fflush(stderr);
 	cr_assert_stderr_eq_str("omnitest: warning: first 1\n"
-				"omni: error: second\n"
-				"omni: info: third\n");
+	                        "omni: error: second\n"
+	                        "omni: info: third\n");
 }

@@ -66,36 +66,38 @@ Test(mount, write_through_mount_lands_in_workspace)
 
 Test(mount, cp_a_and_diff)
 {
-	cr_assert_eq(sh_in(m.tmp, "mkdir -p src/a/b && echo x > src/a/b/f && "
-				  "ln -s b/f src/a/l && chmod 751 src/a/b/f && "
-				  "head -c 300000 /dev/urandom > src/big && "
-				  "cp -a src '%s/copy' && diff -r src '%s/copy' && "
-				  "test \"$(stat -c %%a '%s/copy/a/b/f')\" = 751 && "
-				  "test \"$(readlink '%s/copy/a/l')\" = b/f",
-		     m.mnt, m.mnt, m.mnt, m.mnt),
-		     0);
+	cr_assert_eq(sh_in(m.tmp,
+	                   "mkdir -p src/a/b && echo x > src/a/b/f && "
+	                   "ln -s b/f src/a/l && chmod 751 src/a/b/f && "
+	                   "head -c 300000 /dev/urandom > src/big && "
+	                   "cp -a src '%s/copy' && diff -r src '%s/copy' && "
+	                   "test \"$(stat -c %%a '%s/copy/a/b/f')\" = 751 && "
+	                   "test \"$(readlink '%s/copy/a/l')\" = b/f",
+	                   m.mnt, m.mnt, m.mnt, m.mnt),
+	             0);
 }
 
 Test(mount, tar_round_trip)
 {
-	cr_assert_eq(sh_in(m.mnt, "mkdir -p t/d && seq 1 5000 > t/d/n && "
-				  "ln -s d/n t/link && tar cf ../x.tar t && "
-				  "mkdir u && tar xf ../x.tar -C u && diff -r t u/t"),
-		     0);
+	cr_assert_eq(sh_in(m.mnt,
+	                   "mkdir -p t/d && seq 1 5000 > t/d/n && "
+	                   "ln -s d/n t/link && tar cf ../x.tar t && "
+	                   "mkdir u && tar xf ../x.tar -C u && diff -r t u/t"),
+	             0);
 }
 
 Test(mount, git_workflow)
 {
 	cr_assert_eq(
-		sh_in(m.mnt,
-		      "git init -q r && cd r && git config user.email t@e && "
-		      "git config user.name t && echo one > a && mkdir d && "
-		      "echo two > d/b && git add -A && git commit -qm first && "
-		      "git checkout -qb side && echo three >> a && "
-		      "git commit -qam second && git checkout -q - && "
-		      "test \"$(cat a)\" = one && git status --porcelain | "
-		      "(! grep .) && git log --oneline --all | wc -l | grep -qx 2"),
-		0);
+	    sh_in(m.mnt,
+	          "git init -q r && cd r && git config user.email t@e && "
+	          "git config user.name t && echo one > a && mkdir d && "
+	          "echo two > d/b && git add -A && git commit -qm first && "
+	          "git checkout -qb side && echo three >> a && "
+	          "git commit -qam second && git checkout -q - && "
+	          "test \"$(cat a)\" = one && git status --porcelain | "
+	          "(! grep .) && git log --oneline --all | wc -l | grep -qx 2"),
+	    0);
 }
 
 Test(mount, editor_atomic_save_over_open_file)
@@ -130,14 +132,15 @@ Test(mount, rename_noreplace_and_exchange)
 	mpath(b, sizeof(b), "b");
 	omni_test_write_host(a, "A", 1);
 	omni_test_write_host(b, "B", 1);
-	cr_assert_eq(syscall(SYS_renameat2, AT_FDCWD, a, AT_FDCWD, b,
-			     RENAME_NOREPLACE),
-		     -1);
+	cr_assert_eq(
+	    syscall(SYS_renameat2, AT_FDCWD, a, AT_FDCWD, b, RENAME_NOREPLACE),
+	    -1);
 	cr_assert_eq(errno, EEXIST);
-	cr_assert_eq(syscall(SYS_renameat2, AT_FDCWD, a, AT_FDCWD, b,
-			     RENAME_EXCHANGE),
-		     0, "exchange: %s", strerror(errno));
-	char *ga = omni_test_read_host(a, NULL), *gb = omni_test_read_host(b, NULL);
+	cr_assert_eq(
+	    syscall(SYS_renameat2, AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE),
+	    0, "exchange: %s", strerror(errno));
+	char *ga = omni_test_read_host(a, NULL),
+	     *gb = omni_test_read_host(b, NULL);
 	cr_assert_str_eq(ga, "B");
 	cr_assert_str_eq(gb, "A");
 	free(ga);
@@ -146,12 +149,13 @@ Test(mount, rename_noreplace_and_exchange)
 
 Test(mount, appends_from_two_processes)
 {
-	cr_assert_eq(sh_in(m.mnt, "for i in $(seq 1 500); do echo a$i >> log; "
-				  "done & for i in $(seq 1 500); do echo b$i >> "
-				  "log; done; wait; test $(wc -l < log) -eq 1000 && "
-				  "test $(grep -c '^a' log) -eq 500 && "
-				  "test $(grep -c '^b' log) -eq 500"),
-		     0);
+	cr_assert_eq(sh_in(m.mnt,
+	                   "for i in $(seq 1 500); do echo a$i >> log; "
+	                   "done & for i in $(seq 1 500); do echo b$i >> "
+	                   "log; done; wait; test $(wc -l < log) -eq 1000 && "
+	                   "test $(grep -c '^a' log) -eq 500 && "
+	                   "test $(grep -c '^b' log) -eq 500"),
+	             0);
 }
 
 Test(mount, truncate_append_unlink_while_open)
@@ -205,7 +209,7 @@ Test(mount, symlinks_hardlinks_modes_times)
 	cr_assert_eq(stat(h, &st), 0);
 	cr_assert_eq(st.st_mode & 0777, 0700);
 	struct timespec ts[2] = { { 1000000000, 123456789 },
-				  { 1200000000, 987654321 } };
+		                  { 1200000000, 987654321 } };
 	cr_assert_eq(utimensat(AT_FDCWD, p, ts, 0), 0);
 	cr_assert_eq(stat(p, &st), 0);
 	cr_assert_eq(st.st_mtim.tv_sec, 1200000000);
@@ -218,26 +222,28 @@ Test(mount, symlinks_hardlinks_modes_times)
 Test(mount, flock_between_processes)
 {
 	cr_assert_eq(sh_in(m.mnt, "touch lk && (flock -x lk sleep 1 &) && "
-				  "sleep 0.3 && ! flock -n lk true && "
-				  "sleep 1.2 && flock -n lk true"),
-		     0);
+	                          "sleep 0.3 && ! flock -n lk true && "
+	                          "sleep 1.2 && flock -n lk true"),
+	             0);
 }
 
 Test(mount, large_directory)
 {
-	cr_assert_eq(sh_in(m.mnt, "mkdir big && cd big && seq -f 'f%%05g' 1 "
-				  "10000 | xargs touch && test $(ls | wc -l) -eq "
-				  "10000 && test $(ls -l | grep -c '^-') -eq 10000 "
-				  "&& test $(find . -type f | wc -l) -eq 10000"),
-		     0);
+	cr_assert_eq(sh_in(m.mnt,
+	                   "mkdir big && cd big && seq -f 'f%%05g' 1 "
+	                   "10000 | xargs touch && test $(ls | wc -l) -eq "
+	                   "10000 && test $(ls -l | grep -c '^-') -eq 10000 "
+	                   "&& test $(find . -type f | wc -l) -eq 10000"),
+	             0);
 }
 
 Test(mount, chmod_x_then_exec_through_omni_exec)
 {
-	cr_assert_eq(sh_in(m.mnt, "printf '#!/bin/sh\\necho ran-$1\\n' > s.sh && "
-				  "chmod +x s.sh && test \"$(omni-exec ./s.sh ok)\" "
-				  "= ran-ok"),
-		     0);
+	cr_assert_eq(sh_in(m.mnt,
+	                   "printf '#!/bin/sh\\necho ran-$1\\n' > s.sh && "
+	                   "chmod +x s.sh && test \"$(omni-exec ./s.sh ok)\" "
+	                   "= ran-ok"),
+	             0);
 }
 
 Test(mount, mmap_write_then_read_through_omni_exec)
@@ -271,25 +277,27 @@ Test(mount, command_changes_are_visible_at_once)
 	char *first = omni_test_read_host(p, NULL);
 	cr_assert_str_eq(first, "before");
 	free(first);
-	cr_assert_eq(sh_in(m.mnt, "omni-exec -c 'printf after-longer > c.txt; "
-				  "echo new > n.txt; mkdir d; mv n.txt d/n2.txt'"),
-		     0);
+	cr_assert_eq(sh_in(m.mnt,
+	                   "omni-exec -c 'printf after-longer > c.txt; "
+	                   "echo new > n.txt; mkdir d; mv n.txt d/n2.txt'"),
+	             0);
 	char *now = omni_test_read_host(p, NULL);
 	cr_assert_str_eq(now, "after-longer");
 	free(now);
 	cr_assert_eq(sh_in(m.mnt, "test -f d/n2.txt && ! test -e n.txt"), 0);
 	/* Deleted by a command, then made again through the mount. */
 	cr_assert_eq(sh_in(m.mnt, "cat c.txt >/dev/null && omni-exec rm c.txt "
-				  "&& ! test -e c.txt && echo again > c.txt && "
-				  "test \"$(cat c.txt)\" = again"),
-		     0);
+	                          "&& ! test -e c.txt && echo again > c.txt && "
+	                          "test \"$(cat c.txt)\" = again"),
+	             0);
 }
 
 Test(mount, mount_writes_are_visible_to_next_command)
 {
-	cr_assert_eq(sh_in(m.mnt, "echo via-mount > w.txt && "
-				  "test \"$(omni-exec cat w.txt)\" = via-mount"),
-		     0);
+	cr_assert_eq(sh_in(m.mnt,
+	                   "echo via-mount > w.txt && "
+	                   "test \"$(omni-exec cat w.txt)\" = via-mount"),
+	             0);
 }
 
 Test(mount, omni_exec_cwd_follows_the_caller)
@@ -360,27 +368,31 @@ Test(mount_daemon, background_start_and_errors, .timeout = 60)
 	cr_assert_eq(mkdir(run, 0700), 0);
 	setenv("OMNI_RUNTIME_DIR", run, 1);
 	test_build_dir(bin, sizeof(bin));
-	cr_assert_eq(sh_in(tmp, "'%s/omnifs' --data-path data '%s'", bin, mnt), 0);
+	cr_assert_eq(sh_in(tmp, "'%s/omnifs' --data-path data '%s'", bin, mnt),
+	             0);
 	cr_assert(mount_is_mounted(mnt));
-	cr_assert_eq(sh_in(tmp, "echo hi > '%s/x' && test -f data/%s/x", mnt,
-			   project),
-		     0);
+	cr_assert_eq(
+	    sh_in(tmp, "echo hi > '%s/x' && test -f data/%s/x", mnt, project),
+	    0);
 	/* A second mount of the same project is refused. */
-	cr_assert_neq(sh_in(tmp, "mkdir -p other && '%s/omnifs' --project %s "
-				 "--data-path data other 2>err; r=$?; grep -q "
-				 "'already mounted' err && exit $r",
-			    bin, project),
-		      0);
+	cr_assert_neq(sh_in(tmp,
+	                    "mkdir -p other && '%s/omnifs' --project %s "
+	                    "--data-path data other 2>err; r=$?; grep -q "
+	                    "'already mounted' err && exit $r",
+	                    bin, project),
+	              0);
 	cr_assert_eq(sh_in(tmp, "fusermount3 -u '%s'", mnt), 0);
 	/* Errors reach the terminal with a non-zero exit. */
-	cr_assert_eq(sh_in(tmp, "'%s/omnifs' --backend nope '%s' 2>err; "
-				"test $? -ne 0 && grep -q 'unknown backend' err",
-			   bin, mnt),
-		     0);
-	cr_assert_eq(sh_in(tmp, "'%s/omnifs' --help | grep -q -- --backend && "
-				"'%s/omnifs' --version | grep -q omnifs",
-			   bin, bin),
-		     0);
+	cr_assert_eq(sh_in(tmp,
+	                   "'%s/omnifs' --backend nope '%s' 2>err; "
+	                   "test $? -ne 0 && grep -q 'unknown backend' err",
+	                   bin, mnt),
+	             0);
+	cr_assert_eq(sh_in(tmp,
+	                   "'%s/omnifs' --help | grep -q -- --backend && "
+	                   "'%s/omnifs' --version | grep -q omnifs",
+	                   bin, bin),
+	             0);
 	omni_test_rm_rf(tmp);
 }
 
@@ -393,8 +405,8 @@ Test(mount, cwd_survives_commands)
 	cr_assert_eq(sh_in(m.mnt, "mkdir -p w/x && git init -q w/x"), 0);
 	mpath(dir, sizeof(dir), "w/x");
 	cr_assert_eq(sh_in(dir, "omni-exec true && omni-exec true && /bin/pwd "
-				">/dev/null && git status >/dev/null"),
-		     0);
+	                        ">/dev/null && git status >/dev/null"),
+	             0);
 }
 
 /* A crashed daemon loses nothing that was written: the files are on disk
@@ -421,18 +433,19 @@ Test(mount, crash_keeps_files)
  * directory, and when the mount itself does. */
 Test(mount, cached_listing_follows_changes)
 {
-	cr_assert_eq(sh_in(m.mnt, "mkdir L && touch L/a L/b && ls L >/dev/null && "
-				  "omni-exec -c 'touch L/c; rm L/a' && "
-				  "test \"$(ls L | tr '\\n' ' ')\" = 'b c ' && "
-				  "touch L/d && rm L/b && "
-				  "test \"$(ls L | tr '\\n' ' ')\" = 'c d '"),
-		     0);
+	cr_assert_eq(sh_in(m.mnt,
+	                   "mkdir L && touch L/a L/b && ls L >/dev/null && "
+	                   "omni-exec -c 'touch L/c; rm L/a' && "
+	                   "test \"$(ls L | tr '\\n' ' ')\" = 'b c ' && "
+	                   "touch L/d && rm L/b && "
+	                   "test \"$(ls L | tr '\\n' ' ')\" = 'c d '"),
+	             0);
 }
 
 /* access(2) follows the mode bits (the mount answers it itself). */
 Test(mount, access_follows_mode_bits)
 {
 	cr_assert_eq(sh_in(m.mnt, "touch nx && ! test -x nx && chmod +x nx && "
-				  "test -x nx && test -r nx && test -w nx"),
-		     0);
+	                          "test -x nx && test -r nx && test -w nx"),
+	             0);
 }

@@ -58,8 +58,8 @@ Test(omni_exec, argv_command_keeps_its_own_options)
 Test(omni_exec, every_option)
 {
 	omni_assert_ok(PARSE("-e", "A=1", "--env", "B=two words", "--timeout",
-			     "1.5", "-t", "-n", "--project", "p1", "--", "cmd",
-			     "--x"));
+	                     "1.5", "-t", "-n", "--project", "p1", "--", "cmd",
+	                     "--x"));
 	cr_assert_eq(o.nenv, 2);
 	cr_assert_str_eq(o.env[0], "A=1");
 	cr_assert_str_eq(o.env[1], "B=two words");
@@ -93,8 +93,8 @@ Test(omni_exec, env_key_alone_copies_the_local_value)
 {
 	cr_assert(setenv("OMNI_TEST_COPY", "copied value", 1) == 0);
 	unsetenv("OMNI_TEST_UNSET");
-	omni_assert_ok(PARSE("-e", "OMNI_TEST_COPY", "-e", "OMNI_TEST_UNSET",
-			     "true"));
+	omni_assert_ok(
+	    PARSE("-e", "OMNI_TEST_COPY", "-e", "OMNI_TEST_UNSET", "true"));
 	cr_assert_eq(o.nenv, 1);
 	cr_assert_str_eq(o.env[0], "OMNI_TEST_COPY=copied value");
 }
@@ -147,8 +147,8 @@ Test(omni_exec, misuse_is_refused_with_a_reason)
 
 		cr_assert_eq(rc, -EINVAL, "case %zu gave %d", i, rc);
 		cr_assert(strstr(omni_error_last(), cases[i].reason),
-			  "case %zu: '%s' lacks '%s'", i, omni_error_last(),
-			  cases[i].reason);
+		          "case %zu: '%s' lacks '%s'", i, omni_error_last(),
+		          cases[i].reason);
 	}
 }
 
@@ -165,7 +165,7 @@ Test(omni_exec, parsing_twice_starts_over)
 
 /* Run omni-exec in cwd with a private, empty runtime directory. */
 static int run_in(const char *cwd, struct exec_test_buf *out,
-		  struct exec_test_buf *err, const char *const *args)
+                  struct exec_test_buf *err, const char *const *args)
 {
 	char prog[PATH_MAX], run[PATH_MAX];
 	char *argv[16];
@@ -173,7 +173,7 @@ static int run_in(const char *cwd, struct exec_test_buf *out,
 	struct exec_test_child c;
 
 	cr_assert((size_t)snprintf(run, sizeof(run), "%s/run", cwd) <
-		  sizeof(run));
+	          sizeof(run));
 	mkdir(run, 0700);
 	cr_assert(setenv("OMNI_RUNTIME_DIR", run, 1) == 0);
 	exec_test_program(prog, sizeof(prog), "omni-exec");
@@ -191,37 +191,37 @@ Test(omni_exec, outside_any_mount_is_125_with_advice)
 	struct exec_test_buf out = { 0 }, err = { 0 };
 
 	omni_test_mkdtemp(tmp, sizeof(tmp));
-	cr_assert_eq(run_in(tmp, &out, &err, (const char *const[]){ "pwd", NULL }),
-		     125);
+	cr_assert_eq(
+	    run_in(tmp, &out, &err, (const char *const[]){ "pwd", NULL }), 125);
 	cr_assert_str_eq(out.data, "");
 	cr_assert_str_eq(err.data, "omni-exec: not inside an omnifs mount; "
-				   "use -C DIR or --project ID\n");
+	                           "use -C DIR or --project ID\n");
 	exec_test_buf_free(&out);
 	exec_test_buf_free(&err);
 
 	/* -C naming a directory outside any mount says which. */
 	cr_assert_eq(run_in(tmp, &out, &err,
-			    (const char *const[]){ "-C", tmp, "pwd", NULL }),
-		     125);
+	                    (const char *const[]){ "-C", tmp, "pwd", NULL }),
+	             125);
 	cr_assert(strstr(err.data, "not inside an omnifs mount"), "%s",
-		  err.data);
+	          err.data);
 	cr_assert(strstr(err.data, tmp), "%s", err.data);
 	exec_test_buf_free(&err);
 
 	/* So do the control modes. */
-	cr_assert_eq(run_in(tmp, &out, &err,
-			    (const char *const[]){ "--ping", NULL }),
-		     125);
+	cr_assert_eq(
+	    run_in(tmp, &out, &err, (const char *const[]){ "--ping", NULL }),
+	    125);
 	cr_assert(strstr(err.data, "not inside an omnifs mount"), "%s",
-		  err.data);
+	          err.data);
 	exec_test_buf_free(&err);
 	exec_test_buf_free(&out);
 
 	/* An invalid project id is a failure to find the session. */
-	cr_assert_eq(run_in(tmp, &out, &err,
-			    (const char *const[]){ "--project", "../x",
-						   "true", NULL }),
-		     125);
+	cr_assert_eq(
+	    run_in(tmp, &out, &err,
+	           (const char *const[]){ "--project", "../x", "true", NULL }),
+	    125);
 	cr_assert(strstr(err.data, "invalid project id"), "%s", err.data);
 	exec_test_buf_free(&err);
 	exec_test_buf_free(&out);
@@ -234,15 +234,15 @@ Test(omni_exec, version_and_help_go_to_stdout)
 	char tmp[PATH_MAX];
 
 	omni_test_mkdtemp(tmp, sizeof(tmp));
-	cr_assert_eq(run_in(tmp, &out, &err,
-			    (const char *const[]){ "--version", NULL }),
-		     0);
+	cr_assert_eq(
+	    run_in(tmp, &out, &err, (const char *const[]){ "--version", NULL }),
+	    0);
 	cr_assert(strncmp(out.data, "omni-exec ", 10) == 0, "%s", out.data);
 	cr_assert_str_eq(err.data, "");
 	exec_test_buf_free(&out);
 	exec_test_buf_free(&err);
-	cr_assert_eq(run_in(tmp, &out, &err, (const char *const[]){ "-h", NULL }),
-		     0);
+	cr_assert_eq(
+	    run_in(tmp, &out, &err, (const char *const[]){ "-h", NULL }), 0);
 	cr_assert(strstr(out.data, "Exit status"), "%s", out.data);
 	cr_assert_str_eq(err.data, "");
 	exec_test_buf_free(&out);
@@ -250,7 +250,7 @@ Test(omni_exec, version_and_help_go_to_stdout)
 	omni_test_rm_rf(tmp);
 }
 
-/* --- the client loop against a fake server ----------------------------------- */
+/* --- the client loop against a fake server -------------------------------- */
 
 #include <pthread.h>
 #include <signal.h>
@@ -261,17 +261,17 @@ Test(omni_exec, version_and_help_go_to_stdout)
 #include "omni/ipc.h"
 
 enum fake_script {
-	FAKE_STREAMS,      /* output, an unknown frame, EXIT 5 */
-	FAKE_ERROR,        /* ERROR -ENOENT */
-	FAKE_HANG_UP,      /* STARTED, then close */
-	FAKE_SIGNAL,       /* wait for a SIGNAL frame, EXIT 128+N */
-	FAKE_DEAF,         /* STARTED, then read nothing more */
+	FAKE_STREAMS, /* output, an unknown frame, EXIT 5 */
+	FAKE_ERROR,   /* ERROR -ENOENT */
+	FAKE_HANG_UP, /* STARTED, then close */
+	FAKE_SIGNAL,  /* wait for a SIGNAL frame, EXIT 128+N */
+	FAKE_DEAF,    /* STARTED, then read nothing more */
 };
 
 struct fake {
 	int fd;
 	enum fake_script script;
-	struct omni_ipc_request got;  /* the decoded EXEC */
+	struct omni_ipc_request got; /* the decoded EXEC */
 	int got_signal;
 	bool got_request;
 };
@@ -307,7 +307,7 @@ static void *fake_main(void *arg)
 			if (type == OMNI_IPC_SIGNAL && buf.len == 4) {
 				f->got_signal = (int)omni_ipc_get_u32(buf.data);
 				omni_ipc_send_exit(f->fd, 128 + f->got_signal,
-						   f->got_signal, false);
+				                   f->got_signal, false);
 				break;
 			}
 		}
@@ -417,7 +417,7 @@ Test(exec_client, error_frame_is_the_result)
 
 	fake_start(&r, FAKE_ERROR);
 	omni_assert_err(omni_exec_client_run(r.client_fd, &req, &io, &res),
-			-ENOENT);
+	                -ENOENT);
 	cr_assert_str_eq(omni_error_last(), "exec: directory gone");
 	fake_finish(&r);
 }
@@ -431,7 +431,7 @@ Test(exec_client, lost_connection_is_an_error)
 
 	fake_start(&r, FAKE_HANG_UP);
 	omni_assert_err(omni_exec_client_run(r.client_fd, &req, &io, &res),
-			-ECONNRESET);
+	                -ECONNRESET);
 	cr_assert(strstr(omni_error_last(), "lost"), "%s", omni_error_last());
 	fake_finish(&r);
 }

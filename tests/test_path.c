@@ -59,7 +59,7 @@ ParameterizedTestParameters(path, normalize)
 	};
 
 	return cr_make_param_array(struct norm_case, cases,
-				   sizeof(cases) / sizeof(cases[0]));
+	                           sizeof(cases) / sizeof(cases[0]));
 }
 
 ParameterizedTest(struct norm_case *c, path, normalize)
@@ -71,10 +71,10 @@ ParameterizedTest(struct norm_case *c, path, normalize)
 	memset(out, 'Z', sizeof(out));
 	rc = omni_path_normalize(c->workdir, c->in, out, sizeof(out));
 	cr_assert_eq(rc, c->rc, "normalize(%s, \"%s\") gave %d, expected %d",
-		     c->workdir, c->in, rc, c->rc);
+	             c->workdir, c->in, rc, c->rc);
 	if (rc == 0) {
 		cr_assert_str_eq(out, c->out, "normalize(%s, \"%s\")",
-				 c->workdir, c->in);
+		                 c->workdir, c->in);
 	} else {
 		/* A failure says why. */
 		cr_assert_str_neq(omni_error_last(), "");
@@ -86,8 +86,8 @@ Test(path, null_input_is_the_root)
 {
 	char out[16] = "junk";
 
-	omni_assert_ok(omni_path_normalize("/workspace", NULL, out,
-					   sizeof(out)));
+	omni_assert_ok(
+	    omni_path_normalize("/workspace", NULL, out, sizeof(out)));
 	cr_assert_str_eq(out, "");
 }
 
@@ -96,7 +96,7 @@ Test(path, no_workdir_refuses_absolute)
 	char out[64];
 
 	omni_assert_err(omni_path_normalize(NULL, "/x", out, sizeof(out)),
-			-EACCES);
+	                -EACCES);
 	omni_assert_ok(omni_path_normalize(NULL, "x/./y", out, sizeof(out)));
 	cr_assert_str_eq(out, "x/y");
 }
@@ -113,7 +113,7 @@ Test(path, long_path_is_enametoolong)
 		in[i] = (i % 9 == 8) ? '/' : 'a';
 	in[n] = '\0';
 	omni_assert_err(omni_path_normalize("/workspace", in, out, sizeof(out)),
-			-ENAMETOOLONG);
+	                -ENAMETOOLONG);
 	free(in);
 }
 
@@ -125,11 +125,11 @@ Test(path, exact_fit_and_one_byte_short)
 	omni_assert_ok(omni_path_normalize("/workspace", "abc", out, 4));
 	cr_assert_str_eq(out, "abc");
 	omni_assert_err(omni_path_normalize("/workspace", "abcd", out, 4),
-			-ENAMETOOLONG);
+	                -ENAMETOOLONG);
 	omni_assert_err(omni_path_normalize("/workspace", "ab/c", out, 4),
-			-ENAMETOOLONG);
+	                -ENAMETOOLONG);
 	omni_assert_err(omni_path_normalize("/workspace", "", out, 0),
-			-ENAMETOOLONG);
+	                -ENAMETOOLONG);
 }
 
 Test(path, vfs_path_uses_the_backend_workdir)
@@ -140,14 +140,13 @@ Test(path, vfs_path_uses_the_backend_workdir)
 	/* omni_vfs_path needs no running session. */
 	omni_fixture_new(&fx);
 	cr_assert_str_eq(omni_backend_get_working_directory(fx.b),
-			 "/workspace");
-	omni_assert_ok(omni_vfs_path(fx.b, "/workspace/src/../a.c", out,
-				     sizeof(out)));
+	                 "/workspace");
+	omni_assert_ok(
+	    omni_vfs_path(fx.b, "/workspace/src/../a.c", out, sizeof(out)));
 	cr_assert_str_eq(out, "a.c");
 	omni_assert_err(omni_vfs_path(fx.b, "/etc/passwd", out, sizeof(out)),
-			-EACCES);
-	omni_assert_err(omni_vfs_path(fx.b, "../../etc/passwd", out,
-				      sizeof(out)),
-			-EACCES);
+	                -EACCES);
+	omni_assert_err(
+	    omni_vfs_path(fx.b, "../../etc/passwd", out, sizeof(out)), -EACCES);
 	omni_fixture_finish(&fx);
 }

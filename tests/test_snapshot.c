@@ -464,7 +464,7 @@ Test(state_snapshot, jwt_is_rs256_signed_with_the_claims)
 	    omni__gcs_jwt("me", "not a key", NULL, "s", "a", 0, &jwt), -EINVAL);
 }
 
-/* --- a decorator takes over the manager ---------------------------------------------- */
+/* --- a decorator takes over the manager ----------------------------------- */
 
 Test(state_snapshot, state_move_hands_the_manager_over)
 {

@@ -134,7 +134,7 @@ Test(state_none, backend_snapshots_with_the_default_manager)
 	/* shutdown saves through the manager: fine with "none". */
 	omni_assert_ok(omni_backend_shutdown(fx.b));
 	omni_assert_err(omni_backend_save_snapshot(fx.b, "late", &id),
-			-ENOTCONN);
+	                -ENOTCONN);
 	cr_assert_null(id);
 }
 
@@ -168,9 +168,9 @@ Test(state_none, clean_keeps_only_git_and_an_empty_readme)
 	omni_assert_ok(omni_backend_write_file(fx.b, "README.md", "old", 3));
 	omni_assert_ok(omni_backend_write_file(fx.b, "src/deep/x.c", "x", 1));
 	omni_assert_ok(omni_backend_write_file(fx.b, ".git/HEAD",
-					       "ref: refs/heads/main\n", 21));
-	omni_assert_ok(omni_backend_write_file(fx.b, ".git/objects/ab/cd", "o",
-					       1));
+	                                       "ref: refs/heads/main\n", 21));
+	omni_assert_ok(
+	    omni_backend_write_file(fx.b, ".git/objects/ab/cd", "o", 1));
 	omni_assert_ok(omni_backend_create_directory(fx.b, "empty", false));
 	cr_assert_eq(symlink("src", hp("link")), 0);
 	cr_assert_eq(symlink("nowhere", hp("dangling")), 0);
@@ -208,7 +208,7 @@ Test(state_none, clean_needs_a_running_session)
 {
 	omni_assert_ok(omni_backend_shutdown(fx.b));
 	omni_assert_err(omni_state_clean(omni_backend_state(fx.b), fx.b),
-			-ENOTCONN);
+	                -ENOTCONN);
 }
 
 Test(state_none, clean_many_entries)

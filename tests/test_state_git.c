@@ -367,7 +367,8 @@ Test(state_git, a_save_from_elsewhere_stays_in_the_history)
 	/* ... and b's snapshot is still in the remote's history. */
 	omni_test_fmt(args, sizeof(args), "log --format=%%s %s", branch);
 	out = git_out(fx.remote, args);
-	cr_assert(strstr(out, "b's work") && strstr(out, "c's work"), "%s", out);
+	cr_assert(strstr(out, "b's work") && strstr(out, "c's work"), "%s",
+	          out);
 	free(out);
 	omni_test_fmt(args, sizeof(args), "show %s^2:from-b.txt", branch);
 	out = git_out(fx.remote, args);

@@ -10,8 +10,8 @@
  *   start() / shutdown()                omni_backend_start() / _shutdown()
  *   get_status()                        omni_backend_get_status()
  *   execute_command(cmd, timeout)       omni_backend_execute_command()
- *   read_file / write_file              omni_backend_read_file() / _write_file()
- *   file_exists                         omni_backend_file_exists()
+ *   read_file / write_file              omni_backend_read_file() /
+ * _write_file() file_exists                         omni_backend_file_exists()
  *   copy_file / move_file / delete_file omni_backend_copy_file() ...
  *   get_working_directory()             omni_backend_get_working_directory()
  *   list_directory(path, recursive)     omni_backend_list_directory()
@@ -79,20 +79,25 @@ struct omni_backend_options {
 	const char *const *env;
 	/* docker: image (default ghcr.io/astral-sh/uv:debian). */
 	const char *image;
-	/* docker: network mode ("none", "bridge", ...; NULL = daemon default). */
+	/* docker: network mode ("none", "bridge", ...; NULL = daemon default).
+	 */
 	const char *network;
 	/* docker: limits; 0 means no limit. */
 	long long memory_bytes;
 	double cpus;
 	long long pids_limit;
-	/* e2b: template (default "base") and sandbox lifetime (default 3600). */
+	/* e2b: template (default "base") and sandbox lifetime (default 3600).
+	 */
 	const char *e2b_template;
 	unsigned int e2b_timeout_s;
 	/* Print progress of long work (image pulls, transfers) on stderr. */
 	bool progress;
 };
 
-#define OMNI_BACKEND_OPTIONS_INIT { .version = OMNI_BACKEND_OPTIONS_VERSION }
+#define OMNI_BACKEND_OPTIONS_INIT                                              \
+	{                                                                      \
+		.version = OMNI_BACKEND_OPTIONS_VERSION                        \
+	}
 
 /*
  * Make a backend session by name ("local", "docker" or "e2b") for a project.
@@ -101,18 +106,18 @@ struct omni_backend_options {
  * yet. Unknown names give -EINVAL, a bad project id -EINVAL.
  */
 int omni_backend_new(struct omni_backend **out, const char *name,
-		     const char *project_id,
-		     const struct omni_backend_options *opts,
-		     struct omni_state *state);
+                     const char *project_id,
+                     const struct omni_backend_options *opts,
+                     struct omni_state *state);
 
 int omni_local_backend_new(struct omni_backend **out, const char *project_id,
-			   struct omni_state *state);
+                           struct omni_state *state);
 int omni_docker_backend_new(struct omni_backend **out, const char *project_id,
-			    const struct omni_backend_options *opts,
-			    struct omni_state *state);
+                            const struct omni_backend_options *opts,
+                            struct omni_state *state);
 int omni_e2b_backend_new(struct omni_backend **out, const char *project_id,
-			 const struct omni_backend_options *opts,
-			 struct omni_state *state);
+                         const struct omni_backend_options *opts,
+                         struct omni_state *state);
 
 /* A project id is 1-128 characters of [A-Za-z0-9._-], not "." or "..". */
 bool omni_project_id_valid(const char *id);
@@ -148,9 +153,9 @@ const char *omni_backend_get_working_directory(struct omni_backend *b);
 /* --- commands ----------------------------------------------------------- */
 
 struct omni_command_result {
-	char *output;       /* stdout and stderr merged, NUL-terminated */
-	size_t output_len;  /* bytes in output, not counting the NUL */
-	int exit_code;      /* 124 on timeout, 128+N when killed by signal N */
+	char *output;      /* stdout and stderr merged, NUL-terminated */
+	size_t output_len; /* bytes in output, not counting the NUL */
+	int exit_code;     /* 124 on timeout, 128+N when killed by signal N */
 };
 
 /*
@@ -161,30 +166,30 @@ struct omni_command_result {
  * with omni_command_result_finish().
  */
 int omni_backend_execute_command(struct omni_backend *b, const char *command,
-				 double timeout_s,
-				 struct omni_command_result *out);
+                                 double timeout_s,
+                                 struct omni_command_result *out);
 void omni_command_result_finish(struct omni_command_result *res);
 
 /* --- files ---------------------------------------------------------------- */
 
 /* Read a whole file into a new NUL-terminated buffer (free() it). */
-int omni_backend_read_file(struct omni_backend *b, const char *path,
-			   char **out, size_t *out_len);
+int omni_backend_read_file(struct omni_backend *b, const char *path, char **out,
+                           size_t *out_len);
 
 /* Create or replace a file with data, creating missing parent directories. */
 int omni_backend_write_file(struct omni_backend *b, const char *path,
-			    const void *data, size_t len);
+                            const void *data, size_t len);
 
 /* Returns an enum omni_file_type (>= 0; NONE when missing) or -errno. */
 int omni_backend_file_exists(struct omni_backend *b, const char *path);
 
 /* Copy a regular file (content and mode); the target is replaced. */
 int omni_backend_copy_file(struct omni_backend *b, const char *src,
-			   const char *dst);
+                           const char *dst);
 
 /* Move a file or directory; the target file is replaced. */
 int omni_backend_move_file(struct omni_backend *b, const char *src,
-			   const char *dst);
+                           const char *dst);
 
 /* Delete a file or symlink (not a directory: -EISDIR). */
 int omni_backend_delete_file(struct omni_backend *b, const char *path);
@@ -192,7 +197,7 @@ int omni_backend_delete_file(struct omni_backend *b, const char *path);
 /* --- directories ------------------------------------------------------- */
 
 struct omni_dir_entry {
-	char *path;                /* relative to the listed directory */
+	char *path; /* relative to the listed directory */
 	enum omni_file_type type;
 	unsigned long long size;
 };
@@ -205,13 +210,13 @@ struct omni_dir_list {
 /* List a directory (sorted by path), descending into subdirectories when
  * recursive. Free with omni_dir_list_finish(). */
 int omni_backend_list_directory(struct omni_backend *b, const char *path,
-				bool recursive, struct omni_dir_list *out);
+                                bool recursive, struct omni_dir_list *out);
 void omni_dir_list_finish(struct omni_dir_list *list);
 
 /* Create a directory; with parents, missing parents are made and an
  * existing directory is not an error. */
 int omni_backend_create_directory(struct omni_backend *b, const char *path,
-				  bool parents);
+                                  bool parents);
 
 /* Delete a directory and everything in it. The workspace root itself
  * cannot be deleted (-EBUSY). */
@@ -231,18 +236,18 @@ void omni_str_list_finish(struct omni_str_list *list);
  * directory, sorted bytewise.
  */
 int omni_backend_glob_files(struct omni_backend *b, const char *pattern,
-			    const char *path, struct omni_str_list *out);
+                            const char *path, struct omni_str_list *out);
 
-/* --- snapshots through the state manager ----------------------------------- */
+/* --- snapshots through the state manager ---------------------------------- */
 
 struct omni_snapshot {
 	char *id;
-	long long time;  /* seconds since the epoch */
+	long long time; /* seconds since the epoch */
 	char *message;
 };
 
 struct omni_snapshot_list {
-	struct omni_snapshot *items;  /* newest first */
+	struct omni_snapshot *items; /* newest first */
 	size_t count;
 };
 void omni_snapshot_list_finish(struct omni_snapshot_list *list);
@@ -250,14 +255,14 @@ void omni_snapshot_list_finish(struct omni_snapshot_list *list);
 /* Save the workspace; *id_out (may be NULL) gets the snapshot id or NULL
  * when nothing was saved (the none manager, or nothing changed). */
 int omni_backend_save_snapshot(struct omni_backend *b, const char *message,
-			       char **id_out);
+                               char **id_out);
 
 /* Load the newest snapshot into the workspace. Returns 1 when one was
  * loaded, 0 when there is none. */
 int omni_backend_load_latest_snapshot(struct omni_backend *b);
 
 int omni_backend_list_snapshots(struct omni_backend *b,
-				struct omni_snapshot_list *out);
+                                struct omni_snapshot_list *out);
 
 /* The state manager the session uses. Borrowed. */
 struct omni_state *omni_backend_state(struct omni_backend *b);

@@ -53,32 +53,31 @@ struct omni_backend_ops {
 	/* Metadata. */
 	int (*stat)(struct omni_backend *b, const char *path, struct stat *st);
 	int (*readdir)(struct omni_backend *b, const char *path,
-		       omni_dirent_cb cb, void *payload);
+	               omni_dirent_cb cb, void *payload);
 	int (*mkdir)(struct omni_backend *b, const char *path, mode_t mode);
 	int (*rmdir)(struct omni_backend *b, const char *path);
 	int (*unlink)(struct omni_backend *b, const char *path);
 	int (*rename)(struct omni_backend *b, const char *from, const char *to,
-		      unsigned int flags);
+	              unsigned int flags);
 	int (*symlink)(struct omni_backend *b, const char *target,
-		       const char *path);
-	ssize_t (*readlink)(struct omni_backend *b, const char *path,
-			    char *buf, size_t size);
+	               const char *path);
+	ssize_t (*readlink)(struct omni_backend *b, const char *path, char *buf,
+	                    size_t size);
 	int (*link)(struct omni_backend *b, const char *from, const char *to);
 	int (*chmod)(struct omni_backend *b, const char *path, mode_t mode);
 	int (*chown)(struct omni_backend *b, const char *path, uid_t uid,
-		     gid_t gid);
+	             gid_t gid);
 	int (*utimens)(struct omni_backend *b, const char *path,
-		       const struct timespec ts[2]);
+	               const struct timespec ts[2]);
 	int (*truncate)(struct omni_backend *b, const char *path, off_t size);
 	int (*statfs)(struct omni_backend *b, struct statvfs *st);
 
 	/* Open files. release frees the handle. */
 	int (*open)(struct omni_backend *b, const char *path, int flags,
-		    mode_t mode, struct omni_file **out);
-	ssize_t (*read)(struct omni_file *f, void *buf, size_t size,
-			off_t off);
+	            mode_t mode, struct omni_file **out);
+	ssize_t (*read)(struct omni_file *f, void *buf, size_t size, off_t off);
 	ssize_t (*write)(struct omni_file *f, const void *buf, size_t size,
-			 off_t off);
+	                 off_t off);
 	int (*fstat)(struct omni_file *f, struct stat *st);
 	int (*ftruncate)(struct omni_file *f, off_t size);
 	int (*flush)(struct omni_file *f);
@@ -91,14 +90,14 @@ struct omni_backend_ops {
 
 	/* Commands. exec_free also kills a command still running. */
 	int (*exec_start)(struct omni_backend *b,
-			  const struct omni_exec_request *req,
-			  struct omni_exec **out);
-	int (*exec_wait)(struct omni_exec *e, omni_output_cb cb,
-			 void *payload, struct omni_exec_status *status);
+	                  const struct omni_exec_request *req,
+	                  struct omni_exec **out);
+	int (*exec_wait)(struct omni_exec *e, omni_output_cb cb, void *payload,
+	                 struct omni_exec_status *status);
 	int (*exec_input)(struct omni_exec *e, const void *data, size_t len);
 	int (*exec_signal)(struct omni_exec *e, int sig);
 	int (*exec_resize)(struct omni_exec *e, unsigned short rows,
-			   unsigned short cols);
+	                   unsigned short cols);
 	void (*exec_free)(struct omni_exec *e);
 
 	/* Change notification (optional). */
@@ -143,10 +142,10 @@ struct omni_exec {
  * or -EINVAL (bad ops table or project id).
  */
 int omni__backend_init(struct omni_backend *b,
-		       const struct omni_backend_ops *ops,
-		       const char *project_id, const char *workdir,
-		       const struct omni_backend_options *opts,
-		       struct omni_state *state);
+                       const struct omni_backend_ops *ops,
+                       const char *project_id, const char *workdir,
+                       const struct omni_backend_options *opts,
+                       struct omni_state *state);
 
 /* Free what omni__backend_init() made (not b itself). */
 void omni__backend_finish(struct omni_backend *b);
@@ -157,7 +156,7 @@ void omni__backend_finish(struct omni_backend *b);
  * Writes into out; -ENAMETOOLONG when it does not fit.
  */
 int omni__workspace_host_dir(const struct omni_backend *b, char *out,
-			     size_t out_size);
+                             size_t out_size);
 
 #ifdef __cplusplus
 }

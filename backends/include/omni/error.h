@@ -30,11 +30,11 @@ extern "C" {
  * err should be a negative errno.
  */
 int omni_error_set(int err, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 /* Like omni_error_set(), appending ": strerror(-err)" to the message. */
 int omni_error_set_errno(int err, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 /* The calling thread's last message, or "" when none is set. Borrowed. */
 const char *omni_error_last(void);

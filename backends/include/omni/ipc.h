@@ -98,17 +98,17 @@ int omni_ipc_buf_put_u16(struct omni_ipc_buf *buf, uint16_t v);
 int omni_ipc_buf_put_u32(struct omni_ipc_buf *buf, uint32_t v);
 /* A field: tag, u32 length, value. */
 int omni_ipc_buf_put_field(struct omni_ipc_buf *buf, uint8_t tag,
-			   const void *data, size_t len);
+                           const void *data, size_t len);
 
 uint16_t omni_ipc_get_u16(const unsigned char *p);
 uint32_t omni_ipc_get_u32(const unsigned char *p);
 
 /* A decoded EXEC request; strings point into storage owned by it. */
 struct omni_ipc_request {
-	char **argv;     /* NULL-terminated, or NULL */
+	char **argv; /* NULL-terminated, or NULL */
 	char *shell;
 	char *cwd;
-	char **env;      /* NULL-terminated, or NULL */
+	char **env; /* NULL-terminated, or NULL */
 	uint32_t timeout_ms;
 	bool tty;
 	uint16_t rows, cols;
@@ -117,10 +117,10 @@ struct omni_ipc_request {
 
 /* Encode a request into buf (the EXEC payload, without frame header). */
 int omni_ipc_request_encode(const struct omni_ipc_request *req,
-			    struct omni_ipc_buf *buf);
+                            struct omni_ipc_buf *buf);
 /* Decode an EXEC payload. -EPROTO on malformed input, -ENOMEM. */
 int omni_ipc_request_decode(struct omni_ipc_request *req,
-			    const unsigned char *data, size_t len);
+                            const unsigned char *data, size_t len);
 void omni_ipc_request_finish(struct omni_ipc_request *req);
 
 /*
@@ -132,7 +132,7 @@ int omni_ipc_send(int fd, uint8_t type, const void *payload, size_t len);
 
 /* Send a frame whose payload is two pieces (a header and data). */
 int omni_ipc_send2(int fd, uint8_t type, const void *a, size_t alen,
-		   const void *b, size_t blen);
+                   const void *b, size_t blen);
 
 /* Convenience senders. */
 int omni_ipc_send_exit(int fd, int exit_code, int sig, bool timed_out);

@@ -20,7 +20,7 @@ enum omni_log_level {
 };
 
 typedef void (*omni_log_sink)(enum omni_log_level level, const char *msg,
-			      void *payload);
+                              void *payload);
 
 extern enum omni_log_level omni_log_threshold;
 
@@ -34,12 +34,12 @@ void omni_log_set_sink(omni_log_sink sink, void *payload);
 void omni_log_set_prefix(const char *prefix);
 
 void omni__log(enum omni_log_level level, const char *file, int line,
-	       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+               const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-#define omni_log(level, ...)                                             \
-	do {                                                             \
-		if ((level) <= omni_log_threshold)                       \
-			omni__log((level), __FILE__, __LINE__, __VA_ARGS__); \
+#define omni_log(level, ...)                                                   \
+	do {                                                                   \
+		if ((level) <= omni_log_threshold)                             \
+			omni__log((level), __FILE__, __LINE__, __VA_ARGS__);   \
 	} while (0)
 
 #endif

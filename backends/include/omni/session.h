@@ -35,8 +35,8 @@ int omni_session_socket_path(const char *project_id, char *out, size_t size);
  * -ENOENT when dir is not inside any omnifs mount.
  */
 int omni_session_find(const char *dir, char *project, size_t project_size,
-		      char *mountpoint, size_t mountpoint_size, char *rel,
-		      size_t rel_size);
+                      char *mountpoint, size_t mountpoint_size, char *rel,
+                      size_t rel_size);
 
 #ifdef __cplusplus
 }

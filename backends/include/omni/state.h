@@ -68,12 +68,15 @@ struct omni_state_git_options {
 	const char *author_email;
 };
 
-#define OMNI_STATE_GIT_OPTIONS_INIT { .version = OMNI_STATE_GIT_OPTIONS_VERSION }
+#define OMNI_STATE_GIT_OPTIONS_INIT                                            \
+	{                                                                      \
+		.version = OMNI_STATE_GIT_OPTIONS_VERSION                      \
+	}
 
 /* opts may be NULL (all defaults). -EINVAL when no remote is configured
  * or the options are bad. Nothing is contacted until the first load. */
 int omni_state_git(struct omni_state **out,
-		   const struct omni_state_git_options *opts);
+                   const struct omni_state_git_options *opts);
 
 /* --- gcs: tar.gz snapshots in a Google Cloud Storage bucket ---------------
  *
@@ -128,12 +131,15 @@ struct omni_state_gcs_options {
 	size_t chunk_size;
 };
 
-#define OMNI_STATE_GCS_OPTIONS_INIT { .version = OMNI_STATE_GCS_OPTIONS_VERSION }
+#define OMNI_STATE_GCS_OPTIONS_INIT                                            \
+	{                                                                      \
+		.version = OMNI_STATE_GCS_OPTIONS_VERSION                      \
+	}
 
 /* opts may be NULL. -EINVAL without a bucket or with a bad option.
  * Credentials are looked up on first use, not here. */
 int omni_state_gcs(struct omni_state **out,
-		   const struct omni_state_gcs_options *opts);
+                   const struct omni_state_gcs_options *opts);
 
 /*
  * Make a manager by name with default options taken from the
@@ -154,10 +160,10 @@ void omni_state_free(struct omni_state *st);
 /* The calls omni_backend_save_snapshot() and friends forward to. b must be
  * running. */
 int omni_state_save(struct omni_state *st, struct omni_backend *b,
-		    const char *message, char **id_out);
+                    const char *message, char **id_out);
 int omni_state_load_latest(struct omni_state *st, struct omni_backend *b);
 int omni_state_list(struct omni_state *st, struct omni_backend *b,
-		    struct omni_snapshot_list *out);
+                    struct omni_snapshot_list *out);
 /* Delete all saved state of the project. */
 int omni_state_cleanup(struct omni_state *st, struct omni_backend *b);
 /* Empty the workspace except .git, leave an empty README.md, and save. */

@@ -23,9 +23,9 @@ struct omni_state_ops {
 	const char *name;
 	int (*load)(struct omni_state *st, struct omni_backend *b);
 	int (*save)(struct omni_state *st, struct omni_backend *b,
-		    const char *message, char **id_out);
+	            const char *message, char **id_out);
 	int (*list)(struct omni_state *st, struct omni_backend *b,
-		    struct omni_snapshot_list *out);
+	            struct omni_snapshot_list *out);
 	int (*cleanup)(struct omni_state *st, struct omni_backend *b);
 	void (*destroy)(struct omni_state *st);
 };

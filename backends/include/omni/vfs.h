@@ -31,15 +31,15 @@
 extern "C" {
 #endif
 
-struct omni_file;  /* an open file handle of a backend */
-struct omni_exec;  /* a running command of a backend */
+struct omni_file; /* an open file handle of a backend */
+struct omni_exec; /* a running command of a backend */
 
 /* Capability bits of a backend (omni_vfs_caps()). */
-#define OMNI_CAP_HARDLINKS  (1u << 0) /* link() works */
-#define OMNI_CAP_REMOTE     (1u << 1) /* every call is a network round trip */
-#define OMNI_CAP_FILE_FD    (1u << 2) /* omni_vfs_file_fd() gives a host fd */
-#define OMNI_CAP_WATCH      (1u << 3) /* omni_vfs_watch() reports changes */
-#define OMNI_CAP_TTY        (1u << 4) /* commands can get a terminal */
+#define OMNI_CAP_HARDLINKS (1u << 0) /* link() works */
+#define OMNI_CAP_REMOTE    (1u << 1) /* every call is a network round trip */
+#define OMNI_CAP_FILE_FD   (1u << 2) /* omni_vfs_file_fd() gives a host fd */
+#define OMNI_CAP_WATCH     (1u << 3) /* omni_vfs_watch() reports changes */
+#define OMNI_CAP_TTY       (1u << 4) /* commands can get a terminal */
 /* unlink also removes a directory, with what it holds: a caller that
  * knows a directory is empty may remove it with one unlink. */
 #define OMNI_CAP_REMOVE_DIRS (1u << 5)
@@ -52,49 +52,49 @@ unsigned int omni_vfs_caps(struct omni_backend *b);
  * that leaves the workspace, -ENAMETOOLONG when it does not fit.
  */
 int omni_vfs_path(struct omni_backend *b, const char *in, char *out,
-		  size_t out_size);
+                  size_t out_size);
 
 /* The same with an explicit working directory (no backend needed). */
 int omni_path_normalize(const char *workdir, const char *in, char *out,
-			size_t out_size);
+                        size_t out_size);
 
 /* Called once per entry; return non-zero to stop (that value is returned
  * by the readdir). name is the entry's base name. */
 typedef int (*omni_dirent_cb)(const char *name, const struct stat *st,
-			      void *payload);
+                              void *payload);
 
 int omni_vfs_stat(struct omni_backend *b, const char *path, struct stat *st);
 int omni_vfs_readdir(struct omni_backend *b, const char *path,
-		     omni_dirent_cb cb, void *payload);
+                     omni_dirent_cb cb, void *payload);
 int omni_vfs_mkdir(struct omni_backend *b, const char *path, mode_t mode);
 int omni_vfs_rmdir(struct omni_backend *b, const char *path);
 int omni_vfs_unlink(struct omni_backend *b, const char *path);
 /* flags: 0, RENAME_NOREPLACE or RENAME_EXCHANGE (from <linux/fs.h>). */
 int omni_vfs_rename(struct omni_backend *b, const char *from, const char *to,
-		    unsigned int flags);
+                    unsigned int flags);
 int omni_vfs_symlink(struct omni_backend *b, const char *target,
-		     const char *path);
+                     const char *path);
 /* Returns the target's length; the target is NUL-terminated when it fits
  * (truncated otherwise, like readlink(2) plus a NUL). */
 ssize_t omni_vfs_readlink(struct omni_backend *b, const char *path, char *buf,
-			  size_t size);
+                          size_t size);
 int omni_vfs_link(struct omni_backend *b, const char *from, const char *to);
 int omni_vfs_chmod(struct omni_backend *b, const char *path, mode_t mode);
 int omni_vfs_chown(struct omni_backend *b, const char *path, uid_t uid,
-		   gid_t gid);
+                   gid_t gid);
 /* ts[0] is atime, ts[1] mtime; UTIME_NOW and UTIME_OMIT are honoured. */
 int omni_vfs_utimens(struct omni_backend *b, const char *path,
-		     const struct timespec ts[2]);
+                     const struct timespec ts[2]);
 int omni_vfs_truncate(struct omni_backend *b, const char *path, off_t size);
 int omni_vfs_statfs(struct omni_backend *b, struct statvfs *st);
 
 /* Files. flags are open(2) flags (O_CREAT, O_EXCL, O_TRUNC, O_APPEND...);
  * mode applies when the file is created. */
 int omni_vfs_open(struct omni_backend *b, const char *path, int flags,
-		  mode_t mode, struct omni_file **out);
+                  mode_t mode, struct omni_file **out);
 ssize_t omni_vfs_read(struct omni_file *f, void *buf, size_t size, off_t off);
 ssize_t omni_vfs_write(struct omni_file *f, const void *buf, size_t size,
-		       off_t off);
+                       off_t off);
 int omni_vfs_fstat(struct omni_file *f, struct stat *st);
 int omni_vfs_ftruncate(struct omni_file *f, off_t size);
 /* Called on every close(2) of a descriptor: a chance to report errors. */
@@ -137,15 +137,15 @@ struct omni_exec_request {
 };
 
 struct omni_exec_status {
-	int exit_code;  /* the shell-style code: status, 128+N, or 124 */
-	int signal;     /* the signal that ended it, or 0 */
+	int exit_code; /* the shell-style code: status, 128+N, or 124 */
+	int signal;    /* the signal that ended it, or 0 */
 	bool timed_out;
 };
 
 /* Output callback: stream is OMNI_EXEC_STDOUT or OMNI_EXEC_STDERR. Return
  * non-zero to stop reading (the command is killed). */
 typedef int (*omni_output_cb)(int stream, const void *data, size_t len,
-			      void *payload);
+                              void *payload);
 
 /*
  * Start a command in its own process group. A command that cannot be
@@ -154,20 +154,20 @@ typedef int (*omni_output_cb)(int stream, const void *data, size_t len,
  * as a shell would.
  */
 int omni_vfs_exec_start(struct omni_backend *b,
-			const struct omni_exec_request *req,
-			struct omni_exec **out);
+                        const struct omni_exec_request *req,
+                        struct omni_exec **out);
 /* Pump output into cb until the command ends and its output is drained,
  * then fill *status. Call once, from one thread; the calls below may come
  * from other threads meanwhile. When the command's main process exits,
  * what is left of its process group is killed. */
 int omni_vfs_exec_wait(struct omni_exec *e, omni_output_cb cb, void *payload,
-		       struct omni_exec_status *status);
+                       struct omni_exec_status *status);
 /* Send bytes to stdin; len 0 closes it (EOF). */
 int omni_vfs_exec_input(struct omni_exec *e, const void *data, size_t len);
 /* Send a signal to the command's whole process group. */
 int omni_vfs_exec_signal(struct omni_exec *e, int sig);
 int omni_vfs_exec_resize(struct omni_exec *e, unsigned short rows,
-			 unsigned short cols);
+                         unsigned short cols);
 /* Free the handle, killing the process group if it still runs. */
 void omni_vfs_exec_free(struct omni_exec *e);
 
@@ -180,13 +180,13 @@ void omni_vfs_exec_free(struct omni_exec *e);
  * now (lstat-like; the backend sends it with creations and changes, not
  * with removals). */
 typedef void (*omni_change_cb)(const char *path, const struct stat *st,
-			       void *payload);
+                               void *payload);
 
 /* Ask to be told about changes made in the sandbox. -ENOSYS when the
  * backend cannot. */
 int omni_vfs_watch(struct omni_backend *b, omni_change_cb cb, void *payload);
 
-/* --- statistics and caches ------------------------------------------------- */
+/* --- statistics and caches ------------------------------------------------ */
 
 /* The backend's counters as "name value" lines (malloc'd; free() it), or
  * NULL when it keeps none. */

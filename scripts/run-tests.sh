@@ -79,21 +79,31 @@ if [ "$rc" -ne 0 ] && [ "$tested" -eq "$passing" ]; then
 	failed=$((failed + 1))
 fi
 
+# Run a script that ends with an "N passed, M failed" line; add its counts
+# (a non-zero exit without a failure counted is one failure).
+run_counted() {
+	echo "== $*"
+	BUILD=$BUILD bash "$@" 2>&1 | tee "$log"
+	local rc=${PIPESTATUS[0]} line p f
+	line=$(grep -aE '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+	p=$(sed -n 's/^\([0-9]*\) passed.*/\1/p' <<<"$line")
+	f=$(sed -n 's/.* \([0-9]*\) failed.*/\1/p' <<<"$line")
+	passed=$((passed + ${p:-0}))
+	failed=$((failed + ${f:-0}))
+	if [ "$rc" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then
+		failed=$((failed + 1))
+	fi
+}
+
 if [ -z "${OMNI_TEST_FILTER:-}" ]; then
 	for script in tests/conformance/*/run.sh; do
-		[ -f "$script" ] || continue
-		echo "== $script"
-		bash "$script" 2>&1 | tee "$log"
-		rc=${PIPESTATUS[0]}
-		line=$(grep -aE '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
-		p=$(sed -n 's/^\([0-9]*\) passed.*/\1/p' <<<"$line")
-		f=$(sed -n 's/.* \([0-9]*\) failed.*/\1/p' <<<"$line")
-		passed=$((passed + ${p:-0}))
-		failed=$((failed + ${f:-0}))
-		if [ "$rc" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then
-			failed=$((failed + 1))
-		fi
+		[ -f "$script" ] && run_counted "$script"
 	done
+	# Restarting dockerd is only done to a daemon our scripts manage.
+	dpid=$(cat "$dstate/dockerd.pid" 2>/dev/null || true)
+	if [ "$docker_tried" = 1 ] && [ -n "$dpid" ] && [ -d "/proc/$dpid" ]; then
+		run_counted tests/docker-restart.sh
+	fi
 fi
 
 echo

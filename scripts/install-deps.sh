@@ -15,7 +15,7 @@ packages=(
 	libfuse3-dev fuse3
 	libcurl4-openssl-dev libcjson-dev libgit2-dev libarchive-dev libssl-dev
 	# tests
-	libcriterion-dev git bindfs curl util-linux procps bc
+	libcriterion-dev git bindfs curl util-linux procps bc python3
 	# state manager tests: service-account keys (openssl genrsa)
 	openssl
 	# docker backend tests: the engine and the local test images

@@ -418,6 +418,7 @@ int main(int argc, char *argv[])
 	}
 	if (opts.show_version) {
 		printf("omnifs %s (libomni %s)\n", OMNI_VERSION,
+		fflush(stdout); /* before libfuse writes its own lines */
 		       omni_version());
 		fuse_lowlevel_version();
 		ret = 0;

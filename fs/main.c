@@ -418,8 +418,8 @@ int main(int argc, char *argv[])
 	}
 	if (opts.show_version) {
 		printf("omnifs %s (libomni %s)\n", OMNI_VERSION,
-		fflush(stdout); /* before libfuse writes its own lines */
 		       omni_version());
+		fflush(stdout); /* before libfuse writes its own lines */
 		fuse_lowlevel_version();
 		ret = 0;
 		goto out_args;

@@ -7,8 +7,12 @@
  * lock; reads loop until the whole frame has arrived.
  */
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -376,6 +380,40 @@ int omni_ipc_send_error(int fd, int err, const char *msg)
 
 	return omni_ipc_send2(fd, OMNI_IPC_ERROR, b, sizeof(b), msg,
 	                      msg ? strlen(msg) : 0);
+}
+
+int omni_ipc_write_all(int fd, const void *data, size_t len)
+{
+	sigset_t pipe_set, old;
+	int rc = 0;
+
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+	while (len > 0) {
+		ssize_t n = write(fd, data, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				struct pollfd p = { .fd = fd,
+					            .events = POLLOUT };
+				poll(&p, 1, -1);
+				continue;
+			}
+			rc = -errno;
+			break;
+		}
+		data = (const char *)data + n;
+		len -= (size_t)n;
+	}
+	if (rc == -EPIPE) {
+		struct timespec zero = { 0, 0 };
+		sigtimedwait(&pipe_set, NULL, &zero);
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return rc;
 }
 
 /* Read exactly n bytes. Returns 1, 0 on EOF before any byte, -errno. */

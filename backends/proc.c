@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "omni/error.h"
+#include "omni/ipc.h"
 #include "proc.h"
 
 extern char **environ;
@@ -559,35 +560,6 @@ int omni_proc_wait(struct omni_proc *p, omni_output_cb cb, void *payload,
 
 /* --- control from other threads ------------------------------------------- */
 
-/* write() with SIGPIPE blocked in this thread and any pending one eaten, so
- * a command that closed its stdin gives -EPIPE instead of a signal. */
-static int write_nosigpipe(int fd, const void *data, size_t len)
-{
-	sigset_t pipe_set, old;
-	int rc = 0;
-
-	sigemptyset(&pipe_set);
-	sigaddset(&pipe_set, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-	while (len > 0) {
-		ssize_t n = write(fd, data, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			rc = -errno;
-			break;
-		}
-		data = (const char *)data + n;
-		len -= (size_t)n;
-	}
-	if (rc == -EPIPE) {
-		struct timespec zero = { 0, 0 };
-		sigtimedwait(&pipe_set, NULL, &zero);
-	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return rc;
-}
-
 int omni_proc_input(struct omni_proc *p, const void *data, size_t len)
 {
 	int rc = 0;
@@ -603,12 +575,12 @@ int omni_proc_input(struct omni_proc *p, const void *data, size_t len)
 			unsigned char eof = 4;
 			if (tcgetattr(p->in_fd, &t) == 0 && t.c_cc[VEOF])
 				eof = t.c_cc[VEOF];
-			rc = write_nosigpipe(p->in_fd, &eof, 1);
+			rc = omni_ipc_write_all(p->in_fd, &eof, 1);
 		} else {
 			close_fd(&p->in_fd);
 		}
 	} else {
-		rc = write_nosigpipe(p->in_fd, data, len);
+		rc = omni_ipc_write_all(p->in_fd, data, len);
 	}
 	pthread_mutex_unlock(&p->in_lock);
 	if (rc < 0)

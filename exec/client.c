@@ -160,45 +160,6 @@ static long long now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/*
- * Write everything, waiting on a non-blocking descriptor. SIGPIPE is
- * blocked for the call and a pending one eaten, so a closed reader gives
- * -EPIPE, also in programs that did not ignore SIGPIPE.
- */
-static int write_all(int fd, const void *data, size_t len)
-{
-	sigset_t pipe_set, old;
-	int rc = 0;
-
-	sigemptyset(&pipe_set);
-	sigaddset(&pipe_set, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-	while (len > 0) {
-		ssize_t n = write(fd, data, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN) {
-				struct pollfd p = { .fd = fd,
-					            .events = POLLOUT };
-				poll(&p, 1, -1);
-				continue;
-			}
-			rc = -errno;
-			break;
-		}
-		data = (const char *)data + n;
-		len -= (size_t)n;
-	}
-	if (rc == -EPIPE) {
-		struct timespec zero = { 0, 0 };
-		sigtimedwait(&pipe_set, NULL, &zero);
-	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return rc;
-}
-
 static int32_t get_i32(const unsigned char *p)
 {
 	return (int32_t)omni_ipc_get_u32(p);
@@ -480,7 +441,8 @@ int omni_exec_client_run(int fd, const struct omni_ipc_request *req,
 			if (out_broken)
 				break;
 			/* EPIPE mostly; any failure ends our stdout. */
-			if (write_all(io->out_fd, buf.data, buf.len) < 0) {
+			if (omni_ipc_write_all(io->out_fd, buf.data, buf.len) <
+			    0) {
 				out_broken = true;
 				pipe_deadline = now_ms() + PIPE_GRACE_MS;
 				queue_signal(&cl, SIGPIPE);
@@ -488,7 +450,7 @@ int omni_exec_client_run(int fd, const struct omni_ipc_request *req,
 			break;
 		case OMNI_IPC_STDERR:
 			/* A closed stderr must not end the command. */
-			write_all(io->err_fd, buf.data, buf.len);
+			omni_ipc_write_all(io->err_fd, buf.data, buf.len);
 			break;
 		case OMNI_IPC_EXIT:
 			if (buf.len < 9) {

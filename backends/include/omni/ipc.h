@@ -140,6 +140,15 @@ int omni_ipc_send_error(int fd, int err, const char *msg);
 int omni_ipc_send_u32(int fd, uint8_t type, uint32_t v);
 
 /*
+ * Write all of data to a pipe, terminal or file descriptor, waiting on a
+ * non-blocking one. SIGPIPE is blocked in the calling thread for the call
+ * and a pending one eaten, so a reader that went away gives -EPIPE rather
+ * than a signal, also in programs that do not ignore SIGPIPE. Returns 0
+ * or -errno.
+ */
+int omni_ipc_write_all(int fd, const void *data, size_t len);
+
+/*
  * Receive one frame into buf (replacing its content). Returns 1 on a
  * frame, 0 on orderly end of stream at a frame boundary, or -errno
  * (-EPROTO for a bad length or a stream cut inside a frame).

@@ -46,23 +46,27 @@ OMNI_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_FILE_OFFSET_BITS=64 \
 	$(EXTRA_FLAGS)
 FS_DEFS := -DFUSE_USE_VERSION=312
 
-LIB_SRCS := $(sort $(wildcard backends/*.c))
+# Sources are found by folder. backends/base/ is libc only: omni-agent
+# (static, inside containers of any image) and omni-exec (started for every
+# command: 1 ms, no libcurl, libgit2 or OpenSSL) link it alone, as
+# libomni-base.a; libomni.a holds every part.
+BASE_SRCS := $(sort $(wildcard backends/base/*.c))
+LIB_SRCS := $(BASE_SRCS) $(sort $(filter-out $(BASE_SRCS),$(wildcard backends/*/*.c)))
 FS_SRCS := $(filter-out fs/main.c,$(sort $(wildcard fs/*.c)))
 EXEC_SRCS := $(filter-out exec/main.c exec/agent.c,$(sort $(wildcard exec/*.c)))
-AGENT_LIB_SRCS := backends/ipc.c backends/proc.c backends/error.c backends/log.c
-# omni-exec starts for every command: it links only the libc-only parts of
-# libomni it uses, not libcurl, libgit2 or OpenSSL (5 ms of start-up).
-EXEC_LIB_SRCS := backends/ipc.c backends/session.c backends/error.c \
-	backends/log.c backends/path.c backends/project.c
-TEST_SRCS := $(sort $(wildcard tests/*.c))
+TEST_SRCS := $(sort $(filter-out tests/bench/% tests/example/%,$(wildcard tests/*/*.c)))
 
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 FS_OBJS := $(FS_SRCS:%.c=$(BUILD)/obj/%.o)
 EXEC_OBJS := $(EXEC_SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/obj/%.o)
-AGENT_OBJS := $(patsubst %.c,$(BUILD)/agent/%.o,exec/agent.c $(AGENT_LIB_SRCS))
+BASE_OBJS := $(BASE_SRCS:%.c=$(BUILD)/obj/%.o)
+AGENT_OBJS := $(BUILD)/agent/exec/agent.o
+AGENT_BASE_OBJS := $(BASE_SRCS:%.c=$(BUILD)/agent/%.o)
 
 LIB := $(BUILD)/libomni.a
+BASE_LIB := $(BUILD)/libomni-base.a
+AGENT_BASE_LIB := $(BUILD)/agent/libomni-base.a
 OMNIFS := $(BUILD)/omnifs
 OMNI_EXEC := $(BUILD)/omni-exec
 OMNI_AGENT := $(BUILD)/omni-agent
@@ -79,7 +83,7 @@ endif
 .PHONY: all test check test-run demo asan install uninstall format \
 	format-check clean deps
 
-all: $(LIB) $(PROGRAMS)
+all: $(LIB) $(BASE_LIB) $(PROGRAMS)
 
 $(BUILD)/obj/backends/%.o: backends/%.c
 	@mkdir -p $(dir $@)
@@ -99,7 +103,7 @@ $(BUILD)/obj/exec/%.o: exec/%.c
 $(BUILD)/obj/tests/%.o: tests/%.c
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(OMNI_CFLAGS) $(FS_DEFS) -Ifs -Iexec $(call pkg_cflags,$(LIB_PKGS) $(FS_PKGS) $(TEST_PKGS)) $(CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(OMNI_CFLAGS) $(FS_DEFS) -Itests/support -Ifs -Iexec $(call pkg_cflags,$(LIB_PKGS) $(FS_PKGS) $(TEST_PKGS)) $(CFLAGS) -c $< -o $@
 
 # omni-agent runs inside containers of any image: static, libc only, and
 # never sanitized (the sanitizer runtimes cannot be linked statically).
@@ -113,15 +117,23 @@ $(LIB): $(LIB_OBJS)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && ar rcs $@ $^
 
+$(BASE_LIB): $(BASE_OBJS)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(AGENT_BASE_LIB): $(AGENT_BASE_OBJS)
+	@$(if $(Q),echo "  AR      $@ (static)")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
 $(OMNIFS): $(BUILD)/obj/fs/main.o $(FS_OBJS) $(LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(OMNI_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(FS_LIBS) $(LIB_LIBS)
 
-$(OMNI_EXEC): $(BUILD)/obj/exec/main.o $(EXEC_OBJS) $(EXEC_LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+$(OMNI_EXEC): $(BUILD)/obj/exec/main.o $(EXEC_OBJS) $(BASE_LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(OMNI_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ -pthread
 
-$(OMNI_AGENT): $(AGENT_OBJS)
+$(OMNI_AGENT): $(AGENT_OBJS) $(AGENT_BASE_LIB)
 	@$(if $(Q),echo "  LD      $@ (static)")
 	$(Q)$(CC) -static -pthread $(CFLAGS) $(LDFLAGS) -o $@ $^
 
@@ -158,10 +170,11 @@ asan: deps
 
 install: all
 	install -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(LIBDIR)" \
-		"$(DESTDIR)$(INCLUDEDIR)/omni"
+		"$(DESTDIR)$(INCLUDEDIR)/omni/sys"
 	install -m 0755 $(PROGRAMS) "$(DESTDIR)$(BINDIR)"
 	install -m 0644 $(LIB) "$(DESTDIR)$(LIBDIR)"
 	install -m 0644 backends/include/omni/*.h "$(DESTDIR)$(INCLUDEDIR)/omni"
+	install -m 0644 backends/include/omni/sys/*.h "$(DESTDIR)$(INCLUDEDIR)/omni/sys"
 
 uninstall:
 	rm -f "$(DESTDIR)$(BINDIR)/omnifs" "$(DESTDIR)$(BINDIR)/omni-exec" \
@@ -170,8 +183,10 @@ uninstall:
 
 # --- formatting -------------------------------------------------------------------
 
-FORMAT_FILES = $(wildcard backends/*.c backends/*.h backends/include/omni/*.h \
-	fs/*.c fs/*.h exec/*.c exec/*.h tests/*.c tests/*.h)
+FORMAT_FILES = $(wildcard backends/*/*.c backends/*/*.h \
+	backends/include/omni/*.h backends/include/omni/sys/*.h \
+	fs/*.c fs/*.h exec/*.c exec/*.h \
+	$(filter-out tests/example/%,$(wildcard tests/*/*.c tests/*/*.h)))
 
 format:
 	clang-format -i $(FORMAT_FILES)

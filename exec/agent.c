@@ -70,7 +70,7 @@
 #include "omni/ipc.h"
 #include "omni/log.h"
 #include "omni/omni.h"
-#include "proc.h"
+#include "omni/proc.h"
 
 struct conn {
 	struct conn *prev, *next; /* under agent_lock */

@@ -31,7 +31,7 @@
 
 #include <fuse_lowlevel.h>
 
-#include "cache.h"
+#include "cache/cache.h"
 #include "ctl.h"
 #include "omni/omni.h"
 #include "omni/session.h"

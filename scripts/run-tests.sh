@@ -102,7 +102,7 @@ if [ -z "${OMNI_TEST_FILTER:-}" ]; then
 	# Restarting dockerd is only done to a daemon our scripts manage.
 	dpid=$(cat "$dstate/dockerd.pid" 2>/dev/null || true)
 	if [ "$docker_tried" = 1 ] && [ -n "$dpid" ] && [ -d "/proc/$dpid" ]; then
-		run_counted tests/docker-restart.sh
+		run_counted tests/docker/docker-restart.sh
 	fi
 fi
 

@@ -1,5 +1,6 @@
 /*
- * fsbench.c - metadata and small-file workloads for tests/bench/local-fs.sh.
+ * tests/bench/fsbench.c - metadata and small-file workloads for
+ *tests/bench/local-fs.sh.
  *
  *	fsbench create DIR DIRS FILES_PER_DIR SIZE
  *	fsbench stat   DIR DIRS FILES_PER_DIR
@@ -37,12 +38,14 @@ static void die(const char *what, const char *path)
 int main(int argc, char **argv)
 {
 	if (argc < 5) {
-		fprintf(stderr, "usage: fsbench create|stat|read|remove DIR DIRS "
-				"FILES [SIZE]\n");
+		fprintf(stderr,
+		        "usage: fsbench create|stat|read|remove DIR DIRS "
+		        "FILES [SIZE]\n");
 		return 2;
 	}
 	const char *mode = argv[1], *dir = argv[2];
-	long dirs = strtol(argv[3], NULL, 10), files = strtol(argv[4], NULL, 10);
+	long dirs = strtol(argv[3], NULL, 10),
+	     files = strtol(argv[4], NULL, 10);
 	long size = argc > 5 ? strtol(argv[5], NULL, 10) : 0;
 	char path[4096], buf[65536];
 	struct stat st;
@@ -57,9 +60,11 @@ int main(int argc, char **argv)
 		    errno != EEXIST)
 			die("mkdir", path);
 		for (long f = 0; f < files; f++) {
-			snprintf(path, sizeof(path), "%s/d%02ld/f%04ld", dir, d, f);
+			snprintf(path, sizeof(path), "%s/d%02ld/f%04ld", dir, d,
+			         f);
 			if (strcmp(mode, "create") == 0) {
-				int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+				int fd = open(
+				    path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 				if (fd < 0)
 					die("create", path);
 				if (write(fd, buf, (size_t)size) != size)

@@ -1,0 +1,55 @@
+/*
+ * backends/cache/cache.h - the daemon's cache in front of a remote backend (fs/
+ * only).
+ *
+ * omnifs_cache_wrap() returns a backend of its own (a decorator, like
+ * sshfs's cache_wrap) that implements every operation of the ops table
+ * on top of the remote one: attributes and listings are kept for a time
+ * to live, file content is fetched whole into a private local file on
+ * open and uploaded when it changed, so the FUSE layer sees a backend
+ * with host descriptors and each POSIX call costs at most one request,
+ * most of them none. See cache.c for the design.
+ */
+#ifndef OMNIFS_CACHE_H
+#define OMNIFS_CACHE_H
+
+#include <stddef.h>
+
+#include "omni/backend.h"
+
+struct omnifs_cache_options {
+	/* Seconds attributes, listings and file content are trusted. */
+	double ttl;
+	/* The same while the backend's change watch is connected (its
+	 * events invalidate what changed). */
+	double watch_ttl;
+	/* Clean file copies kept after their last close. */
+	size_t max_clean_files;
+	unsigned long long max_clean_bytes;
+};
+
+#define OMNIFS_CACHE_OPTIONS_INIT                                              \
+	{                                                                      \
+		.ttl = 5.0, .watch_ttl = 60.0, .max_clean_files = 4096,        \
+		.max_clean_bytes = 512ull << 20,                               \
+	}
+
+/*
+ * Wrap inner in a cache. The cache owns inner from then on, even on
+ * failure, and frees it with itself. Starting the cache starts inner;
+ * shutting it down uploads what is dirty, then shuts inner down.
+ */
+int omnifs_cache_wrap(struct omni_backend **out, struct omni_backend *inner,
+                      const struct omnifs_cache_options *opts);
+
+/* Is b a cache made by omnifs_cache_wrap()? */
+bool omnifs_cache_is(const struct omni_backend *b);
+
+/*
+ * Upload every file changed through the cache and not yet uploaded (one
+ * request per dirty file, none when all are clean). Returns the first
+ * error; files that failed stay dirty.
+ */
+int omnifs_cache_flush_all(struct omni_backend *cache);
+
+#endif

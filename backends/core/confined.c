@@ -1,0 +1,571 @@
+/*
+ * backends/core/confined.c - file operations confined beneath a directory
+ * (confined.h).
+ *
+ * Every call resolves through openat2(2) with RESOLVE_BENEATH and
+ * RESOLVE_NO_MAGICLINKS from the root descriptor. The kernel then refuses
+ * any resolution that would leave the root (EXDEV), including through
+ * symlinks made by a command; we report that as -EACCES. No state is
+ * shared between calls but the root descriptor, so every function is safe
+ * to call from many threads at once.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "core/confined.h"
+#include "omni/error.h"
+
+#define RESOLVE_FLAGS (RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)
+
+static int fail(int err, const char *op, const char *path)
+{
+	if (err == -EXDEV || err == -ELOOP) {
+		/* openat2 said the path leads out of the root. ELOOP also
+		 * comes from a real symlink loop; both are refusals. */
+		if (err == -EXDEV)
+			return omni_error_set(
+			    -EACCES, "%s: %s: leads outside the workspace", op,
+			    path);
+	}
+	return omni_error_set_errno(err, "%s: %s", op, *path ? path : ".");
+}
+
+int omni_confined_openat(const struct omni_confined *c, const char *path,
+                         int flags, mode_t mode)
+{
+	struct open_how how = {
+		.flags = (unsigned long long)(flags | O_CLOEXEC),
+		.mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0,
+		.resolve = RESOLVE_FLAGS,
+	};
+	long fd;
+
+	do {
+		fd = syscall(SYS_openat2, c->root_fd, *path ? path : ".", &how,
+		             sizeof(how));
+	} while (fd < 0 && (errno == EINTR || errno == EAGAIN));
+	if (fd < 0)
+		return -errno;
+	return (int)fd;
+}
+
+/*
+ * Split path into its parent (opened beneath the root) and last name.
+ * *pfd is the parent's descriptor; close it with put_parent(). The root
+ * itself has no parent: -EBUSY, with *name set to "".
+ */
+static int get_parent(const struct omni_confined *c, const char *path, int *pfd,
+                      const char **name)
+{
+	const char *slash = strrchr(path, '/');
+	char parent[PATH_MAX];
+
+	*pfd = -1;
+	*name = path;
+	if (!*path)
+		return -EBUSY;
+	if (!slash) {
+		*pfd = c->root_fd;
+		return 0;
+	}
+	size_t n = (size_t)(slash - path);
+	if (n >= sizeof(parent))
+		return -ENAMETOOLONG;
+	memcpy(parent, path, n);
+	parent[n] = '\0';
+	*name = slash + 1;
+	int fd = omni_confined_openat(c, parent, O_PATH | O_DIRECTORY, 0);
+	if (fd < 0)
+		return fd;
+	*pfd = fd;
+	return 0;
+}
+
+static void put_parent(const struct omni_confined *c, int pfd)
+{
+	if (pfd >= 0 && pfd != c->root_fd)
+		close(pfd);
+}
+
+/* mkdir -p with plain *at calls, for creating the root itself (the only
+ * place a path is not confined: it is the confinement's own root). */
+static int make_root(const char *root_path)
+{
+	char buf[PATH_MAX];
+	size_t len = strlen(root_path);
+
+	if (len >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, root_path, len + 1);
+	for (size_t i = 1; i <= len; i++) {
+		if (buf[i] != '/' && buf[i] != '\0')
+			continue;
+		char saved = buf[i];
+		buf[i] = '\0';
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		buf[i] = saved;
+	}
+	return 0;
+}
+
+int omni_confined_open(struct omni_confined *c, const char *root_path)
+{
+	int rc;
+
+	c->root_fd = -1;
+	c->root_path = strdup(root_path);
+	if (!c->root_path)
+		return omni_error_set(-ENOMEM, "out of memory");
+	if ((rc = make_root(root_path)) < 0) {
+		omni_error_set_errno(rc, "cannot create workspace %s",
+		                     root_path);
+		goto fail;
+	}
+	c->root_fd = open(root_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (c->root_fd < 0) {
+		rc = omni_error_set_errno(-errno, "cannot open workspace %s",
+		                          root_path);
+		goto fail;
+	}
+	return 0;
+fail:
+	free(c->root_path);
+	c->root_path = NULL;
+	return rc;
+}
+
+void omni_confined_close(struct omni_confined *c)
+{
+	if (c->root_fd >= 0)
+		close(c->root_fd);
+	c->root_fd = -1;
+	free(c->root_path);
+	c->root_path = NULL;
+}
+
+int omni_confined_stat(const struct omni_confined *c, const char *path,
+                       struct stat *st)
+{
+	const char *name;
+	int pfd, rc;
+
+	if (!*path) {
+		if (fstat(c->root_fd, st) < 0)
+			return fail(-errno, "stat", path);
+		return 0;
+	}
+	if ((rc = get_parent(c, path, &pfd, &name)) < 0)
+		return fail(rc, "stat", path);
+	rc = fstatat(pfd, name, st, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+	put_parent(c, pfd);
+	return rc < 0 ? fail(rc, "stat", path) : 0;
+}
+
+int omni_confined_readdir(const struct omni_confined *c, const char *path,
+                          omni_dirent_cb cb, void *payload)
+{
+	int fd = omni_confined_openat(c, path, O_RDONLY | O_DIRECTORY, 0);
+	struct dirent *de;
+	DIR *dir;
+	int rc = 0;
+
+	if (fd < 0)
+		return fail(fd, "readdir", path);
+	dir = fdopendir(fd);
+	if (!dir) {
+		rc = -errno;
+		close(fd);
+		return fail(rc, "readdir", path);
+	}
+	for (;;) {
+		errno = 0;
+		de = readdir(dir);
+		if (!de) {
+			if (errno)
+				rc = fail(-errno, "readdir", path);
+			break;
+		}
+		if (de->d_name[0] == '.' &&
+		    (de->d_name[1] == '\0' ||
+		     (de->d_name[1] == '.' && de->d_name[2] == '\0')))
+			continue;
+		struct stat st;
+		if (fstatat(dirfd(dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) <
+		    0) {
+			if (errno == ENOENT)
+				continue; /* removed while we listed */
+			rc = fail(-errno, "readdir", path);
+			break;
+		}
+		rc = cb(de->d_name, &st, payload);
+		if (rc != 0)
+			break;
+	}
+	closedir(dir);
+	return rc;
+}
+
+/* The pattern of every "act on the last name" operation. */
+#define WITH_PARENT(c, path, opname, expr)                                     \
+	do {                                                                   \
+		const char *name;                                              \
+		int pfd, rc_ = get_parent((c), (path), &pfd, &name);           \
+		if (rc_ < 0)                                                   \
+			return fail(rc_, (opname), (path));                    \
+		rc_ = (expr) < 0 ? -errno : 0;                                 \
+		put_parent((c), pfd);                                          \
+		return rc_ < 0 ? fail(rc_, (opname), (path)) : 0;              \
+	} while (0)
+
+int omni_confined_mkdir(const struct omni_confined *c, const char *path,
+                        mode_t mode)
+{
+	if (!*path)
+		return omni_error_set(-EEXIST, "mkdir: the workspace exists");
+	WITH_PARENT(c, path, "mkdir", mkdirat(pfd, name, mode));
+}
+
+int omni_confined_rmdir(const struct omni_confined *c, const char *path)
+{
+	WITH_PARENT(c, path, "rmdir", unlinkat(pfd, name, AT_REMOVEDIR));
+}
+
+int omni_confined_unlink(const struct omni_confined *c, const char *path)
+{
+	WITH_PARENT(c, path, "unlink", unlinkat(pfd, name, 0));
+}
+
+int omni_confined_rename(const struct omni_confined *c, const char *from,
+                         const char *to, unsigned int flags)
+{
+	const char *n1, *n2;
+	int p1, p2, rc;
+
+	if ((rc = get_parent(c, from, &p1, &n1)) < 0)
+		return fail(rc, "rename", from);
+	if ((rc = get_parent(c, to, &p2, &n2)) < 0) {
+		put_parent(c, p1);
+		return fail(rc, "rename", to);
+	}
+	rc = renameat2(p1, n1, p2, n2, flags) < 0 ? -errno : 0;
+	put_parent(c, p1);
+	put_parent(c, p2);
+	return rc < 0 ? fail(rc, "rename", from) : 0;
+}
+
+int omni_confined_symlink(const struct omni_confined *c, const char *target,
+                          const char *path)
+{
+	/* The target is stored, not followed: a link pointing outside may
+	 * exist, but no confined operation will ever follow it out. */
+	WITH_PARENT(c, path, "symlink", symlinkat(target, pfd, name));
+}
+
+ssize_t omni_confined_readlink(const struct omni_confined *c, const char *path,
+                               char *buf, size_t size)
+{
+	const char *name;
+	int pfd, rc = get_parent(c, path, &pfd, &name);
+
+	if (rc < 0)
+		return fail(rc == -EBUSY ? -EINVAL : rc, "readlink", path);
+	ssize_t n = readlinkat(pfd, name, buf, size);
+	rc = n < 0 ? -errno : 0;
+	put_parent(c, pfd);
+	if (rc < 0)
+		return fail(rc, "readlink", path);
+	if ((size_t)n < size)
+		buf[n] = '\0';
+	else if (size > 0)
+		buf[size - 1] = '\0';
+	return n;
+}
+
+int omni_confined_link(const struct omni_confined *c, const char *from,
+                       const char *to)
+{
+	const char *n1, *n2;
+	int p1, p2, rc;
+
+	if ((rc = get_parent(c, from, &p1, &n1)) < 0)
+		return fail(rc, "link", from);
+	if ((rc = get_parent(c, to, &p2, &n2)) < 0) {
+		put_parent(c, p1);
+		return fail(rc, "link", to);
+	}
+	rc = linkat(p1, n1, p2, n2, 0) < 0 ? -errno : 0;
+	put_parent(c, p1);
+	put_parent(c, p2);
+	return rc < 0 ? fail(rc, "link", from) : 0;
+}
+
+int omni_confined_chmod(const struct omni_confined *c, const char *path,
+                        mode_t mode)
+{
+	/* chmod follows symlinks; resolve them beneath the root to an O_PATH
+	 * descriptor, then change the mode through its /proc entry (fchmod
+	 * does not take O_PATH descriptors). */
+	char proc[64];
+	int fd = omni_confined_openat(c, path, O_PATH, 0), rc;
+
+	if (fd < 0)
+		return fail(fd, "chmod", path);
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	rc = chmod(proc, mode) < 0 ? -errno : 0;
+	close(fd);
+	return rc < 0 ? fail(rc, "chmod", path) : 0;
+}
+
+int omni_confined_chown(const struct omni_confined *c, const char *path,
+                        uid_t uid, gid_t gid)
+{
+	if (!*path) {
+		if (fchownat(c->root_fd, "", uid, gid, AT_EMPTY_PATH) < 0)
+			return fail(-errno, "chown", path);
+		return 0;
+	}
+	WITH_PARENT(c, path, "chown",
+	            fchownat(pfd, name, uid, gid, AT_SYMLINK_NOFOLLOW));
+}
+
+int omni_confined_utimens(const struct omni_confined *c, const char *path,
+                          const struct timespec ts[2])
+{
+	if (!*path) {
+		char proc[64];
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", c->root_fd);
+		if (utimensat(AT_FDCWD, proc, ts, 0) < 0)
+			return fail(-errno, "utimens", path);
+		return 0;
+	}
+	WITH_PARENT(c, path, "utimens",
+	            utimensat(pfd, name, ts, AT_SYMLINK_NOFOLLOW));
+}
+
+int omni_confined_truncate(const struct omni_confined *c, const char *path,
+                           off_t size)
+{
+	int fd = omni_confined_openat(c, path, O_WRONLY, 0), rc;
+
+	if (fd < 0)
+		return fail(fd, "truncate", path);
+	rc = ftruncate(fd, size) < 0 ? -errno : 0;
+	close(fd);
+	return rc < 0 ? fail(rc, "truncate", path) : 0;
+}
+
+int omni_confined_statfs(const struct omni_confined *c, struct statvfs *st)
+{
+	if (fstatvfs(c->root_fd, st) < 0)
+		return fail(-errno, "statfs", "");
+	return 0;
+}
+
+/* --- open files ----------------------------------------------------------- */
+
+static int file_fd_of(struct omni_file *f)
+{
+	return ((struct omni_confined_file *)f)->fd;
+}
+
+int omni_confined_file_open(const struct omni_confined *c,
+                            struct omni_backend *b, const char *path, int flags,
+                            mode_t mode, struct omni_file **out)
+{
+	struct omni_confined_file *f = malloc(sizeof(*f));
+	int fd;
+
+	*out = NULL;
+	if (!f)
+		return omni_error_set(-ENOMEM, "open: out of memory");
+	fd = omni_confined_openat(c, path, flags & ~O_NOFOLLOW, mode);
+	if (fd < 0) {
+		free(f);
+		return fail(fd, "open", path);
+	}
+	f->base.backend = b;
+	f->fd = fd;
+	*out = &f->base;
+	return 0;
+}
+
+ssize_t omni_confined_file_read(struct omni_file *f, void *buf, size_t size,
+                                off_t off)
+{
+	ssize_t n;
+
+	do {
+		n = pread(file_fd_of(f), buf, size, off);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return omni_error_set_errno(-errno, "read");
+	return n;
+}
+
+ssize_t omni_confined_file_write(struct omni_file *f, const void *buf,
+                                 size_t size, off_t off)
+{
+	ssize_t n;
+
+	do {
+		n = pwrite(file_fd_of(f), buf, size, off);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return omni_error_set_errno(-errno, "write");
+	return n;
+}
+
+int omni_confined_file_fstat(struct omni_file *f, struct stat *st)
+{
+	if (fstat(file_fd_of(f), st) < 0)
+		return omni_error_set_errno(-errno, "fstat");
+	return 0;
+}
+
+int omni_confined_file_ftruncate(struct omni_file *f, off_t size)
+{
+	if (ftruncate(file_fd_of(f), size) < 0)
+		return omni_error_set_errno(-errno, "ftruncate");
+	return 0;
+}
+
+int omni_confined_file_fsync(struct omni_file *f, bool datasync)
+{
+	int rc = datasync ? fdatasync(file_fd_of(f)) : fsync(file_fd_of(f));
+
+	if (rc < 0)
+		return omni_error_set_errno(-errno, "fsync");
+	return 0;
+}
+
+int omni_confined_file_flock(struct omni_file *f, int op)
+{
+	if (flock(file_fd_of(f), op) < 0)
+		return -errno; /* EWOULDBLOCK is expected, no message */
+	return 0;
+}
+
+int omni_confined_file_fallocate(struct omni_file *f, int mode, off_t off,
+                                 off_t len)
+{
+	if (fallocate(file_fd_of(f), mode, off, len) < 0)
+		return omni_error_set_errno(-errno, "fallocate");
+	return 0;
+}
+
+int omni_confined_file_fd(struct omni_file *f)
+{
+	return file_fd_of(f);
+}
+
+int omni_confined_file_release(struct omni_file *f)
+{
+	struct omni_confined_file *cf = (struct omni_confined_file *)f;
+	int rc = 0;
+
+	if (cf->fd >= 0 && close(cf->fd) < 0 && errno != EINTR)
+		rc = omni_error_set_errno(-errno, "close");
+	free(cf);
+	return rc;
+}
+
+/* --- the file slots of a host-directory backend --------------------------- */
+
+static const struct omni_confined *host_root(struct omni_backend *b)
+{
+	return &((struct omni_host_backend *)b)->root;
+}
+
+int omni_host_stat(struct omni_backend *b, const char *path, struct stat *st)
+{
+	return omni_confined_stat(host_root(b), path, st);
+}
+
+int omni_host_readdir(struct omni_backend *b, const char *path,
+                      omni_dirent_cb cb, void *payload)
+{
+	return omni_confined_readdir(host_root(b), path, cb, payload);
+}
+
+int omni_host_mkdir(struct omni_backend *b, const char *path, mode_t mode)
+{
+	return omni_confined_mkdir(host_root(b), path, mode);
+}
+
+int omni_host_rmdir(struct omni_backend *b, const char *path)
+{
+	return omni_confined_rmdir(host_root(b), path);
+}
+
+int omni_host_unlink(struct omni_backend *b, const char *path)
+{
+	return omni_confined_unlink(host_root(b), path);
+}
+
+int omni_host_rename(struct omni_backend *b, const char *from, const char *to,
+                     unsigned int flags)
+{
+	return omni_confined_rename(host_root(b), from, to, flags);
+}
+
+int omni_host_symlink(struct omni_backend *b, const char *target,
+                      const char *path)
+{
+	return omni_confined_symlink(host_root(b), target, path);
+}
+
+ssize_t omni_host_readlink(struct omni_backend *b, const char *path, char *buf,
+                           size_t size)
+{
+	return omni_confined_readlink(host_root(b), path, buf, size);
+}
+
+int omni_host_link(struct omni_backend *b, const char *from, const char *to)
+{
+	return omni_confined_link(host_root(b), from, to);
+}
+
+int omni_host_chmod(struct omni_backend *b, const char *path, mode_t mode)
+{
+	return omni_confined_chmod(host_root(b), path, mode);
+}
+
+int omni_host_chown(struct omni_backend *b, const char *path, uid_t uid,
+                    gid_t gid)
+{
+	return omni_confined_chown(host_root(b), path, uid, gid);
+}
+
+int omni_host_utimens(struct omni_backend *b, const char *path,
+                      const struct timespec ts[2])
+{
+	return omni_confined_utimens(host_root(b), path, ts);
+}
+
+int omni_host_truncate(struct omni_backend *b, const char *path, off_t size)
+{
+	return omni_confined_truncate(host_root(b), path, size);
+}
+
+int omni_host_statfs(struct omni_backend *b, struct statvfs *st)
+{
+	return omni_confined_statfs(host_root(b), st);
+}
+
+int omni_host_open(struct omni_backend *b, const char *path, int flags,
+                   mode_t mode, struct omni_file **out)
+{
+	return omni_confined_file_open(host_root(b), b, path, flags, mode, out);
+}

@@ -1,0 +1,477 @@
+/*
+ * backends/core/http.c - one HTTP request through libcurl (see http.h).
+ *
+ * Design. Every request gets its own easy handle, set up from the endpoint
+ * and the request, performed, and cleaned up: no handle, connection cache
+ * or buffer is shared, so threads need no lock (libcurl-thread(3): one
+ * handle per thread, CURLOPT_NOSIGNAL). Re-connecting costs a Unix socket
+ * connect (microseconds) for the Docker daemon; callers that need
+ * keep-alive over TLS can grow a handle cache here later.
+ *
+ * The reply body is collected into a growing buffer capped at max_body, or
+ * handed to on_data chunk by chunk when the status is 2xx (the status is
+ * known by the time the first body byte arrives). Error replies are always
+ * collected so that omni_http_check() can quote the server's message.
+ *
+ * Request bodies never come from stdin by accident: a POST without a body
+ * sends an explicit empty one, and "Expect:" is cleared so that curl does
+ * not wait for "100 Continue" before larger bodies.
+ *
+ * Locking: none; nothing here outlives a call.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+
+#include "core/http.h"
+#include "omni/error.h"
+
+struct xfer {
+	CURL *h;
+	const struct omni_http_request *req;
+	struct omni_http_response *resp;
+	size_t cap, max;
+	int cb_err; /* what on_data or read_body returned to abort */
+	bool too_big;
+	bool oom;
+};
+
+static bool is_2xx(long status)
+{
+	return status >= 200 && status < 300;
+}
+
+static int append(struct xfer *x, const char *data, size_t n)
+{
+	struct omni_http_response *r = x->resp;
+
+	if (r->body_len + n > x->max) {
+		x->too_big = true;
+		return -1;
+	}
+	if (r->body_len + n + 1 > x->cap) {
+		size_t cap = x->cap ? x->cap : 1024;
+		while (cap < r->body_len + n + 1)
+			cap *= 2;
+		char *p = realloc(r->body, cap);
+		if (!p) {
+			x->oom = true;
+			return -1;
+		}
+		r->body = p;
+		x->cap = cap;
+	}
+	memcpy(r->body + r->body_len, data, n);
+	r->body_len += n;
+	r->body[r->body_len] = '\0';
+	return 0;
+}
+
+static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	struct xfer *x = userdata;
+	size_t n = size * nmemb;
+	long status = 0;
+
+	curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &status);
+	if (x->req->on_data && is_2xx(status)) {
+		int rc = x->req->on_data(ptr, n, x->req->payload);
+		if (rc < 0) {
+			x->cb_err = rc;
+			return 0;
+		}
+		return n;
+	}
+	return append(x, ptr, n) < 0 ? 0 : n;
+}
+
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	struct xfer *x = userdata;
+	size_t n = size * nmemb;
+	char line[1024];
+
+	if (!x->req->on_header || n == 0)
+		return n;
+	size_t len = n < sizeof(line) - 1 ? n : sizeof(line) - 1;
+	memcpy(line, ptr, len);
+	line[len] = '\0';
+	char *colon = strchr(line, ':');
+	if (!colon || strncmp(line, "HTTP/", 5) == 0)
+		return n;
+	*colon = '\0';
+	char *value = colon + 1;
+	while (*value == ' ' || *value == '\t')
+		value++;
+	char *end = value + strlen(value);
+	while (end > value && isspace((unsigned char)end[-1]))
+		*--end = '\0';
+	x->req->on_header(line, value, x->req->payload);
+	return n;
+}
+
+static size_t on_read(char *buf, size_t size, size_t nitems, void *userdata)
+{
+	struct xfer *x = userdata;
+	size_t n = x->req->read_body(buf, size * nitems, x->req->payload);
+
+	if (n == (size_t)-1) {
+		x->cb_err = -ECANCELED;
+		return CURL_READFUNC_ABORT;
+	}
+	return n;
+}
+
+/* The method curl would use, for messages. */
+static const char *method_of(const struct omni_http_request *req)
+{
+	if (req->method)
+		return req->method;
+	return req->body || req->read_body ? "POST" : "GET";
+}
+
+static int set_method(CURL *h, const struct omni_http_request *req,
+                      struct xfer *x)
+{
+	const char *m = method_of(req);
+	CURLcode cc = CURLE_OK;
+
+	if (strcmp(m, "HEAD") == 0) {
+		cc = curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+	} else if (req->read_body) {
+		/* UPLOAD sends PUT; CUSTOMREQUEST renames it. */
+		curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+		curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+		curl_easy_setopt(h, CURLOPT_READDATA, x);
+		curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE,
+		                 (curl_off_t)req->body_size);
+		if (strcmp(m, "PUT") != 0)
+			cc = curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, m);
+	} else if (req->body || strcmp(m, "POST") == 0 ||
+	           strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0) {
+		/* An explicit (maybe empty) body: without one, curl would
+		 * read the body from stdin. */
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+		                 (curl_off_t)(req->body ? req->body_len : 0));
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS,
+		                 req->body ? (const char *)req->body : "");
+		if (strcmp(m, "POST") != 0)
+			cc = curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, m);
+	} else if (strcmp(m, "GET") != 0) {
+		cc = curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, m);
+	}
+	return cc == CURLE_OK ? 0 : -ENOMEM;
+}
+
+static int add_header(struct curl_slist **list, const char *h)
+{
+	struct curl_slist *n = curl_slist_append(*list, h);
+
+	if (!n)
+		return -ENOMEM;
+	*list = n;
+	return 0;
+}
+
+int omni_http_request(const struct omni_http_endpoint *ep,
+                      const struct omni_http_request *req,
+                      struct omni_http_response *resp)
+{
+	struct xfer x = { .req = req, .resp = resp };
+	struct curl_slist *headers = NULL;
+	char *url = NULL;
+	CURL *h = NULL;
+	CURLcode cc;
+	int rc = 0;
+
+	memset(resp, 0, sizeof(*resp));
+	x.max = req->max_body ? req->max_body : OMNI_HTTP_MAX_BODY;
+	const char *path = req->path ? req->path : "";
+	bool full = strstr(path, "://") != NULL;
+	size_t ulen = (full ? 0 : strlen(ep->base_url)) + strlen(path) + 1;
+	url = malloc(ulen);
+	h = curl_easy_init();
+	if (!url || !h) {
+		rc = omni_error_set(-ENOMEM, "http: out of memory");
+		goto out;
+	}
+	snprintf(url, ulen, "%s%s", full ? "" : ep->base_url, path);
+	x.h = h;
+
+	char ctype[256];
+	if (req->content_type) {
+		snprintf(ctype, sizeof(ctype), "Content-Type: %s",
+		         req->content_type);
+		if (add_header(&headers, ctype) < 0)
+			rc = -ENOMEM;
+	}
+	if (rc == 0)
+		rc = add_header(&headers, "Expect:");
+	for (const char *const *hd = req->headers; rc == 0 && hd && *hd; hd++)
+		rc = add_header(&headers, *hd);
+	if (rc == 0)
+		rc = set_method(h, req, &x);
+	if (rc < 0) {
+		rc = omni_error_set(-ENOMEM, "http: out of memory");
+		goto out;
+	}
+
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, resp->error);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, &x);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+	                 ep->connect_timeout_ms > 0 ? ep->connect_timeout_ms
+	                                            : 10000L);
+	if (req->timeout_ms > 0)
+		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, req->timeout_ms);
+	if (req->low_speed_s > 0) {
+		curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, req->low_speed_s);
+	}
+	if (ep->unix_socket[0])
+		curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, ep->unix_socket);
+	if (ep->ca_file[0])
+		curl_easy_setopt(h, CURLOPT_CAINFO, ep->ca_file);
+	if (ep->cert_file[0])
+		curl_easy_setopt(h, CURLOPT_SSLCERT, ep->cert_file);
+	if (ep->key_file[0])
+		curl_easy_setopt(h, CURLOPT_SSLKEY, ep->key_file);
+	if (ep->insecure) {
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+	}
+
+	cc = curl_easy_perform(h);
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
+	if (cc == CURLE_OK)
+		goto out;
+
+	if (x.cb_err < 0) {
+		/* The callback has set its own message. */
+		rc = x.cb_err;
+		goto out;
+	}
+	if (x.oom) {
+		rc = omni_error_set(-ENOMEM, "%s %s: out of memory",
+		                    method_of(req), url);
+		goto out;
+	}
+	if (x.too_big) {
+		rc =
+		    omni_error_set(-EFBIG, "%s %s: reply larger than %zu bytes",
+		                   method_of(req), url, x.max);
+		goto out;
+	}
+	if (!resp->error[0])
+		snprintf(resp->error, sizeof(resp->error), "%s",
+		         curl_easy_strerror(cc));
+	rc = omni_curl_to_errno(cc);
+	if (cc == CURLE_COULDNT_CONNECT) {
+		/* The socket's own errno tells a missing Unix socket or one
+		 * we may not open from a refused connection. */
+		long os_errno = 0;
+		curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno);
+		if (os_errno == ENOENT || os_errno == EACCES ||
+		    os_errno == ECONNREFUSED || os_errno == ENOTSOCK) {
+			rc = -(int)os_errno;
+			snprintf(resp->error, sizeof(resp->error), "%s",
+			         strerror((int)os_errno));
+		}
+	}
+	resp->status = 0;
+	rc = omni_error_set(rc, "%s %s: %s", method_of(req), url, resp->error);
+out:
+	curl_slist_free_all(headers);
+	if (h)
+		curl_easy_cleanup(h);
+	free(url);
+	return rc;
+}
+
+void omni_http_response_finish(struct omni_http_response *resp)
+{
+	if (!resp)
+		return;
+	free(resp->body);
+	resp->body = NULL;
+	resp->body_len = 0;
+}
+
+/* --- errors --------------------------------------------------------------- */
+
+int omni_http_status_to_errno(long status)
+{
+	if (status >= 200 && status < 300)
+		return 0;
+	switch (status) {
+	case 400:
+		return -EINVAL;
+	case 401:
+	case 403:
+		return -EACCES;
+	case 404:
+	case 410:
+		return -ENOENT;
+	case 405:
+	case 501:
+		return -ENOSYS;
+	case 408:
+	case 504:
+		return -ETIMEDOUT;
+	case 409:
+		return -EEXIST;
+	case 413:
+		return -EFBIG;
+	case 429:
+	case 503:
+		return -EAGAIN;
+	case 507:
+		return -ENOSPC;
+	}
+	if (status >= 400 && status < 600)
+		return -EIO;
+	return -EPROTO;
+}
+
+int omni_curl_to_errno(CURLcode code)
+{
+	switch (code) {
+	case CURLE_OK:
+		return 0;
+	case CURLE_OPERATION_TIMEDOUT:
+		return -ETIMEDOUT;
+	case CURLE_COULDNT_CONNECT:
+		return -ECONNREFUSED;
+	case CURLE_OUT_OF_MEMORY:
+		return -ENOMEM;
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+		return -EHOSTUNREACH;
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_CIPHER:
+		return -EACCES;
+	case CURLE_GOT_NOTHING:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_PARTIAL_FILE:
+		return -ECONNRESET;
+	case CURLE_ABORTED_BY_CALLBACK:
+	case CURLE_WRITE_ERROR:
+	case CURLE_READ_ERROR:
+		return -ECANCELED;
+	case CURLE_URL_MALFORMAT:
+	case CURLE_UNSUPPORTED_PROTOCOL:
+		return -EINVAL;
+	case CURLE_FILESIZE_EXCEEDED:
+		return -EFBIG;
+	default:
+		return -EIO;
+	}
+}
+
+static const char *json_message(const cJSON *root)
+{
+	const cJSON *m = cJSON_GetObjectItemCaseSensitive(root, "message");
+
+	if (cJSON_IsString(m) && m->valuestring[0])
+		return m->valuestring;
+	const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "error");
+	if (cJSON_IsString(e) && e->valuestring[0])
+		return e->valuestring;
+	if (cJSON_IsObject(e)) {
+		m = cJSON_GetObjectItemCaseSensitive(e, "message");
+		if (cJSON_IsString(m) && m->valuestring[0])
+			return m->valuestring;
+	}
+	return NULL;
+}
+
+const char *omni_http_error_text(const char *body, size_t len, char *out,
+                                 size_t size)
+{
+	if (size == 0)
+		return out;
+	out[0] = '\0';
+	if (!body || len == 0)
+		return out;
+	cJSON *root = cJSON_ParseWithLength(body, len);
+	const char *msg = root ? json_message(root) : NULL;
+	if (msg) {
+		snprintf(out, size, "%s", msg);
+	} else {
+		/* Plain text: its first non-empty line. */
+		size_t i = 0, n = 0;
+		while (i < len && isspace((unsigned char)body[i]))
+			i++;
+		while (i < len && body[i] != '\r' && body[i] != '\n' &&
+		       n + 1 < size)
+			out[n++] = body[i++];
+		out[n] = '\0';
+	}
+	cJSON_Delete(root);
+	/* Trailing white space only clutters a message. */
+	size_t n = strlen(out);
+	while (n > 0 && isspace((unsigned char)out[n - 1]))
+		out[--n] = '\0';
+	return out;
+}
+
+int omni_http_check(const struct omni_http_response *resp, const char *fmt, ...)
+{
+	char prefix[512], text[512];
+	va_list ap;
+	int err = omni_http_status_to_errno(resp->status);
+
+	if (err == 0)
+		return 0;
+	va_start(ap, fmt);
+	vsnprintf(prefix, sizeof(prefix), fmt, ap);
+	va_end(ap);
+	omni_http_error_text(resp->body, resp->body_len, text, sizeof(text));
+	if (text[0])
+		return omni_error_set(err, "%s: %s (HTTP %ld)", prefix, text,
+		                      resp->status);
+	return omni_error_set(err, "%s: HTTP %ld", prefix, resp->status);
+}
+
+int omni_http_escape(const char *s, char *out, size_t size)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = 0;
+
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		bool plain = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		             (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+		             c == '_' || c == '~';
+		if (n + (plain ? 1 : 3) >= size)
+			return omni_error_set(-ENAMETOOLONG,
+			                      "http: value too long to escape");
+		if (plain) {
+			out[n++] = (char)c;
+		} else {
+			out[n++] = '%';
+			out[n++] = hex[c >> 4];
+			out[n++] = hex[c & 15];
+		}
+	}
+	if (n >= size)
+		return omni_error_set(-ENAMETOOLONG,
+		                      "http: value too long to escape");
+	out[n] = '\0';
+	return 0;
+}

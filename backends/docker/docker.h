@@ -1,0 +1,183 @@
+/*
+ * backends/docker/docker.h - the docker backend's internals, shared by docker.c
+ * (the session: container life and files), docker_api.c (the Engine API client)
+ * and docker_exec.c (commands through omni-agent). Private to libomni; the
+ * tests include it to reach the pure helpers (DOCKER_HOST parsing, image names,
+ * the pull progress parser).
+ */
+#ifndef OMNI_DOCKER_H
+#define OMNI_DOCKER_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include <cjson/cJSON.h>
+
+#include "core/confined.h"
+#include "core/http.h"
+#include "omni/sys/backend_impl.h"
+
+/* The Engine API version omnifs speaks: Docker 20.10 (Debian 12). */
+#define OMNI_DOCKER_API_VERSION "1.41"
+/* Labels on every container omnifs makes. */
+#define OMNI_DOCKER_LABEL_PROJECT   "org.omnifs.project"
+#define OMNI_DOCKER_LABEL_WORKSPACE "org.omnifs.workspace"
+/* Where things are inside the container. */
+#define OMNI_DOCKER_AGENT_PATH    "/omni-agent"
+#define OMNI_DOCKER_RUN_DIR       "/run/omni"
+#define OMNI_DOCKER_WORKDIR       "/workspace"
+#define OMNI_DOCKER_DEFAULT_IMAGE "ghcr.io/astral-sh/uv:debian"
+
+/* --- the Engine API client (docker_api.c) --------------------------------- */
+
+struct omni__docker_api {
+	struct omni_http_endpoint ep;
+	/* The daemon as the user names it, for messages:
+	 * "unix:///var/run/docker.sock", "tcp://host:2376". */
+	char host[PATH_MAX + 16];
+	/* The API version in request paths ("1.41"). */
+	char version[16];
+	bool version_pinned; /* from DOCKER_API_VERSION: not negotiated */
+};
+
+/*
+ * Where the daemon is, from the environment as the docker CLI reads it:
+ * DOCKER_HOST (unix:///path or tcp://host[:port][/base]; default
+ * unix:///var/run/docker.sock), DOCKER_TLS_VERIFY / DOCKER_TLS and
+ * DOCKER_CERT_PATH (ca.pem, cert.pem, key.pem, default ~/.docker) for tcp,
+ * DOCKER_API_VERSION to pin a version. No I/O. -EINVAL for a DOCKER_HOST
+ * omnifs cannot use (ssh://, npipe://, ...).
+ */
+int omni__docker_api_init(struct omni__docker_api *api);
+
+/*
+ * Ask the daemon for its version (GET /version) and pick the API version:
+ * 1.41, or the daemon's minimum when that is higher (the calls omnifs
+ * makes have not changed since). -ECONNREFUSED / -ENOENT / -EACCES when
+ * the daemon cannot be reached ("cannot reach the Docker daemon at ..."),
+ * -EPROTONOSUPPORT when it is older than 1.41.
+ */
+int omni__docker_api_negotiate(struct omni__docker_api *api);
+
+/*
+ * One request to path (without the version prefix: "/containers/x/json").
+ * json, when not NULL, is sent as an application/json body. Returns 0
+ * when a reply came (any status; resp to be finished by the caller) or
+ * -errno with "cannot reach the Docker daemon at HOST: ...".
+ */
+int omni__docker_request(const struct omni__docker_api *api, const char *method,
+                         const char *path, const char *json, long timeout_ms,
+                         struct omni_http_response *resp);
+
+/*
+ * The same, and a non-2xx reply becomes -errno with the message
+ * "docker: <what>: <the daemon's message> (HTTP N)". On success *out (when
+ * not NULL) gets the parsed JSON reply (cJSON_Delete() it; NULL for an
+ * empty body); a reply that does not parse is -EPROTO.
+ */
+int omni__docker_call(const struct omni__docker_api *api, const char *method,
+                      const char *path, const char *json, long timeout_ms,
+                      cJSON **out, const char *what);
+
+/* A reference is [host[:port]/]name[:tag][@digest] of A-Z a-z 0-9 . _ - / :
+ * @; anything else (spaces, '?', '%', '..') is refused. */
+bool omni__docker_image_valid(const char *image);
+
+/* Split an image reference for POST /images/create: repo and tag
+ * ("latest" when none; "" when the reference has a digest, which then
+ * stays in repo). -ENAMETOOLONG when a part does not fit. */
+int omni__docker_image_split(const char *image, char *repo, size_t repo_size,
+                             char *tag, size_t tag_size);
+
+/* Progress of a pull, from the daemon's JSON message stream. */
+struct omni__docker_layer {
+	char id[80];
+	long long current, total; /* download bytes */
+	bool done;
+};
+
+struct omni__docker_pull {
+	const char *image;
+	FILE *out; /* progress display; NULL: silent */
+	bool tty;  /* out is a terminal: redraw one line */
+	struct omni__docker_layer *layers;
+	size_t nlayers, cap;
+	long long last_draw_ms;
+	bool drawn;    /* a progress line is on screen */
+	char *partial; /* an incomplete line carried to the next chunk */
+	size_t partial_len;
+	char status[256]; /* the last "Status: ..." text */
+};
+
+/* Feed raw bytes of the stream (any split). Returns 0, or -EIO with the
+ * daemon's message when a line reports an error ("errorDetail"). */
+int omni__docker_pull_feed(struct omni__docker_pull *p, const void *data,
+                           size_t len);
+/* Sum of the layers: bytes downloaded, bytes known in total, layers done,
+ * layers seen. */
+void omni__docker_pull_totals(const struct omni__docker_pull *p,
+                              long long *done, long long *total,
+                              size_t *layers_done, size_t *layers);
+void omni__docker_pull_finish(struct omni__docker_pull *p);
+
+/*
+ * Make sure image is in the daemon: inspect it, and pull it when it is
+ * missing, with a progress display on stderr when progress is set. A pull
+ * that fails names the image and quotes the daemon (-ENOENT for an image
+ * the registry does not have, -EIO and the like otherwise).
+ */
+int omni__docker_ensure_image(const struct omni__docker_api *api,
+                              const char *image, bool progress);
+
+/* The last lines of a container's output (GET /containers/ID/logs), one
+ * line joined with " | ", into out ("" when none). For error messages. */
+void omni__docker_logs_tail(const struct omni__docker_api *api, const char *id,
+                            char *out, size_t size);
+
+/* --- the session (docker.c) ----------------------------------------------- */
+
+struct omni__docker_backend {
+	/* base, and root: the host side of the /workspace bind */
+	struct omni_host_backend host;
+	struct omni__docker_api api;
+	char name[160];         /* omniagents-<project_id> */
+	char id[80];            /* the container's id, once known */
+	char run_dir[PATH_MAX]; /* host dir bound at /run/omni */
+	int run_fd;             /* O_PATH descriptor of run_dir */
+	bool run_dir_made;      /* made by this start (remove on failure) */
+};
+
+/*
+ * Connect to the agent's socket (<run_dir>/agent.sock; through
+ * /proc/self/fd when the path is too long for sockaddr_un). *fd gets a
+ * blocking, close-on-exec descriptor.
+ */
+int omni__docker_agent_connect(struct omni__docker_backend *db, int *fd);
+
+/* A description of the container's state for messages ("container X is
+ * exited, status 137", "... was removed"), into out. wait_ms: how long to
+ * wait for a container still reported running to be seen stopped (the
+ * caller saw its agent go). */
+void omni__docker_describe_state(struct omni__docker_backend *db, char *out,
+                                 size_t size, int wait_ms);
+
+/* --- commands (docker_exec.c) --------------------------------------------- */
+
+int omni__docker_exec_start(struct omni_backend *b,
+                            const struct omni_exec_request *req,
+                            struct omni_exec **out);
+int omni__docker_exec_wait(struct omni_exec *e, omni_output_cb cb,
+                           void *payload, struct omni_exec_status *status);
+int omni__docker_exec_input(struct omni_exec *e, const void *data, size_t len);
+int omni__docker_exec_signal(struct omni_exec *e, int sig);
+int omni__docker_exec_resize(struct omni_exec *e, unsigned short rows,
+                             unsigned short cols);
+void omni__docker_exec_free(struct omni_exec *e);
+
+/* Ask the agent "ping" on a new connection; 0 when it answered "pong"
+ * within timeout_ms. */
+int omni__docker_agent_ping(struct omni__docker_backend *db, int timeout_ms);
+
+#endif

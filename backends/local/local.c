@@ -1,0 +1,222 @@
+/*
+ * backends/local/local.c - the local backend: a host directory as the
+ *workspace.
+ *
+ * USAGE
+ *	omni_local_backend_new(&b, "myproject", NULL);
+ *	workspace: $OMNI_DATA_PATH/<project_id>/ (default ./data/<project_id>/),
+ *	created on start. get_working_directory() answers "/workspace", and
+ *	"/workspace/..." paths map into the workspace.
+ *
+ * Files go through confined.c (openat2 beneath the workspace), so no path
+ * or symlink escapes it. Commands run on the host, in the workspace (or
+ * a directory in it), with /bin/sh -c or an argv, each in its own process
+ * group (proc.c), inheriting the caller's environment. There is no
+ * isolation: a command itself may touch anything its user can.
+ *
+ * Locking: none needed. The root descriptor is set by start and cleared by
+ * shutdown, which run with nothing else in flight; every other call only
+ * reads it.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/confined.h"
+#include "omni/sys/backend_impl.h"
+#include "omni/error.h"
+#include "omni/state.h"
+#include "omni/proc.h"
+#include "core/registry.h"
+
+struct local_exec {
+	struct omni_exec base;
+	struct omni_proc *proc;
+};
+
+static struct omni_confined *root_of(struct omni_backend *b)
+{
+	return &((struct omni_host_backend *)b)->root;
+}
+
+static int local_start(struct omni_backend *b)
+{
+	char dir[PATH_MAX];
+	int rc = omni__workspace_host_dir(b, dir, sizeof(dir));
+
+	if (rc < 0)
+		return rc;
+	return omni_confined_open(root_of(b), dir);
+}
+
+static int local_shutdown(struct omni_backend *b)
+{
+	omni_confined_close(root_of(b));
+	return 0;
+}
+
+static void local_destroy(struct omni_backend *b)
+{
+	struct omni_host_backend *lb = (struct omni_host_backend *)b;
+
+	omni_confined_close(&lb->root);
+	omni__backend_finish(b);
+	free(lb);
+}
+
+/* --- commands ------------------------------------------------------------- */
+
+/* The session's extra environment (opts.env) with the request's own on top:
+ * a request entry replaces a session entry of the same name. The strings
+ * are borrowed; free() the array. */
+static const char **merge_env(const char *const *base, const char *const *extra)
+{
+	size_t n = 0, k = 0;
+	const char **env;
+
+	for (const char *const *x = base; x && *x; x++)
+		n++;
+	for (const char *const *x = extra; x && *x; x++)
+		n++;
+	env = calloc(n + 1, sizeof(*env));
+	if (!env)
+		return NULL;
+	for (const char *const *x = base; x && *x; x++) {
+		const char *eq = strchr(*x, '=');
+		size_t klen = eq ? (size_t)(eq - *x) : strlen(*x);
+		bool replaced = false;
+
+		for (const char *const *y = extra; y && *y; y++) {
+			if (strncmp(*y, *x, klen) == 0 && (*y)[klen] == '=') {
+				replaced = true;
+				break;
+			}
+		}
+		if (!replaced)
+			env[k++] = *x;
+	}
+	for (const char *const *y = extra; y && *y; y++)
+		env[k++] = *y;
+	env[k] = NULL;
+	return env;
+}
+
+static int local_exec_start(struct omni_backend *b,
+                            const struct omni_exec_request *req,
+                            struct omni_exec **out)
+{
+	const char *cwd = req->cwd ? req->cwd : "";
+	struct omni_exec_request r = *req;
+	const char **env = NULL;
+	struct local_exec *e;
+	int dir_fd, rc;
+
+	dir_fd = omni_confined_openat(root_of(b), cwd, O_PATH | O_DIRECTORY, 0);
+	if (dir_fd < 0) {
+		if (dir_fd == -EXDEV)
+			return omni_error_set(
+			    -EACCES, "exec: %s: leads outside the workspace",
+			    cwd);
+		return omni_error_set_errno(
+		    dir_fd, "exec: directory /workspace/%s", cwd);
+	}
+	e = calloc(1, sizeof(*e));
+	if (!e) {
+		close(dir_fd);
+		return omni_error_set(-ENOMEM, "exec: out of memory");
+	}
+	e->base.backend = b;
+	if (b->opts.env && b->opts.env[0]) {
+		env = merge_env(b->opts.env, req->env);
+		if (!env) {
+			close(dir_fd);
+			free(e);
+			return omni_error_set(-ENOMEM, "exec: out of memory");
+		}
+		r.env = env;
+	}
+	rc = omni_proc_spawn(&e->proc, &r, dir_fd);
+	close(dir_fd);
+	free(env);
+	if (rc < 0) {
+		free(e);
+		return rc;
+	}
+	*out = &e->base;
+	return 0;
+}
+
+static struct omni_proc *proc_of(struct omni_exec *e)
+{
+	return ((struct local_exec *)e)->proc;
+}
+
+static int local_exec_wait(struct omni_exec *e, omni_output_cb cb,
+                           void *payload, struct omni_exec_status *status)
+{
+	return omni_proc_wait(proc_of(e), cb, payload, status);
+}
+
+static int local_exec_input(struct omni_exec *e, const void *data, size_t len)
+{
+	return omni_proc_input(proc_of(e), data, len);
+}
+
+static int local_exec_signal(struct omni_exec *e, int sig)
+{
+	return omni_proc_signal(proc_of(e), sig);
+}
+
+static int local_exec_resize(struct omni_exec *e, unsigned short rows,
+                             unsigned short cols)
+{
+	return omni_proc_resize(proc_of(e), rows, cols);
+}
+
+static void local_exec_free(struct omni_exec *e)
+{
+	omni_proc_free(proc_of(e));
+	free(e);
+}
+
+static const struct omni_backend_ops local_ops = {
+	.version = OMNI_BACKEND_OPS_VERSION,
+	.name = "local",
+	.caps = OMNI_CAP_HARDLINKS | OMNI_CAP_FILE_FD | OMNI_CAP_TTY,
+	.start = local_start,
+	.shutdown = local_shutdown,
+	.destroy = local_destroy,
+	OMNI_HOST_FILE_OPS,
+	.exec_start = local_exec_start,
+	.exec_wait = local_exec_wait,
+	.exec_input = local_exec_input,
+	.exec_signal = local_exec_signal,
+	.exec_resize = local_exec_resize,
+	.exec_free = local_exec_free,
+};
+
+int omni__local_backend_open(struct omni_backend **out, const char *project_id,
+                             const struct omni_backend_options *opts,
+                             struct omni_state *state)
+{
+	struct omni_host_backend *lb = calloc(1, sizeof(*lb));
+	int rc;
+
+	*out = NULL;
+	if (!lb) {
+		omni_state_free(state);
+		return omni_error_set(-ENOMEM, "local backend: out of memory");
+	}
+	lb->root.root_fd = -1;
+	rc = omni__backend_init(&lb->base, &local_ops, project_id, "/workspace",
+	                        opts, state);
+	if (rc < 0) {
+		free(lb);
+		return rc;
+	}
+	*out = &lb->base;
+	return 0;
+}

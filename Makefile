@@ -5,7 +5,7 @@
 #   make demo         install what the demo needs, build, run the main job
 #   make asan         the whole test suite under ASan + UBSan (build-asan/)
 #   make install      PREFIX=/usr/local DESTDIR= ; make uninstall
-#   make format | format-check | clean
+#   make format | format-check (clang-format, banned calls) | clean
 #
 # CFLAGS is yours (default -O2 -g); required flags live in OMNI_CFLAGS so
 # "make CFLAGS=-O0" keeps them. V=1 echoes commands. WERROR=1 (or CI=true)
@@ -193,6 +193,7 @@ format:
 
 format-check:
 	clang-format --dry-run -Werror $(FORMAT_FILES)
+	$(Q)scripts/check-banned-calls.sh
 
 clean:
 	rm -rf build build-asan

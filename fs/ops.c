@@ -513,6 +513,15 @@ static void detach_file(struct omnifs *fs, struct fuse_file_info *fi)
 	omnifs_handle_put(h);
 }
 
+/* The open flags a backing open(2) accepts. The kernel hands FUSE its own
+ * internal bits too (FMODE_EXEC, 0x20, on the open of an execve), which
+ * openat2 rejects with EINVAL: without this mask no program or script on
+ * the mount could run. O_CREAT, O_EXCL and O_NOCTTY are the kernel's
+ * business (it has resolved the name already) and are dropped too. */
+#define OMNIFS_OPEN_FLAGS                                                      \
+	(O_ACCMODE | O_APPEND | O_TRUNC | O_NONBLOCK | O_DSYNC | O_SYNC |      \
+	 O_DIRECT | O_NOATIME | O_LARGEFILE | O_DIRECTORY | O_NOFOLLOW)
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct omnifs *fs = fs_of(req);
@@ -525,8 +534,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	rc = omnifs_inode_path(fs->inodes, ino, path, sizeof(path));
 	if (rc == 0)
 		rc = omni_vfs_open(fs->backend, path,
-		                   fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY),
-		                   0, &f);
+		                   fi->flags & OMNIFS_OPEN_FLAGS, 0, &f);
 	if (rc == 0 && (rc = omni_vfs_fstat(f, &st)) < 0)
 		omni_vfs_release(f);
 	if (rc == 0)
@@ -553,7 +561,9 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	rc = omnifs_inode_child_path(fs->inodes, parent, name, path,
 	                             sizeof(path));
 	if (rc == 0)
-		rc = omni_vfs_open(fs->backend, path, fi->flags | O_CREAT,
+		rc = omni_vfs_open(fs->backend, path,
+		                   (fi->flags & (OMNIFS_OPEN_FLAGS | O_EXCL)) |
+		                       O_CREAT,
 		                   mode & 07777, &f);
 	if (rc == 0)
 		rc = omni_vfs_fstat(f, &st);

@@ -246,6 +246,21 @@ Test(mount, chmod_x_then_exec_through_omni_exec)
 	             0);
 }
 
+/* The kernel's open for execve carries FMODE_EXEC (0x20) in the FUSE open
+ * flags; a binary copied onto the mount and a script with a #! line both
+ * run, as a shell, make or ./configure run them. */
+Test(mount, programs_and_scripts_run_from_the_mount)
+{
+	cr_assert_eq(sh_in(m.tmp,
+	                   "cp /bin/true '%s/t' && '%s/t' && "
+	                   "printf '#!/bin/sh\\necho ran $1\\n' > '%s/s.sh' && "
+	                   "chmod +x '%s/s.sh' && "
+	                   "test \"$('%s/s.sh' ok)\" = 'ran ok' && "
+	                   "cd '%s' && ./s.sh x >/dev/null",
+	                   m.mnt, m.mnt, m.mnt, m.mnt, m.mnt, m.mnt),
+	             0);
+}
+
 Test(mount, mmap_write_then_read_through_omni_exec)
 {
 	char p[PATH_MAX];

@@ -44,7 +44,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -118,36 +117,19 @@ int omni_exec_client_resolve(struct omni_exec_target *out,
 
 int omni_exec_client_connect(const char *path, int *out)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd, err;
+	int rc = omni__unix_connect(path, out);
 
-	*out = -1;
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return omni_error_set(-ENAMETOOLONG, "socket path too long: %s",
+	if (rc == -ENOENT)
+		return omni_error_set(-ENOENT,
+		                      "no omnifs daemon listens at %s "
+		                      "(is the workspace mounted?)",
 		                      path);
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return omni_error_set_errno(-errno, "socket");
-	while (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		if (errno == EINTR)
-			continue;
-		err = errno;
-		close(fd);
-		if (err == ENOENT)
-			return omni_error_set(-ENOENT,
-			                      "no omnifs daemon listens at %s "
-			                      "(is the workspace mounted?)",
-			                      path);
-		if (err == ECONNREFUSED)
-			return omni_error_set(-ECONNREFUSED,
-			                      "the omnifs daemon behind %s is "
-			                      "not running (stale socket)",
-			                      path);
-		return omni_error_set_errno(-err, "cannot connect to %s", path);
-	}
-	*out = fd;
-	return 0;
+	if (rc == -ECONNREFUSED)
+		return omni_error_set(-ECONNREFUSED,
+		                      "the omnifs daemon behind %s is "
+		                      "not running (stale socket)",
+		                      path);
+	return rc;
 }
 
 /* --- small helpers -------------------------------------------------------- */

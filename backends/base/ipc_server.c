@@ -198,6 +198,8 @@ static void *reader_main(void *arg)
 	return NULL;
 }
 
+/* Counted before the ERROR frame goes out, so that a client that asks
+ * for the counters next sees it. */
 static void count_failed(struct omni__ipc_server *srv)
 {
 	pthread_mutex_lock(&srv->lock);
@@ -265,8 +267,8 @@ static void exec_run(struct omni__ipc_conn *c, void *h)
 		srv->ops->exec_done(srv->cfg.payload);
 
 	if (rc < 0) {
-		conn_send_error(c, rc, msg);
 		count_failed(srv);
+		conn_send_error(c, rc, msg);
 		return;
 	}
 	pthread_mutex_lock(&c->send_lock);
@@ -285,15 +287,15 @@ static void serve_exec(struct omni__ipc_conn *c, const unsigned char *data,
 
 	rc = omni_ipc_request_decode(&ir, data, len);
 	if (rc < 0) {
-		conn_send_error(c, rc, "malformed EXEC request");
 		count_failed(srv);
+		conn_send_error(c, rc, "malformed EXEC request");
 		return;
 	}
 	omni_error_clear();
 	rc = srv->ops->exec_start(srv->cfg.payload, &ir, &h, &pid);
 	if (rc < 0) {
-		conn_send_error(c, rc, omni_error_last());
 		count_failed(srv);
+		conn_send_error(c, rc, omni_error_last());
 		omni_ipc_request_finish(&ir);
 		return;
 	}

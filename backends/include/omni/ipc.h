@@ -1,9 +1,11 @@
 /*
  * omni/ipc.h - the exec wire protocol, shared by four parties: omni-exec
  * (exec/), the omnifs daemon's control server (fs/), the docker backend
- * (backends/docker*.c) and omni-agent inside a container (exec/agent.c).
- * The encoder and decoder live once, in backends/ipc.c, which depends on
- * libc only so that omni-agent can be linked statically.
+ * (backends/docker/) and omni-agent inside a container (exec/agent.c).
+ * The encoder and decoder live once, in backends/base/ipc.c, the Unix
+ * socket helpers in backends/base/socket.c and the server loop in
+ * backends/base/ipc_server.c (omni/ipc_server.h), all libc only so that
+ * omni-agent can be linked statically.
  *
  * Transport: a Unix stream socket. Everything is a frame:
  *

@@ -10,14 +10,14 @@
  * to it directly and a command costs a fork and exec inside the container
  * (no `docker exec`), under the container's isolation, user and limits.
  *
- * Design. libc only, linked statically with ipc.c, proc.c, error.c and
- * log.c, so it runs in any image of the host's architecture (busybox
- * included). Commands run through proc.c exactly as the local backend runs
- * them: own process group (or session and pty for -t), stdin, timeout,
- * 127/126 for missing or non-executable programs.
+ * Design. libc only, linked statically with libomni-base.a (ipc.c,
+ * ipc_server.c, socket.c, proc.c, error.c, log.c), so it runs in any image
+ * of the host's architecture (busybox included). Commands run through proc.c
+ *exactly as the local backend runs them: own process group (or session and pty
+ *for -t), stdin, timeout, 127/126 for missing or non-executable programs.
  *
  * PID 1. All signals the agent cares about are blocked in every thread and
- * taken by one thread with sigwaitinfo(): SIGCHLD reaps every child with
+ * taken by the main thread with sigwaitinfo(): SIGCHLD reaps every child with
  * waitpid(-1) and posts the statuses to proc.c (reaper mode: proc.c does
  * not wait itself, or the two would steal each other's children), which
  * also buries orphans re-parented to us; SIGTERM and SIGINT kill every
@@ -27,15 +27,16 @@
  * leaves at their default action. Outside a container (tests) the agent
  * makes itself a child subreaper so orphans come to it the same way.
  *
- * Protocol. Per connection a thread reads the first frame: EXEC runs a
- * command, CONTROL "ping" answers "pong" (a readiness probe). During a
- * command a reader thread takes STDIN, SIGNAL and RESIZE frames while the
- * connection thread pumps output; a client that leaves before EXIT gets
- * its command killed. The CWD field is an absolute path in the container
- * or one relative to --workdir (default /workspace); a missing directory
- * is an ERROR frame with -ENOENT. This mirrors fs/ctl.c, which serves the
- * same protocol through a backend; the two cannot share code, as the
- * agent may not link libomni.
+ * Protocol. The server of omni/ipc_server.h, shared with fs/ctl.c (which
+ * runs commands through a backend instead): per connection a thread reads
+ * the first frame; EXEC runs a command, CONTROL "ping" answers "pong" (a
+ * readiness probe). During a command a reader thread takes STDIN, SIGNAL
+ * and RESIZE frames while the connection thread pumps output; a client
+ * that leaves before EXIT gets its command killed. This file gives the
+ * server its commands: proc.c processes, started in the directory of the
+ * CWD field, an absolute path in the container or one relative to
+ * --workdir (default /workspace); a missing directory is an ERROR frame
+ * with -ENOENT.
  *
  * The socket's mode. The socket is made mode 0666 by default (--mode to
  * change). What protects it is the host directory holding it, which is
@@ -55,114 +56,30 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "omni/error.h"
 #include "omni/ipc.h"
+#include "omni/ipc_server.h"
 #include "omni/log.h"
 #include "omni/omni.h"
 #include "omni/proc.h"
-
-struct conn {
-	struct conn *prev, *next; /* under agent_lock */
-	int fd;
-	pid_t pgid; /* under agent_lock; 0 when none */
-	pthread_mutex_t send_lock;
-	atomic_bool finished;
-};
 
 static const char *socket_path;
 static const char *workdir = "/workspace";
 static mode_t socket_mode = 0666;
 
-static pthread_mutex_t agent_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct conn *conns;
-static bool stopping;
+/* Set before the signal loop starts; read by it alone afterwards. */
+static struct omni__ipc_server *server;
 
-/* --- serving a command ---------------------------------------------------- */
-
-static int send_locked(struct conn *c, uint8_t type, const void *a, size_t alen,
-                       const void *b, size_t blen)
-{
-	int rc;
-
-	pthread_mutex_lock(&c->send_lock);
-	rc = omni_ipc_send2(c->fd, type, a, alen, b, blen);
-	pthread_mutex_unlock(&c->send_lock);
-	return rc;
-}
-
-static void send_error(struct conn *c, int err, const char *msg)
-{
-	pthread_mutex_lock(&c->send_lock);
-	omni_ipc_send_error(c->fd, err, msg);
-	pthread_mutex_unlock(&c->send_lock);
-}
-
-static void send_reply(struct conn *c, unsigned int status, const char *text)
-{
-	unsigned char st[4] = { (unsigned char)(status >> 24),
-		                (unsigned char)(status >> 16),
-		                (unsigned char)(status >> 8),
-		                (unsigned char)status };
-
-	send_locked(c, OMNI_IPC_REPLY, st, 4, text, strlen(text));
-}
-
-static int on_output(int stream, const void *data, size_t len, void *payload)
-{
-	struct conn *c = payload;
-
-	return send_locked(c,
-	                   stream == OMNI_EXEC_STDERR ? OMNI_IPC_STDERR
-	                                              : OMNI_IPC_STDOUT,
-	                   data, len, NULL, 0) < 0;
-}
-
-struct reader_args {
-	struct conn *conn;
-	struct omni_proc *proc;
-};
-
-static void *reader_main(void *arg)
-{
-	struct reader_args *ra = arg;
-	struct conn *c = ra->conn;
-	struct omni_ipc_buf buf = { 0 };
-	bool stdin_open = true;
-	uint8_t type;
-
-	for (;;) {
-		if (omni_ipc_recv(c->fd, &type, &buf) <= 0) {
-			if (!atomic_load(&c->finished))
-				omni_proc_signal(ra->proc, SIGKILL);
-			break;
-		}
-		if (type == OMNI_IPC_STDIN && stdin_open) {
-			if (omni_proc_input(ra->proc, buf.data, buf.len) < 0 ||
-			    buf.len == 0)
-				stdin_open = false;
-		} else if (type == OMNI_IPC_SIGNAL && buf.len == 4) {
-			uint32_t sig = omni_ipc_get_u32(buf.data);
-			if (sig >= 1 && sig < 65)
-				omni_proc_signal(ra->proc, (int)sig);
-		} else if (type == OMNI_IPC_RESIZE && buf.len == 4) {
-			omni_proc_resize(ra->proc, omni_ipc_get_u16(buf.data),
-			                 omni_ipc_get_u16(buf.data + 2));
-		}
-	}
-	omni_ipc_buf_finish(&buf);
-	return NULL;
-}
+/* --- serving a command: the server's ops over omni/proc.h ------------------
+ */
 
 /* Open the command's directory: absolute, or relative to --workdir. */
 static int open_cwd(const char *cwd)
@@ -184,154 +101,78 @@ static int open_cwd(const char *cwd)
 	return fd;
 }
 
-static void serve_exec(struct conn *c, const unsigned char *data, size_t len)
+static int agent_exec_start(void *payload, const struct omni_ipc_request *ir,
+                            void **handle, uint32_t *pid)
 {
-	struct omni_ipc_request ir;
-	struct omni_exec_status st;
 	struct omni_proc *p = NULL;
-	struct reader_args ra;
-	pthread_t reader;
-	bool killed;
 	int dir_fd, rc;
 
-	if ((rc = omni_ipc_request_decode(&ir, data, len)) < 0) {
-		send_error(c, rc, "malformed EXEC request");
-		return;
-	}
-	dir_fd = open_cwd(ir.cwd);
-	if (dir_fd < 0) {
-		send_error(c, dir_fd, omni_error_last());
-		omni_ipc_request_finish(&ir);
-		return;
-	}
+	(void)payload;
+	dir_fd = open_cwd(ir->cwd);
+	if (dir_fd < 0)
+		return dir_fd;
 	struct omni_exec_request req = {
-		.argv = (const char *const *)ir.argv,
-		.shell = ir.shell,
-		.env = (const char *const *)ir.env,
-		.timeout_ms = ir.timeout_ms,
-		.tty = ir.tty,
-		.rows = ir.rows,
-		.cols = ir.cols,
-		.want_stdin = ir.want_stdin,
+		.argv = (const char *const *)ir->argv,
+		.shell = ir->shell,
+		.env = (const char *const *)ir->env,
+		.timeout_ms = ir->timeout_ms,
+		.tty = ir->tty,
+		.rows = ir->rows,
+		.cols = ir->cols,
+		.want_stdin = ir->want_stdin,
 	};
 	rc = omni_proc_spawn(&p, &req, dir_fd);
 	close(dir_fd);
-	if (rc < 0) {
-		send_error(c, rc, omni_error_last());
-		omni_ipc_request_finish(&ir);
-		return;
-	}
-
-	pthread_mutex_lock(&agent_lock);
-	c->pgid = omni_proc_pid(p);
-	killed = stopping;
-	pthread_mutex_unlock(&agent_lock);
-	if (killed)
-		omni_proc_signal(p, SIGKILL);
-
-	pthread_mutex_lock(&c->send_lock);
-	omni_ipc_send_u32(c->fd, OMNI_IPC_STARTED, (uint32_t)omni_proc_pid(p));
-	pthread_mutex_unlock(&c->send_lock);
-
-	ra = (struct reader_args){ .conn = c, .proc = p };
-	bool have_reader = pthread_create(&reader, NULL, reader_main, &ra) == 0;
-	if (!have_reader)
-		omni_proc_signal(p, SIGKILL);
-
-	rc = omni_proc_wait(p, on_output, c, &st);
-	atomic_store(&c->finished, true);
-	if (have_reader) {
-		shutdown(c->fd, SHUT_RD);
-		pthread_join(reader, NULL);
-	}
-	pthread_mutex_lock(&agent_lock);
-	c->pgid = 0;
-	pthread_mutex_unlock(&agent_lock);
 	if (rc < 0)
-		send_error(c, rc, omni_error_last());
-	omni_proc_free(p);
-	if (rc == 0) {
-		pthread_mutex_lock(&c->send_lock);
-		omni_ipc_send_exit(c->fd, st.exit_code, st.signal,
-		                   st.timed_out);
-		pthread_mutex_unlock(&c->send_lock);
-	}
-	omni_ipc_request_finish(&ir);
+		return rc;
+	*handle = p;
+	*pid = (uint32_t)omni_proc_pid(p);
+	return 0;
 }
 
-static void *conn_main(void *arg)
+static int agent_exec_wait(void *h, omni_output_cb cb, void *cb_payload,
+                           struct omni_exec_status *status)
 {
-	struct conn *c = arg;
-	struct omni_ipc_buf buf = { 0 };
-	uint8_t type;
-
-	if (omni_ipc_recv(c->fd, &type, &buf) > 0) {
-		if (type == OMNI_IPC_EXEC) {
-			serve_exec(c, buf.data, buf.len);
-		} else if (type == OMNI_IPC_CONTROL) {
-			if (buf.len == 4 && memcmp(buf.data, "ping", 4) == 0)
-				send_reply(c, 0, "pong");
-			else
-				send_reply(c, EINVAL,
-				           "omni-agent answers only \"ping\"");
-		} else {
-			send_error(c, -EPROTO,
-			           "expected an EXEC or CONTROL frame");
-		}
-	}
-	omni_ipc_buf_finish(&buf);
-
-	pthread_mutex_lock(&agent_lock);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	pthread_mutex_unlock(&agent_lock);
-	close(c->fd);
-	pthread_mutex_destroy(&c->send_lock);
-	free(c);
-	return NULL;
+	return omni_proc_wait(h, cb, cb_payload, status);
 }
 
-static void start_conn(int fd)
+static int agent_exec_input(void *h, const void *data, size_t len)
 {
-	struct conn *c = calloc(1, sizeof(*c));
-	pthread_attr_t attr;
-	pthread_t t;
-
-	if (!c) {
-		omni_ipc_send_error(fd, -ENOMEM, "out of memory");
-		close(fd);
-		return;
-	}
-	c->fd = fd;
-	pthread_mutex_init(&c->send_lock, NULL);
-	atomic_init(&c->finished, false);
-	pthread_mutex_lock(&agent_lock);
-	c->next = conns;
-	if (conns)
-		conns->prev = c;
-	conns = c;
-	pthread_mutex_unlock(&agent_lock);
-
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&t, &attr, conn_main, c) != 0) {
-		omni_log(OMNI_LOG_ERROR, "cannot start a thread");
-		pthread_mutex_lock(&agent_lock);
-		conns = c->next; /* c is still the head: nothing ran */
-		if (conns)
-			conns->prev = NULL;
-		pthread_mutex_unlock(&agent_lock);
-		omni_ipc_send_error(fd, -EAGAIN, "cannot start a thread");
-		close(fd);
-		pthread_mutex_destroy(&c->send_lock);
-		free(c);
-	}
-	pthread_attr_destroy(&attr);
+	return omni_proc_input(h, data, len);
 }
+
+static int agent_exec_signal(void *h, int sig)
+{
+	return omni_proc_signal(h, sig);
+}
+
+static int agent_exec_resize(void *h, unsigned short rows, unsigned short cols)
+{
+	return omni_proc_resize(h, rows, cols);
+}
+
+static void agent_exec_free(void *h)
+{
+	omni_proc_free(h);
+}
+
+static void agent_control(void *payload, struct omni__ipc_conn *conn,
+                          const char *request)
+{
+	(void)payload;
+	(void)request;
+	omni__ipc_conn_reply(conn, EINVAL, "omni-agent answers only \"ping\"");
+}
+
+static const struct omni__ipc_server_ops agent_ops = {
+	.exec_start = agent_exec_start,
+	.exec_wait = agent_exec_wait,
+	.exec_input = agent_exec_input,
+	.exec_signal = agent_exec_signal,
+	.exec_resize = agent_exec_resize,
+	.exec_free = agent_exec_free,
+	.control = agent_control,
+};
 
 /* --- signals: reaping and stopping ---------------------------------------- */
 
@@ -351,21 +192,16 @@ static void reap_children(void)
 
 static void stop_now(int sig)
 {
-	pthread_mutex_lock(&agent_lock);
-	stopping = true;
-	for (struct conn *c = conns; c; c = c->next)
-		if (c->pgid > 0)
-			kill(-c->pgid, SIGKILL);
-	pthread_mutex_unlock(&agent_lock);
+	omni__ipc_server_kill_all(server);
 	omni_log(OMNI_LOG_INFO, "signal %d: commands killed, exiting", sig);
 	unlink(socket_path);
 	_exit(0);
 }
 
-static void *signal_main(void *arg)
+/* The main thread's loop, once the server runs: every signal the agent
+ * cares about is blocked in all threads and taken here. */
+static void signal_loop(const sigset_t *set)
 {
-	const sigset_t *set = arg;
-
 	for (;;) {
 		siginfo_t info;
 		int sig = sigwaitinfo(set, &info);
@@ -377,7 +213,6 @@ static void *signal_main(void *arg)
 		else if (sig == SIGTERM || sig == SIGINT)
 			stop_now(sig);
 	}
-	return NULL;
 }
 
 static void on_signal(int sig)
@@ -388,35 +223,6 @@ static void on_signal(int sig)
 }
 
 /* --- start-up ------------------------------------------------------------- */
-
-static int listen_socket(void)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct stat st;
-	int fd;
-
-	if (strlen(socket_path) >= sizeof(sa.sun_path))
-		return omni_error_set(-ENAMETOOLONG, "socket path too long: %s",
-		                      socket_path);
-	memcpy(sa.sun_path, socket_path, strlen(socket_path) + 1);
-	/* A socket left by a previous run of the container is stale. */
-	if (lstat(socket_path, &st) == 0 && S_ISSOCK(st.st_mode))
-		unlink(socket_path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return omni_error_set_errno(-errno, "socket");
-	/* The file is created with at most this mode (minus the umask),
-	 * then set to exactly it. */
-	if (fchmod(fd, socket_mode) < 0 ||
-	    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    chmod(socket_path, socket_mode) < 0 || listen(fd, 128) < 0) {
-		int err = -errno;
-		close(fd);
-		return omni_error_set_errno(err, "cannot listen on %s",
-		                            socket_path);
-	}
-	return fd;
-}
 
 static void usage(FILE *f)
 {
@@ -441,7 +247,9 @@ static void usage(FILE *f)
 	      f);
 }
 
-int main(int argc, char **argv)
+/* The command line into the statics above. Returns -1 to go on, or the
+ * exit status. */
+static int parse_args(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, 'l' },
@@ -451,12 +259,8 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	static sigset_t set;
-	struct sigaction sa = { .sa_handler = on_signal };
-	pthread_t sig_thread;
-	int c, fd;
+	int c;
 
-	omni_log_set_prefix("omni-agent");
 	while ((c = getopt_long(argc, argv, "l:w:m:hV", opts, NULL)) != -1) {
 		char *end;
 
@@ -494,9 +298,25 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	static sigset_t set;
+	struct sigaction sa = { .sa_handler = on_signal };
+	struct omni__ipc_server_config cfg = {
+		.name = "agent",
+		.ops = &agent_ops,
+	};
+	int rc, fd;
+
+	omni_log_set_prefix("omni-agent");
+	if ((rc = parse_args(argc, argv)) >= 0)
+		return rc;
 
 	/* Before any thread: every thread inherits this mask, and only the
-	 * signal thread takes them. */
+	 * main thread's signal loop takes them. */
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);
 	sigaddset(&set, SIGTERM);
@@ -512,27 +332,20 @@ int main(int argc, char **argv)
 	if (getpid() != 1)
 		prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 
-	fd = listen_socket();
+	/* A socket left by a previous run of the container is stale. */
+	fd = omni__unix_listen(socket_path, socket_mode,
+	                       OMNI__UNIX_STALE_REMOVE, NULL);
 	if (fd < 0) {
 		fprintf(stderr, "omni-agent: %s\n", omni_error_last());
 		return 1;
 	}
-	if (pthread_create(&sig_thread, NULL, signal_main, &set) != 0) {
-		fprintf(stderr, "omni-agent: cannot start a thread\n");
+	if (omni__ipc_server_start(&server, fd, &cfg) < 0) {
+		fprintf(stderr, "omni-agent: %s\n", omni_error_last());
 		unlink(socket_path);
 		return 1;
 	}
 	omni_log(OMNI_LOG_INFO, "serving %s (workdir %s)", socket_path,
 	         workdir);
-
-	for (;;) {
-		int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
-
-		if (cfd < 0) {
-			if (errno == EMFILE || errno == ENFILE)
-				usleep(100000);
-			continue;
-		}
-		start_conn(cfd);
-	}
+	signal_loop(&set);
+	return 0;
 }

@@ -44,7 +44,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -118,36 +117,19 @@ int omni_exec_client_resolve(struct omni_exec_target *out,
 
 int omni_exec_client_connect(const char *path, int *out)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd, err;
+	int rc = omni__unix_connect(path, out);
 
-	*out = -1;
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return omni_error_set(-ENAMETOOLONG, "socket path too long: %s",
+	if (rc == -ENOENT)
+		return omni_error_set(-ENOENT,
+		                      "no omnifs daemon listens at %s "
+		                      "(is the workspace mounted?)",
 		                      path);
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return omni_error_set_errno(-errno, "socket");
-	while (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		if (errno == EINTR)
-			continue;
-		err = errno;
-		close(fd);
-		if (err == ENOENT)
-			return omni_error_set(-ENOENT,
-			                      "no omnifs daemon listens at %s "
-			                      "(is the workspace mounted?)",
-			                      path);
-		if (err == ECONNREFUSED)
-			return omni_error_set(-ECONNREFUSED,
-			                      "the omnifs daemon behind %s is "
-			                      "not running (stale socket)",
-			                      path);
-		return omni_error_set_errno(-err, "cannot connect to %s", path);
-	}
-	*out = fd;
-	return 0;
+	if (rc == -ECONNREFUSED)
+		return omni_error_set(-ECONNREFUSED,
+		                      "the omnifs daemon behind %s is "
+		                      "not running (stale socket)",
+		                      path);
+	return rc;
 }
 
 /* --- small helpers -------------------------------------------------------- */
@@ -320,167 +302,218 @@ static bool is_terminating(int sig)
 	       sig == SIGQUIT;
 }
 
+/* One omni_exec_client_run() in progress. */
+struct run {
+	struct client cl;
+	const struct omni_ipc_request *req;
+	struct omni_exec_client_result *res;
+	struct omni_ipc_buf buf;
+	long long deadline, pipe_deadline, stuck_since;
+	bool out_broken, done;
+};
+
+/* Give up waiting? Our stdout's reader left and the command goes on
+ * writing, or the server let the command's timeout pass long ago. The
+ * connection is then dropped, which ends the command. */
+static bool run_gives_up(struct run *r, long long now)
+{
+	if (r->pipe_deadline && now >= r->pipe_deadline) {
+		r->res->exit_code = 128 + SIGPIPE;
+		r->res->signal = SIGPIPE;
+		r->res->abandoned = true;
+		return true;
+	}
+	if (r->deadline && now >= r->deadline) {
+		r->res->exit_code = 124;
+		r->res->timed_out = true;
+		r->res->abandoned = true;
+		return true;
+	}
+	return false;
+}
+
+/* How long poll() may wait: until a deadline, or a short while when a
+ * signal waits to be sent. */
+static int run_wait_ms(struct run *r, long long now)
+{
+	int wait = -1;
+
+	if (r->pipe_deadline)
+		wait = (int)(r->pipe_deadline - now);
+	if (r->deadline && (wait < 0 || r->deadline - now < wait))
+		wait = (int)(r->deadline - now);
+	if (atomic_load(&r->cl.pending) && wait < 0)
+		wait = 50; /* retry a queued signal */
+	return wait;
+}
+
+/* Signals from the signal pipe: queued for the server, or, when an
+ * earlier one has been stuck for STUCK_SIGNAL_MS and this one would end
+ * the command, the end of waiting (r->done). */
+static void run_take_signals(struct run *r)
+{
+	unsigned char sigs[32];
+	ssize_t n = read(r->cl.io->sig_fd, sigs, sizeof(sigs));
+
+	for (ssize_t i = 0; i < n; i++) {
+		int sig = sigs[i];
+		bool stuck = atomic_load(&r->cl.pending) && r->stuck_since &&
+		             now_ms() - r->stuck_since >= STUCK_SIGNAL_MS;
+
+		if (stuck && is_terminating(sig)) {
+			r->res->exit_code = 128 + sig;
+			r->res->signal = sig;
+			r->res->abandoned = true;
+			r->done = true;
+			return;
+		}
+		if (!queue_signal(&r->cl, sig) && !r->stuck_since)
+			r->stuck_since = now_ms();
+	}
+}
+
+/* An output frame to its descriptor. */
+static void run_output(struct run *r, uint8_t type)
+{
+	const struct omni_exec_client_io *io = r->cl.io;
+
+	if (type == OMNI_IPC_STDERR) {
+		/* A closed stderr must not end the command. */
+		omni_ipc_write_all(io->err_fd, r->buf.data, r->buf.len);
+		return;
+	}
+	if (r->out_broken)
+		return;
+	/* EPIPE mostly; any failure ends our stdout. */
+	if (omni_ipc_write_all(io->out_fd, r->buf.data, r->buf.len) < 0) {
+		r->out_broken = true;
+		r->pipe_deadline = now_ms() + PIPE_GRACE_MS;
+		queue_signal(&r->cl, SIGPIPE);
+	}
+}
+
+/* Read and act on one frame from the server. 0 or -errno. */
+static int run_take_frame(struct run *r)
+{
+	struct client *cl = &r->cl;
+	uint8_t type;
+	int rc = omni_ipc_recv(cl->fd, &type, &r->buf);
+
+	if (rc <= 0)
+		return omni_error_set(rc == -EPROTO ? -EPROTO : -ECONNRESET,
+		                      "connection to the omnifs daemon lost "
+		                      "before the command ended");
+	switch (type) {
+	case OMNI_IPC_STARTED:
+		if (r->req->want_stdin && cl->io->in_fd >= 0 &&
+		    !cl->stdin_started) {
+			cl->stdin_started =
+			    pthread_create(&cl->stdin_thread, NULL, stdin_main,
+			                   cl) == 0;
+		}
+		break;
+	case OMNI_IPC_STDOUT:
+	case OMNI_IPC_STDERR:
+		run_output(r, type);
+		break;
+	case OMNI_IPC_EXIT:
+		if (r->buf.len < 9)
+			return omni_error_set(-EPROTO, "malformed EXIT frame");
+		r->res->exit_code = get_i32(r->buf.data);
+		r->res->signal = get_i32(r->buf.data + 4);
+		r->res->timed_out = r->buf.data[8] != 0;
+		r->done = true;
+		break;
+	case OMNI_IPC_ERROR:
+		return error_from_frame(&r->buf);
+	default:
+		/* Frames of a newer server are skipped. */
+		break;
+	}
+	return 0;
+}
+
+/* The poll loop, until EXIT, an error or giving up. 0 or -errno. */
+static int run_loop(struct run *r)
+{
+	const struct omni_exec_client_io *io = r->cl.io;
+
+	while (!r->done) {
+		struct pollfd pfd[2] = {
+			{ .fd = r->cl.fd, .events = POLLIN },
+			{ .fd = io->sig_fd, .events = POLLIN },
+		};
+		int nfds = io->sig_fd >= 0 ? 2 : 1;
+		long long now = now_ms();
+
+		if (run_gives_up(r, now))
+			break;
+		if (poll(pfd, (nfds_t)nfds, run_wait_ms(r, now)) < 0) {
+			if (errno == EINTR)
+				continue;
+			return omni_error_set_errno(-errno, "poll");
+		}
+		if (nfds == 2 && pfd[1].revents) {
+			run_take_signals(r);
+			if (r->done)
+				break;
+		}
+		if (atomic_load(&r->cl.pending) &&
+		    pthread_mutex_trylock(&r->cl.send_lock) == 0) {
+			flush_pending(&r->cl);
+			pthread_mutex_unlock(&r->cl.send_lock);
+		}
+		if (!atomic_load(&r->cl.pending))
+			r->stuck_since = 0;
+
+		if (!pfd[0].revents)
+			continue;
+		int rc = run_take_frame(r);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
 int omni_exec_client_run(int fd, const struct omni_ipc_request *req,
                          const struct omni_exec_client_io *io,
                          struct omni_exec_client_result *res)
 {
-	struct omni_ipc_buf buf = { 0 };
-	struct client cl = { .fd = fd, .io = io, .wake = { -1, -1 } };
-	long long deadline = 0, pipe_deadline = 0, stuck_since = 0;
-	bool out_broken = false, done = false;
+	struct run r = {
+		.cl = { .fd = fd, .io = io, .wake = { -1, -1 } },
+		.req = req,
+		.res = res,
+	};
 	int rc;
 
 	memset(res, 0, sizeof(*res));
-	pthread_mutex_init(&cl.send_lock, NULL);
-	atomic_init(&cl.pending, 0);
-	atomic_init(&cl.stop, false);
+	pthread_mutex_init(&r.cl.send_lock, NULL);
+	atomic_init(&r.cl.pending, 0);
+	atomic_init(&r.cl.stop, false);
 
-	if (pipe2(cl.wake, O_CLOEXEC) < 0) {
+	if (pipe2(r.cl.wake, O_CLOEXEC) < 0) {
 		rc = omni_error_set_errno(-errno, "pipe");
 		goto out;
 	}
-	rc = omni_ipc_request_encode(req, &buf);
+	rc = omni_ipc_request_encode(req, &r.buf);
 	if (rc == 0)
-		rc = omni_ipc_send(fd, OMNI_IPC_EXEC, buf.data, buf.len);
+		rc = omni_ipc_send(fd, OMNI_IPC_EXEC, r.buf.data, r.buf.len);
 	if (rc < 0) {
 		rc = omni_error_set_errno(rc, "cannot send the request");
 		goto out;
 	}
 	if (req->timeout_ms)
-		deadline = now_ms() + req->timeout_ms + TIMEOUT_GRACE_MS;
-
-	while (!done) {
-		struct pollfd pfd[2] = {
-			{ .fd = fd, .events = POLLIN },
-			{ .fd = io->sig_fd, .events = POLLIN },
-		};
-		int nfds = io->sig_fd >= 0 ? 2 : 1, wait = -1;
-		long long now = now_ms();
-
-		if (pipe_deadline && now >= pipe_deadline) {
-			/* Our reader left and the command goes on writing:
-			 * end it by dropping the connection. */
-			res->exit_code = 128 + SIGPIPE;
-			res->signal = SIGPIPE;
-			res->abandoned = true;
-			break;
-		}
-		if (deadline && now >= deadline) {
-			res->exit_code = 124;
-			res->timed_out = true;
-			res->abandoned = true;
-			break;
-		}
-		if (pipe_deadline)
-			wait = (int)(pipe_deadline - now);
-		if (deadline && (wait < 0 || deadline - now < wait))
-			wait = (int)(deadline - now);
-		if (atomic_load(&cl.pending) && wait < 0)
-			wait = 50; /* retry a queued signal */
-
-		if (poll(pfd, (nfds_t)nfds, wait) < 0) {
-			if (errno == EINTR)
-				continue;
-			rc = omni_error_set_errno(-errno, "poll");
-			goto out;
-		}
-
-		if (nfds == 2 && pfd[1].revents) {
-			unsigned char sigs[32];
-			ssize_t n = read(io->sig_fd, sigs, sizeof(sigs));
-
-			for (ssize_t i = 0; i < n; i++) {
-				int sig = sigs[i];
-				bool stuck =
-				    atomic_load(&cl.pending) && stuck_since &&
-				    now_ms() - stuck_since >= STUCK_SIGNAL_MS;
-
-				if (stuck && is_terminating(sig)) {
-					res->exit_code = 128 + sig;
-					res->signal = sig;
-					res->abandoned = true;
-					done = true;
-					break;
-				}
-				if (!queue_signal(&cl, sig) && !stuck_since)
-					stuck_since = now_ms();
-			}
-			if (done)
-				break;
-		}
-		if (atomic_load(&cl.pending)) {
-			if (pthread_mutex_trylock(&cl.send_lock) == 0) {
-				flush_pending(&cl);
-				pthread_mutex_unlock(&cl.send_lock);
-			}
-		}
-		if (!atomic_load(&cl.pending))
-			stuck_since = 0;
-
-		if (!pfd[0].revents)
-			continue;
-		uint8_t type;
-		rc = omni_ipc_recv(fd, &type, &buf);
-		if (rc <= 0) {
-			rc = omni_error_set(
-			    rc == -EPROTO ? -EPROTO : -ECONNRESET,
-			    "connection to the omnifs daemon lost before "
-			    "the command ended");
-			goto out;
-		}
-		switch (type) {
-		case OMNI_IPC_STARTED:
-			if (req->want_stdin && io->in_fd >= 0 &&
-			    !cl.stdin_started) {
-				cl.stdin_started =
-				    pthread_create(&cl.stdin_thread, NULL,
-				                   stdin_main, &cl) == 0;
-			}
-			break;
-		case OMNI_IPC_STDOUT:
-			if (out_broken)
-				break;
-			/* EPIPE mostly; any failure ends our stdout. */
-			if (omni_ipc_write_all(io->out_fd, buf.data, buf.len) <
-			    0) {
-				out_broken = true;
-				pipe_deadline = now_ms() + PIPE_GRACE_MS;
-				queue_signal(&cl, SIGPIPE);
-			}
-			break;
-		case OMNI_IPC_STDERR:
-			/* A closed stderr must not end the command. */
-			omni_ipc_write_all(io->err_fd, buf.data, buf.len);
-			break;
-		case OMNI_IPC_EXIT:
-			if (buf.len < 9) {
-				rc = omni_error_set(-EPROTO,
-				                    "malformed EXIT frame");
-				goto out;
-			}
-			res->exit_code = get_i32(buf.data);
-			res->signal = get_i32(buf.data + 4);
-			res->timed_out = buf.data[8] != 0;
-			done = true;
-			break;
-		case OMNI_IPC_ERROR:
-			rc = error_from_frame(&buf);
-			goto out;
-		default:
-			/* Frames of a newer server are skipped. */
-			break;
-		}
-	}
-	rc = 0;
+		r.deadline = now_ms() + req->timeout_ms + TIMEOUT_GRACE_MS;
+	rc = run_loop(&r);
 out:
-	stdin_stop(&cl);
+	stdin_stop(&r.cl);
 	shutdown(fd, SHUT_RDWR);
-	if (cl.wake[0] >= 0) {
-		close(cl.wake[0]);
-		close(cl.wake[1]);
+	if (r.cl.wake[0] >= 0) {
+		close(r.cl.wake[0]);
+		close(r.cl.wake[1]);
 	}
-	pthread_mutex_destroy(&cl.send_lock);
-	omni_ipc_buf_finish(&buf);
+	pthread_mutex_destroy(&r.cl.send_lock);
+	omni_ipc_buf_finish(&r.buf);
 	return rc;
 }
 

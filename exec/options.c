@@ -204,6 +204,118 @@ static char *join_words(char **words)
 	return s;
 }
 
+/* A --ping, --stats or --save option. */
+static int parse_mode_option(struct omni_exec_options *o, int c,
+                             const char *arg)
+{
+	int rc;
+
+	switch (c) {
+	case OPT_PING:
+		return set_mode(o, OMNI_EXEC_MODE_PING, "--ping");
+	case OPT_STATS:
+		return set_mode(o, OMNI_EXEC_MODE_STATS, "--stats");
+	default:
+		rc = set_mode(o, OMNI_EXEC_MODE_SAVE, "--save");
+		if (rc < 0 || !arg)
+			return rc;
+		free(o->save_message);
+		o->save_message = strdup(arg);
+		if (!o->save_message)
+			return omni_error_set(-ENOMEM, "out of memory");
+		return 0;
+	}
+}
+
+/* One option that getopt_long() returned; bad is the word it came from.
+ * --help and --version only set their flag, so that they win over the
+ * rest of the line. */
+static int parse_option(struct omni_exec_options *o, int c, const char *bad,
+                        bool *help, bool *version)
+{
+	switch (c) {
+	case 'c':
+		if (o->shell)
+			return omni_error_set(-EINVAL, "-c given twice");
+		o->shell = optarg;
+		return 0;
+	case 'C':
+		o->mount_dir = optarg;
+		return 0;
+	case OPT_PROJECT:
+		o->project = optarg;
+		return 0;
+	case 'e':
+		return add_env(o, optarg);
+	case OPT_TIMEOUT:
+		return parse_timeout(o, optarg);
+	case 't':
+		o->tty = true;
+		return 0;
+	case 'n':
+		o->no_stdin = true;
+		return 0;
+	case OPT_PING:
+	case OPT_STATS:
+	case OPT_SAVE:
+		return parse_mode_option(o, c, optarg);
+	case 'h':
+		*help = true;
+		return 0;
+	case 'V':
+		*version = true;
+		return 0;
+	case ':':
+		return omni_error_set(-EINVAL, "option '%s' needs an argument",
+		                      bad);
+	default:
+		if (optopt)
+			return omni_error_set(-EINVAL, "unknown option '-%c'",
+			                      optopt);
+		return omni_error_set(-EINVAL, "unknown option '%s'", bad);
+	}
+}
+
+/* The operands after the options, as the mode wants them. */
+static int parse_operands(struct omni_exec_options *o, char **operands,
+                          bool have_operands)
+{
+	switch (o->mode) {
+	case OMNI_EXEC_MODE_RUN:
+		if (o->shell && have_operands)
+			return omni_error_set(-EINVAL,
+			                      "-c takes one string; unexpected "
+			                      "'%s'",
+			                      operands[0]);
+		if (!o->shell && !have_operands)
+			return omni_error_set(-EINVAL, "no command given");
+		if (!o->shell)
+			o->argv = operands;
+		return 0;
+	case OMNI_EXEC_MODE_SAVE:
+		if (o->shell || o->tty || o->nenv || o->timeout_ms)
+			return omni_error_set(
+			    -EINVAL, "--save takes no command options");
+		if (have_operands) {
+			if (o->save_message)
+				return omni_error_set(-EINVAL,
+				                      "--save: message given "
+				                      "twice");
+			o->save_message = join_words(operands);
+			if (!o->save_message)
+				return omni_error_set(-ENOMEM, "out of memory");
+		}
+		return 0;
+	default:
+		if (o->shell || o->tty || o->nenv || o->timeout_ms ||
+		    have_operands)
+			return omni_error_set(-EINVAL,
+			                      "--ping and --stats take no "
+			                      "command");
+		return 0;
+	}
+}
+
 int omni_exec_options_parse(struct omni_exec_options *o, int argc, char **argv)
 {
 	bool help = false, version = false;
@@ -214,73 +326,9 @@ int omni_exec_options_parse(struct omni_exec_options *o, int argc, char **argv)
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+:c:C:e:tnhV", long_options,
 	                        NULL)) != -1) {
-		const char *bad = argv[optind - 1];
-
-		switch (c) {
-		case 'c':
-			if (o->shell)
-				return omni_error_set(-EINVAL,
-				                      "-c given twice");
-			o->shell = optarg;
-			break;
-		case 'C':
-			o->mount_dir = optarg;
-			break;
-		case OPT_PROJECT:
-			o->project = optarg;
-			break;
-		case 'e':
-			if ((rc = add_env(o, optarg)) < 0)
-				return rc;
-			break;
-		case OPT_TIMEOUT:
-			if ((rc = parse_timeout(o, optarg)) < 0)
-				return rc;
-			break;
-		case 't':
-			o->tty = true;
-			break;
-		case 'n':
-			o->no_stdin = true;
-			break;
-		case OPT_PING:
-			rc = set_mode(o, OMNI_EXEC_MODE_PING, "--ping");
-			if (rc < 0)
-				return rc;
-			break;
-		case OPT_STATS:
-			rc = set_mode(o, OMNI_EXEC_MODE_STATS, "--stats");
-			if (rc < 0)
-				return rc;
-			break;
-		case OPT_SAVE:
-			rc = set_mode(o, OMNI_EXEC_MODE_SAVE, "--save");
-			if (rc < 0)
-				return rc;
-			if (optarg) {
-				free(o->save_message);
-				o->save_message = strdup(optarg);
-				if (!o->save_message)
-					return omni_error_set(-ENOMEM,
-					                      "out of memory");
-			}
-			break;
-		case 'h':
-			help = true;
-			break;
-		case 'V':
-			version = true;
-			break;
-		case ':':
-			return omni_error_set(
-			    -EINVAL, "option '%s' needs an argument", bad);
-		default:
-			if (optopt)
-				return omni_error_set(
-				    -EINVAL, "unknown option '-%c'", optopt);
-			return omni_error_set(-EINVAL, "unknown option '%s'",
-			                      bad);
-		}
+		rc = parse_option(o, c, argv[optind - 1], &help, &version);
+		if (rc < 0)
+			return rc;
 	}
 	if (help) {
 		o->mode = OMNI_EXEC_MODE_HELP;
@@ -294,46 +342,7 @@ int omni_exec_options_parse(struct omni_exec_options *o, int argc, char **argv)
 		return omni_error_set(-EINVAL,
 		                      "use either -C/--mount or --project, "
 		                      "not both");
-
-	char **operands = argv + optind;
-	bool have_operands = optind < argc;
-
-	switch (o->mode) {
-	case OMNI_EXEC_MODE_RUN:
-		if (o->shell && have_operands)
-			return omni_error_set(-EINVAL,
-			                      "-c takes one string; unexpected "
-			                      "'%s'",
-			                      operands[0]);
-		if (!o->shell && !have_operands)
-			return omni_error_set(-EINVAL, "no command given");
-		if (!o->shell)
-			o->argv = operands;
-		break;
-	case OMNI_EXEC_MODE_SAVE:
-		if (o->shell || o->tty || o->nenv || o->timeout_ms)
-			return omni_error_set(-EINVAL,
-			                      "--save takes no command "
-			                      "options");
-		if (have_operands) {
-			if (o->save_message)
-				return omni_error_set(-EINVAL,
-				                      "--save: message given "
-				                      "twice");
-			o->save_message = join_words(operands);
-			if (!o->save_message)
-				return omni_error_set(-ENOMEM, "out of memory");
-		}
-		break;
-	default:
-		if (o->shell || o->tty || o->nenv || o->timeout_ms ||
-		    have_operands)
-			return omni_error_set(-EINVAL,
-			                      "--ping and --stats take no "
-			                      "command");
-		break;
-	}
-	return 0;
+	return parse_operands(o, argv + optind, optind < argc);
 }
 
 void omni_exec_options_finish(struct omni_exec_options *o)

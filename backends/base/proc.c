@@ -230,17 +230,181 @@ static void proc_set_failed(struct omni_proc *p, int code, const char *what,
 	p->wstatus = 0;
 }
 
+/* What omni_proc_spawn() holds while it sets up: freed by spawn_finish(). */
+struct spawn {
+	int outp[2], errp[2], inp[2];
+	int master;
+	char **env;
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	bool fa_ok, attr_ok;
+};
+
+static void spawn_finish(struct spawn *sp)
+{
+	close_fd(&sp->outp[0]);
+	close_fd(&sp->outp[1]);
+	close_fd(&sp->errp[0]);
+	close_fd(&sp->errp[1]);
+	close_fd(&sp->inp[0]);
+	close_fd(&sp->inp[1]);
+	close_fd(&sp->master);
+	free(sp->env);
+	if (sp->fa_ok)
+		posix_spawn_file_actions_destroy(&sp->fa);
+	if (sp->attr_ok)
+		posix_spawnattr_destroy(&sp->attr);
+}
+
+/* The child's streams on a new pseudo-terminal. */
+static int spawn_tty(struct spawn *sp, const struct omni_exec_request *req)
+{
+	char slave[128];
+
+	sp->master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (sp->master < 0 || grantpt(sp->master) < 0 ||
+	    unlockpt(sp->master) < 0 ||
+	    ptsname_r(sp->master, slave, sizeof(slave)) != 0)
+		return omni_error_set_errno(-errno, "exec: pseudo-terminal");
+	set_winsize(sp->master, req->rows, req->cols);
+	/* setsid() runs before the file actions, so opening the slave makes
+	 * it the controlling terminal of the new session. */
+	posix_spawn_file_actions_addopen(&sp->fa, 0, slave, O_RDWR, 0);
+	posix_spawn_file_actions_adddup2(&sp->fa, 0, 1);
+	posix_spawn_file_actions_adddup2(&sp->fa, 0, 2);
+	return 0;
+}
+
+/* The child's streams on pipes; stdin from /dev/null unless wanted. */
+static int spawn_pipes(struct spawn *sp, const struct omni_exec_request *req)
+{
+	if (pipe2(sp->outp, O_CLOEXEC) < 0 || pipe2(sp->errp, O_CLOEXEC) < 0)
+		return omni_error_set_errno(-errno, "exec: pipe");
+	posix_spawn_file_actions_adddup2(&sp->fa, sp->outp[1], 1);
+	posix_spawn_file_actions_adddup2(&sp->fa, sp->errp[1], 2);
+	if (req->want_stdin) {
+		if (pipe2(sp->inp, O_CLOEXEC) < 0)
+			return omni_error_set_errno(-errno, "exec: pipe");
+		posix_spawn_file_actions_adddup2(&sp->fa, sp->inp[0], 0);
+	} else {
+		posix_spawn_file_actions_addopen(&sp->fa, 0, "/dev/null",
+		                                 O_RDONLY, 0);
+	}
+	return 0;
+}
+
+/* File actions, attributes (own group or session, default signals) and
+ * environment of the child. */
+static int spawn_prepare(struct spawn *sp, const struct omni_exec_request *req,
+                         int dir_fd)
+{
+	int rc;
+
+	if ((rc = posix_spawn_file_actions_init(&sp->fa)) != 0)
+		return -rc;
+	sp->fa_ok = true;
+	if ((rc = posix_spawnattr_init(&sp->attr)) != 0)
+		return -rc;
+	sp->attr_ok = true;
+
+	rc = req->tty ? spawn_tty(sp, req) : spawn_pipes(sp, req);
+	if (rc < 0)
+		return rc;
+	if (dir_fd >= 0)
+		posix_spawn_file_actions_addfchdir_np(&sp->fa, dir_fd);
+
+	sigset_t none, all;
+	sigemptyset(&none);
+	sigfillset(&all);
+	posix_spawnattr_setsigmask(&sp->attr, &none);
+	posix_spawnattr_setsigdefault(&sp->attr, &all);
+	short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+	if (req->tty) {
+		flags |= POSIX_SPAWN_SETSID;
+	} else {
+		flags |= POSIX_SPAWN_SETPGROUP;
+		posix_spawnattr_setpgroup(&sp->attr, 0);
+	}
+	posix_spawnattr_setflags(&sp->attr, flags);
+
+	sp->env = build_env(req->env);
+	if (!sp->env)
+		return omni_error_set(-ENOMEM, "exec: out of memory");
+	return 0;
+}
+
+/* Start the program. A missing or unrunnable one is not an error: p
+ * ends with 127 or 126 and a message, as in a shell. */
+static int spawn_run(struct omni_proc *p, struct spawn *sp,
+                     const struct omni_exec_request *req)
+{
+	pid_t pid;
+	int err;
+
+	if (req->argv && req->argv[0]) {
+		err = posix_spawnp(&pid, req->argv[0], &sp->fa, &sp->attr,
+		                   (char *const *)req->argv, sp->env);
+	} else {
+		char *const argv[] = { "/bin/sh", "-c", (char *)req->shell,
+			               NULL };
+		err = posix_spawn(&pid, "/bin/sh", &sp->fa, &sp->attr, argv,
+		                  sp->env);
+	}
+	if (err == 0) {
+		p->pid = pid;
+		p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+		/* Without pidfds (old kernels, some seccomp profiles), the
+		 * pump polls the exit every few milliseconds instead. */
+		return 0;
+	}
+	const char *what = req->argv ? req->argv[0] : "/bin/sh";
+	if (err == ENOENT || err == ENOTDIR)
+		proc_set_failed(p, 127, what, ENOENT);
+	else if (err == EACCES || err == ENOEXEC || err == EISDIR ||
+	         err == EPERM)
+		proc_set_failed(p, 126, what, err);
+	else
+		return omni_error_set_errno(-err, "exec: cannot start %s",
+		                            what);
+	if (!p->fail_msg)
+		return omni_error_set(-ENOMEM, "exec: out of memory");
+	return 0;
+}
+
+/* Our ends of the child's streams move from sp to p. */
+static void spawn_take_fds(struct omni_proc *p, struct spawn *sp, bool tty)
+{
+	if (tty) {
+		p->out_fd = sp->master;
+		p->in_fd = dup(sp->master);
+		if (p->in_fd >= 0)
+			fcntl(p->in_fd, F_SETFD, FD_CLOEXEC);
+		sp->master = -1;
+	} else {
+		p->out_fd = sp->outp[0];
+		p->err_fd = sp->errp[0];
+		p->in_fd = sp->inp[1];
+		sp->outp[0] = sp->errp[0] = sp->inp[1] = -1;
+	}
+	if (p->fail_msg) {
+		/* Nothing runs: the pump reports the message and the code. */
+		close_fd(&p->out_fd);
+		close_fd(&p->err_fd);
+		close_fd(&p->in_fd);
+	}
+}
+
 int omni_proc_spawn(struct omni_proc **out, const struct omni_exec_request *req,
                     int dir_fd)
 {
-	int outp[2] = { -1, -1 }, errp[2] = { -1, -1 }, inp[2] = { -1, -1 };
-	int master = -1, rc = 0;
-	char slave[128];
-	char **env = NULL;
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	bool fa_ok = false, attr_ok = false;
+	struct spawn sp = {
+		.outp = { -1, -1 },
+		.errp = { -1, -1 },
+		.inp = { -1, -1 },
+		.master = -1,
+	};
 	struct omni_proc *p;
+	int rc;
 
 	*out = NULL;
 	if ((req->argv == NULL || req->argv[0] == NULL) && req->shell == NULL)
@@ -254,139 +418,15 @@ int omni_proc_spawn(struct omni_proc **out, const struct omni_exec_request *req,
 	p->timeout_ms = req->timeout_ms;
 	pthread_mutex_init(&p->in_lock, NULL);
 
-	if ((rc = posix_spawn_file_actions_init(&fa)) != 0) {
-		rc = -rc;
-		goto fail;
+	rc = spawn_prepare(&sp, req, dir_fd);
+	if (rc == 0)
+		rc = spawn_run(p, &sp, req);
+	if (rc == 0) {
+		spawn_take_fds(p, &sp, req->tty);
+		*out = p;
+		p = NULL;
 	}
-	fa_ok = true;
-	if ((rc = posix_spawnattr_init(&attr)) != 0) {
-		rc = -rc;
-		goto fail;
-	}
-	attr_ok = true;
-
-	if (req->tty) {
-		master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
-		if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0 ||
-		    ptsname_r(master, slave, sizeof(slave)) != 0) {
-			rc = omni_error_set_errno(-errno,
-			                          "exec: pseudo-terminal");
-			goto fail;
-		}
-		set_winsize(master, req->rows, req->cols);
-		/* setsid() runs before the file actions, so opening the slave
-		 * makes it the controlling terminal of the new session. */
-		posix_spawn_file_actions_addopen(&fa, 0, slave, O_RDWR, 0);
-		posix_spawn_file_actions_adddup2(&fa, 0, 1);
-		posix_spawn_file_actions_adddup2(&fa, 0, 2);
-	} else {
-		if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
-			rc = omni_error_set_errno(-errno, "exec: pipe");
-			goto fail;
-		}
-		posix_spawn_file_actions_adddup2(&fa, outp[1], 1);
-		posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
-		if (req->want_stdin) {
-			if (pipe2(inp, O_CLOEXEC) < 0) {
-				rc = omni_error_set_errno(-errno, "exec: pipe");
-				goto fail;
-			}
-			posix_spawn_file_actions_adddup2(&fa, inp[0], 0);
-		} else {
-			posix_spawn_file_actions_addopen(&fa, 0, "/dev/null",
-			                                 O_RDONLY, 0);
-		}
-	}
-	if (dir_fd >= 0)
-		posix_spawn_file_actions_addfchdir_np(&fa, dir_fd);
-
-	sigset_t none, all;
-	sigemptyset(&none);
-	sigfillset(&all);
-	posix_spawnattr_setsigmask(&attr, &none);
-	posix_spawnattr_setsigdefault(&attr, &all);
-	short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
-	if (req->tty) {
-		flags |= POSIX_SPAWN_SETSID;
-	} else {
-		flags |= POSIX_SPAWN_SETPGROUP;
-		posix_spawnattr_setpgroup(&attr, 0);
-	}
-	posix_spawnattr_setflags(&attr, flags);
-
-	env = build_env(req->env);
-	if (!env) {
-		rc = omni_error_set(-ENOMEM, "exec: out of memory");
-		goto fail;
-	}
-
-	pid_t pid;
-	int err;
-	if (req->argv && req->argv[0]) {
-		err = posix_spawnp(&pid, req->argv[0], &fa, &attr,
-		                   (char *const *)req->argv, env);
-	} else {
-		char *const argv[] = { "/bin/sh", "-c", (char *)req->shell,
-			               NULL };
-		err = posix_spawn(&pid, "/bin/sh", &fa, &attr, argv, env);
-	}
-	if (err != 0) {
-		const char *what = req->argv ? req->argv[0] : "/bin/sh";
-		if (err == ENOENT || err == ENOTDIR)
-			proc_set_failed(p, 127, what, ENOENT);
-		else if (err == EACCES || err == ENOEXEC || err == EISDIR ||
-		         err == EPERM)
-			proc_set_failed(p, 126, what, err);
-		else {
-			rc = omni_error_set_errno(-err, "exec: cannot start %s",
-			                          what);
-			goto fail;
-		}
-		if (!p->fail_msg) {
-			rc = omni_error_set(-ENOMEM, "exec: out of memory");
-			goto fail;
-		}
-	} else {
-		p->pid = pid;
-		p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-		/* Without pidfds (old kernels, some seccomp profiles), the
-		 * pump polls the exit every few milliseconds instead. */
-	}
-
-	if (req->tty) {
-		p->out_fd = master;
-		p->in_fd = dup(master);
-		if (p->in_fd >= 0)
-			fcntl(p->in_fd, F_SETFD, FD_CLOEXEC);
-		master = -1;
-	} else {
-		p->out_fd = outp[0];
-		p->err_fd = errp[0];
-		p->in_fd = inp[1];
-		outp[0] = errp[0] = inp[1] = -1;
-	}
-	if (p->fail_msg) {
-		/* Nothing runs: the pump reports the message and the code. */
-		close_fd(&p->out_fd);
-		close_fd(&p->err_fd);
-		close_fd(&p->in_fd);
-	}
-	rc = 0;
-	*out = p;
-	p = NULL;
-fail:
-	close_fd(&outp[0]);
-	close_fd(&outp[1]);
-	close_fd(&errp[0]);
-	close_fd(&errp[1]);
-	close_fd(&inp[0]);
-	close_fd(&inp[1]);
-	close_fd(&master);
-	free(env);
-	if (fa_ok)
-		posix_spawn_file_actions_destroy(&fa);
-	if (attr_ok)
-		posix_spawnattr_destroy(&attr);
+	spawn_finish(&sp);
 	if (p)
 		omni_proc_free(p);
 	return rc;
@@ -427,123 +467,122 @@ static void kill_group(struct omni_proc *p, int sig)
 		kill(-p->pid, sig);
 }
 
-int omni_proc_wait(struct omni_proc *p, omni_output_cb cb, void *payload,
-                   struct omni_exec_status *status)
-{
-	bool timed_out = false, stopped = false, killed_rest = false;
-	long long deadline = p->timeout_ms ? now_ms() + p->timeout_ms : 0;
-	long long linger_until = 0;
+/* One omni_proc_wait() in progress. */
+struct pump {
+	struct omni_proc *p;
+	omni_output_cb cb;
+	void *payload;
 	char *chunk;
+	bool timed_out, stopped, killed_rest;
+	long long deadline, linger_until;
+};
 
-	memset(status, 0, sizeof(*status));
-	if (p->fail_msg) {
-		if (cb)
-			cb(OMNI_EXEC_STDERR, p->fail_msg, strlen(p->fail_msg),
-			   payload);
-		status->exit_code = p->fail_code;
-		return 0;
-	}
-	chunk = malloc(READ_CHUNK);
-	if (!chunk)
-		return omni_error_set(-ENOMEM, "exec: out of memory");
+/* The main process has exited: drain what it left in the pipes, then end
+ * the rest of its group, and linger a little for the pipes' EOF. */
+static void pump_drain_and_kill_rest(struct pump *pu)
+{
+	struct omni_proc *p = pu->p;
+	int fds[2] = { p->out_fd, p->err_fd };
 
-	for (;;) {
-		bool exited = proc_try_reap(p, 0);
-
-		if (exited && !killed_rest) {
-			/* Drain what the main process left in the pipes,
-			 * then end the rest of its group. */
-			int fds[2] = { p->out_fd, p->err_fd };
-			for (int i = 0; i < 2; i++) {
-				if (fds[i] < 0)
-					continue;
-				fcntl(fds[i], F_SETFL,
-				      fcntl(fds[i], F_GETFL) | O_NONBLOCK);
-			}
-			while (p->out_fd >= 0 &&
-			       pump_fd(&p->out_fd, OMNI_EXEC_STDOUT, cb,
-			               payload, chunk, &stopped) > 0)
-				;
-			while (p->err_fd >= 0 &&
-			       pump_fd(&p->err_fd, OMNI_EXEC_STDERR, cb,
-			               payload, chunk, &stopped) > 0)
-				;
-			kill_group(p, SIGKILL);
-			killed_rest = true;
-			linger_until = now_ms() + LINGER_MS;
-		}
-		if (exited && p->out_fd < 0 && p->err_fd < 0)
-			break;
-
-		struct pollfd pfd[3];
-		int n = 0, out_i = -1, err_i = -1, pid_i = -1;
-		if (p->out_fd >= 0) {
-			out_i = n;
-			pfd[n++] = (struct pollfd){ .fd = p->out_fd,
-				                    .events = POLLIN };
-		}
-		if (p->err_fd >= 0) {
-			err_i = n;
-			pfd[n++] = (struct pollfd){ .fd = p->err_fd,
-				                    .events = POLLIN };
-		}
-		if (!exited && p->pidfd >= 0) {
-			pid_i = n;
-			pfd[n++] =
-			    (struct pollfd){ .fd = p->pidfd, .events = POLLIN };
-		}
-
-		long long now = now_ms();
-		int wait_ms = -1;
-		if (!exited && p->pidfd < 0)
-			wait_ms = 10;
-		if (!exited && deadline && !timed_out) {
-			long long left = deadline - now;
-			if (left <= 0) {
-				kill_group(p, SIGKILL);
-				timed_out = true;
-				continue;
-			}
-			if (wait_ms < 0 || left < wait_ms)
-				wait_ms = (int)left;
-		}
-		if (exited) {
-			long long left = linger_until - now;
-			if (left <= 0) {
-				/* A descendant left the group and holds the
-				 * pipes: stop waiting for it. */
-				close_fd(&p->out_fd);
-				close_fd(&p->err_fd);
-				break;
-			}
-			wait_ms = (int)left;
-		}
-
-		int r = poll(pfd, (nfds_t)n, wait_ms);
-		if (r < 0 && errno != EINTR) {
-			int err = -errno;
-			free(chunk);
-			return omni_error_set_errno(err, "exec: poll");
-		}
-		if (r <= 0)
+	for (int i = 0; i < 2; i++) {
+		if (fds[i] < 0)
 			continue;
-		if (out_i >= 0 && pfd[out_i].revents)
-			pump_fd(&p->out_fd, OMNI_EXEC_STDOUT, cb, payload,
-			        chunk, &stopped);
-		if (err_i >= 0 && pfd[err_i].revents)
-			pump_fd(&p->err_fd, OMNI_EXEC_STDERR, cb, payload,
-			        chunk, &stopped);
-		if (pid_i >= 0 && pfd[pid_i].revents)
-			proc_try_reap(p, reaper_mode ? 1000 : 0);
-		if (stopped && !p->reaped) {
-			/* The consumer is gone: end the command. */
-			kill_group(p, SIGKILL);
-		}
+		fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
 	}
-	free(chunk);
+	while (p->out_fd >= 0 &&
+	       pump_fd(&p->out_fd, OMNI_EXEC_STDOUT, pu->cb, pu->payload,
+	               pu->chunk, &pu->stopped) > 0)
+		;
+	while (p->err_fd >= 0 &&
+	       pump_fd(&p->err_fd, OMNI_EXEC_STDERR, pu->cb, pu->payload,
+	               pu->chunk, &pu->stopped) > 0)
+		;
+	kill_group(p, SIGKILL);
+	pu->killed_rest = true;
+	pu->linger_until = now_ms() + LINGER_MS;
+}
 
-	if (!p->reaped)
-		proc_try_reap(p, -1);
+enum pump_step { PUMP_POLL, PUMP_AGAIN, PUMP_END };
+
+/* How long the next poll() may wait, from the deadline and the linger
+ * time. PUMP_AGAIN: the timeout just killed the group; PUMP_END: stop
+ * waiting for pipes a descendant holds. */
+static enum pump_step pump_wait_ms(struct pump *pu, bool exited, int *wait_ms)
+{
+	struct omni_proc *p = pu->p;
+	long long now = now_ms();
+
+	*wait_ms = -1;
+	if (!exited && p->pidfd < 0)
+		*wait_ms = 10;
+	if (!exited && pu->deadline && !pu->timed_out) {
+		long long left = pu->deadline - now;
+		if (left <= 0) {
+			kill_group(p, SIGKILL);
+			pu->timed_out = true;
+			return PUMP_AGAIN;
+		}
+		if (*wait_ms < 0 || left < *wait_ms)
+			*wait_ms = (int)left;
+	}
+	if (exited) {
+		long long left = pu->linger_until - now;
+		if (left <= 0) {
+			/* A descendant left the group and holds the pipes:
+			 * stop waiting for it. */
+			close_fd(&p->out_fd);
+			close_fd(&p->err_fd);
+			return PUMP_END;
+		}
+		*wait_ms = (int)left;
+	}
+	return PUMP_POLL;
+}
+
+/* One poll() over the output, the pidfd and the clock; reads what came. */
+static int pump_poll(struct pump *pu, bool exited, int wait_ms)
+{
+	struct omni_proc *p = pu->p;
+	struct pollfd pfd[3];
+	int n = 0, out_i = -1, err_i = -1, pid_i = -1;
+
+	if (p->out_fd >= 0) {
+		out_i = n;
+		pfd[n++] = (struct pollfd){ .fd = p->out_fd, .events = POLLIN };
+	}
+	if (p->err_fd >= 0) {
+		err_i = n;
+		pfd[n++] = (struct pollfd){ .fd = p->err_fd, .events = POLLIN };
+	}
+	if (!exited && p->pidfd >= 0) {
+		pid_i = n;
+		pfd[n++] = (struct pollfd){ .fd = p->pidfd, .events = POLLIN };
+	}
+
+	int r = poll(pfd, (nfds_t)n, wait_ms);
+	if (r < 0 && errno != EINTR)
+		return omni_error_set_errno(-errno, "exec: poll");
+	if (r <= 0)
+		return 0;
+	if (out_i >= 0 && pfd[out_i].revents)
+		pump_fd(&p->out_fd, OMNI_EXEC_STDOUT, pu->cb, pu->payload,
+		        pu->chunk, &pu->stopped);
+	if (err_i >= 0 && pfd[err_i].revents)
+		pump_fd(&p->err_fd, OMNI_EXEC_STDERR, pu->cb, pu->payload,
+		        pu->chunk, &pu->stopped);
+	if (pid_i >= 0 && pfd[pid_i].revents)
+		proc_try_reap(p, reaper_mode ? 1000 : 0);
+	if (pu->stopped && !p->reaped) {
+		/* The consumer is gone: end the command. */
+		kill_group(p, SIGKILL);
+	}
+	return 0;
+}
+
+/* The exit code: the status, 128+N for signal N, 124 for the timeout. */
+static void proc_fill_status(const struct omni_proc *p, bool timed_out,
+                             struct omni_exec_status *status)
+{
 	if (timed_out) {
 		status->timed_out = true;
 		status->exit_code = 124;
@@ -555,6 +594,54 @@ int omni_proc_wait(struct omni_proc *p, omni_output_cb cb, void *payload,
 	} else {
 		status->exit_code = WEXITSTATUS(p->wstatus);
 	}
+}
+
+int omni_proc_wait(struct omni_proc *p, omni_output_cb cb, void *payload,
+                   struct omni_exec_status *status)
+{
+	struct pump pu = {
+		.p = p,
+		.cb = cb,
+		.payload = payload,
+		.deadline = p->timeout_ms ? now_ms() + p->timeout_ms : 0,
+	};
+	int rc = 0;
+
+	memset(status, 0, sizeof(*status));
+	if (p->fail_msg) {
+		if (cb)
+			cb(OMNI_EXEC_STDERR, p->fail_msg, strlen(p->fail_msg),
+			   payload);
+		status->exit_code = p->fail_code;
+		return 0;
+	}
+	pu.chunk = malloc(READ_CHUNK);
+	if (!pu.chunk)
+		return omni_error_set(-ENOMEM, "exec: out of memory");
+
+	for (;;) {
+		bool exited = proc_try_reap(p, 0);
+		int wait_ms;
+
+		if (exited && !pu.killed_rest)
+			pump_drain_and_kill_rest(&pu);
+		if (exited && p->out_fd < 0 && p->err_fd < 0)
+			break;
+		enum pump_step step = pump_wait_ms(&pu, exited, &wait_ms);
+		if (step == PUMP_AGAIN)
+			continue;
+		if (step == PUMP_END)
+			break;
+		if ((rc = pump_poll(&pu, exited, wait_ms)) < 0)
+			break;
+	}
+	free(pu.chunk);
+	if (rc < 0)
+		return rc;
+
+	if (!p->reaped)
+		proc_try_reap(p, -1);
+	proc_fill_status(p, pu.timed_out, status);
 	return 0;
 }
 

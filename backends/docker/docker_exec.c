@@ -46,7 +46,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -85,34 +84,29 @@ static long long now_ms(void)
 
 int omni__docker_agent_connect(struct omni__docker_backend *db, int *fd)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int n, s;
+	char path[PATH_MAX];
+	int n, rc = -ENAMETOOLONG;
 
 	*fd = -1;
-	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/agent.sock",
-	             db->run_dir);
-	if (n < 0 || (size_t)n >= sizeof(sa.sun_path)) {
+	n = snprintf(path, sizeof(path), "%s/agent.sock", db->run_dir);
+	if (n >= 0 && (size_t)n < sizeof(path))
+		rc = omni__unix_connect(path, fd);
+	if (rc == -ENAMETOOLONG) {
 		/* Too long for sockaddr_un: go through our descriptor of
 		 * the directory instead. */
 		if (db->run_fd < 0)
 			return omni_error_set(-ENOTCONN,
 			                      "docker: the session is not "
 			                      "started");
-		snprintf(sa.sun_path, sizeof(sa.sun_path),
-		         "/proc/self/fd/%d/agent.sock", db->run_fd);
+		snprintf(path, sizeof(path), "/proc/self/fd/%d/agent.sock",
+		         db->run_fd);
+		rc = omni__unix_connect(path, fd);
 	}
-	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (s < 0)
-		return omni_error_set_errno(-errno, "docker: socket");
-	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int err = -errno;
-		close(s);
-		return omni_error_set_errno(err,
+	if (rc < 0)
+		return omni_error_set_errno(rc,
 		                            "cannot reach omni-agent at "
 		                            "%s/agent.sock",
 		                            db->run_dir);
-	}
-	*fd = s;
 	return 0;
 }
 

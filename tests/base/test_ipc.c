@@ -13,18 +13,30 @@
  *               sends (-EMSGSIZE), a gone peer (-EPIPE, no SIGPIPE), a
  *               1 MiB frame, a pipe instead of a socket; the EXIT and
  *               ERROR payload layouts
+ *   transport   omni__unix_listen() and omni__unix_connect(): a path too
+ *               long (-ENAMETOOLONG), the exact mode whatever the umask,
+ *               a stale socket replaced, a live one kept (-EADDRINUSE),
+ *               another file kept (-EEXIST), a socket removed unasked
+ *               (OMNI__UNIX_STALE_REMOVE), the file's identity, connect
+ *               to nothing (-ENOENT) and to a stale socket (-ECONNREFUSED)
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <stdio.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
 
 #include "helpers.h"
+#include "omni/error.h"
 #include "omni/ipc.h"
 
 TestSuite(ipc, .fini = omni_test_leak_check, .timeout = 30);
@@ -582,4 +594,120 @@ Test(ipc, error_payload_layout)
 	close(sv[0]);
 	close(sv[1]);
 	omni_ipc_buf_finish(&b);
+}
+
+/* --- transport: Unix sockets ---------------------------------------------- */
+
+static void sock_in(char *out, size_t size, const char *dir, const char *name)
+{
+	cr_assert((size_t)snprintf(out, size, "%s/%s", dir, name) < size);
+}
+
+Test(ipc, unix_path_too_long)
+{
+	char path[200];
+	int fd = 7;
+
+	memset(path, 'a', sizeof(path) - 1);
+	path[0] = '/';
+	path[sizeof(path) - 1] = '\0';
+	omni_assert_err(
+	    omni__unix_listen(path, 0600, OMNI__UNIX_STALE_PROBE, NULL),
+	    -ENAMETOOLONG);
+	cr_assert(strstr(omni_error_last(), "too long"), "%s",
+	          omni_error_last());
+	omni_assert_err(omni__unix_connect(path, &fd), -ENAMETOOLONG);
+	cr_assert_eq(fd, -1);
+}
+
+Test(ipc, unix_listen_connect_and_mode)
+{
+	char tmp[PATH_MAX], path[PATH_MAX];
+	struct stat st, got;
+	int lfd, cfd, afd;
+	mode_t old = umask(077);
+
+	omni_test_mkdtemp(tmp, sizeof(tmp));
+	sock_in(path, sizeof(path), tmp, "s.sock");
+	/* The umask narrows the file at bind; the mode is set exactly. */
+	lfd = omni__unix_listen(path, 0666, OMNI__UNIX_STALE_PROBE, &st);
+	umask(old);
+	cr_assert_geq(lfd, 0, "%s", omni_error_last());
+	cr_assert(lstat(path, &got) == 0);
+	cr_assert(S_ISSOCK(got.st_mode));
+	cr_assert_eq(got.st_mode & 0777, 0666, "mode %o", got.st_mode & 0777);
+	cr_assert_eq(got.st_dev, st.st_dev);
+	cr_assert_eq(got.st_ino, st.st_ino);
+	cr_assert(fcntl(lfd, F_GETFD) & FD_CLOEXEC);
+
+	omni_assert_ok(omni__unix_connect(path, &cfd));
+	cr_assert(fcntl(cfd, F_GETFD) & FD_CLOEXEC);
+	afd = accept(lfd, NULL, NULL);
+	cr_assert_geq(afd, 0);
+	omni_assert_ok(omni_ipc_send(cfd, OMNI_IPC_CONTROL, "ping", 4));
+	struct omni_ipc_buf buf = { 0 };
+	uint8_t type;
+	cr_assert_eq(omni_ipc_recv(afd, &type, &buf), 1);
+	cr_assert_eq(type, OMNI_IPC_CONTROL);
+	omni_ipc_buf_finish(&buf);
+	close(afd);
+	close(cfd);
+	close(lfd);
+
+	/* A private one stays private. */
+	cr_assert(unlink(path) == 0);
+	lfd = omni__unix_listen(path, 0600, OMNI__UNIX_STALE_PROBE, NULL);
+	cr_assert_geq(lfd, 0, "%s", omni_error_last());
+	cr_assert(lstat(path, &got) == 0);
+	cr_assert_eq(got.st_mode & 0777, 0600, "mode %o", got.st_mode & 0777);
+	close(lfd);
+	omni_test_rm_rf(tmp);
+}
+
+Test(ipc, unix_stale_live_and_other_files)
+{
+	char tmp[PATH_MAX], path[PATH_MAX], file[PATH_MAX];
+	int lfd, lfd2, cfd;
+
+	omni_test_mkdtemp(tmp, sizeof(tmp));
+	sock_in(path, sizeof(path), tmp, "s.sock");
+	sock_in(file, sizeof(file), tmp, "plain");
+
+	/* Nothing there, then a stale socket (its listener closed). */
+	omni_assert_err(omni__unix_connect(path, &cfd), -ENOENT);
+	lfd = omni__unix_listen(path, 0600, OMNI__UNIX_STALE_PROBE, NULL);
+	cr_assert_geq(lfd, 0);
+	close(lfd);
+	cr_assert(omni_test_host_exists(path));
+	omni_assert_err(omni__unix_connect(path, &cfd), -ECONNREFUSED);
+	cr_assert_eq(cfd, -1);
+
+	/* The stale one is replaced; the live one is not taken over. */
+	lfd = omni__unix_listen(path, 0600, OMNI__UNIX_STALE_PROBE, NULL);
+	cr_assert_geq(lfd, 0, "%s", omni_error_last());
+	omni_assert_err(
+	    omni__unix_listen(path, 0600, OMNI__UNIX_STALE_PROBE, NULL),
+	    -EADDRINUSE);
+	omni_assert_ok(omni__unix_connect(path, &cfd));
+	close(cfd);
+
+	/* STALE_REMOVE takes any socket: connections go to the new one. */
+	lfd2 = omni__unix_listen(path, 0600, OMNI__UNIX_STALE_REMOVE, NULL);
+	cr_assert_geq(lfd2, 0, "%s", omni_error_last());
+	omni_assert_ok(omni__unix_connect(path, &cfd));
+	struct pollfd p = { .fd = lfd2, .events = POLLIN };
+	cr_assert_eq(poll(&p, 1, 1000), 1);
+	close(cfd);
+	close(lfd2);
+	close(lfd);
+
+	/* Another kind of file is never removed. */
+	omni_test_write_host(file, "x", 1);
+	omni_assert_err(
+	    omni__unix_listen(file, 0600, OMNI__UNIX_STALE_PROBE, NULL),
+	    -EEXIST);
+	cr_assert_lt(
+	    omni__unix_listen(file, 0600, OMNI__UNIX_STALE_REMOVE, NULL), 0);
+	cr_assert(omni_test_host_exists(file));
+	omni_test_rm_rf(tmp);
 }

@@ -23,7 +23,6 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -242,10 +241,9 @@ Test(ctl, daemon_not_running_is_125)
 	exec_test_buf_free(&err);
 
 	/* A stale socket: bound once, nobody listening. */
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	memcpy(sa.sun_path, sock_path, strlen(sock_path) + 1);
-	cr_assert(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	int fd =
+	    omni__unix_listen(sock_path, 0600, OMNI__UNIX_STALE_PROBE, NULL);
+	cr_assert(fd >= 0, "%s", omni_error_last());
 	close(fd);
 	cr_assert_eq(OMNI_EXEC(NULL, NULL, &err, "true"), 125);
 	cr_assert(strstr(err.data, "not running"), "stderr: %s", err.data);
@@ -775,15 +773,14 @@ Test(ctl, another_uid_is_refused_and_logged)
 	          chmod(sock_path, 0666) == 0);
 	omni_log_set_sink(capture_log, NULL);
 
-	/* Prepared before fork: the child only makes system calls. */
+	/* Prepared before fork: the child only makes system calls (and
+	 * omni__unix_connect() only formats a message when it fails). */
 	struct omni_ipc_request req = { .argv = (char *[]){ "touch", marker,
 		                                            NULL } };
 	struct omni_ipc_buf enc = { 0 }, reply = { 0 };
 	omni_assert_ok(omni_ipc_request_encode(&req, &enc));
 	char pad[4096] = { 0 };
 	omni_assert_ok(omni_ipc_buf_put(&reply, pad, sizeof(pad)));
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	memcpy(sa.sun_path, sock_path, strlen(sock_path) + 1);
 	int p[2];
 	cr_assert(pipe(p) == 0);
 
@@ -795,8 +792,7 @@ Test(ctl, another_uid_is_refused_and_logged)
 
 		if (setgid(65534) < 0 || setuid(65534) < 0)
 			_exit(10);
-		fd = socket(AF_UNIX, SOCK_STREAM, 0);
-		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		if (omni__unix_connect(sock_path, &fd) < 0)
 			_exit(11);
 		omni_ipc_send(fd, OMNI_IPC_EXEC, enc.data, enc.len);
 		if (omni_ipc_recv(fd, &type, &reply) != 1)

@@ -1,9 +1,11 @@
 /*
  * omni/ipc.h - the exec wire protocol, shared by four parties: omni-exec
  * (exec/), the omnifs daemon's control server (fs/), the docker backend
- * (backends/docker*.c) and omni-agent inside a container (exec/agent.c).
- * The encoder and decoder live once, in backends/ipc.c, which depends on
- * libc only so that omni-agent can be linked statically.
+ * (backends/docker/) and omni-agent inside a container (exec/agent.c).
+ * The encoder and decoder live once, in backends/base/ipc.c, the Unix
+ * socket helpers in backends/base/socket.c and the server loop in
+ * backends/base/ipc_server.c (omni/ipc_server.h), all libc only so that
+ * omni-agent can be linked statically.
  *
  * Transport: a Unix stream socket. Everything is a frame:
  *
@@ -54,6 +56,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -154,6 +158,38 @@ int omni_ipc_write_all(int fd, const void *data, size_t len);
  * (-EPROTO for a bad length or a stream cut inside a frame).
  */
 int omni_ipc_recv(int fd, uint8_t *type, struct omni_ipc_buf *buf);
+
+/* --- the transport: Unix stream sockets (backends/base/socket.c) --------- */
+
+/* What omni__unix_listen() does with a file already at the path. */
+enum omni__unix_stale {
+	/* A socket nobody answers on is removed; a live one is
+	 * -EADDRINUSE, anything else -EEXIST. */
+	OMNI__UNIX_STALE_PROBE,
+	/* Any socket is removed unasked (its server is known to be gone);
+	 * anything else makes bind() fail. */
+	OMNI__UNIX_STALE_REMOVE,
+};
+
+/*
+ * Listen on a new socket at path, of exactly the given mode (the file is
+ * never wider, even while it is created), with close-on-exec. st_out (may
+ * be NULL) gets the socket file's identity, to remove it later only if it
+ * is still ours. Returns the listening descriptor, or -errno with a
+ * message: -ENAMETOOLONG when path does not fit a sockaddr_un,
+ * -EADDRINUSE, -EEXIST (see enum omni__unix_stale), or bind's and
+ * listen's errors (the file is removed again on the latter).
+ */
+int omni__unix_listen(const char *path, mode_t mode,
+                      enum omni__unix_stale stale, struct stat *st_out);
+
+/*
+ * Connect to the socket at path (close-on-exec; EINTR is retried). *out
+ * gets the descriptor or -1. Returns 0 or -errno with a message:
+ * -ENAMETOOLONG, -ENOENT (no such socket), -ECONNREFUSED (nobody
+ * listens: a stale socket), -EACCES, ...
+ */
+int omni__unix_connect(const char *path, int *out);
 
 #ifdef __cplusplus
 }

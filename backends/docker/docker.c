@@ -66,6 +66,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -332,6 +333,24 @@ static const char *mount_source(const cJSON *c, const char *target)
 			return json_str(m, "Source", NULL);
 	}
 	return NULL;
+}
+
+int omni__docker_init_pid(struct omni__docker_backend *db, int *pid)
+{
+	cJSON *c = NULL;
+	int rc = inspect(db, db->id[0] ? db->id : db->name, &c);
+
+	*pid = 0;
+	if (rc == 0) {
+		const cJSON *state =
+		    cJSON_GetObjectItemCaseSensitive(c, "State");
+		const cJSON *p = cJSON_GetObjectItemCaseSensitive(state, "Pid");
+		if (cJSON_IsNumber(p) && p->valuedouble > 0 &&
+		    p->valuedouble < 1e9)
+			*pid = (int)p->valuedouble;
+	}
+	cJSON_Delete(c);
+	return rc;
 }
 
 void omni__docker_describe_state(struct omni__docker_backend *db, char *out,
@@ -697,6 +716,7 @@ static int docker_start(struct omni_backend *b)
 
 	db->id[0] = '\0';
 	db->run_dir_made = false;
+	atomic_store(&db->agent_pid, 0);
 	if ((rc = omni__docker_api_init(&db->api)) < 0 ||
 	    (rc = omni__docker_api_negotiate(&db->api)) < 0)
 		return rc;

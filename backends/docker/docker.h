@@ -147,14 +147,24 @@ struct omni__docker_backend {
 	char run_dir[PATH_MAX]; /* host dir bound at /run/omni */
 	int run_fd;             /* O_PATH descriptor of run_dir */
 	bool run_dir_made;      /* made by this start (remove on failure) */
+	_Atomic int agent_pid;  /* host pid of the container's init, 0: unknown */
 };
 
 /*
- * Connect to the agent's socket (<run_dir>/agent.sock; through
- * /proc/self/fd when the path is too long for sockaddr_un). *fd gets a
+ * Connect to the agent's socket, <run_dir>/agent.sock. The container can
+ * write that directory, so nothing in it is trusted by name: the name is
+ * opened beneath run_fd with O_PATH|O_NOFOLLOW, must be a socket (not a
+ * symlink to another session's control socket or another container's
+ * agent), is connected to through /proc/self/fd, and the listening peer
+ * (SO_PEERCRED) must be the container's init, the omni-agent we started:
+ * -EPERM otherwise, with a message that says what was found. *fd gets a
  * blocking, close-on-exec descriptor.
  */
 int omni__docker_agent_connect(struct omni__docker_backend *db, int *fd);
+
+/* The host pid of the container's init (State.Pid), into *pid; 0 when it
+ * does not run. */
+int omni__docker_init_pid(struct omni__docker_backend *db, int *pid);
 
 /* A description of the container's state for messages ("container X is
  * exited, status 137", "... was removed"), into out. wait_ms: how long to

@@ -46,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -82,32 +83,75 @@ static long long now_ms(void)
 
 /* --- the agent's socket --------------------------------------------------- */
 
+/* Is the process listening on fd the container's init? A pid that does not
+ * match is looked up again once: the container may have been restarted
+ * (by the daemon, or by a reuse) since we last asked. */
+static int check_peer(struct omni__docker_backend *db, int fd)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	int pid = atomic_load(&db->agent_pid);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return omni_error_set_errno(-errno, "SO_PEERCRED");
+	if (pid > 0 && cred.pid == pid)
+		return 0;
+	int rc = omni__docker_init_pid(db, &pid);
+	if (rc < 0)
+		return rc;
+	atomic_store(&db->agent_pid, pid);
+	if (pid > 0 && cred.pid == pid)
+		return 0;
+	return omni_error_set(-EPERM,
+	                      "%s/agent.sock is served by pid %d, not by the "
+	                      "omni-agent of container %s (pid %d): something "
+	                      "in the container replaced the socket; refusing "
+	                      "to use it",
+	                      db->run_dir, (int)cred.pid, db->name, pid);
+}
+
 int omni__docker_agent_connect(struct omni__docker_backend *db, int *fd)
 {
-	char path[PATH_MAX];
-	int n, rc = -ENAMETOOLONG;
+	char path[64];
+	struct stat st;
+	int pfd, rc;
 
 	*fd = -1;
-	n = snprintf(path, sizeof(path), "%s/agent.sock", db->run_dir);
-	if (n >= 0 && (size_t)n < sizeof(path))
-		rc = omni__unix_connect(path, fd);
-	if (rc == -ENAMETOOLONG) {
-		/* Too long for sockaddr_un: go through our descriptor of
-		 * the directory instead. */
-		if (db->run_fd < 0)
-			return omni_error_set(-ENOTCONN,
-			                      "docker: the session is not "
-			                      "started");
-		snprintf(path, sizeof(path), "/proc/self/fd/%d/agent.sock",
-		         db->run_fd);
-		rc = omni__unix_connect(path, fd);
+	if (db->run_fd < 0)
+		return omni_error_set(-ENOTCONN,
+		                      "docker: the session is not started");
+	pfd = openat(db->run_fd, "agent.sock",
+	             O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (pfd < 0)
+		return omni_error_set_errno(-errno,
+		                            "cannot reach omni-agent at "
+		                            "%s/agent.sock",
+		                            db->run_dir);
+	if (fstat(pfd, &st) < 0 || !S_ISSOCK(st.st_mode)) {
+		rc = S_ISLNK(st.st_mode) ? -ELOOP : -ENOTSOCK;
+		close(pfd);
+		return omni_error_set(-EPERM,
+		                      "%s/agent.sock is %s, not omni-agent's "
+		                      "socket: something in the container "
+		                      "replaced it; refusing to follow it",
+		                      db->run_dir,
+		                      rc == -ELOOP ? "a symlink" : "not a socket");
 	}
+	/* Connect to the inode just checked, not to whatever the name
+	 * means by now. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", pfd);
+	rc = omni__unix_connect(path, fd);
+	close(pfd);
 	if (rc < 0)
 		return omni_error_set_errno(rc,
 		                            "cannot reach omni-agent at "
 		                            "%s/agent.sock",
 		                            db->run_dir);
-	return 0;
+	if ((rc = check_peer(db, *fd)) < 0) {
+		close(*fd);
+		*fd = -1;
+	}
+	return rc;
 }
 
 /* Wait until fd is readable or ms passed (-1: forever). 1 readable, 0

@@ -3,7 +3,7 @@
  * workspace as a tree (blobs from what the backend operations read, an
  * index built in memory, the stat cache in <store>/omnifs-index so an
  * unchanged file is not read again), commits, and a tree written back
- * into the workspace through snapshot.c's apply (see the head of
+ * into the workspace through snapshot_apply.c (see the head of
  * state_git.c for the design, state_git.h for the shared structures).
  *
  * Small files become blobs from one buffer, larger ones are streamed. A

@@ -21,7 +21,7 @@
  *	serves a host directory, a container and a remote sandbox. Blobs are
  *	made from what the operations read, trees from an index built in
  *	memory (git_index_write_tree_to), and a load writes a tree back
- *	through snapshot.c's apply (temporary names and renames).
+ *	through snapshot_apply.c (temporary names and renames).
  *
  *	References in the store, for branch B = state/<id>:
  *	  refs/heads/B              the newest snapshot of this data folder
@@ -36,8 +36,8 @@
  *	older than the cache, git's "racy" rule) is not read again. This
  *	matters most for remote sandboxes, where each read is a round trip.
  *
- *	save  = scan (ignore rules; anything named .git is skipped, see
- *	        snapshot.c) -> blobs and tree -> commit on refs/heads/B when
+ *	save  = scan (snapshot_scan.c: ignore rules, anything named .git is
+ *	        skipped) -> blobs and tree -> commit on refs/heads/B when
  *	        the tree differs from its parent's -> when the remote lacks
  *	        it: fetch B, and if B moved on meanwhile (a save from another
  *	        data folder) commit our tree again with B's tip as second

@@ -13,8 +13,8 @@
  *   digest   a content digest of a tree of entries, independent of order
  *
  * Everything here works only through omni/vfs.h, so it serves the local,
- * docker and e2b backends alike. See the head of snapshot.c for the
- * ignore rules and the apply protocol.
+ * docker and e2b backends alike. See the heads of snapshot_scan.c
+ * for the ignore rules and snapshot_apply.c for the apply protocol.
  */
 #ifndef OMNI_SNAPSHOT_H
 #define OMNI_SNAPSHOT_H

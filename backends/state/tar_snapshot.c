@@ -2,7 +2,7 @@
  * backends/state/tar_snapshot.c - workspaces as tar.gz archives (see
  * tar_snapshot.h).
  *
- * Writing walks the workspace (snapshot.c's scan, so the ignore rules
+ * Writing walks the workspace (snapshot_scan.c, so the ignore rules
  * apply) and reads each file through the backend operations. A file up to
  * SMALL_FILE bytes is read whole first, so its header carries the size
  * actually read even when the file changes meanwhile; a larger one is
@@ -14,7 +14,7 @@
  *
  * Reading is done twice by the caller: omni__tar_check() decodes
  * everything and checks every name before the workspace is touched, and
- * omni__tar_apply() then writes the entries through snapshot.c's apply
+ * omni__tar_apply() then writes the entries through snapshot_apply.c
  * (temporary names and renames). Entry types other than files,
  * directories and symlinks (hard links, devices, fifos) are skipped.
  *

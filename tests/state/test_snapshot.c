@@ -1,7 +1,8 @@
 /*
  * tests/state/test_snapshot.c - the pieces the state managers share, without
  * any server: CRC-32C, MD5 and base64 (hash.c), the ignore rules, the
- * workspace scan and the apply protocol (snapshot.c), archives
+ * workspace scan (snapshot_scan.c) and the apply protocol
+ * (snapshot_apply.c), archives
  * (tar_snapshot.c), the project lock, snapshot names, and the JWT of the
  * service-account flow (gcs_auth.c), on a local backend in a temp
  * directory.

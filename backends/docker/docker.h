@@ -147,7 +147,8 @@ struct omni__docker_backend {
 	char run_dir[PATH_MAX]; /* host dir bound at /run/omni */
 	int run_fd;             /* O_PATH descriptor of run_dir */
 	bool run_dir_made;      /* made by this start (remove on failure) */
-	_Atomic int agent_pid;  /* host pid of the container's init, 0: unknown */
+	_Atomic int
+	    agent_pid; /* host pid of the container's init, 0: unknown */
 };
 
 /*

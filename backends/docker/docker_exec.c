@@ -120,8 +120,7 @@ int omni__docker_agent_connect(struct omni__docker_backend *db, int *fd)
 	if (db->run_fd < 0)
 		return omni_error_set(-ENOTCONN,
 		                      "docker: the session is not started");
-	pfd = openat(db->run_fd, "agent.sock",
-	             O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	pfd = openat(db->run_fd, "agent.sock", O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (pfd < 0)
 		return omni_error_set_errno(-errno,
 		                            "cannot reach omni-agent at "
@@ -130,12 +129,12 @@ int omni__docker_agent_connect(struct omni__docker_backend *db, int *fd)
 	if (fstat(pfd, &st) < 0 || !S_ISSOCK(st.st_mode)) {
 		rc = S_ISLNK(st.st_mode) ? -ELOOP : -ENOTSOCK;
 		close(pfd);
-		return omni_error_set(-EPERM,
-		                      "%s/agent.sock is %s, not omni-agent's "
-		                      "socket: something in the container "
-		                      "replaced it; refusing to follow it",
-		                      db->run_dir,
-		                      rc == -ELOOP ? "a symlink" : "not a socket");
+		return omni_error_set(
+		    -EPERM,
+		    "%s/agent.sock is %s, not omni-agent's "
+		    "socket: something in the container "
+		    "replaced it; refusing to follow it",
+		    db->run_dir, rc == -ELOOP ? "a symlink" : "not a socket");
 	}
 	/* Connect to the inode just checked, not to whatever the name
 	 * means by now. */

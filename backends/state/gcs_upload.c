@@ -195,7 +195,8 @@ static int upload_multipart(struct gcs_op *op, const char *name,
 		done += (size_t)n;
 	}
 	len += (size_t)la->size;
-	len += (size_t)sprintf(body + len, "\r\n--%s--\r\n", boundary);
+	/* 128 bytes were kept for the closing boundary (6 + its 23). */
+	len += (size_t)snprintf(body + len, 128, "\r\n--%s--\r\n", boundary);
 	if ((rc = omni__gcs_escape(gs->bucket, bucket, sizeof(bucket))) < 0)
 		goto out;
 	snprintf(url, sizeof(url),

@@ -348,7 +348,7 @@ static int next_entry(struct archive *ar, struct archive_entry **e, char *path,
 	if (!name || strlen(name) >= size)
 		return omni_error_set(-EINVAL,
 		                      "%s: an entry has no usable name", what);
-	strcpy(path, name);
+	memcpy(path, name, strlen(name) + 1);
 	if (!omni__snap_path_ok(path))
 		return omni_error_set(
 		    -EINVAL, "%s: unsafe name '%s' in the archive", what, name);

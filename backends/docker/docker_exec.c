@@ -361,8 +361,11 @@ int omni__docker_exec_start(struct omni_backend *b,
 		char msg[512], state[256];
 		snprintf(msg, sizeof(msg), "%s", omni_error_last());
 		omni__docker_describe_state(db, state, sizeof(state), 0);
-		rc = omni_error_set(
-		    -ENOTCONN, "cannot run the command: %s (%s)", state, msg);
+		/* A socket we refused stays -EPERM: the session is not
+		 * gone, something in it is hostile. */
+		rc = omni_error_set(rc == -EPERM ? -EPERM : -ENOTCONN,
+		                    "cannot run the command: %s (%s)", state,
+		                    msg);
 		goto fail;
 	}
 	rc = omni_ipc_send(de->fd, OMNI_IPC_EXEC, payload.data, payload.len);

@@ -242,6 +242,8 @@ void dk_teardown(void)
 	}
 	if (dk_fx.name[0])
 		dk_remove(dk_fx.name);
+	if (dk_fx.name2[0])
+		dk_remove(dk_fx.name2);
 	for (int i = 0; i < nleftovers; i++)
 		dk_remove(leftovers[i]);
 	if (dk_mfx.tmp[0]) {

@@ -34,6 +34,8 @@ struct dfx {
 	char host[PATH_MAX];
 	char project[64];
 	char name[128];
+	char
+	    name2[128]; /* a second project's container, when a test made one */
 	struct omni_backend *b[3];
 };
 

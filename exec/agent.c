@@ -308,6 +308,9 @@ int main(int argc, char **argv)
 	struct omni__ipc_server_config cfg = {
 		.name = "agent",
 		.ops = &agent_ops,
+		/* Anything in the container can connect; idle connections
+		 * are pushed out before the daemon's are refused. */
+		.max_conns = 512,
 	};
 	int rc, fd;
 

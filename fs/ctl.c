@@ -51,6 +51,10 @@
 
 /* More simultaneous connections than this are refused with -EAGAIN. */
 #define CTL_MAX_CONNS 512
+/* One uid may hold at most this many; with the idle deadline and the
+ * eviction of connections that have not spoken (omni/ipc_server.h), a
+ * client that floods the socket with idle connections locks nobody out. */
+#define CTL_MAX_CONNS_PER_UID 256
 
 struct omnifs_ctl {
 	struct omni_backend *b;
@@ -308,6 +312,7 @@ int omnifs_ctl_start(struct omnifs_ctl **out, struct omni_backend *b,
 		.name = "control",
 		.ops = &ctl_ops,
 		.max_conns = CTL_MAX_CONNS,
+		.max_conns_per_uid = CTL_MAX_CONNS_PER_UID,
 	};
 	struct omnifs_ctl *ctl;
 	struct stat st;

@@ -24,6 +24,15 @@
  * are joined lazily by the accept thread (finished ones, before each new
  * connection) or by omni__ipc_server_stop().
  *
+ * Idle clients. A connection is `waiting` from accept until its first
+ * frame has been read whole; that read has a deadline (SO_RCVTIMEO of
+ * cfg.idle_ms), so a client that connects and says nothing, or says half a
+ * frame, is closed. When a new connection would pass max_conns (or
+ * max_conns_per_uid for its uid), the oldest waiting connection (of that
+ * uid) is shut down to make room: a flood of idle connections from one
+ * client then costs the others nothing, since a real client sends its
+ * request the moment it connects.
+ *
  * Locking. srv->lock guards the connection list, each connection's fd
  * number and command handle (so stop and kill_all can shut sockets down
  * and kill commands without racing their threads' close and free), the
@@ -57,6 +66,9 @@ struct omni__ipc_conn {
 	int fd;       /* under srv->lock; -1 once closed */
 	void *handle; /* under srv->lock; the running command */
 	bool done;    /* under srv->lock; the thread may be joined */
+	bool waiting; /* under srv->lock; its first frame is not in yet */
+	bool evicted; /* under srv->lock; shut down to make room */
+	uid_t uid;    /* the peer's, from SO_PEERCRED ((uid_t)-1: unknown) */
 	pthread_mutex_t send_lock;
 	atomic_bool finished; /* the command ended: its reader may stop */
 };
@@ -73,6 +85,7 @@ struct omni__ipc_server {
 	struct omni__ipc_conn *conns;
 	unsigned int nconns, running;
 	unsigned long long commands, failed;
+	unsigned long long evicted; /* idle connections closed to make room */
 };
 
 /* --- sending -------------------------------------------------------------- */
@@ -335,6 +348,39 @@ static void serve_control(struct omni__ipc_conn *c, const unsigned char *data,
 
 /* --- connections ---------------------------------------------------------- */
 
+static void set_rcvtimeo(int fd, unsigned int ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000,
+		              .tv_usec = (ms % 1000) * 1000 };
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
+/* The first frame, read whole within the idle deadline. 1 read, 0 gone
+ * (or timed out, or evicted), -errno garbage. */
+static int recv_first(struct omni__ipc_conn *c, uint8_t *type,
+                      struct omni_ipc_buf *buf)
+{
+	struct omni__ipc_server *srv = c->srv;
+	int rc;
+
+	set_rcvtimeo(c->fd,
+	             srv->cfg.idle_ms ? srv->cfg.idle_ms : OMNI_IPC_IDLE_MS);
+	rc = omni_ipc_recv(c->fd, type, buf);
+	set_rcvtimeo(c->fd, 0);
+	pthread_mutex_lock(&srv->lock);
+	c->waiting = false;
+	if (c->evicted)
+		rc = 0;
+	pthread_mutex_unlock(&srv->lock);
+	if (rc == -EAGAIN || rc == -EWOULDBLOCK) {
+		omni_log(OMNI_LOG_DEBUG, "%s: a client sent no request in time",
+		         srv->cfg.name);
+		return 0;
+	}
+	return rc;
+}
+
 static void *conn_main(void *arg)
 {
 	struct omni__ipc_conn *c = arg;
@@ -351,9 +397,9 @@ static void *conn_main(void *arg)
 			goto out;
 		}
 	}
-	rc = omni_ipc_recv(c->fd, &type, &buf);
+	rc = recv_first(c, &type, &buf);
 	if (rc <= 0)
-		goto out; /* gone, or garbage: nothing to answer */
+		goto out; /* gone, idle, or garbage: nothing to answer */
 	if (type == OMNI_IPC_EXEC)
 		serve_exec(c, buf.data, buf.len);
 	else if (type == OMNI_IPC_CONTROL)
@@ -412,14 +458,61 @@ static void refuse(int fd, int err, const char *msg)
 	close(fd);
 }
 
+static uid_t peer_uid(int fd)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return (uid_t)-1;
+	return cred.uid;
+}
+
+/* Is there room for one more connection of uid? When not, shut down the
+ * oldest connection still waiting for its request (of that uid, when the
+ * uid's limit is what is reached) and count it out. Under srv->lock. */
+static bool make_room(struct omni__ipc_server *srv, uid_t uid)
+{
+	unsigned int all = 0, mine = 0;
+	struct omni__ipc_conn *oldest_any = NULL, *oldest_mine = NULL;
+
+	/* The list is newest first: the last waiting one seen is oldest. */
+	for (struct omni__ipc_conn *c = srv->conns; c; c = c->next) {
+		if (c->done || c->evicted)
+			continue;
+		all++;
+		if (c->uid == uid)
+			mine++;
+		if (c->waiting && c->fd >= 0) {
+			oldest_any = c;
+			if (c->uid == uid)
+				oldest_mine = c;
+		}
+	}
+	bool over_uid =
+	    srv->cfg.max_conns_per_uid && mine >= srv->cfg.max_conns_per_uid;
+	bool over_all = srv->cfg.max_conns && all >= srv->cfg.max_conns;
+	if (!over_uid && !over_all)
+		return true;
+	struct omni__ipc_conn *victim = over_uid ? oldest_mine : oldest_any;
+	if (over_uid && over_all && victim == NULL)
+		victim = oldest_any;
+	if (!victim || (over_all && over_uid && !oldest_mine))
+		return false;
+	victim->evicted = true;
+	shutdown(victim->fd, SHUT_RDWR);
+	srv->evicted++;
+	return true;
+}
+
 static void accept_one(struct omni__ipc_server *srv, int fd)
 {
 	struct omni__ipc_conn *c;
+	uid_t uid = peer_uid(fd);
 
 	reap_done(srv);
 	pthread_mutex_lock(&srv->lock);
-	if (srv->stopping ||
-	    (srv->cfg.max_conns && srv->nconns >= srv->cfg.max_conns)) {
+	if (srv->stopping || !make_room(srv, uid)) {
 		bool busy = !srv->stopping;
 
 		pthread_mutex_unlock(&srv->lock);
@@ -436,6 +529,8 @@ static void accept_one(struct omni__ipc_server *srv, int fd)
 	}
 	c->srv = srv;
 	c->fd = fd;
+	c->uid = uid;
+	c->waiting = true;
 	pthread_mutex_init(&c->send_lock, NULL);
 	atomic_init(&c->finished, false);
 	if (pthread_create(&c->thread, NULL, conn_main, c) != 0) {
@@ -596,5 +691,6 @@ void omni__ipc_server_stats(struct omni__ipc_server *srv,
 	out->failed = srv->failed;
 	out->running = srv->running;
 	out->conns = srv->nconns;
+	out->evicted = srv->evicted;
 	pthread_mutex_unlock(&srv->lock);
 }

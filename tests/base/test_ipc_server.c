@@ -17,6 +17,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -185,6 +186,8 @@ static struct omni__ipc_server_ops ops = {
 	.control = fake_control,
 };
 
+static unsigned int idle_ms, max_per_uid;
+
 static void start(unsigned int max_conns)
 {
 	struct stat st;
@@ -195,6 +198,8 @@ static void start(unsigned int max_conns)
 		.name = "test",
 		.ops = &ops,
 		.max_conns = max_conns,
+		.max_conns_per_uid = max_per_uid,
+		.idle_ms = idle_ms,
 		.path = sock,
 		.path_dev = st.st_dev,
 		.path_ino = st.st_ino,
@@ -204,6 +209,8 @@ static void start(unsigned int max_conns)
 
 static void setup(void)
 {
+	idle_ms = 0;
+	max_per_uid = 0;
 	omni_test_mkdtemp(tmp, sizeof(tmp));
 	cr_assert((size_t)snprintf(sock, sizeof(sock), "%s/s.sock", tmp) <
 	          sizeof(sock));
@@ -438,6 +445,69 @@ Test(ipc_server, connection_limit)
 	expect_error(second, -EAGAIN, "too many commands at once");
 	close(second);
 	close(first);
+	cr_assert(wait_for(&frees, 1, 5000));
+}
+
+/* Reads end-of-stream on fd within ms (the server closed it). */
+static bool closed_within(int fd, int ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	char c;
+
+	return poll(&p, 1, ms) == 1 && read(fd, &c, 1) <= 0;
+}
+
+Test(ipc_server, an_idle_client_is_closed)
+{
+	omni__ipc_server_stop(srv);
+	idle_ms = 200;
+	start(0);
+	int quiet = dial();
+	/* Half a frame, then nothing: the same deadline. */
+	int half = dial();
+	cr_assert_eq(write(half, "\x01\x00", 2), 2);
+	cr_assert(closed_within(quiet, 3000), "an idle client stays");
+	cr_assert(closed_within(half, 3000), "half a frame holds a slot");
+	close(quiet);
+	close(half);
+	control("ping", 0, "pong");
+}
+
+Test(ipc_server, idle_clients_make_room_for_one_that_speaks)
+{
+	int idle[8];
+
+	omni__ipc_server_stop(srv);
+	start(4);
+	for (int i = 0; i < 8; i++)
+		idle[i] = dial();
+	/* Every new one pushed out the oldest idle one. */
+	control("ping", 0, "pong");
+	cr_assert(closed_within(idle[0], 3000));
+	struct omni__ipc_server_stats st;
+	omni__ipc_server_stats(srv, &st);
+	cr_assert_geq(st.evicted, 5, "%llu evicted", st.evicted);
+	for (int i = 0; i < 8; i++)
+		close(idle[i]);
+}
+
+Test(ipc_server, a_running_command_is_not_pushed_out)
+{
+	int busy, idle;
+
+	omni__ipc_server_stop(srv);
+	max_per_uid = 1;
+	start(0);
+	busy = dial();
+	send_exec(busy, "wait");
+	expect_started(busy);
+	/* The uid's one slot runs a command: a newcomer is refused, the
+	 * command goes on. */
+	idle = dial();
+	expect_error(idle, -EAGAIN, "too many commands at once");
+	close(idle);
+	cr_assert_eq(atomic_load(&frees), 0);
+	close(busy);
 	cr_assert(wait_for(&frees, 1, 5000));
 }
 

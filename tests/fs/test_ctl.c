@@ -741,6 +741,26 @@ Test(ctl, a_live_socket_is_not_taken_over)
 	cr_assert_eq(OMNI_EXEC(NULL, NULL, NULL, "true"), 0);
 }
 
+/* Attack 9 of the sandbox issue: a client holds the control socket with
+ * idle connections. omni-exec still runs at once; the oldest idle ones
+ * were closed to make room. */
+Test(ctl, a_thousand_idle_connections_lock_nobody_out)
+{
+	enum { N = 1000 };
+	static int fds[N];
+	struct exec_test_buf out = { 0 };
+
+	for (int i = 0; i < N; i++)
+		omni_assert_ok(omni__unix_connect(sock_path, &fds[i]));
+	long long t0 = omni_test_now_ms();
+	cr_assert_eq(OMNI_EXEC(NULL, &out, NULL, "echo", "through"), 0);
+	cr_assert_str_eq(out.data, "through\n");
+	cr_assert_lt(omni_test_now_ms() - t0, 5000, "omni-exec waited");
+	exec_test_buf_free(&out);
+	for (int i = 0; i < N; i++)
+		close(fds[i]);
+}
+
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static char log_text[2048];
 

@@ -39,6 +39,9 @@
 struct omni__ipc_server;
 struct omni__ipc_conn;
 
+/* The default time a client has to send its request after connecting. */
+#define OMNI_IPC_IDLE_MS 10000
+
 /*
  * What a server does with a connection. payload is the config's; handle is
  * what exec_start made. Slots may be called from several connection
@@ -79,8 +82,15 @@ struct omni__ipc_server_config {
 	const struct omni__ipc_server_ops *ops;
 	void *payload;
 	/* More connections at once than this are refused with -EAGAIN;
-	 * 0: no limit. */
+	 * 0: no limit. Before refusing, the server closes the oldest
+	 * connection that has not sent its request yet (an idle one), so
+	 * idle clients cannot lock out one that speaks at once. */
 	unsigned int max_conns;
+	/* The same, counted per peer uid (SO_PEERCRED); 0: no limit. */
+	unsigned int max_conns_per_uid;
+	/* A connection must have sent its whole first frame within this
+	 * many milliseconds, or it is closed. 0: OMNI_IPC_IDLE_MS. */
+	unsigned int idle_ms;
 	/* Optional: the socket file behind the listening descriptor and its
 	 * identity (omni__unix_listen()'s st_out). omni__ipc_server_stop()
 	 * removes it if it is still that file. */
@@ -114,7 +124,8 @@ struct omni__ipc_server_stats {
 	unsigned long long commands; /* started */
 	unsigned long long failed;   /* requests answered with ERROR */
 	unsigned int running;
-	unsigned int conns; /* open */
+	unsigned int conns;         /* open */
+	unsigned long long evicted; /* idle ones closed to make room */
 };
 
 void omni__ipc_server_stats(struct omni__ipc_server *srv,

@@ -2372,6 +2372,13 @@ static int cache_exec_start(struct omni_backend *b,
 	return omni_vfs_exec_start(cache_of(b)->inner, req, out);
 }
 
+/* exec_start's pair: a handle names the inner backend, so this goes to
+ * the inner backend's exec_free. */
+static void cache_exec_free(struct omni_exec *e)
+{
+	omni_vfs_exec_free(e);
+}
+
 /* --- invalidation --------------------------------------------------------- */
 
 /* Forget everything but dirty copies. The lock is held. */
@@ -2703,6 +2710,7 @@ static const struct omni_backend_ops cache_ops = {
 	.file_fd = cache_file_fd,
 	.release = cache_release,
 	.exec_start = cache_exec_start,
+	.exec_free = cache_exec_free,
 	.watch = cache_watch,
 	.stats = cache_stats,
 	.invalidate = cache_invalidate,
@@ -2727,7 +2735,7 @@ int omnifs_cache_wrap(struct omni_backend **out, struct omni_backend *inner,
 	}
 	rc = omni__backend_init(
 	    &c->base, &cache_ops, omni_backend_project_id(inner),
-	    omni_backend_get_working_directory(inner), NULL, NULL);
+	    omni_backend_get_working_directory(inner), NULL);
 	if (rc < 0) {
 		omni_backend_free(inner);
 		free(c);

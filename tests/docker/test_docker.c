@@ -234,12 +234,18 @@ static void fx_paths(void)
 	setenv("OMNI_RUNTIME_DIR", fx.run, 1);
 }
 
+/* The docker options default_opts() points at (a test changes them after
+ * calling it). */
+static struct omni_docker_options dopts;
+
 static void default_opts(struct omni_backend_options *o)
 {
 	*o = (struct omni_backend_options)OMNI_BACKEND_OPTIONS_INIT;
 	o->data_path = fx.data;
-	o->image = BUSYBOX;
-	o->network = "none";
+	dopts = (struct omni_docker_options)OMNI_DOCKER_OPTIONS_INIT;
+	dopts.image = BUSYBOX;
+	dopts.network = "none";
+	o->backend = &dopts.head;
 }
 
 /* Backend slot i on the fixture's project, started. */
@@ -756,7 +762,7 @@ Test(backend_docker, missing_image_that_cannot_be_pulled)
 	require_docker();
 	fx_paths();
 	default_opts(&o);
-	o.image = "omnifs-test/does-not-exist:1";
+	dopts.image = "omnifs-test/does-not-exist:1";
 	o.progress = true;
 	omni_assert_ok(omni_docker_backend_new(&fx.b[0], fx.project, &o, NULL));
 	long long t0 = omni_test_now_ms();
@@ -780,7 +786,7 @@ Test(backend_docker, bad_image_name_is_einval)
 	require_docker();
 	fx_paths();
 	default_opts(&o);
-	o.image = "bad image?";
+	dopts.image = "bad image?";
 	omni_assert_ok(omni_docker_backend_new(&fx.b[0], fx.project, &o, NULL));
 	omni_assert_err(omni_backend_start(fx.b[0]), -EINVAL);
 	cr_assert(!dk_exists(fx.name));
@@ -1090,9 +1096,9 @@ Test(backend_docker, limits_reach_the_container)
 	require_docker();
 	fx_paths();
 	default_opts(&o);
-	o.memory_bytes = 64LL << 20;
-	o.pids_limit = 64;
-	o.cpus = 0.5;
+	dopts.memory_bytes = 64LL << 20;
+	dopts.pids_limit = 64;
+	dopts.cpus = 0.5;
 	struct omni_backend *b = fx_start(0, &o);
 	cJSON *c = dk_inspect(fx.name);
 	cr_assert_eq(dk_num(c, "HostConfig", "Memory"), 64.0 * 1024 * 1024);
@@ -1379,7 +1385,7 @@ Test(backend_docker, debian_image_has_git_and_a_compiler)
 		        DEBIAN);
 	fx_paths();
 	default_opts(&o);
-	o.image = DEBIAN;
+	dopts.image = DEBIAN;
 	struct omni_backend *b = fx_start(0, &o);
 	omni_assert_ok(omni_backend_write_file(
 	    b, "hello.c",

@@ -7,11 +7,13 @@
  * on a pipe until the child reports "mounted" or an error (so a startup
  * failure reaches the terminal with a non-zero exit, and the shell gets
  * its prompt back only once the mount works); start the backend session
- * (which loads the latest snapshot); create and mount the FUSE session;
- * open the control socket for omni-exec; serve. When the loop ends
- * (fusermount3 -u, umount, SIGTERM, SIGINT, SIGHUP) the control server
- * stops, the mount goes away, and the backend shuts down, saving a
- * snapshot through the state manager.
+ * (core/session.h: the backend, its state manager and, for a remote
+ * backend, the cache in front of it; start loads the latest snapshot);
+ * create and mount the FUSE session; open the control socket for
+ * omni-exec; serve. When the loop ends (fusermount3 -u, umount, SIGTERM,
+ * SIGINT, SIGHUP) the control server stops, the mount goes away, and the
+ * session shuts down, saving a snapshot through the state manager. main()
+ * runs these steps one function each, in that order.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -32,6 +34,7 @@
 #include <fuse_lowlevel.h>
 
 #include "cache/cache.h"
+#include "core/session.h"
 #include "ctl.h"
 #include "omni/omni.h"
 #include "omni/session.h"
@@ -387,238 +390,317 @@ static int hook_control(const char *request, char **reply, void *payload)
 	return -EINVAL;
 }
 
-int main(int argc, char *argv[])
-{
-	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct fuse_cmdline_opts opts = { 0 };
-	struct omni_backend_options bopts = OMNI_BACKEND_OPTIONS_INIT;
-	struct cli cli = { 0 };
-	struct omnifs fs = { .attr_timeout = 1.0, .entry_timeout = 1.0 };
-	struct omni_backend *b = NULL;
-	struct omni_state *state = NULL;
-	struct omnifs_ctl *ctl = NULL;
-	struct fuse_loop_config *loop = NULL;
-	char mountpoint[PATH_MAX], data_path[PATH_MAX], sock[PATH_MAX];
-	char project[256], fsopts[512];
-	struct omnifs_cache_options copts = OMNIFS_CACHE_OPTIONS_INIT;
-	double request_timeout = 0;
-	int ret = 1, rc;
-	bool mounted = false, handlers = false, watching = false;
+/* --- the daemon's life, step by step -------------------------------------- */
 
-	signal(SIGPIPE, SIG_IGN);
-	omni_log_set_prefix("omnifs");
-	if (fuse_opt_parse(&args, &cli, cli_spec, cli_proc) != 0)
-		return 2;
-	if (fuse_parse_cmdline(&args, &opts) != 0)
-		return 2;
-	if (opts.show_help) {
-		usage(argv[0]);
-		ret = 0;
-		goto out_args;
+/* What main() carries from one step to the next. */
+struct daemon {
+	struct fuse_args args;
+	struct fuse_cmdline_opts opts;
+	struct cli cli;
+	struct omnifs fs;
+	struct omni_backend_options bopts;
+	struct omni_docker_options dopts;
+	struct omni_e2b_options eopts;
+	struct omnifs_cache_options copts;
+	double request_timeout;
+	struct omni__session *session;
+	struct omnifs_ctl *ctl;
+	struct fuse_loop_config *loop;
+	char mountpoint[PATH_MAX], data_path[PATH_MAX], sock[PATH_MAX];
+	char project[256];
+	bool mounted, handlers, watching;
+};
+
+/* What a step returns to go on to the next one (else an exit code). */
+#define GO_ON (-1)
+
+/* --help, --version, and the mount point. */
+static int check_command_line(struct daemon *d, const char *prog)
+{
+	if (d->opts.show_help) {
+		usage(prog);
+		return 0;
 	}
-	if (opts.show_version) {
+	if (d->opts.show_version) {
 		printf("omnifs %s (libomni %s)\n", OMNI_VERSION,
 		       omni_version());
 		fflush(stdout); /* before libfuse writes its own lines */
 		fuse_lowlevel_version();
-		ret = 0;
-		goto out_args;
+		return 0;
 	}
-	if (!opts.mountpoint) {
+	if (!d->opts.mountpoint) {
 		fprintf(stderr, "usage: %s [options] MOUNTPOINT (try --help)\n",
-		        argv[0]);
-		ret = 2;
-		goto out_args;
+		        prog);
+		return 2;
 	}
-	if (!realpath(opts.mountpoint, mountpoint)) {
-		fprintf(stderr, "omnifs: %s: %s\n", opts.mountpoint,
+	if (!realpath(d->opts.mountpoint, d->mountpoint)) {
+		fprintf(stderr, "omnifs: %s: %s\n", d->opts.mountpoint,
 		        strerror(errno));
-		goto out_args;
+		return 1;
 	}
-	if (parse_double(cli.attr_timeout, &fs.attr_timeout, "attr_timeout") ||
-	    parse_double(cli.entry_timeout, &fs.entry_timeout,
+	return GO_ON;
+}
+
+/* The numbers of the command line; 2 for a bad one. */
+static int parse_numbers(struct daemon *d)
+{
+	const struct cli *cli = &d->cli;
+
+	if (parse_double(cli->attr_timeout, &d->fs.attr_timeout,
+	                 "attr_timeout") ||
+	    parse_double(cli->entry_timeout, &d->fs.entry_timeout,
 	                 "entry_timeout") ||
-	    parse_double(cli.negative_timeout, &fs.negative_timeout,
+	    parse_double(cli->negative_timeout, &d->fs.negative_timeout,
 	                 "negative_timeout") ||
-	    parse_double(cli.cache_ttl, &copts.ttl, "cache_ttl") ||
-	    parse_double(cli.request_timeout, &request_timeout,
+	    parse_double(cli->cache_ttl, &d->copts.ttl, "cache_ttl") ||
+	    parse_double(cli->request_timeout, &d->request_timeout,
 	                 "--request-timeout") ||
-	    parse_size(cli.memory, &bopts.memory_bytes, "--memory") ||
-	    parse_size(cli.pids_limit, &bopts.pids_limit, "--pids-limit") ||
-	    parse_double(cli.cpus, &bopts.cpus, "--cpus")) {
-		ret = 2;
-		goto out_args;
-	}
-	const char *base = strrchr(mountpoint, '/');
-	snprintf(project, sizeof(project), "%s",
-	         cli.project ? cli.project
-	                     : (base && base[1] ? base + 1 : "root"));
-	if (!omni_project_id_valid(project)) {
+	    parse_size(cli->memory, &d->dopts.memory_bytes, "--memory") ||
+	    parse_size(cli->pids_limit, &d->dopts.pids_limit, "--pids-limit") ||
+	    parse_double(cli->cpus, &d->dopts.cpus, "--cpus"))
+		return 2;
+	return GO_ON;
+}
+
+/* The project id: --project, else the mount point's name. */
+static int choose_project(struct daemon *d)
+{
+	const char *base = strrchr(d->mountpoint, '/');
+
+	snprintf(d->project, sizeof(d->project), "%s",
+	         d->cli.project ? d->cli.project
+	                        : (base && base[1] ? base + 1 : "root"));
+	if (!omni_project_id_valid(d->project)) {
 		fprintf(stderr,
 		        "omnifs: invalid project id '%s' (use letters, digits, "
 		        ". _ -; "
 		        "or give --project)\n",
-		        project);
-		ret = 2;
-		goto out_args;
+		        d->project);
+		return 2;
 	}
-	/* The data path must not depend on the daemon's cwd. */
+	return GO_ON;
+}
+
+/* The data path, made absolute: it must not depend on the daemon's cwd. */
+static int choose_data_path(struct daemon *d)
+{
 	const char *dp =
-	    cli.data_path ? cli.data_path : getenv("OMNI_DATA_PATH");
+	    d->cli.data_path ? d->cli.data_path : getenv("OMNI_DATA_PATH");
+
 	if (!dp || !*dp)
 		dp = "./data";
 	if (dp[0] != '/') {
 		char cwd[PATH_MAX];
 		if (!getcwd(cwd, sizeof(cwd)) ||
-		    snprintf(data_path, sizeof(data_path), "%s/%s", cwd, dp) >=
-		        (int)sizeof(data_path)) {
+		    snprintf(d->data_path, sizeof(d->data_path), "%s/%s", cwd,
+		             dp) >= (int)sizeof(d->data_path)) {
 			fprintf(stderr, "omnifs: data path too long\n");
-			goto out_args;
+			return 1;
 		}
 	} else {
-		snprintf(data_path, sizeof(data_path), "%s", dp);
+		snprintf(d->data_path, sizeof(d->data_path), "%s", dp);
 	}
-	bopts.data_path = data_path;
-	bopts.image = cli.image;
-	bopts.network = cli.network;
-	bopts.e2b_template = cli.template;
-	bopts.env = (const char *const *)cli.env;
-	bopts.progress = !cli.quiet;
-	if (cli.verbose || opts.debug)
-		omni_log_set_level(OMNI_LOG_DEBUG);
+	return GO_ON;
+}
 
-	if (cli.request_timeout) {
-		/* Read by the e2b backend when it is made. */
-		if (request_timeout <= 0) {
+/* The backend's options from the command line: the common ones, and
+ * those of the chosen backend. */
+static int set_backend_options(struct daemon *d)
+{
+	const char *name = d->cli.backend ? d->cli.backend : "local";
+
+	d->bopts.data_path = d->data_path;
+	d->bopts.env = (const char *const *)d->cli.env;
+	d->bopts.progress = !d->cli.quiet;
+	d->dopts.image = d->cli.image;
+	d->dopts.network = d->cli.network;
+	d->eopts.template_name = d->cli.template;
+	if (d->cli.verbose || d->opts.debug)
+		omni_log_set_level(OMNI_LOG_DEBUG);
+	if (d->cli.request_timeout) {
+		if (d->request_timeout <= 0) {
 			fprintf(stderr,
 			        "omnifs: --request-timeout must be > 0\n");
-			ret = 2;
-			goto out_args;
+			return 2;
 		}
-		setenv("OMNI_E2B_REQUEST_TIMEOUT", cli.request_timeout, 1);
+		d->eopts.request_timeout_s = d->request_timeout;
 	}
+	if (strcmp(name, "docker") == 0)
+		d->bopts.backend = &d->dopts.head;
+	else if (strcmp(name, "e2b") == 0)
+		d->bopts.backend = &d->eopts.head;
+	return GO_ON;
+}
 
-	if (!opts.foreground && daemonize_early() < 0)
-		goto out_args;
+/* Everything the command line says, checked before the daemon forks. */
+static int configure(struct daemon *d, const char *prog)
+{
+	int ret = check_command_line(d, prog);
 
-	if (omni_global_init() < 0) {
-		fail("%s", omni_error_last());
-		goto out_args;
-	}
-	rc = omni_runtime_dir(sock, sizeof(sock), true);
+	if (ret == GO_ON)
+		ret = parse_numbers(d);
+	if (ret == GO_ON)
+		ret = choose_project(d);
+	if (ret == GO_ON)
+		ret = choose_data_path(d);
+	if (ret == GO_ON)
+		ret = set_backend_options(d);
+	return ret;
+}
+
+/* The control socket's path, and no other daemon answering on it. */
+static int check_not_mounted(struct daemon *d)
+{
+	int rc = omni_runtime_dir(d->sock, sizeof(d->sock), true);
+
 	if (rc == 0)
-		rc = omni_session_socket_path(project, sock, sizeof(sock));
+		rc = omni_session_socket_path(d->project, d->sock,
+		                              sizeof(d->sock));
 	if (rc < 0) {
 		fail("%s", omni_error_last());
-		goto out_global;
+		return -1;
 	}
-	if (socket_alive(sock)) {
+	if (socket_alive(d->sock)) {
 		fail("project '%s' is already mounted (control socket %s "
 		     "answers)",
-		     project, sock);
-		goto out_global;
+		     d->project, d->sock);
+		return -1;
 	}
-	rc = omni_state_new(&state, cli.state ? cli.state : "none");
-	if (rc == 0)
-		rc = omni_backend_new(&b, cli.backend ? cli.backend : "local",
-		                      project, &bopts, state);
-	if (rc == 0 && (omni_vfs_caps(b) & OMNI_CAP_REMOTE)) {
-		/* Every round trip counts: the cache answers what it can. */
-		struct omni_backend *inner = b;
-		/* Its clean copies each keep a descriptor: allow what we
-		 * may, and keep no more copies than that allows. */
-		struct rlimit rl;
-		if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-			if (rl.rlim_cur < rl.rlim_max) {
-				rl.rlim_cur = rl.rlim_max;
-				setrlimit(RLIMIT_NOFILE, &rl);
-				getrlimit(RLIMIT_NOFILE, &rl);
-			}
-			if (rl.rlim_cur != RLIM_INFINITY &&
-			    copts.max_clean_files > (rl.rlim_cur - 256) / 2)
-				copts.max_clean_files =
-				    rl.rlim_cur > 512 ? (rl.rlim_cur - 256) / 2
-				                      : 64;
+	return 0;
+}
+
+/* Every round trip to a remote backend counts: the cache answers what it
+ * can, and snapshots go through it (they hold what the mount shows). */
+static int add_cache(struct daemon *d)
+{
+	struct rlimit rl;
+
+	/* Its clean copies each keep a descriptor: allow what we may, and
+	 * keep no more copies than that allows. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		if (rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+			getrlimit(RLIMIT_NOFILE, &rl);
 		}
-		rc = omnifs_cache_wrap(&b, inner, &copts);
-		/* Snapshots go through the cache too: they hold what the
-		 * mount shows, and omni-exec --save reaches the manager. */
-		if (rc == 0)
-			rc = omni_state_move(b, inner);
-		fs.remote = true;
-		if (!cli.attr_timeout)
-			fs.attr_timeout = copts.ttl;
-		if (!cli.entry_timeout)
-			fs.entry_timeout = copts.ttl;
-		if (!cli.negative_timeout)
-			fs.negative_timeout = copts.ttl;
+		if (rl.rlim_cur != RLIM_INFINITY &&
+		    d->copts.max_clean_files > (rl.rlim_cur - 256) / 2)
+			d->copts.max_clean_files =
+			    rl.rlim_cur > 512 ? (rl.rlim_cur - 256) / 2 : 64;
 	}
+	int rc = omni__session_add_cache(d->session, &d->copts);
+	d->fs.remote = true;
+	if (!d->cli.attr_timeout)
+		d->fs.attr_timeout = d->copts.ttl;
+	if (!d->cli.entry_timeout)
+		d->fs.entry_timeout = d->copts.ttl;
+	if (!d->cli.negative_timeout)
+		d->fs.negative_timeout = d->copts.ttl;
+	return rc;
+}
+
+/* Make the session (state manager, backend, cache) and start it, which
+ * loads the latest snapshot. */
+static int start_session(struct daemon *d)
+{
+	struct omni_state *state = NULL;
+	int rc = omni_state_new(&state, d->cli.state ? d->cli.state : "none");
+
 	if (rc == 0)
-		rc = omni_backend_start(b);
+		rc = omni__session_open(
+		    &d->session, d->cli.backend ? d->cli.backend : "local",
+		    d->project, &d->bopts, state);
+	if (rc == 0 && (omni_vfs_caps(omni__session_backend(d->session)) &
+	                OMNI_CAP_REMOTE))
+		rc = add_cache(d);
+	if (rc == 0)
+		rc = omni__session_start(d->session);
 	if (rc < 0) {
 		fail("%s", omni_error_last());
-		goto out_backend;
+		return -1;
 	}
-
-	fs.backend = b;
-	fs.host_files = (omni_vfs_caps(b) & OMNI_CAP_FILE_FD) != 0;
-	if (omnifs_inodes_new(&fs.inodes) < 0) {
+	d->fs.backend = omni__session_backend(d->session);
+	d->fs.host_files =
+	    (omni_vfs_caps(d->fs.backend) & OMNI_CAP_FILE_FD) != 0;
+	if (omnifs_inodes_new(&d->fs.inodes) < 0) {
 		fail("out of memory");
-		goto out_backend;
+		return -1;
 	}
+	return 0;
+}
+
+/* Create the FUSE session and mount it. */
+static int mount_fs(struct daemon *d)
+{
+	char fsopts[512];
+	bool shared = false;
+
 	/* The kernel's own permission checks cost a GETATTR of the parent
 	 * directory before every create and unlink. A host-directory backend
 	 * does not need them for a private mount: the daemon is the mounting
 	 * user, so the host file system already checks every call as that
 	 * user (access(2) is answered by op_access). They stay on for remote
 	 * backends and for mounts shared with -o allow_other. */
-	bool shared = false;
-	for (int i = 0; i < args.argc; i++)
-		if (strstr(args.argv[i], "allow_other"))
+	for (int i = 0; i < d->args.argc; i++)
+		if (strstr(d->args.argv[i], "allow_other"))
 			shared = true;
 	snprintf(fsopts, sizeof(fsopts), "-ofsname=omnifs:%s,subtype=omnifs%s",
-	         project,
-	         fs.host_files && !shared ? "" : ",default_permissions");
-	if (fuse_opt_add_arg(&args, fsopts) != 0) {
+	         d->project,
+	         d->fs.host_files && !shared ? "" : ",default_permissions");
+	if (fuse_opt_add_arg(&d->args, fsopts) != 0) {
 		fail("out of memory");
-		goto out_backend;
+		return -1;
 	}
-	fs.se = fuse_session_new(&args, &omnifs_ops, sizeof(omnifs_ops), &fs);
-	if (!fs.se) {
+	d->fs.se =
+	    fuse_session_new(&d->args, &omnifs_ops, sizeof(omnifs_ops), &d->fs);
+	if (!d->fs.se) {
 		fail("cannot create the FUSE session (bad -o option?)");
-		goto out_backend;
+		return -1;
 	}
-	if (fuse_set_signal_handlers(fs.se) != 0) {
+	if (fuse_set_signal_handlers(d->fs.se) != 0) {
 		fail("cannot install signal handlers");
-		goto out_session;
+		return -1;
 	}
-	handlers = true;
-	if (fuse_session_mount(fs.se, mountpoint) != 0) {
+	d->handlers = true;
+	if (fuse_session_mount(d->fs.se, d->mountpoint) != 0) {
 		fail(
 		    "cannot mount on %s (is /dev/fuse there, and fusermount3?)",
-		    mountpoint);
-		goto out_session;
+		    d->mountpoint);
+		return -1;
 	}
-	mounted = true;
+	d->mounted = true;
+	return 0;
+}
 
+/* The control socket for omni-exec, and the backend's change watch. */
+static int start_control(struct daemon *d)
+{
 	struct omnifs_ctl_hooks hooks = {
 		.before_exec = hook_before_exec,
 		.after_exec = hook_after_exec,
 		.control = hook_control,
-		.payload = &fs,
+		.payload = &d->fs,
 	};
-	if (omnifs_ctl_start(&ctl, b, sock, &hooks) < 0) {
-		fail("control socket %s: %s", sock, omni_error_last());
-		goto out_session;
+
+	if (omnifs_ctl_start(&d->ctl, d->fs.backend, d->sock, &hooks) < 0) {
+		fail("control socket %s: %s", d->sock, omni_error_last());
+		return -1;
 	}
-	if (omni_vfs_caps(b) & OMNI_CAP_WATCH) {
-		watching = omni_vfs_watch(b, on_change, &fs) == 0;
-		if (!watching)
+	if (omni_vfs_caps(d->fs.backend) & OMNI_CAP_WATCH) {
+		d->watching =
+		    omni_vfs_watch(d->fs.backend, on_change, &d->fs) == 0;
+		if (!d->watching)
 			omni_log(OMNI_LOG_DEBUG, "no change watch: %s",
 			         omni_error_last());
 	}
+	return 0;
+}
 
-	if (!opts.foreground) {
+/* Unless -f: logs to syslog, no terminal, cwd "/". Then the parent is
+ * told the mount works. */
+static void go_background(struct daemon *d)
+{
+	if (!d->opts.foreground) {
 		omni_log_set_sink(syslog_sink, NULL);
 		openlog("omnifs", LOG_PID, LOG_DAEMON);
 		detach_stdio();
@@ -627,77 +709,144 @@ int main(int argc, char *argv[])
 		}
 	}
 	report("");
+}
 
-	loop = fuse_loop_cfg_create();
-	if (!loop) {
+/* Serve FUSE requests until the mount goes away or a signal comes. */
+static int serve(struct daemon *d)
+{
+	d->loop = fuse_loop_cfg_create();
+	if (!d->loop) {
 		omni_log(OMNI_LOG_ERROR, "out of memory");
-		goto out_session;
+		return 1;
 	}
-	fuse_loop_cfg_set_clone_fd(loop, (unsigned int)opts.clone_fd);
-	fuse_loop_cfg_set_idle_threads(loop, opts.max_idle_threads);
+	fuse_loop_cfg_set_clone_fd(d->loop, (unsigned int)d->opts.clone_fd);
+	fuse_loop_cfg_set_idle_threads(d->loop, d->opts.max_idle_threads);
 	/* libfuse leaves max_threads at UINT_MAX unless -o max_threads=N
 	 * was given; pass it on only when it was. */
-	if (opts.max_threads > 0 && opts.max_threads <= 100000)
-		fuse_loop_cfg_set_max_threads(loop, opts.max_threads);
-	rc = opts.singlethread ? fuse_session_loop(fs.se)
-	                       : fuse_session_loop_mt(fs.se, loop);
-	ret = rc == 0 ? 0 : 1;
+	if (d->opts.max_threads > 0 && d->opts.max_threads <= 100000)
+		fuse_loop_cfg_set_max_threads(d->loop, d->opts.max_threads);
+	int rc = d->opts.singlethread ? fuse_session_loop(d->fs.se)
+	                              : fuse_session_loop_mt(d->fs.se, d->loop);
+	return rc == 0 ? 0 : 1;
+}
 
-out_session:
-	omnifs_ctl_stop(ctl);
-	ctl = NULL;
-	if (mounted)
-		fuse_session_unmount(fs.se);
-	if (handlers)
-		fuse_remove_signal_handlers(fs.se);
+/* Undo mount_fs() and start_control(), whatever they got to. */
+static void unmount_fs(struct daemon *d)
+{
+	if (!d->fs.se)
+		return;
+	omnifs_ctl_stop(d->ctl);
+	d->ctl = NULL;
+	if (d->mounted)
+		fuse_session_unmount(d->fs.se);
+	if (d->handlers)
+		fuse_remove_signal_handlers(d->fs.se);
 	/* Notifications are pointless now; stop sending them (this waits
 	 * for one in progress). */
-	if (watching)
-		omni_vfs_watch(b, NULL, NULL);
-	struct fuse_session *se = fs.se;
-	fs.se = NULL;
-	if (se)
-		fuse_session_destroy(se);
-	fuse_loop_cfg_destroy(loop);
-out_backend:
-	if (b) {
-		if (omni_backend_shutdown(b) < 0) {
+	if (d->watching)
+		omni_vfs_watch(d->fs.backend, NULL, NULL);
+	struct fuse_session *se = d->fs.se;
+	d->fs.se = NULL;
+	fuse_session_destroy(se);
+	fuse_loop_cfg_destroy(d->loop);
+	d->loop = NULL;
+}
+
+/* Shut the session down (a snapshot is saved) and free it; ret becomes 1
+ * when the shutdown fails. */
+static int stop_session(struct daemon *d, int ret)
+{
+	if (d->session) {
+		if (omni__session_shutdown(d->session) < 0) {
 			omni_log(OMNI_LOG_ERROR, "shutdown: %s",
 			         omni_error_last());
 			ret = 1;
 		}
-		omni_backend_free(b);
-	} else {
-		/* omni_backend_new() took the state even on failure. */
+		omni__session_free(d->session);
+		d->session = NULL;
 	}
-	omnifs_inodes_free(fs.inodes);
-out_global:
+	omnifs_inodes_free(d->fs.inodes);
+	d->fs.inodes = NULL;
+	return ret;
+}
+
+/* From the fork to the end of the session; the exit code. */
+static int run(struct daemon *d)
+{
+	int ret = 1;
+
+	if (!d->opts.foreground && daemonize_early() < 0)
+		return 1;
+	if (omni_global_init() < 0) {
+		fail("%s", omni_error_last());
+		return 1;
+	}
+	if (check_not_mounted(d) == 0) {
+		if (start_session(d) == 0 && mount_fs(d) == 0 &&
+		    start_control(d) == 0) {
+			go_background(d);
+			ret = serve(d);
+		}
+		unmount_fs(d);
+		ret = stop_session(d, ret);
+	}
 	omni_global_shutdown();
-out_args:
+	return ret;
+}
+
+/* What the command line left to free; the parent learns of a failure. */
+static void finish(struct daemon *d, int ret)
+{
+	struct cli *cli = &d->cli;
+
 	if (report_fd >= 0)
 		report(ret == 0 ? "" : "failed to start");
-	for (size_t i = 0; i < cli.nenv; i++)
-		free(cli.env[i]);
-	free(cli.env);
+	for (size_t i = 0; i < cli->nenv; i++)
+		free(cli->env[i]);
+	free(cli->env);
 	/* fuse_opt_parse() strdup()s every string option. */
-	char *strings[] = { cli.backend,
-		            cli.project,
-		            cli.state,
-		            cli.image,
-		            cli.network,
-		            cli.data_path,
-		            cli.memory,
-		            cli.cpus,
-		            cli.pids_limit,
-		            cli.template,
-		            cli.attr_timeout,
-		            cli.entry_timeout,
-		            cli.negative_timeout,
-		            cli.cache_ttl,
-		            cli.request_timeout };
+	char *strings[] = { cli->backend,
+		            cli->project,
+		            cli->state,
+		            cli->image,
+		            cli->network,
+		            cli->data_path,
+		            cli->memory,
+		            cli->cpus,
+		            cli->pids_limit,
+		            cli->template,
+		            cli->attr_timeout,
+		            cli->entry_timeout,
+		            cli->negative_timeout,
+		            cli->cache_ttl,
+		            cli->request_timeout };
 	for (size_t i = 0; i < sizeof(strings) / sizeof(*strings); i++)
 		free(strings[i]);
-	free(opts.mountpoint);
-	fuse_opt_free_args(&args);
+	free(d->opts.mountpoint);
+	fuse_opt_free_args(&d->args);
+}
+
+int main(int argc, char *argv[])
+{
+	struct daemon d = {
+		.args = FUSE_ARGS_INIT(argc, argv),
+		.fs = { .attr_timeout = 1.0, .entry_timeout = 1.0 },
+		.bopts = OMNI_BACKEND_OPTIONS_INIT,
+		.dopts = OMNI_DOCKER_OPTIONS_INIT,
+		.eopts = OMNI_E2B_OPTIONS_INIT,
+		.copts = OMNIFS_CACHE_OPTIONS_INIT,
+	};
+	int ret;
+
+	signal(SIGPIPE, SIG_IGN);
+	omni_log_set_prefix("omnifs");
+	if (fuse_opt_parse(&d.args, &d.cli, cli_spec, cli_proc) != 0)
+		return 2;
+	if (fuse_parse_cmdline(&d.args, &d.opts) != 0)
+		return 2;
+	ret = configure(&d, argv[0]);
+	if (ret == GO_ON)
+		ret = run(&d);
+	finish(&d, ret);
 	return ret;
 }

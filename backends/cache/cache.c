@@ -53,6 +53,13 @@ static int cache_exec_start(struct omni_backend *b,
 	return omni_vfs_exec_start(omni__cache_of(b)->inner, req, out);
 }
 
+/* exec_start's pair: a handle names the inner backend, so this goes to
+ * the inner backend's exec_free. */
+static void cache_exec_free(struct omni_exec *e)
+{
+	omni_vfs_exec_free(e);
+}
+
 static char *cache_stats(struct omni_backend *b)
 {
 	struct cache *c = omni__cache_of(b);
@@ -224,6 +231,7 @@ static const struct omni_backend_ops cache_ops = {
 	.file_fd = omni__cache_file_fd,
 	.release = omni__cache_release,
 	.exec_start = cache_exec_start,
+	.exec_free = cache_exec_free,
 	.watch = omni__cache_watch,
 	.stats = cache_stats,
 	.invalidate = omni__cache_invalidate,
@@ -248,7 +256,7 @@ int omnifs_cache_wrap(struct omni_backend **out, struct omni_backend *inner,
 	}
 	rc = omni__backend_init(
 	    &c->base, &cache_ops, omni_backend_project_id(inner),
-	    omni_backend_get_working_directory(inner), NULL, NULL);
+	    omni_backend_get_working_directory(inner), NULL);
 	if (rc < 0) {
 		omni_backend_free(inner);
 		free(c);

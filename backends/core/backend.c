@@ -2,13 +2,16 @@
  * backends/core/backend.c - the one place that calls through a backend's ops
  * table.
  *
- * It holds the table of backend names, the common part of every instance
- * (project id, working directory, options, state manager, status), the
- * session's life (start loads the newest snapshot, shutdown saves one),
- * and the thin omni_vfs_* wrappers of omni/vfs.h. A NULL slot becomes
- * -ENOSYS with a message naming the backend and the operation, as FUSE
- * itself does for a missing operation. The documented file and directory
- * calls built on these wrappers are in api.c.
+ * It checks an operations table when a backend is made (version, mandatory
+ * slots, slots that come in pairs), keeps the common part of every
+ * instance (project id, working directory, common options, status), runs
+ * and stops a backend, and holds the thin omni_vfs_* wrappers of
+ * omni/vfs.h. A NULL slot becomes -ENOSYS with a message naming the
+ * backend and the operation, as FUSE itself does for a missing operation.
+ * Loading and saving snapshots around start and shutdown is the session's
+ * (session.c): omni_backend_start/shutdown/free on the backend a session
+ * shows go to it. The documented file and directory calls built on these
+ * wrappers are in api.c.
  *
  * Locking: the status is guarded by b->lock; everything else is either
  * set before the session starts or belongs to the backend.
@@ -23,52 +26,7 @@
 #include "omni/sys/backend_impl.h"
 #include "omni/error.h"
 #include "omni/log.h"
-#include "omni/state.h"
-#include "core/registry.h"
-
-/* --- registry ------------------------------------------------------------- */
-
-static const struct {
-	const char *name;
-	int (*create)(struct omni_backend **out, const char *project_id,
-	              const struct omni_backend_options *opts,
-	              struct omni_state *state);
-} backend_table[] = {
-	{ "local", omni__local_backend_open },
-	{ "docker", omni__docker_backend_open },
-	{ "e2b", omni__e2b_backend_open },
-};
-
-static const char *const backend_names[] = { "local", "docker", "e2b", NULL };
-
-const char *const *omni_backend_names(void)
-{
-	return backend_names;
-}
-
-int omni_backend_new(struct omni_backend **out, const char *name,
-                     const char *project_id,
-                     const struct omni_backend_options *opts,
-                     struct omni_state *state)
-{
-	*out = NULL;
-	for (size_t i = 0; i < sizeof(backend_table) / sizeof(*backend_table);
-	     i++) {
-		if (strcmp(backend_table[i].name, name ? name : "") == 0)
-			return backend_table[i].create(out, project_id, opts,
-			                               state);
-	}
-	omni_state_free(state);
-	return omni_error_set(
-	    -EINVAL, "unknown backend '%s' (known: local, docker, e2b)",
-	    name ? name : "");
-}
-
-int omni_local_backend_new(struct omni_backend **out, const char *project_id,
-                           struct omni_state *state)
-{
-	return omni__local_backend_open(out, project_id, NULL, state);
-}
+#include "core/session.h"
 
 const char *omni_status_name(enum omni_status status)
 {
@@ -81,6 +39,38 @@ const char *omni_status_name(enum omni_status status)
 		return "STOPPED";
 	}
 	return "UNKNOWN";
+}
+
+/* --- the operations table ------------------------------------------------- */
+
+/* Slots that come in pairs: what the first makes (a running workspace, a
+ * handle), the second undoes. Both set or both NULL; the name of the first
+ * pair that is not, else NULL. */
+static const char *unpaired_slots(const struct omni_backend_ops *ops)
+{
+	if (!ops->start != !ops->shutdown)
+		return "start and shutdown";
+	if (!ops->open != !ops->release)
+		return "open and release";
+	if (!ops->exec_start != !ops->exec_free)
+		return "exec_start and exec_free";
+	return NULL;
+}
+
+static int check_ops(const struct omni_backend_ops *ops)
+{
+	const char *pair;
+
+	if (!ops || ops->version < 1 ||
+	    ops->version > OMNI_BACKEND_OPS_VERSION || !ops->stat ||
+	    !ops->destroy)
+		return omni_error_set(-EINVAL, "backend: bad operations table");
+	if ((pair = unpaired_slots(ops)))
+		return omni_error_set(-EINVAL,
+		                      "backend '%s': bad operations table: %s "
+		                      "come in pairs (both set or both NULL)",
+		                      ops->name ? ops->name : "", pair);
+	return 0;
 }
 
 /* --- the common part of an instance --------------------------------------- */
@@ -104,11 +94,26 @@ static void free_env(const char *const *env)
 	free((void *)env);
 }
 
+static const char **dup_env(const char *const *src, bool *failed)
+{
+	size_t n = 0;
+
+	if (!src)
+		return NULL;
+	while (src[n])
+		n++;
+	const char **env = calloc(n + 1, sizeof(*env));
+	if (!env)
+		*failed = true;
+	for (size_t i = 0; env && i < n; i++)
+		env[i] = dup_opt(src[i], failed);
+	return env;
+}
+
 int omni__backend_init(struct omni_backend *b,
                        const struct omni_backend_ops *ops,
                        const char *project_id, const char *workdir,
-                       const struct omni_backend_options *opts,
-                       struct omni_state *state)
+                       const struct omni_backend_options *opts)
 {
 	struct omni_backend_options defaults = OMNI_BACKEND_OPTIONS_INIT;
 	bool failed = false;
@@ -116,46 +121,23 @@ int omni__backend_init(struct omni_backend *b,
 
 	memset(b, 0, sizeof(*b));
 	pthread_mutex_init(&b->lock, NULL);
-	if (!ops || ops->version < 1 ||
-	    ops->version > OMNI_BACKEND_OPS_VERSION || !ops->stat ||
-	    !ops->destroy) {
-		omni_state_free(state);
-		return omni_error_set(-EINVAL, "backend: bad operations table");
-	}
-	if (!omni_project_id_valid(project_id)) {
-		omni_state_free(state);
+	if ((rc = check_ops(ops)) < 0)
+		return rc;
+	if (!omni_project_id_valid(project_id))
 		return omni_error_set(
 		    -EINVAL,
 		    "invalid project id '%s': use 1-128 of A-Z a-z 0-9 . _ -",
 		    project_id ? project_id : "");
-	}
-	if (!state && (rc = omni_state_noop(&state)) < 0)
-		return rc;
 	b->ops = ops;
-	b->state = state;
 	b->status = OMNI_STATUS_UNINITIALIZED;
 	if (!opts)
 		opts = &defaults;
-	b->opts = *opts;
 	b->opts.version = OMNI_BACKEND_OPTIONS_VERSION;
+	b->opts.progress = opts->progress;
 	b->project_id = dup_opt(project_id, &failed);
 	b->workdir = dup_opt(workdir, &failed);
 	b->opts.data_path = dup_opt(opts->data_path, &failed);
-	b->opts.image = dup_opt(opts->image, &failed);
-	b->opts.network = dup_opt(opts->network, &failed);
-	b->opts.e2b_template = dup_opt(opts->e2b_template, &failed);
-	b->opts.env = NULL;
-	if (opts->env) {
-		size_t n = 0;
-		while (opts->env[n])
-			n++;
-		const char **env = calloc(n + 1, sizeof(*env));
-		if (!env)
-			failed = true;
-		for (size_t i = 0; env && i < n; i++)
-			env[i] = dup_opt(opts->env[i], &failed);
-		b->opts.env = env;
-	}
+	b->opts.env = dup_env(opts->env, &failed);
 	if (failed) {
 		omni__backend_finish(b);
 		return omni_error_set(-ENOMEM, "backend: out of memory");
@@ -163,16 +145,54 @@ int omni__backend_init(struct omni_backend *b,
 	return 0;
 }
 
+int omni__backend_own_options(const struct omni_backend_options *opts,
+                              const char *name, unsigned int max_version,
+                              const struct omni_backend_options_head **out)
+{
+	const struct omni_backend_options_head *h = opts ? opts->backend : NULL;
+
+	*out = NULL;
+	if (!h)
+		return 0;
+	if (!h->backend || strcmp(h->backend, name) != 0)
+		return omni_error_set(-EINVAL,
+		                      "%s backend: given the options of the "
+		                      "'%s' backend",
+		                      name, h->backend ? h->backend : "");
+	if (max_version == 0)
+		return omni_error_set(
+		    -EINVAL, "%s backend: has no options of its own", name);
+	if (h->version < 1 || h->version > max_version)
+		return omni_error_set(-EINVAL,
+		                      "%s backend: options version %u (known: "
+		                      "1 to %u)",
+		                      name, h->version, max_version);
+	*out = h;
+	return 0;
+}
+
+int omni__backend_inherit_options(struct omni_backend *to,
+                                  const struct omni_backend *from)
+{
+	if (from->opts.data_path &&
+	    (!to->opts.data_path ||
+	     strcmp(to->opts.data_path, from->opts.data_path) != 0)) {
+		char *dp = strdup(from->opts.data_path);
+		if (!dp)
+			return omni_error_set(-ENOMEM,
+			                      "backend: out of memory");
+		free((char *)to->opts.data_path);
+		to->opts.data_path = dp;
+	}
+	to->opts.progress = from->opts.progress;
+	return 0;
+}
+
 void omni__backend_finish(struct omni_backend *b)
 {
-	omni_state_free(b->state);
-	b->state = NULL;
 	free(b->project_id);
 	free(b->workdir);
 	free((char *)b->opts.data_path);
-	free((char *)b->opts.image);
-	free((char *)b->opts.network);
-	free((char *)b->opts.e2b_template);
 	free_env(b->opts.env);
 	b->project_id = b->workdir = NULL;
 	memset(&b->opts, 0, sizeof(b->opts));
@@ -205,7 +225,7 @@ int omni__workspace_host_dir(const struct omni_backend *b, char *out,
 	return 0;
 }
 
-/* --- life of a session ---------------------------------------------------- */
+/* --- running and stopping ------------------------------------------------- */
 
 const char *omni_backend_name(const struct omni_backend *b)
 {
@@ -222,16 +242,19 @@ const char *omni_backend_get_working_directory(struct omni_backend *b)
 	return b->workdir;
 }
 
-struct omni_state *omni_backend_state(struct omni_backend *b)
-{
-	return b->state;
-}
-
 static void set_status(struct omni_backend *b, enum omni_status s)
 {
 	pthread_mutex_lock(&b->lock);
 	b->status = s;
 	pthread_mutex_unlock(&b->lock);
+}
+
+bool omni__backend_running(struct omni_backend *b)
+{
+	pthread_mutex_lock(&b->lock);
+	bool running = b->status == OMNI_STATUS_RUNNING;
+	pthread_mutex_unlock(&b->lock);
+	return running;
 }
 
 enum omni_status omni_backend_get_status(struct omni_backend *b)
@@ -246,58 +269,80 @@ enum omni_status omni_backend_get_status(struct omni_backend *b)
 	return s;
 }
 
-int omni_backend_start(struct omni_backend *b)
+int omni__backend_run(struct omni_backend *b)
 {
 	int rc;
 
-	if (omni_backend_get_status(b) == OMNI_STATUS_RUNNING)
-		return 0;
 	if (b->ops->start && (rc = b->ops->start(b)) < 0)
 		return rc;
 	set_status(b, OMNI_STATUS_RUNNING);
-	rc = omni_state_load_latest(b->state, b);
-	if (rc < 0) {
-		/* Never run on a half-restored workspace. */
-		char msg[512];
-		snprintf(msg, sizeof(msg), "%s", omni_error_last());
-		if (b->ops->shutdown)
-			b->ops->shutdown(b);
-		set_status(b, OMNI_STATUS_STOPPED);
-		return omni_error_set(rc, "loading the latest snapshot: %s",
-		                      msg);
-	}
-	omni_log(OMNI_LOG_DEBUG, "%s session '%s' started (%s)", b->ops->name,
-	         b->project_id, rc > 0 ? "snapshot loaded" : "no snapshot");
+	return 0;
+}
+
+int omni__backend_stop(struct omni_backend *b)
+{
+	int rc = 0;
+
+	if (b->ops->shutdown)
+		rc = b->ops->shutdown(b);
+	set_status(b, OMNI_STATUS_STOPPED);
+	return rc;
+}
+
+void omni__backend_destroy(struct omni_backend *b)
+{
+	b->ops->destroy(b);
+}
+
+/* The session whose face b is (start, shutdown and free go to it); NULL
+ * for a backend on its own or behind another one, such as the backend a
+ * cache wraps, which is started and stopped by what is in front of it. */
+static struct omni__session *face_of(struct omni_backend *b)
+{
+	if (b->session && omni__session_backend(b->session) == b)
+		return b->session;
+	return NULL;
+}
+
+int omni_backend_start(struct omni_backend *b)
+{
+	struct omni__session *s = face_of(b);
+	int rc;
+
+	if (s)
+		return omni__session_start(s);
+	if (omni_backend_get_status(b) == OMNI_STATUS_RUNNING)
+		return 0;
+	if ((rc = omni__backend_run(b)) < 0)
+		return rc;
+	omni_log(OMNI_LOG_DEBUG, "%s session '%s' started (no snapshot)",
+	         b->ops->name, b->project_id);
 	return 0;
 }
 
 int omni_backend_shutdown(struct omni_backend *b)
 {
-	int rc = 0, src;
-	char msg[512] = "";
+	struct omni__session *s = face_of(b);
 
-	pthread_mutex_lock(&b->lock);
-	bool running = b->status == OMNI_STATUS_RUNNING;
-	pthread_mutex_unlock(&b->lock);
-	if (!running)
+	if (s)
+		return omni__session_shutdown(s);
+	if (!omni__backend_running(b))
 		return 0;
-	src = omni_state_save(b->state, b, "session shutdown", NULL);
-	if (src < 0)
-		snprintf(msg, sizeof(msg), "%s", omni_error_last());
-	if (b->ops->shutdown)
-		rc = b->ops->shutdown(b);
-	set_status(b, OMNI_STATUS_STOPPED);
-	if (src < 0)
-		return omni_error_set(src, "saving the snapshot: %s", msg);
-	return rc;
+	return omni__backend_stop(b);
 }
 
 void omni_backend_free(struct omni_backend *b)
 {
+	struct omni__session *s;
+
 	if (!b)
 		return;
+	if ((s = face_of(b))) {
+		omni__session_free(s);
+		return;
+	}
 	omni_backend_shutdown(b);
-	b->ops->destroy(b);
+	omni__backend_destroy(b);
 }
 
 /* --- the vfs wrappers ----------------------------------------------------- */

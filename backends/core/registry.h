@@ -1,6 +1,8 @@
 /*
  * backends/core/registry.h - the constructors behind omni_backend_new() and
- * omni_state_new(), one per backend or manager file (private).
+ * the other documented constructors (session.c), one per backend file
+ * (private). Each makes a backend that is not started and belongs to no
+ * session yet; its own options come in opts->backend.
  */
 #ifndef OMNI_REGISTRY_H
 #define OMNI_REGISTRY_H
@@ -8,13 +10,10 @@
 #include "omni/backend.h"
 
 int omni__local_backend_open(struct omni_backend **out, const char *project_id,
-                             const struct omni_backend_options *opts,
-                             struct omni_state *state);
+                             const struct omni_backend_options *opts);
 int omni__docker_backend_open(struct omni_backend **out, const char *project_id,
-                              const struct omni_backend_options *opts,
-                              struct omni_state *state);
+                              const struct omni_backend_options *opts);
 int omni__e2b_backend_open(struct omni_backend **out, const char *project_id,
-                           const struct omni_backend_options *opts,
-                           struct omni_state *state);
+                           const struct omni_backend_options *opts);
 
 #endif

@@ -4,12 +4,14 @@
  *it.
  *
  * USAGE
+ *	struct omni_docker_options d = OMNI_DOCKER_OPTIONS_INIT;
+ *	d.image = "ghcr.io/astral-sh/uv:debian";   (the default)
+ *	d.network = "none";        NULL: the daemon's default network
+ *	d.memory_bytes = 512 << 20; d.cpus = 1.5; d.pids_limit = 256;  0: none
  *	struct omni_backend_options o = OMNI_BACKEND_OPTIONS_INIT;
- *	o.image = "ghcr.io/astral-sh/uv:debian";   (the default)
- *	o.network = "none";        NULL: the daemon's default network
- *	o.memory_bytes = 512 << 20; o.cpus = 1.5; o.pids_limit = 256;  0: none
  *	o.env = (const char *[]){ "KEY=VALUE", NULL };
  *	o.progress = true;         pull progress on stderr
+ *	o.backend = &d.head;
  *	omni_docker_backend_new(&b, "myproject", &o, NULL);
  *	omnifs --backend docker --image IMG [--network none] MOUNTPOINT
  *
@@ -78,7 +80,6 @@
 #include "omni/error.h"
 #include "omni/log.h"
 #include "omni/session.h"
-#include "omni/state.h"
 #include "core/registry.h"
 
 #define AGENT_WAIT_MS   10000
@@ -467,7 +468,8 @@ static int add_strings(cJSON *obj, const char *name, const char *const *v)
 static char *create_body(struct omni__docker_backend *db, const char *image,
                          const char *workspace, const char *agent)
 {
-	const struct omni_backend_options *o = &db->host.base.opts;
+	const struct omni_docker_options *o = &db->opts;
+	const char *const *env = db->host.base.opts.env;
 	const char *entry[] = { OMNI_DOCKER_AGENT_PATH,
 		                "--listen",
 		                OMNI_DOCKER_RUN_DIR "/agent.sock",
@@ -494,9 +496,9 @@ static char *create_body(struct omni__docker_backend *db, const char *image,
 	    !cJSON_AddStringToObject(root, "WorkingDir", OMNI_DOCKER_WORKDIR);
 	bad |= !cJSON_AddStringToObject(root, "User", user);
 	bad |= add_strings(root, "Env", home);
-	cJSON *env = cJSON_GetObjectItemCaseSensitive(root, "Env");
-	for (const char *const *e = o->env; env && e && *e; e++)
-		bad |= !cJSON_AddItemToArray(env, cJSON_CreateString(*e));
+	cJSON *array = cJSON_GetObjectItemCaseSensitive(root, "Env");
+	for (const char *const *e = env; array && e && *e; e++)
+		bad |= !cJSON_AddItemToArray(array, cJSON_CreateString(*e));
 	bad |= !cJSON_AddBoolToObject(root, "Tty", false);
 	bad |= !cJSON_AddBoolToObject(root, "OpenStdin", false);
 	bad |= !cJSON_AddBoolToObject(root, "AttachStdin", false);
@@ -706,8 +708,8 @@ static void release_host(struct omni__docker_backend *db)
 static int docker_start(struct omni_backend *b)
 {
 	struct omni__docker_backend *db = db_of(b);
-	const char *image = b->opts.image && *b->opts.image
-	                        ? b->opts.image
+	const char *image = db->opts.image && *db->opts.image
+	                        ? db->opts.image
 	                        : OMNI_DOCKER_DEFAULT_IMAGE;
 	char workspace[PATH_MAX];
 	bool created = false;
@@ -809,6 +811,8 @@ static void docker_destroy(struct omni_backend *b)
 	struct omni__docker_backend *db = db_of(b);
 
 	release_host(db);
+	free((char *)db->opts.image);
+	free((char *)db->opts.network);
 	omni__backend_finish(b);
 	free(db);
 }
@@ -830,34 +834,48 @@ static const struct omni_backend_ops docker_ops = {
 	.exec_free = omni__docker_exec_free,
 };
 
-int omni__docker_backend_open(struct omni_backend **out, const char *project_id,
-                              const struct omni_backend_options *opts,
-                              struct omni_state *state)
+/* Copy the docker options (own may be NULL: the defaults). */
+static int copy_options(struct omni__docker_backend *db,
+                        const struct omni_backend_options_head *own)
 {
-	struct omni__docker_backend *db = calloc(1, sizeof(*db));
+	struct omni_docker_options defaults = OMNI_DOCKER_OPTIONS_INIT;
+	const struct omni_docker_options *o =
+	    own ? (const struct omni_docker_options *)own : &defaults;
+
+	db->opts = *o;
+	db->opts.image = o->image ? strdup(o->image) : NULL;
+	db->opts.network = o->network ? strdup(o->network) : NULL;
+	if ((o->image && !db->opts.image) || (o->network && !db->opts.network))
+		return omni_error_set(-ENOMEM, "docker backend: out of memory");
+	return 0;
+}
+
+int omni__docker_backend_open(struct omni_backend **out, const char *project_id,
+                              const struct omni_backend_options *opts)
+{
+	const struct omni_backend_options_head *own;
+	struct omni__docker_backend *db;
 	int rc;
 
 	*out = NULL;
-	if (!db) {
-		omni_state_free(state);
+	if ((rc = omni__backend_own_options(
+	         opts, "docker", OMNI_DOCKER_OPTIONS_VERSION, &own)) < 0)
+		return rc;
+	if (!(db = calloc(1, sizeof(*db))))
 		return omni_error_set(-ENOMEM, "docker backend: out of memory");
-	}
 	db->host.root.root_fd = -1;
 	db->run_fd = -1;
 	rc = omni__backend_init(&db->host.base, &docker_ops, project_id,
-	                        OMNI_DOCKER_WORKDIR, opts, state);
+	                        OMNI_DOCKER_WORKDIR, opts);
 	if (rc < 0) {
 		free(db);
+		return rc;
+	}
+	if ((rc = copy_options(db, own)) < 0) {
+		docker_destroy(&db->host.base);
 		return rc;
 	}
 	snprintf(db->name, sizeof(db->name), "omniagents-%s", project_id);
 	*out = &db->host.base;
 	return 0;
-}
-
-int omni_docker_backend_new(struct omni_backend **out, const char *project_id,
-                            const struct omni_backend_options *opts,
-                            struct omni_state *state)
-{
-	return omni__docker_backend_open(out, project_id, opts, state);
 }

@@ -142,6 +142,8 @@ struct omni__docker_backend {
 	/* base, and root: the host side of the /workspace bind */
 	struct omni_host_backend host;
 	struct omni__docker_api api;
+	/* Its own options (image and network copied; NULL: defaults). */
+	struct omni_docker_options opts;
 	char name[160];         /* omniagents-<project_id> */
 	char id[80];            /* the container's id, once known */
 	char run_dir[PATH_MAX]; /* host dir bound at /run/omni */

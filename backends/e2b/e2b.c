@@ -5,6 +5,9 @@
  *
  * USAGE
  *	E2B_API_KEY=e2b_... omnifs --backend e2b [--template NAME] MNT
+ *	struct omni_e2b_options e = OMNI_E2B_OPTIONS_INIT;
+ *	e.template_name = "base"; e.timeout_s = 3600; e.request_timeout_s = 10;
+ *	opts.backend = &e.head;
  *	omni_e2b_backend_new(&b, "myproject", &opts, NULL);
  *
  *	Environment, read when the backend is made, as the official SDKs do:
@@ -17,10 +20,12 @@
  *	                 the local server)
  *	E2B_DEBUG=true   no control plane: envd at localhost:49983 (or
  *	                 E2B_SANDBOX_URL), sandbox id "debug_sandbox_id"
- *	OMNI_E2B_REQUEST_TIMEOUT  seconds a request may take (default 10);
+ *	OMNI_E2B_REQUEST_TIMEOUT  seconds a request may take when the
+ *	                 request_timeout_s option is 0 (default 10);
  *	                 connecting has half of it, at most 5 s
- *	Options: opts.e2b_template (default "base"), opts.e2b_timeout_s (the
- *	sandbox's lifetime, default 3600), opts.env (the sandbox's envVars).
+ *	Options: template_name (default "base"), timeout_s (the sandbox's
+ *	lifetime, default 3600) and request_timeout_s of struct
+ *	omni_e2b_options; opts.env (the sandbox's envVars).
  *
  * Life of a session. start creates a sandbox (POST /sandboxes with
  * templateID, timeout, metadata {"project_id"}, envVars and secure:true,
@@ -58,7 +63,6 @@
 #include "core/http.h"
 #include "omni/error.h"
 #include "omni/log.h"
-#include "omni/state.h"
 #include "core/registry.h"
 
 static const char *env_or(const char *name, const char *fallback)
@@ -535,30 +539,42 @@ static const struct omni_backend_ops e2b_ops = {
 	.stats = e2b_stats,
 };
 
-int omni__e2b_backend_open(struct omni_backend **out, const char *project_id,
-                           const struct omni_backend_options *opts,
-                           struct omni_state *state)
+/* The request timeout: the option, else $OMNI_E2B_REQUEST_TIMEOUT, else
+ * 10 s; connecting has half of it, at most 5 s. */
+static int set_request_timeout(struct e2b_backend *eb, double option)
 {
-	struct e2b_backend *eb = calloc(1, sizeof(*eb));
-	int rc;
+	const char *t = getenv("OMNI_E2B_REQUEST_TIMEOUT");
+	double s = 10;
 
-	*out = NULL;
-	if (!eb) {
-		omni_state_free(state);
-		return omni_error_set(-ENOMEM, "e2b backend: out of memory");
+	if (option != 0) {
+		if (!(option > 0 && option <= 3600))
+			return omni_error_set(
+			    -EINVAL,
+			    "e2b: the request timeout must be "
+			    "seconds in (0, 3600], not %g",
+			    option);
+		s = option;
+	} else if (t && *t) {
+		char *end;
+		s = strtod(t, &end);
+		if (*end || s <= 0 || s > 3600)
+			return omni_error_set(
+			    -EINVAL,
+			    "e2b: OMNI_E2B_REQUEST_TIMEOUT must "
+			    "be seconds in (0, 3600], not '%s'",
+			    t);
 	}
-	rc = omni__backend_init(&eb->base, &e2b_ops, project_id, E2B_WORKDIR,
-	                        opts, state);
-	if (rc < 0) {
-		free(eb);
-		return rc;
-	}
-	pthread_mutex_init(&eb->pool_lock, NULL);
-	pthread_mutex_init(&eb->ka_lock, NULL);
-	pthread_cond_init(&eb->ka_cond, NULL);
-	pthread_mutex_init(&eb->watch_lock, NULL);
-	pthread_mutex_init(&eb->statfs_lock, NULL);
+	eb->req_timeout_ms = (long)(s * 1000);
+	if (eb->req_timeout_ms < 100)
+		eb->req_timeout_ms = 100;
+	eb->connect_timeout_ms =
+	    eb->req_timeout_ms / 2 < 5000 ? eb->req_timeout_ms / 2 : 5000;
+	return 0;
+}
 
+/* Where the control plane and envd are, and the key. */
+static int read_environment(struct e2b_backend *eb)
+{
 	eb->debug = env_true("E2B_DEBUG");
 	snprintf(eb->domain, sizeof(eb->domain), "%s",
 	         env_or("E2B_DOMAIN", "e2b.app"));
@@ -576,42 +592,48 @@ int omni__e2b_backend_open(struct omni_backend **out, const char *project_id,
 	         env_or("E2B_SANDBOX_URL", ""));
 	trim_slash(eb->sandbox_url);
 	const char *key = getenv("E2B_API_KEY");
-	if (key && *key && !(eb->api_key = strdup(key))) {
-		e2b_destroy(&eb->base);
+	if (key && *key && !(eb->api_key = strdup(key)))
 		return omni_error_set(-ENOMEM, "e2b backend: out of memory");
-	}
-	snprintf(eb->template_id, sizeof(eb->template_id), "%s",
-	         opts && opts->e2b_template && *opts->e2b_template
-	             ? opts->e2b_template
-	             : "base");
-	eb->timeout_s =
-	    opts && opts->e2b_timeout_s ? opts->e2b_timeout_s : 3600;
-	eb->req_timeout_ms = 10000;
-	const char *t = getenv("OMNI_E2B_REQUEST_TIMEOUT");
-	if (t && *t) {
-		char *end;
-		double s = strtod(t, &end);
-		if (*end || s <= 0 || s > 3600) {
-			e2b_destroy(&eb->base);
-			return omni_error_set(
-			    -EINVAL,
-			    "e2b: OMNI_E2B_REQUEST_TIMEOUT must "
-			    "be seconds in (0, 3600], not '%s'",
-			    t);
-		}
-		eb->req_timeout_ms = (long)(s * 1000);
-		if (eb->req_timeout_ms < 100)
-			eb->req_timeout_ms = 100;
-	}
-	eb->connect_timeout_ms =
-	    eb->req_timeout_ms / 2 < 5000 ? eb->req_timeout_ms / 2 : 5000;
-	*out = &eb->base;
 	return 0;
 }
 
-int omni_e2b_backend_new(struct omni_backend **out, const char *project_id,
-                         const struct omni_backend_options *opts,
-                         struct omni_state *state)
+int omni__e2b_backend_open(struct omni_backend **out, const char *project_id,
+                           const struct omni_backend_options *opts)
 {
-	return omni__e2b_backend_open(out, project_id, opts, state);
+	struct omni_e2b_options defaults = OMNI_E2B_OPTIONS_INIT;
+	const struct omni_backend_options_head *own;
+	const struct omni_e2b_options *eo = &defaults;
+	struct e2b_backend *eb;
+	int rc;
+
+	*out = NULL;
+	if ((rc = omni__backend_own_options(
+	         opts, "e2b", OMNI_E2B_OPTIONS_VERSION, &own)) < 0)
+		return rc;
+	if (own)
+		eo = (const struct omni_e2b_options *)own;
+	if (!(eb = calloc(1, sizeof(*eb))))
+		return omni_error_set(-ENOMEM, "e2b backend: out of memory");
+	rc = omni__backend_init(&eb->base, &e2b_ops, project_id, E2B_WORKDIR,
+	                        opts);
+	if (rc < 0) {
+		free(eb);
+		return rc;
+	}
+	pthread_mutex_init(&eb->pool_lock, NULL);
+	pthread_mutex_init(&eb->ka_lock, NULL);
+	pthread_cond_init(&eb->ka_cond, NULL);
+	pthread_mutex_init(&eb->watch_lock, NULL);
+	pthread_mutex_init(&eb->statfs_lock, NULL);
+	snprintf(eb->template_id, sizeof(eb->template_id), "%s",
+	         eo->template_name && *eo->template_name ? eo->template_name
+	                                                 : "base");
+	eb->timeout_s = eo->timeout_s ? eo->timeout_s : 3600;
+	if ((rc = read_environment(eb)) < 0 ||
+	    (rc = set_request_timeout(eb, eo->request_timeout_s)) < 0) {
+		e2b_destroy(&eb->base);
+		return rc;
+	}
+	*out = &eb->base;
+	return 0;
 }

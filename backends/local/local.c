@@ -28,7 +28,6 @@
 #include "core/confined.h"
 #include "omni/sys/backend_impl.h"
 #include "omni/error.h"
-#include "omni/state.h"
 #include "omni/proc.h"
 #include "core/registry.h"
 
@@ -199,20 +198,21 @@ static const struct omni_backend_ops local_ops = {
 };
 
 int omni__local_backend_open(struct omni_backend **out, const char *project_id,
-                             const struct omni_backend_options *opts,
-                             struct omni_state *state)
+                             const struct omni_backend_options *opts)
 {
-	struct omni_host_backend *lb = calloc(1, sizeof(*lb));
+	const struct omni_backend_options_head *own;
+	struct omni_host_backend *lb;
 	int rc;
 
 	*out = NULL;
-	if (!lb) {
-		omni_state_free(state);
+	/* The local backend has no options of its own. */
+	if ((rc = omni__backend_own_options(opts, "local", 0, &own)) < 0)
+		return rc;
+	if (!(lb = calloc(1, sizeof(*lb))))
 		return omni_error_set(-ENOMEM, "local backend: out of memory");
-	}
 	lb->root.root_fd = -1;
 	rc = omni__backend_init(&lb->base, &local_ops, project_id, "/workspace",
-	                        opts, state);
+	                        opts);
 	if (rc < 0) {
 		free(lb);
 		return rc;

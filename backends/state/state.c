@@ -1,7 +1,9 @@
 /*
  * backends/state/state.c - the one place that calls through a state manager's
  * table, the table of manager names (with their "name:argument" forms), and the
- * parts every manager shares (listing helpers and "clean").
+ * parts every manager shares (listing helpers and "clean"). Which manager a
+ * backend uses, and when it loads and saves, is the session's
+ * (core/session.c).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 #include "omni/error.h"
 #include "omni/sys/state_impl.h"
 #include "omni/vfs.h"
+#include "core/session.h"
 
 static int make_none(struct omni_state **out, const char *arg)
 {
@@ -110,10 +113,7 @@ int omni_state_save(struct omni_state *st, struct omni_backend *b,
 	/* The session's own status, not the live probe: a docker container
 	 * that died behind our back still has its files on the host, and
 	 * they must be saved on shutdown all the same. */
-	pthread_mutex_lock(&b->lock);
-	enum omni_status status = b->status;
-	pthread_mutex_unlock(&b->lock);
-	if (status != OMNI_STATUS_RUNNING)
+	if (!omni__backend_running(b))
 		return omni_error_set(-ENOTCONN,
 		                      "save: the session is not running");
 	return st->ops->save(st, b, message ? message : "snapshot", id_out);
@@ -163,32 +163,6 @@ int omni_state_clean(struct omni_state *st, struct omni_backend *b)
 	return omni_state_save(st, b, "clean workspace", NULL);
 }
 
-int omni_state_move(struct omni_backend *to, struct omni_backend *from)
-{
-	if (omni_backend_get_status(to) == OMNI_STATUS_RUNNING ||
-	    omni_backend_get_status(from) == OMNI_STATUS_RUNNING)
-		return omni_error_set(-EBUSY,
-		                      "state: cannot move the manager of "
-		                      "a running session");
-	/* What a manager reads from the backend it is given: the data
-	 * folder (its state directory is beside the workspaces) and whether
-	 * to show progress. */
-	if (from->opts.data_path &&
-	    (!to->opts.data_path ||
-	     strcmp(to->opts.data_path, from->opts.data_path) != 0)) {
-		char *dp = strdup(from->opts.data_path);
-		if (!dp)
-			return omni_error_set(-ENOMEM, "state: out of memory");
-		free((char *)to->opts.data_path);
-		to->opts.data_path = dp;
-	}
-	to->opts.progress = from->opts.progress;
-	struct omni_state *st = to->state;
-	to->state = from->state;
-	from->state = st;
-	return 0;
-}
-
 void omni_snapshot_list_finish(struct omni_snapshot_list *list)
 {
 	for (size_t i = 0; i < list->count; i++) {
@@ -198,21 +172,4 @@ void omni_snapshot_list_finish(struct omni_snapshot_list *list)
 	free(list->items);
 	list->items = NULL;
 	list->count = 0;
-}
-
-int omni_backend_save_snapshot(struct omni_backend *b, const char *message,
-                               char **id_out)
-{
-	return omni_state_save(b->state, b, message, id_out);
-}
-
-int omni_backend_load_latest_snapshot(struct omni_backend *b)
-{
-	return omni_state_load_latest(b->state, b);
-}
-
-int omni_backend_list_snapshots(struct omni_backend *b,
-                                struct omni_snapshot_list *out)
-{
-	return omni_state_list(b->state, b, out);
 }

@@ -2,7 +2,7 @@
  * backends/state/state_none.c - the "none" state manager: a real null object.
  *
  * Saving succeeds and keeps nothing, loading finds no snapshot, the list is
- * empty. Backends always have a manager, so nothing tests for "no state".
+ * empty. Sessions always have a manager, so nothing tests for "no state".
  */
 #include <errno.h>
 #include <stdlib.h>

@@ -622,7 +622,7 @@ struct counting_backend *counting_backend_new(unsigned int extra_caps)
 		cb->ops.watch = NULL;
 	pthread_mutex_init(&cb->mu, NULL);
 	cr_assert_eq(omni__backend_init(&cb->base, &cb->ops, "cache-test",
-	                                "/workspace", NULL, NULL),
+	                                "/workspace", NULL),
 	             0, "%s", omni_error_last());
 	return cb;
 }

@@ -3,8 +3,11 @@
  * implementer API of omni/backend_impl.h), on a fake backend that counts
  * its calls and fills only the slots a test asks for:
  *
- *   omni__backend_init    refuses bad operations tables and project ids
- *                         (and frees the state manager it was given)
+ *   omni__backend_init    refuses bad operations tables (version,
+ *                         mandatory slots, slots that come in pairs) and
+ *                         project ids
+ *   sessions              take their manager even when they fail, use
+ *                         the none manager when given none
  *   omni_project_id_valid, omni__workspace_host_dir
  *   wrappers              -ENOTCONN before start and after shutdown,
  *                         -ENOSYS with a message naming the backend for a
@@ -16,6 +19,7 @@
  *                         stops and reports the save's error)
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +27,7 @@
 
 #include <criterion/criterion.h>
 
+#include "core/session.h"
 #include "helpers.h"
 #include "omni/sys/backend_impl.h"
 #include "omni/sys/state_impl.h"
@@ -156,11 +161,14 @@ static struct fake *fake_new(const struct omni_backend_ops *ops,
                              struct omni_state *state)
 {
 	struct fake *f = calloc(1, sizeof(*f));
+	struct omni__session *s;
 
 	cr_assert_not_null(f);
 	f->reported = OMNI_STATUS_RUNNING;
 	omni_assert_ok(omni__backend_init(&f->base, ops, "fake-project",
-	                                  "/fakework", NULL, state));
+	                                  "/fakework", NULL));
+	omni_assert_ok(omni__session_new(&s, &f->base, state));
+	cr_assert_eq(omni__session_backend(s), &f->base);
 	return f;
 }
 
@@ -252,40 +260,105 @@ Test(backend_core, init_refuses_bad_tables)
 	struct omni_backend_ops ops = minimal_ops;
 	struct omni_backend b;
 
-	fake_states_freed = 0;
-	omni_assert_err(omni__backend_init(&b, NULL, "p", "/w", NULL,
-	                                   &fake_state_new(0, 0)->base),
-	                -EINVAL);
+	omni_assert_err(omni__backend_init(&b, NULL, "p", "/w", NULL), -EINVAL);
 	ops.version = 0;
-	omni_assert_err(omni__backend_init(&b, &ops, "p", "/w", NULL,
-	                                   &fake_state_new(0, 0)->base),
-	                -EINVAL);
+	omni_assert_err(omni__backend_init(&b, &ops, "p", "/w", NULL), -EINVAL);
 	ops.version = OMNI_BACKEND_OPS_VERSION + 1;
-	omni_assert_err(omni__backend_init(&b, &ops, "p", "/w", NULL,
-	                                   &fake_state_new(0, 0)->base),
-	                -EINVAL);
+	omni_assert_err(omni__backend_init(&b, &ops, "p", "/w", NULL), -EINVAL);
 	ops = minimal_ops;
 	ops.stat = NULL;
-	omni_assert_err(omni__backend_init(&b, &ops, "p", "/w", NULL,
-	                                   &fake_state_new(0, 0)->base),
-	                -EINVAL);
+	omni_assert_err(omni__backend_init(&b, &ops, "p", "/w", NULL), -EINVAL);
 	ops = minimal_ops;
 	ops.destroy = NULL;
-	omni_assert_err(omni__backend_init(&b, &ops, "p", "/w", NULL,
-	                                   &fake_state_new(0, 0)->base),
-	                -EINVAL);
-	omni_assert_err(omni__backend_init(&b, &minimal_ops, "bad/id", "/w",
-	                                   NULL, &fake_state_new(0, 0)->base),
-	                -EINVAL);
-	/* The state manager was taken over (and freed) every time. */
-	cr_assert_eq(fake_states_freed, 6);
-	/* Without a manager, the none manager is used. */
-	omni_assert_ok(
-	    omni__backend_init(&b, &minimal_ops, "p", "/w", NULL, NULL));
-	cr_assert_str_eq(omni_state_name(b.state), "none");
+	omni_assert_err(omni__backend_init(&b, &ops, "p", "/w", NULL), -EINVAL);
+	omni_assert_err(
+	    omni__backend_init(&b, &minimal_ops, "bad/id", "/w", NULL),
+	    -EINVAL);
+	omni_assert_ok(omni__backend_init(&b, &minimal_ops, "p", "/w", NULL));
 	cr_assert_str_eq(b.workdir, "/w");
 	cr_assert_eq(b.status, OMNI_STATUS_UNINITIALIZED);
+	cr_assert_null(b.session);
 	omni__backend_finish(&b);
+}
+
+Test(backend_core, paired_slots)
+{
+	static const struct {
+		const char *pair;
+		size_t off;
+	} halves[] = {
+		{ "open and release", offsetof(struct omni_backend_ops, open) },
+		{ "open and release",
+		  offsetof(struct omni_backend_ops, release) },
+		{ "exec_start and exec_free",
+		  offsetof(struct omni_backend_ops, exec_start) },
+		{ "exec_start and exec_free",
+		  offsetof(struct omni_backend_ops, exec_free) },
+	};
+	struct omni_backend_ops ops;
+	struct omni_backend b;
+	char want[256];
+
+	for (size_t i = 0; i < sizeof(halves) / sizeof(*halves); i++) {
+		/* One half of a pair missing. */
+		ops = minimal_ops;
+		memset((char *)&ops + halves[i].off, 0, sizeof(void (*)(void)));
+		omni_assert_err(omni__backend_init(&b, &ops, "p", "/w", NULL),
+		                -EINVAL);
+		snprintf(want, sizeof(want),
+		         "backend 'fake': bad operations table: %s come in "
+		         "pairs (both set or both NULL)",
+		         halves[i].pair);
+		cr_assert_str_eq(omni_error_last(), want);
+	}
+	/* start without shutdown, and shutdown without start. */
+	ops = full_life_ops;
+	ops.shutdown = NULL;
+	omni_assert_err(omni__backend_init(&b, &ops, "p", "/w", NULL), -EINVAL);
+	cr_assert_str_eq(omni_error_last(),
+	                 "backend 'fake': bad operations table: start and "
+	                 "shutdown come in pairs (both set or both NULL)");
+	ops = full_life_ops;
+	ops.start = NULL;
+	omni_assert_err(omni__backend_init(&b, &ops, "p", "/w", NULL), -EINVAL);
+	/* Both halves NULL is a backend without the feature. */
+	ops = minimal_ops;
+	ops.open = NULL;
+	ops.release = NULL;
+	ops.exec_start = NULL;
+	ops.exec_free = NULL;
+	omni_assert_ok(omni__backend_init(&b, &ops, "p", "/w", NULL));
+	omni__backend_finish(&b);
+	/* And a whole table is accepted. */
+	omni_assert_ok(omni__backend_init(&b, &full_life_ops, "p", "/w", NULL));
+	omni__backend_finish(&b);
+}
+
+Test(backend_core, sessions_take_their_manager)
+{
+	struct omni__session *s;
+	struct fake *f;
+
+	fake_states_freed = 0;
+	/* Even when there is no backend to make a session of. */
+	omni_assert_err(
+	    omni__session_new(&s, NULL, &fake_state_new(0, 0)->base), -EINVAL);
+	cr_assert_null(s);
+	cr_assert_eq(fake_states_freed, 1);
+	/* A backend of another session stays with it. */
+	f = fake_new(&minimal_ops, NULL);
+	omni_assert_err(
+	    omni__session_new(&s, &f->base, &fake_state_new(0, 0)->base),
+	    -EINVAL);
+	cr_assert_eq(fake_states_freed, 2);
+	/* Without a manager, the none manager is used. */
+	cr_assert_str_eq(omni_state_name(omni_backend_state(&f->base)), "none");
+	omni_backend_free(&f->base);
+	/* A manager given to a session is freed with it, once. */
+	f = fake_new(&minimal_ops, &fake_state_new(0, 0)->base);
+	cr_assert_str_eq(omni_state_name(omni_backend_state(&f->base)), "fake");
+	omni_backend_free(&f->base);
+	cr_assert_eq(fake_states_freed, 3);
 }
 
 Test(backend_core, project_id_rules)
@@ -318,7 +391,7 @@ Test(backend_core, workspace_host_dir)
 	cr_assert_not_null(getcwd(cwd, sizeof(cwd)));
 	opts.data_path = "/abs/data";
 	omni_assert_ok(
-	    omni__backend_init(&b, &minimal_ops, "proj", "/w", &opts, NULL));
+	    omni__backend_init(&b, &minimal_ops, "proj", "/w", &opts));
 	omni_assert_ok(omni__workspace_host_dir(&b, out, sizeof(out)));
 	cr_assert_str_eq(out, "/abs/data/proj");
 	omni_assert_err(omni__workspace_host_dir(&b, out, 10), -ENAMETOOLONG);
@@ -326,7 +399,7 @@ Test(backend_core, workspace_host_dir)
 
 	opts.data_path = "./rel";
 	omni_assert_ok(
-	    omni__backend_init(&b, &minimal_ops, "proj", "/w", &opts, NULL));
+	    omni__backend_init(&b, &minimal_ops, "proj", "/w", &opts));
 	omni_assert_ok(omni__workspace_host_dir(&b, out, sizeof(out)));
 	snprintf(want, sizeof(want), "%s/rel/proj", cwd);
 	cr_assert_str_eq(out, want);
@@ -335,7 +408,7 @@ Test(backend_core, workspace_host_dir)
 	/* NULL: $OMNI_DATA_PATH, else ./data. */
 	setenv("OMNI_DATA_PATH", "/from/env", 1);
 	omni_assert_ok(
-	    omni__backend_init(&b, &minimal_ops, "proj", "/w", NULL, NULL));
+	    omni__backend_init(&b, &minimal_ops, "proj", "/w", NULL));
 	omni_assert_ok(omni__workspace_host_dir(&b, out, sizeof(out)));
 	cr_assert_str_eq(out, "/from/env/proj");
 	unsetenv("OMNI_DATA_PATH");

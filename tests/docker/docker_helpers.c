@@ -198,12 +198,16 @@ void dk_fx_paths(void)
 	setenv("OMNI_RUNTIME_DIR", dk_fx.run, 1);
 }
 
+struct omni_docker_options dk_dopts;
+
 void dk_default_opts(struct omni_backend_options *o)
 {
 	*o = (struct omni_backend_options)OMNI_BACKEND_OPTIONS_INIT;
 	o->data_path = dk_fx.data;
-	o->image = BUSYBOX;
-	o->network = "none";
+	dk_dopts = (struct omni_docker_options)OMNI_DOCKER_OPTIONS_INIT;
+	dk_dopts.image = BUSYBOX;
+	dk_dopts.network = "none";
+	o->backend = &dk_dopts.head;
 }
 
 /* Backend slot i on the fixture's project, started. */

@@ -82,6 +82,9 @@ bool dk_image_present(const char *image);
 void dk_require_docker(void);
 /* Paths and names of a fresh fixture (no backend yet). */
 void dk_fx_paths(void);
+/* Options of the fixture: o->backend points at dk_dopts (busybox, no
+ * network), which a test may change after the call. */
+extern struct omni_docker_options dk_dopts;
 void dk_default_opts(struct omni_backend_options *o);
 /* Backend slot i on the fixture's project, started (o NULL: defaults). */
 struct omni_backend *dk_fx_start(int i, const struct omni_backend_options *o);

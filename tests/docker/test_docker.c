@@ -423,7 +423,7 @@ Test(backend_docker, missing_image_that_cannot_be_pulled)
 	dk_require_docker();
 	dk_fx_paths();
 	dk_default_opts(&o);
-	o.image = "omnifs-test/does-not-exist:1";
+	dk_dopts.image = "omnifs-test/does-not-exist:1";
 	o.progress = true;
 	omni_assert_ok(
 	    omni_docker_backend_new(&dk_fx.b[0], dk_fx.project, &o, NULL));
@@ -448,7 +448,7 @@ Test(backend_docker, bad_image_name_is_einval)
 	dk_require_docker();
 	dk_fx_paths();
 	dk_default_opts(&o);
-	o.image = "bad image?";
+	dk_dopts.image = "bad image?";
 	omni_assert_ok(
 	    omni_docker_backend_new(&dk_fx.b[0], dk_fx.project, &o, NULL));
 	omni_assert_err(omni_backend_start(dk_fx.b[0]), -EINVAL);

@@ -57,9 +57,9 @@ Test(backend_docker, limits_reach_the_container)
 	dk_require_docker();
 	dk_fx_paths();
 	dk_default_opts(&o);
-	o.memory_bytes = 64LL << 20;
-	o.pids_limit = 64;
-	o.cpus = 0.5;
+	dk_dopts.memory_bytes = 64LL << 20;
+	dk_dopts.pids_limit = 64;
+	dk_dopts.cpus = 0.5;
 	struct omni_backend *b = dk_fx_start(0, &o);
 	cJSON *c = dk_inspect(dk_fx.name);
 	cr_assert_eq(dk_num(c, "HostConfig", "Memory"), 64.0 * 1024 * 1024);
@@ -346,7 +346,7 @@ Test(backend_docker, debian_image_has_git_and_a_compiler)
 		        DEBIAN);
 	dk_fx_paths();
 	dk_default_opts(&o);
-	o.image = DEBIAN;
+	dk_dopts.image = DEBIAN;
 	struct omni_backend *b = dk_fx_start(0, &o);
 	omni_assert_ok(omni_backend_write_file(
 	    b, "hello.c",

@@ -357,7 +357,25 @@ Test(e2b, missing_key_is_a_clear_error)
 	omni_backend_free(b);
 	setenv("OMNI_E2B_REQUEST_TIMEOUT", "nonsense", 1);
 	omni_assert_err(omni_backend_new(&b, "e2b", "p1", &o, NULL), -EINVAL);
+	/* The request timeout option comes before the variable, and is
+	 * checked the same way. */
+	struct omni_e2b_options e = OMNI_E2B_OPTIONS_INIT;
+	o.backend = &e.head;
+	e.request_timeout_s = 5;
+	omni_assert_ok(omni_backend_new(&b, "e2b", "p1", &o, NULL));
+	omni_backend_free(b);
 	unsetenv("OMNI_E2B_REQUEST_TIMEOUT");
+	e.request_timeout_s = -1;
+	omni_assert_err(omni_backend_new(&b, "e2b", "p1", &o, NULL), -EINVAL);
+	e.request_timeout_s = 3601;
+	omni_assert_err(omni_backend_new(&b, "e2b", "p1", &o, NULL), -EINVAL);
+	/* The options of another backend are refused. */
+	struct omni_docker_options d = OMNI_DOCKER_OPTIONS_INIT;
+	o.backend = &d.head;
+	omni_assert_err(omni_backend_new(&b, "e2b", "p1", &o, NULL), -EINVAL);
+	cr_assert_str_eq(omni_error_last(),
+	                 "e2b backend: given the options of the 'docker' "
+	                 "backend");
 	omni_test_leak_check();
 }
 
@@ -410,10 +428,12 @@ TestSuite(e2b_lib, .init = lib_setup, .fini = lib_teardown, .timeout = 120);
 static void lib_start(const char *template)
 {
 	struct omni_backend_options o = OMNI_BACKEND_OPTIONS_INIT;
+	struct omni_e2b_options e = OMNI_E2B_OPTIONS_INIT;
 	char project[64];
 
-	o.e2b_template = template;
-	o.e2b_timeout_s = 600;
+	o.backend = &e.head;
+	e.template_name = template;
+	e.timeout_s = 600;
 	omni_test_project_id(project, sizeof(project), "e2b");
 	omni_assert_ok(omni_e2b_backend_new(&lib, project, &o, NULL));
 	omni_assert_ok(omni_backend_start(lib));
@@ -576,9 +596,11 @@ Test(e2b_lib, requests_are_counted)
 Test(e2b_lib, control_plane_errors)
 {
 	struct omni_backend_options o = OMNI_BACKEND_OPTIONS_INIT;
+	struct omni_e2b_options e = OMNI_E2B_OPTIONS_INIT;
 
 	/* An unknown template. */
-	o.e2b_template = "no-such-template";
+	o.backend = &e.head;
+	e.template_name = "no-such-template";
 	omni_assert_ok(omni_e2b_backend_new(&lib, "p1", &o, NULL));
 	omni_assert_err(omni_backend_start(lib), -ENOENT);
 	cr_assert(strstr(omni_error_last(), "no-such-template"), "%s",
@@ -613,10 +635,12 @@ Test(e2b_lib, sandbox_killed_on_shutdown_and_files_gone)
 Test(e2b_lib, keep_alive_outlives_the_timeout)
 {
 	struct omni_backend_options o = OMNI_BACKEND_OPTIONS_INIT;
+	struct omni_e2b_options e = OMNI_E2B_OPTIONS_INIT;
 	struct omni_command_result r;
 
 	/* Two seconds to live, refreshed every third of that. */
-	o.e2b_timeout_s = 2;
+	o.backend = &e.head;
+	e.timeout_s = 2;
 	omni_assert_ok(omni_e2b_backend_new(&lib, "keepalive", &o, NULL));
 	omni_assert_ok(omni_backend_start(lib));
 	sleep(5);

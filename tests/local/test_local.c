@@ -256,9 +256,18 @@ Test(backend_local, options_are_copied, .init = local_setup_new)
 	omni_test_project_id(id, sizeof(id), "copy");
 	opts.data_path = data;
 	opts.env = env;
-	opts.image = "img";
-	opts.network = "none";
-	opts.e2b_template = "tpl";
+	/* The local backend has no options of its own: those of another
+	 * backend are refused. */
+	struct omni_docker_options d = OMNI_DOCKER_OPTIONS_INIT;
+	d.image = "img";
+	d.network = "none";
+	opts.backend = &d.head;
+	omni_assert_err(omni_backend_new(&b, "local", id, &opts, NULL),
+	                -EINVAL);
+	cr_assert_str_eq(omni_error_last(),
+	                 "local backend: given the options of the 'docker' "
+	                 "backend");
+	opts.backend = NULL;
 	omni_assert_ok(omni_backend_new(&b, "local", id, &opts, NULL));
 	/* Scribble over what we passed: the backend kept copies. */
 	memset(data, 'Z', strlen(data));

@@ -23,8 +23,10 @@
 #include "core/api.h"
 #include "state/gcs_auth.h"
 #include "core/hash.h"
+#include "core/session.h"
 #include "helpers.h"
 #include "mount_helpers.h"
+#include "omni/sys/backend_impl.h"
 #include "state/snapshot.h"
 #include "state_helpers.h"
 #include "state/tar_snapshot.h"
@@ -465,12 +467,13 @@ Test(state_snapshot, jwt_is_rs256_signed_with_the_claims)
 	    omni__gcs_jwt("me", "not a key", NULL, "s", "a", 0, &jwt), -EINVAL);
 }
 
-/* --- a decorator takes over the manager ----------------------------------- */
+/* --- the cache goes between the session and its manager ------------------ */
 
-Test(state_snapshot, state_move_hands_the_manager_over)
+Test(state_snapshot, session_cache_keeps_the_manager)
 {
 	struct omni_backend_options o = OMNI_BACKEND_OPTIONS_INIT;
-	struct omni_backend *inner, *outer;
+	struct omni__session *s;
+	struct omni_backend *inner, *cache;
 	struct omni_state *st;
 	char other[PATH_MAX];
 
@@ -479,13 +482,21 @@ Test(state_snapshot, state_move_hands_the_manager_over)
 	o.progress = true;
 	setenv("OMNIAGENTS_GITHUB_STATE_REPO", "owner/repo", 1);
 	omni_assert_ok(omni_state_new(&st, "git"));
-	omni_assert_ok(omni_backend_new(&inner, "local", "moved", &o, st));
-	omni_assert_ok(omni_backend_new(&outer, "local", "moved", NULL, NULL));
-	omni_assert_ok(omni_state_move(outer, inner));
-	cr_assert_str_eq(omni_state_name(omni_backend_state(outer)), "git");
-	cr_assert_str_eq(omni_state_name(omni_backend_state(inner)), "none");
-	/* Not with a running session. */
-	omni_assert_err(omni_state_move(fx.b, inner), -EBUSY);
-	omni_backend_free(inner);
-	omni_backend_free(outer); /* frees the git manager once */
+	omni_assert_ok(omni__session_open(&s, "local", "moved", &o, st));
+	inner = omni__session_backend(s);
+	omni_assert_ok(omni__session_add_cache(s, NULL));
+	cache = omni__session_backend(s);
+	cr_assert_neq(cache, inner);
+	cr_assert(omni__session_cached(s));
+	/* One manager, reached from both, and it saves through the cache,
+	 * which reads the data path and progress setting of the backend. */
+	cr_assert_eq(omni__session_state(s), st);
+	cr_assert_str_eq(omni_state_name(omni_backend_state(cache)), "git");
+	cr_assert_str_eq(omni_state_name(omni_backend_state(inner)), "git");
+	cr_assert_str_eq(cache->opts.data_path, other);
+	cr_assert(cache->opts.progress);
+	/* Once only, and not with a running session. */
+	omni_assert_err(omni__session_add_cache(s, NULL), -EBUSY);
+	omni__session_free(s); /* frees the git manager once */
+	omni_assert_err(omni__session_add_cache(fx.b->session, NULL), -EBUSY);
 }

@@ -198,8 +198,11 @@ static const char *docker_missing(void)
 
 static void docker_options(struct omni_backend_options *o)
 {
-	o->image = DOCKER_IMAGE;
-	o->network = "none";
+	static struct omni_docker_options d = OMNI_DOCKER_OPTIONS_INIT;
+
+	d.image = DOCKER_IMAGE;
+	d.network = "none";
+	o->backend = &d.head;
 }
 
 static const char *const docker_mount_args[] = { "--backend", "docker",

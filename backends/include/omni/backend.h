@@ -63,13 +63,21 @@ enum omni_file_type {
 /* "UNINITIALIZED", "RUNNING", "STOPPED". */
 const char *omni_status_name(enum omni_status status);
 
-#define OMNI_BACKEND_OPTIONS_VERSION 1
+#define OMNI_BACKEND_OPTIONS_VERSION 2
 
 /*
- * Options for every backend; each backend reads the fields that concern it.
- * Start from OMNI_BACKEND_OPTIONS_INIT. Strings are copied by the
- * constructor. Secrets (API keys, tokens) are never options: they come from
- * the environment only.
+ * The first member of a backend's own options: which backend they are
+ * for, and the version of that backend's options struct.
+ */
+struct omni_backend_options_head {
+	const char *backend;
+	unsigned int version;
+};
+
+/*
+ * Options every backend reads. Start from OMNI_BACKEND_OPTIONS_INIT.
+ * Strings are copied by the constructor. Secrets (API keys, tokens) are
+ * never options: they come from the environment only.
  */
 struct omni_backend_options {
 	unsigned int version;
@@ -77,21 +85,12 @@ struct omni_backend_options {
 	const char *data_path;
 	/* Extra environment, "KEY=VALUE" strings, NULL-terminated, or NULL. */
 	const char *const *env;
-	/* docker: image (default ghcr.io/astral-sh/uv:debian). */
-	const char *image;
-	/* docker: network mode ("none", "bridge", ...; NULL = daemon default).
-	 */
-	const char *network;
-	/* docker: limits; 0 means no limit. */
-	long long memory_bytes;
-	double cpus;
-	long long pids_limit;
-	/* e2b: template (default "base") and sandbox lifetime (default 3600).
-	 */
-	const char *e2b_template;
-	unsigned int e2b_timeout_s;
 	/* Print progress of long work (image pulls, transfers) on stderr. */
 	bool progress;
+	/* The options of the backend itself (&docker_opts.head,
+	 * &e2b_opts.head), or NULL for its defaults. A backend given the
+	 * options of another backend refuses them with -EINVAL. */
+	const struct omni_backend_options_head *backend;
 };
 
 #define OMNI_BACKEND_OPTIONS_INIT                                              \
@@ -99,11 +98,50 @@ struct omni_backend_options {
 		.version = OMNI_BACKEND_OPTIONS_VERSION                        \
 	}
 
+/* The docker backend's own options. */
+#define OMNI_DOCKER_OPTIONS_VERSION 1
+
+struct omni_docker_options {
+	struct omni_backend_options_head head;
+	/* The image (default ghcr.io/astral-sh/uv:debian). */
+	const char *image;
+	/* Network mode ("none", "bridge", ...; NULL = daemon default). */
+	const char *network;
+	/* Limits; 0 means no limit. */
+	long long memory_bytes;
+	double cpus;
+	long long pids_limit;
+};
+
+#define OMNI_DOCKER_OPTIONS_INIT                                               \
+	{                                                                      \
+		.head = { "docker", OMNI_DOCKER_OPTIONS_VERSION }              \
+	}
+
+/* The e2b backend's own options. */
+#define OMNI_E2B_OPTIONS_VERSION 1
+
+struct omni_e2b_options {
+	struct omni_backend_options_head head;
+	/* The sandbox template (NULL: "base"). */
+	const char *template_name;
+	/* The sandbox's lifetime in seconds (0: 3600). */
+	unsigned int timeout_s;
+	/* Seconds one request may take (0: $OMNI_E2B_REQUEST_TIMEOUT, else
+	 * 10); at most 3600. */
+	double request_timeout_s;
+};
+
+#define OMNI_E2B_OPTIONS_INIT                                                  \
+	{                                                                      \
+		.head = { "e2b", OMNI_E2B_OPTIONS_VERSION }                    \
+	}
+
 /*
  * Make a backend session by name ("local", "docker" or "e2b") for a project.
- * state is the state manager (NULL means none); the backend takes ownership
- * of it, even on failure. opts may be NULL for defaults. Nothing is started
- * yet. Unknown names give -EINVAL, a bad project id -EINVAL.
+ * state is the state manager (NULL means none); the session takes
+ * ownership of it, even on failure. opts may be NULL for defaults. Nothing
+ * is started yet. Unknown names give -EINVAL, a bad project id -EINVAL.
  */
 int omni_backend_new(struct omni_backend **out, const char *name,
                      const char *project_id,

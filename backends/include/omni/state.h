@@ -9,7 +9,9 @@
  *   omni_state_git    commits to branch state/<project_id> of a git remote
  *   omni_state_gcs    tar.gz snapshots in a Google Cloud Storage bucket
  *
- * A manager belongs to the backend it is given to (omni_backend_new()).
+ * A manager belongs to the session it is given to (omni_backend_new()),
+ * which loads on start and saves on shutdown through what the session
+ * shows (omnifs's cache over a remote sandbox, when there is one).
  */
 #ifndef OMNI_STATE_H
 #define OMNI_STATE_H
@@ -168,17 +170,6 @@ int omni_state_list(struct omni_state *st, struct omni_backend *b,
 int omni_state_cleanup(struct omni_state *st, struct omni_backend *b);
 /* Empty the workspace except .git, leave an empty README.md, and save. */
 int omni_state_clean(struct omni_state *st, struct omni_backend *b);
-
-/*
- * A decorator backend (omnifs's cache over a remote sandbox) takes over
- * the state manager of the backend it wraps, which gets the decorator's
- * (none) in exchange: snapshots then read and write what the decorator
- * shows, data not yet uploaded included, and omni_backend_save_snapshot()
- * on the decorator (omni-exec --save) reaches the real manager. The
- * decorator also takes the data path and progress setting the manager
- * reads. Call it before starting either. -EBUSY when one of them runs.
- */
-int omni_state_move(struct omni_backend *to, struct omni_backend *from);
 
 #ifdef __cplusplus
 }

@@ -11,11 +11,13 @@
  *		int root_fd;
  *	};
  *
- * Only backends/backend.c calls through the table (the wrappers in
+ * Only backends/core/backend.c calls through the table (the wrappers in
  * omni/vfs.h and the generic API in omni/backend.h); everything else goes
  * through those wrappers. Slots are only ever appended: a slot added in
  * version N is called only when ops->version >= N. A NULL slot makes its
- * wrapper return -ENOSYS; stat and destroy are mandatory.
+ * wrapper return -ENOSYS; stat and destroy are mandatory, and slots that
+ * come in pairs (open and release, exec_start and exec_free) are both set
+ * or both NULL.
  *
  * File handles and command handles likewise embed struct omni_file and
  * struct omni_exec first, so the wrappers can find the backend.
@@ -41,7 +43,7 @@ struct omni_backend_ops {
 	unsigned int caps; /* OMNI_CAP_* */
 
 	/* Session life. start and shutdown run on one thread with nothing
-	 * else in flight. shutdown does not save (backend.c does that). */
+	 * else in flight. shutdown does not save (the session does that). */
 	int (*start)(struct omni_backend *b);
 	int (*shutdown)(struct omni_backend *b);
 	/* Report the real state (a container removed behind our back is
@@ -112,20 +114,26 @@ struct omni_backend_ops {
 	int (*invalidate)(struct omni_backend *b, const char *path);
 };
 
+struct omni__session;
+
 /*
  * The part of every backend instance that backend.c owns. A backend's
  * constructor calls omni__backend_init() on it; backend.c frees the
- * strings and the state manager.
+ * strings. The state manager is not here: it belongs to the session
+ * (core/session.h) the backend is part of.
  */
 struct omni_backend {
 	const struct omni_backend_ops *ops;
 	char *project_id;
 	/* The working directory the sandbox sees ("/workspace"). */
 	char *workdir;
-	struct omni_state *state;
-	struct omni_backend_options opts; /* strings owned (copied) */
+	/* The options every backend reads (strings owned, copied); the
+	 * backend's own options are its business (.backend is NULL here). */
+	struct omni_backend_options opts;
 	enum omni_status status;
 	pthread_mutex_t lock; /* guards status across threads */
+	/* The session this backend belongs to, or NULL (set by session.c). */
+	struct omni__session *session;
 };
 
 struct omni_file {
@@ -137,15 +145,23 @@ struct omni_exec {
 };
 
 /*
- * Fill the common part: copies project_id, workdir and the options' strings
- * and takes ownership of state (NULL = the none manager). Returns -ENOMEM
- * or -EINVAL (bad ops table or project id).
+ * Fill the common part: checks the ops table (version, mandatory and paired
+ * slots), copies project_id, workdir and the common options' strings.
+ * Returns -ENOMEM or -EINVAL (bad ops table or project id).
  */
 int omni__backend_init(struct omni_backend *b,
                        const struct omni_backend_ops *ops,
                        const char *project_id, const char *workdir,
-                       const struct omni_backend_options *opts,
-                       struct omni_state *state);
+                       const struct omni_backend_options *opts);
+
+/*
+ * The backend's own options from opts (NULL when none were given), after
+ * checking that they are for the backend named name and of a version it
+ * knows (at most max_version): else -EINVAL with a message, *out NULL.
+ */
+int omni__backend_own_options(const struct omni_backend_options *opts,
+                              const char *name, unsigned int max_version,
+                              const struct omni_backend_options_head **out);
 
 /* Free what omni__backend_init() made (not b itself). */
 void omni__backend_finish(struct omni_backend *b);

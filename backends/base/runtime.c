@@ -1,5 +1,5 @@
 /*
- * backends/base/session.c - the runtime directory, control socket paths, and
+ * backends/base/runtime.c - the runtime directory, control socket paths, and
  * finding the omnifs mount around a directory (omni/session.h).
  *
  * The mount table is read from /proc/self/mountinfo: field 5 is the mount

@@ -48,6 +48,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "client.h"
 #include "omni/backend.h"
 #include "omni/error.h"
@@ -151,14 +152,6 @@ int omni_exec_client_connect(const char *path, int *out)
 }
 
 /* --- small helpers -------------------------------------------------------- */
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int32_t get_i32(const unsigned char *p)
 {
@@ -347,7 +340,7 @@ int omni_exec_client_run(int fd, const struct omni_ipc_request *req,
 		goto out;
 	}
 	if (req->timeout_ms)
-		deadline = now_ms() + req->timeout_ms + TIMEOUT_GRACE_MS;
+		deadline = omni__now_ms() + req->timeout_ms + TIMEOUT_GRACE_MS;
 
 	while (!done) {
 		struct pollfd pfd[2] = {
@@ -355,7 +348,7 @@ int omni_exec_client_run(int fd, const struct omni_ipc_request *req,
 			{ .fd = io->sig_fd, .events = POLLIN },
 		};
 		int nfds = io->sig_fd >= 0 ? 2 : 1, wait = -1;
-		long long now = now_ms();
+		long long now = omni__now_ms();
 
 		if (pipe_deadline && now >= pipe_deadline) {
 			/* Our reader left and the command goes on writing:
@@ -391,9 +384,10 @@ int omni_exec_client_run(int fd, const struct omni_ipc_request *req,
 
 			for (ssize_t i = 0; i < n; i++) {
 				int sig = sigs[i];
-				bool stuck =
-				    atomic_load(&cl.pending) && stuck_since &&
-				    now_ms() - stuck_since >= STUCK_SIGNAL_MS;
+				bool stuck = atomic_load(&cl.pending) &&
+				             stuck_since &&
+				             omni__now_ms() - stuck_since >=
+				                 STUCK_SIGNAL_MS;
 
 				if (stuck && is_terminating(sig)) {
 					res->exit_code = 128 + sig;
@@ -403,7 +397,7 @@ int omni_exec_client_run(int fd, const struct omni_ipc_request *req,
 					break;
 				}
 				if (!queue_signal(&cl, sig) && !stuck_since)
-					stuck_since = now_ms();
+					stuck_since = omni__now_ms();
 			}
 			if (done)
 				break;
@@ -444,7 +438,7 @@ int omni_exec_client_run(int fd, const struct omni_ipc_request *req,
 			if (omni_ipc_write_all(io->out_fd, buf.data, buf.len) <
 			    0) {
 				out_broken = true;
-				pipe_deadline = now_ms() + PIPE_GRACE_MS;
+				pipe_deadline = omni__now_ms() + PIPE_GRACE_MS;
 				queue_signal(&cl, SIGPIPE);
 			}
 			break;

@@ -59,6 +59,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "base/error.h"
 #include "omni/error.h"
 #include "omni/ipc.h"
 #include "omni/log.h"
@@ -302,8 +303,8 @@ static void serve_exec(struct ctl_conn *c, const unsigned char *data,
 	}
 
 	rc = omni_vfs_exec_wait(e, on_output, c, &st);
-	char msg[512];
-	snprintf(msg, sizeof(msg), "%s", omni_error_last());
+	struct omni__error_saved saved;
+	omni__error_save(&saved);
 
 	atomic_store(&c->finished, true);
 	if (have_reader) {
@@ -321,7 +322,7 @@ static void serve_exec(struct ctl_conn *c, const unsigned char *data,
 		ctl->hooks.after_exec(ctl->hooks.payload);
 
 	if (rc < 0) {
-		conn_send_error(c, rc, msg);
+		conn_send_error(c, rc, saved.msg);
 		goto fail;
 	}
 	pthread_mutex_lock(&c->send_lock);

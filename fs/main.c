@@ -31,6 +31,7 @@
 
 #include <fuse_lowlevel.h>
 
+#include "base/datapath.h"
 #include "cache/cache.h"
 #include "ctl.h"
 #include "omni/omni.h"
@@ -463,20 +464,9 @@ int main(int argc, char *argv[])
 		goto out_args;
 	}
 	/* The data path must not depend on the daemon's cwd. */
-	const char *dp =
-	    cli.data_path ? cli.data_path : getenv("OMNI_DATA_PATH");
-	if (!dp || !*dp)
-		dp = "./data";
-	if (dp[0] != '/') {
-		char cwd[PATH_MAX];
-		if (!getcwd(cwd, sizeof(cwd)) ||
-		    snprintf(data_path, sizeof(data_path), "%s/%s", cwd, dp) >=
-		        (int)sizeof(data_path)) {
-			fprintf(stderr, "omnifs: data path too long\n");
-			goto out_args;
-		}
-	} else {
-		snprintf(data_path, sizeof(data_path), "%s", dp);
+	if (omni__data_path(cli.data_path, data_path, sizeof(data_path)) < 0) {
+		fprintf(stderr, "omnifs: %s\n", omni_error_last());
+		goto out_args;
 	}
 	bopts.data_path = data_path;
 	bopts.image = cli.image;

@@ -38,6 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/env.h"
+#include "base/clock.h"
 #include "omni/error.h"
 #include "omni/ipc.h"
 #include "omni/proc.h"
@@ -158,52 +160,11 @@ static bool proc_try_reap(struct omni_proc *p, int block_ms)
 
 /* --- spawning ----------------------------------------------------------- */
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void close_fd(int *fd)
 {
 	if (*fd >= 0)
 		close(*fd);
 	*fd = -1;
-}
-
-/* environ with the extra "KEY=VALUE" strings replacing same-named ones. */
-static char **build_env(const char *const *extra)
-{
-	size_t n = 0, m = 0;
-
-	for (char **e = environ; e && *e; e++)
-		n++;
-	for (const char *const *e = extra; e && *e; e++)
-		m++;
-	char **env = calloc(n + m + 1, sizeof(*env));
-	if (!env)
-		return NULL;
-	size_t k = 0;
-	for (char **e = environ; e && *e; e++) {
-		const char *eq = strchr(*e, '=');
-		size_t klen = eq ? (size_t)(eq - *e) : strlen(*e);
-		bool replaced = false;
-
-		for (const char *const *x = extra; x && *x; x++) {
-			if (strncmp(*x, *e, klen) == 0 && (*x)[klen] == '=') {
-				replaced = true;
-				break;
-			}
-		}
-		if (!replaced)
-			env[k++] = *e;
-	}
-	for (const char *const *x = extra; x && *x; x++)
-		env[k++] = (char *)*x;
-	env[k] = NULL;
-	return env;
 }
 
 static int set_winsize(int fd, unsigned short rows, unsigned short cols)
@@ -314,7 +275,7 @@ int omni_proc_spawn(struct omni_proc **out, const struct omni_exec_request *req,
 	}
 	posix_spawnattr_setflags(&attr, flags);
 
-	env = build_env(req->env);
+	env = (char **)omni__env_merge((const char *const *)environ, req->env);
 	if (!env) {
 		rc = omni_error_set(-ENOMEM, "exec: out of memory");
 		goto fail;
@@ -431,7 +392,7 @@ int omni_proc_wait(struct omni_proc *p, omni_output_cb cb, void *payload,
                    struct omni_exec_status *status)
 {
 	bool timed_out = false, stopped = false, killed_rest = false;
-	long long deadline = p->timeout_ms ? now_ms() + p->timeout_ms : 0;
+	long long deadline = p->timeout_ms ? omni__now_ms() + p->timeout_ms : 0;
 	long long linger_until = 0;
 	char *chunk;
 
@@ -470,7 +431,7 @@ int omni_proc_wait(struct omni_proc *p, omni_output_cb cb, void *payload,
 				;
 			kill_group(p, SIGKILL);
 			killed_rest = true;
-			linger_until = now_ms() + LINGER_MS;
+			linger_until = omni__now_ms() + LINGER_MS;
 		}
 		if (exited && p->out_fd < 0 && p->err_fd < 0)
 			break;
@@ -493,7 +454,7 @@ int omni_proc_wait(struct omni_proc *p, omni_output_cb cb, void *payload,
 			    (struct pollfd){ .fd = p->pidfd, .events = POLLIN };
 		}
 
-		long long now = now_ms();
+		long long now = omni__now_ms();
 		int wait_ms = -1;
 		if (!exited && p->pidfd < 0)
 			wait_ms = 10;

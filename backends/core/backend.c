@@ -20,7 +20,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/datapath.h"
 #include "omni/sys/backend_impl.h"
+#include "base/error.h"
 #include "omni/error.h"
 #include "omni/log.h"
 #include "omni/state.h"
@@ -182,24 +184,12 @@ void omni__backend_finish(struct omni_backend *b)
 int omni__workspace_host_dir(const struct omni_backend *b, char *out,
                              size_t out_size)
 {
-	const char *base = b->opts.data_path;
-	char cwd[PATH_MAX];
-	int n;
+	char base[PATH_MAX];
+	int n = omni__data_path(b->opts.data_path, base, sizeof(base));
 
-	if (!base || !*base)
-		base = getenv("OMNI_DATA_PATH");
-	if (!base || !*base)
-		base = "./data";
-	if (base[0] == '/') {
-		n = snprintf(out, out_size, "%s/%s", base, b->project_id);
-	} else {
-		if (!getcwd(cwd, sizeof(cwd)))
-			return omni_error_set_errno(-errno, "getcwd");
-		if (base[0] == '.' && base[1] == '/')
-			base += 2;
-		n = snprintf(out, out_size, "%s/%s/%s", cwd, base,
-		             b->project_id);
-	}
+	if (n < 0)
+		return n;
+	n = snprintf(out, out_size, "%s/%s", base, b->project_id);
 	if (n < 0 || (size_t)n >= out_size)
 		return omni_error_set(-ENAMETOOLONG, "data path too long");
 	return 0;
@@ -258,13 +248,13 @@ int omni_backend_start(struct omni_backend *b)
 	rc = omni_state_load_latest(b->state, b);
 	if (rc < 0) {
 		/* Never run on a half-restored workspace. */
-		char msg[512];
-		snprintf(msg, sizeof(msg), "%s", omni_error_last());
+		struct omni__error_saved saved;
+		omni__error_save(&saved);
 		if (b->ops->shutdown)
 			b->ops->shutdown(b);
 		set_status(b, OMNI_STATUS_STOPPED);
 		return omni_error_set(rc, "loading the latest snapshot: %s",
-		                      msg);
+		                      saved.msg);
 	}
 	omni_log(OMNI_LOG_DEBUG, "%s session '%s' started (%s)", b->ops->name,
 	         b->project_id, rc > 0 ? "snapshot loaded" : "no snapshot");
@@ -274,7 +264,7 @@ int omni_backend_start(struct omni_backend *b)
 int omni_backend_shutdown(struct omni_backend *b)
 {
 	int rc = 0, src;
-	char msg[512] = "";
+	struct omni__error_saved saved = { .code = 0 };
 
 	pthread_mutex_lock(&b->lock);
 	bool running = b->status == OMNI_STATUS_RUNNING;
@@ -283,12 +273,13 @@ int omni_backend_shutdown(struct omni_backend *b)
 		return 0;
 	src = omni_state_save(b->state, b, "session shutdown", NULL);
 	if (src < 0)
-		snprintf(msg, sizeof(msg), "%s", omni_error_last());
+		omni__error_save(&saved);
 	if (b->ops->shutdown)
 		rc = b->ops->shutdown(b);
 	set_status(b, OMNI_STATUS_STOPPED);
 	if (src < 0)
-		return omni_error_set(src, "saving the snapshot: %s", msg);
+		return omni_error_set(src, "saving the snapshot: %s",
+		                      saved.msg);
 	return rc;
 }
 

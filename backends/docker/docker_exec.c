@@ -50,7 +50,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "docker/docker.h"
+#include "base/error.h"
 #include "omni/error.h"
 #include "omni/ipc.h"
 
@@ -71,14 +73,6 @@ struct docker_exec {
 static struct docker_exec *de_of(struct omni_exec *e)
 {
 	return (struct docker_exec *)e;
-}
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* --- the agent's socket --------------------------------------------------- */
@@ -321,11 +315,13 @@ int omni__docker_exec_start(struct omni_backend *b,
 	pthread_mutex_init(&de->send_lock, NULL);
 
 	if ((rc = omni__docker_agent_connect(db, &de->fd)) < 0) {
-		char msg[512], state[256];
-		snprintf(msg, sizeof(msg), "%s", omni_error_last());
+		struct omni__error_saved saved;
+		char state[256];
+		omni__error_save(&saved);
 		omni__docker_describe_state(db, state, sizeof(state), 0);
-		rc = omni_error_set(
-		    -ENOTCONN, "cannot run the command: %s (%s)", state, msg);
+		rc =
+		    omni_error_set(-ENOTCONN, "cannot run the command: %s (%s)",
+		                   state, saved.msg);
 		goto fail;
 	}
 	rc = omni_ipc_send(de->fd, OMNI_IPC_EXEC, payload.data, payload.len);
@@ -360,7 +356,7 @@ int omni__docker_exec_wait(struct omni_exec *e, omni_output_cb cb,
 	struct omni__docker_backend *db =
 	    (struct omni__docker_backend *)e->backend;
 	long long deadline =
-	    de->timeout_ms ? now_ms() + de->timeout_ms + GRACE_MS : 0;
+	    de->timeout_ms ? omni__now_ms() + de->timeout_ms + GRACE_MS : 0;
 	bool stopped = false, killed_late = false;
 	uint8_t type;
 	int rc;
@@ -369,7 +365,7 @@ int omni__docker_exec_wait(struct omni_exec *e, omni_output_cb cb,
 	for (;;) {
 		int ms = -1;
 		if (deadline) {
-			long long left = deadline - now_ms();
+			long long left = deadline - omni__now_ms();
 			ms = left > 0 ? (int)(left < INT_MAX ? left : INT_MAX)
 			              : 0;
 		}
@@ -385,7 +381,7 @@ int omni__docker_exec_wait(struct omni_exec *e, omni_output_cb cb,
 			/* The agent should have ended it by now. */
 			kill_now(de);
 			killed_late = true;
-			deadline = now_ms() + 5000;
+			deadline = omni__now_ms() + 5000;
 			continue;
 		}
 		if (rc > 0)

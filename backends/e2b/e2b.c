@@ -56,6 +56,7 @@
 
 #include "e2b/e2b.h"
 #include "core/http.h"
+#include "base/error.h"
 #include "omni/error.h"
 #include "omni/log.h"
 #include "omni/state.h"
@@ -146,9 +147,8 @@ static int api_call(struct e2b_backend *eb, enum e2b_method m,
 	rc = omni__e2b_http(eb, &req, resp);
 	free(json);
 	if (rc < 0) {
-		char msg[512];
-		snprintf(msg, sizeof(msg), "%s", omni_error_last());
-		return omni_error_set(rc, "%s (is E2B_API_URL right?)", msg);
+		return omni_error_set(rc, "%s (is E2B_API_URL right?)",
+		                      omni_error_last());
 	}
 	return 0;
 }
@@ -369,12 +369,12 @@ static int e2b_start(struct omni_backend *b)
 	omni_log(OMNI_LOG_DEBUG, "e2b: sandbox %s (envd %s at %s)",
 	         eb->sandbox_id, eb->envd_version, eb->envd_url);
 	if ((rc = omni__e2b_make_workdir(eb)) < 0) {
-		char msg[512];
-		snprintf(msg, sizeof(msg), "%s", omni_error_last());
+		struct omni__error_saved saved;
+		omni__error_save(&saved);
 		if (!eb->debug)
 			kill_sandbox(eb);
 		return omni_error_set(rc, "e2b: making %s: %s", E2B_WORKDIR,
-		                      msg);
+		                      saved.msg);
 	}
 	if (!eb->debug) {
 		pthread_mutex_lock(&eb->ka_lock);

@@ -30,6 +30,8 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 
+#include "base/base64.h"
+#include "base/clock.h"
 #include "omni/sys/backend_impl.h"
 
 /* Where the workspace lives in the sandbox. */
@@ -133,8 +135,6 @@ static inline struct e2b_backend *e2b_of(struct omni_backend *b)
 	return (struct e2b_backend *)b;
 }
 
-long long omni__e2b_now_ms(void);
-
 /* "/tmp/workspace" or "/tmp/workspace/<rel>" into out. */
 int omni__e2b_abs(const char *rel, char *out, size_t size);
 
@@ -210,11 +210,6 @@ int omni__e2b_entry_to_stat(const cJSON *entry, struct stat *st);
 
 /* A stable inode number for a workspace path. */
 ino_t omni__e2b_ino(const char *abs_path);
-
-/* Base64 (standard alphabet, padded). encode: out needs 4*ceil(n/3)+1.
- * decode returns the byte count or -EPROTO. */
-size_t omni__e2b_b64_encode(const void *in, size_t n, char *out);
-ssize_t omni__e2b_b64_decode(const char *in, size_t n, void *out);
 
 /* --- streams (e2b_stream.c) -------------------------------------------------
  */

@@ -48,6 +48,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/fnv.h"
 #include "e2b/e2b.h"
 #include "core/http.h"
 #include "omni/error.h"
@@ -79,14 +80,6 @@ static const char *const method_names[E2B_M_COUNT] = {
 const char *omni__e2b_method_name(enum e2b_method m)
 {
 	return m < E2B_M_COUNT ? method_names[m] : "?";
-}
-
-long long omni__e2b_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 int omni__e2b_abs(const char *rel, char *out, size_t size)
@@ -340,8 +333,8 @@ static int build_headers(struct e2b_backend *eb, const struct e2b_http_req *req,
 			rc = add(&l, "X-Access-Token: %s", eb->access_token);
 		if (rc == 0 && req->rpc) {
 			char b64[64];
-			omni__e2b_b64_encode(E2B_USER ":", strlen(E2B_USER ":"),
-			                     b64);
+			omni__base64_encode(E2B_USER ":", strlen(E2B_USER ":"),
+			                    false, b64, sizeof(b64));
 			rc = add(&l, "Authorization: Basic %s", b64);
 			if (rc == 0)
 				rc = add(&l, "Connect-Protocol-Version: 1");
@@ -371,7 +364,7 @@ static int breaker_enter(struct e2b_backend *eb, const struct e2b_http_req *req,
 	long long down = atomic_load(&eb->down_since_ms);
 	if (!down)
 		return 0;
-	long long now = omni__e2b_now_ms();
+	long long now = omni__now_ms();
 	long long next = atomic_load(&eb->next_probe_ms);
 	if (now >= next &&
 	    atomic_compare_exchange_strong(&eb->next_probe_ms, &next,
@@ -402,7 +395,7 @@ static void breaker_leave(struct e2b_backend *eb,
 	}
 	if (!transport_failure(rc))
 		return;
-	long long now = omni__e2b_now_ms();
+	long long now = omni__now_ms();
 	long long zero = 0;
 	atomic_store(&eb->down_err, rc);
 	atomic_store(&eb->next_probe_ms, now + 1000);
@@ -645,10 +638,8 @@ int omni__e2b_parse_time(const char *s, struct timespec *out)
 
 ino_t omni__e2b_ino(const char *abs_path)
 {
-	uint64_t h = 1469598103934665603ull;
+	uint64_t h = omni__fnv1a64(OMNI__FNV64_SEED, abs_path);
 
-	for (const unsigned char *p = (const unsigned char *)abs_path; *p; p++)
-		h = (h ^ *p) * 1099511628211ull;
 	/* 0 and 1 mean "none" and "root" to some programs. */
 	return (ino_t)(h < 2 ? h + 2 : h);
 }
@@ -776,74 +767,4 @@ int omni__e2b_entry_to_stat(const cJSON *entry, struct stat *st)
 	st->st_ino =
 	    omni__e2b_ino(cJSON_IsString(path) ? path->valuestring : "");
 	return 0;
-}
-
-/* --- base64 ------------------------------------------------------------------
- */
-
-static const char b64_chars[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-size_t omni__e2b_b64_encode(const void *in, size_t n, char *out)
-{
-	const unsigned char *p = in;
-	size_t o = 0, i = 0;
-
-	for (; i + 2 < n; i += 3) {
-		uint32_t v =
-		    (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-		out[o++] = b64_chars[v >> 18];
-		out[o++] = b64_chars[(v >> 12) & 63];
-		out[o++] = b64_chars[(v >> 6) & 63];
-		out[o++] = b64_chars[v & 63];
-	}
-	if (i < n) {
-		uint32_t v = (uint32_t)p[i] << 16;
-		if (i + 1 < n)
-			v |= (uint32_t)p[i + 1] << 8;
-		out[o++] = b64_chars[v >> 18];
-		out[o++] = b64_chars[(v >> 12) & 63];
-		out[o++] = i + 1 < n ? b64_chars[(v >> 6) & 63] : '=';
-		out[o++] = '=';
-	}
-	out[o] = '\0';
-	return o;
-}
-
-static int b64_value(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+' || c == '-')
-		return 62;
-	if (c == '/' || c == '_')
-		return 63;
-	return -1;
-}
-
-ssize_t omni__e2b_b64_decode(const char *in, size_t n, void *out)
-{
-	unsigned char *o = out;
-	uint32_t acc = 0;
-	int bits = 0;
-	size_t len = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		if (in[i] == '=')
-			break;
-		int v = b64_value(in[i]);
-		if (v < 0)
-			return -EPROTO;
-		acc = (acc << 6) | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			o[len++] = (unsigned char)(acc >> bits);
-		}
-	}
-	return (ssize_t)len;
 }

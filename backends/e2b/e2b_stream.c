@@ -192,7 +192,7 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 	size_t n = size * nmemb;
 	long status = 0;
 
-	s->last_byte_ms = omni__e2b_now_ms();
+	s->last_byte_ms = omni__now_ms();
 	curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
 	if (status != 200) {
 		if (s->errlen + n > 65536)
@@ -253,7 +253,7 @@ int omni__e2b_stream_open(struct e2b_stream **out, struct e2b_backend *eb,
 
 	/* The breaker knows when the sandbox is unreachable. */
 	if (atomic_load(&eb->down_since_ms) &&
-	    omni__e2b_now_ms() < atomic_load(&eb->next_probe_ms)) {
+	    omni__now_ms() < atomic_load(&eb->next_probe_ms)) {
 		atomic_fetch_add(&eb->fast_fails, 1);
 		rc = atomic_load(&eb->down_err);
 		omni__e2b_stream_free(s);
@@ -273,7 +273,8 @@ int omni__e2b_stream_open(struct e2b_stream **out, struct e2b_backend *eb,
 		         eb->access_token);
 		hdrs[nh++] = h_tok;
 	}
-	omni__e2b_b64_encode(E2B_USER ":", strlen(E2B_USER ":"), b64);
+	omni__base64_encode(E2B_USER ":", strlen(E2B_USER ":"), false, b64,
+	                    sizeof(b64));
 	snprintf(h_auth, sizeof(h_auth), "Authorization: Basic %s", b64);
 	hdrs[nh++] = h_auth;
 	long keep = idle_ms / 3500;
@@ -326,7 +327,7 @@ int omni__e2b_stream_open(struct e2b_stream **out, struct e2b_backend *eb,
 	                     ? eb->connect_timeout_ms
 	                     : handshake_ms);
 	curl_multi_add_handle(s->multi, s->easy);
-	s->opened_ms = s->last_byte_ms = omni__e2b_now_ms();
+	s->opened_ms = s->last_byte_ms = omni__now_ms();
 	atomic_fetch_add(&eb->count[m], 1);
 	*out = s;
 	return 0;
@@ -356,10 +357,9 @@ static void finish_transfer(struct e2b_stream *s, CURLcode cc)
 		    s->end_err == -ECONNRESET) {
 			long long zero = 0;
 			atomic_store(&eb->down_err, s->end_err);
-			atomic_store(&eb->next_probe_ms,
-			             omni__e2b_now_ms() + 1000);
-			atomic_compare_exchange_strong(
-			    &eb->down_since_ms, &zero, omni__e2b_now_ms());
+			atomic_store(&eb->next_probe_ms, omni__now_ms() + 1000);
+			atomic_compare_exchange_strong(&eb->down_since_ms,
+			                               &zero, omni__now_ms());
 		}
 		return;
 	}
@@ -393,7 +393,7 @@ static void finish_transfer(struct e2b_stream *s, CURLcode cc)
 
 int omni__e2b_stream_next(struct e2b_stream *s, cJSON **msg, long wait_ms)
 {
-	long long start = omni__e2b_now_ms();
+	long long start = omni__now_ms();
 	const char *what = omni__e2b_method_name(s->m);
 
 	*msg = NULL;
@@ -414,7 +414,7 @@ int omni__e2b_stream_next(struct e2b_stream *s, cJSON **msg, long wait_ms)
 		if (atomic_load(&s->cancel))
 			return omni_error_set(-ECANCELED, "e2b: %s: cancelled",
 			                      what);
-		long long now = omni__e2b_now_ms();
+		long long now = omni__now_ms();
 		if (!s->got_message && now - s->opened_ms > s->handshake_ms) {
 			atomic_fetch_add(&s->eb->timeouts, 1);
 			return omni_error_set(

@@ -1443,13 +1443,11 @@ static int gcs_save(struct omni_state *st, struct omni_backend *b,
 			                    .digest = p->digest,
 			                    .files = p->files };
 		if ((rc = upload_archive(&op, p->path, &la)) < 0) {
-			char msg[768];
-			snprintf(msg, sizeof(msg), "%s", omni_error_last());
 			rc =
 			    omni_error_set(rc,
 			                   "%s; the snapshot is kept in %s and "
 			                   "will be uploaded by the next save",
-			                   msg, p->path);
+			                   omni_error_last(), p->path);
 			goto out;
 		}
 		drop_pending(p);

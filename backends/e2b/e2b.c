@@ -404,7 +404,7 @@ static int e2b_shutdown(struct omni_backend *b)
 			omni_log(OMNI_LOG_WARN, "%s", omni_error_last());
 	}
 	eb->sandbox_id[0] = '\0';
-	omni__e2b_pool_clear(eb);
+	omni__curl_pool_clear(&eb->pool);
 	return rc;
 }
 
@@ -414,7 +414,7 @@ static void e2b_destroy(struct omni_backend *b)
 
 	omni__e2b_watch_stop(eb);
 	keepalive_stop(eb);
-	omni__e2b_pool_clear(eb);
+	omni__curl_pool_clear(&eb->pool);
 	if (eb->api_key) {
 		/* Do not leave the key in freed memory. */
 		volatile char *p = eb->api_key;
@@ -422,7 +422,7 @@ static void e2b_destroy(struct omni_backend *b)
 			*p++ = '\0';
 		free(eb->api_key);
 	}
-	pthread_mutex_destroy(&eb->pool_lock);
+	omni__curl_pool_destroy(&eb->pool);
 	pthread_mutex_destroy(&eb->ka_lock);
 	pthread_cond_destroy(&eb->ka_cond);
 	pthread_mutex_destroy(&eb->watch_lock);
@@ -553,7 +553,7 @@ int omni__e2b_backend_open(struct omni_backend **out, const char *project_id,
 		free(eb);
 		return rc;
 	}
-	pthread_mutex_init(&eb->pool_lock, NULL);
+	omni__curl_pool_init(&eb->pool);
 	pthread_mutex_init(&eb->ka_lock, NULL);
 	pthread_cond_init(&eb->ka_cond, NULL);
 	pthread_mutex_init(&eb->watch_lock, NULL);

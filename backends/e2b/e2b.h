@@ -32,6 +32,7 @@
 
 #include "base/base64.h"
 #include "base/clock.h"
+#include "core/http.h"
 #include "omni/sys/backend_impl.h"
 
 /* Where the workspace lives in the sandbox. */
@@ -87,9 +88,7 @@ struct e2b_backend {
 	char envd_version[32];
 
 	/* Idle curl handles, each keeping its connection (e2b_http.c). */
-	pthread_mutex_t pool_lock;
-	CURL *pool[16];
-	size_t npool;
+	struct omni__curl_pool pool;
 
 	/* Breaker: set while envd does not answer (e2b_http.c). */
 	atomic_llong down_since_ms;
@@ -189,9 +188,6 @@ int omni__e2b_code_to_errno(const char *code, long http_status);
 
 /* Turn a non-2xx reply into -errno and a message "<what>: <text>". */
 int omni__e2b_reply_error(const struct e2b_http_resp *resp, const char *what);
-
-/* Drop the pooled handles (shutdown). */
-void omni__e2b_pool_clear(struct e2b_backend *eb);
 
 /* --- JSON and attributes -----------------------------------------------------
  */

@@ -2,14 +2,15 @@
  * backends/e2b/e2b_http.c - one request to the E2B control plane or to envd,
  * the Connect unary JSON calls on top, and how their failures become errnos.
  *
- * Design. Requests borrow a curl easy handle from a small pool and give
- * it back afterwards, so a sandbox reached over TLS keeps its connections
- * (a handle remembers its connection across curl_easy_reset()); a
- * request never shares a handle with another one in flight, so no lock is
- * held while it runs (libcurl-thread(3)). The generic helper in http.c
- * makes a new handle each time, which would cost a TCP and TLS handshake
- * per file operation against the real service; its error mapping and
- * message extraction are reused here.
+ * Design. Requests borrow a curl easy handle from the backend's pool
+ * (core/http.h, struct omni__curl_pool) and give it back afterwards, so a
+ * sandbox reached over TLS keeps its connections (a handle remembers its
+ * connection across curl_easy_reset()); a request never shares a handle
+ * with another one in flight, so no lock is held while it runs
+ * (libcurl-thread(3)). The common options come from omni__curl_setup();
+ * what is E2B's own (the headers, the breaker, writing /files bodies
+ * straight into the caller's file, Last-Modified) stays here, as do
+ * http.c's error mapping and message extraction, reused.
  *
  * Headers, as the official SDK sends them (protocols/e2b.md section 2):
  * envd requests carry E2b-Sandbox-Id, E2b-Sandbox-Port: 49983 and, when
@@ -36,7 +37,7 @@
  * body is not a Connect error: envd's own {"code":401}, the proxy's 502)
  * to an errno. Transport failures come from omni_curl_to_errno().
  *
- * Locking: pool_lock guards the pool; counters are atomics.
+ * Locking: the pool has its own lock; counters are atomics.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -153,45 +154,6 @@ int omni__e2b_reply_error(const struct e2b_http_resp *resp, const char *what)
 	                     text, resp->status);
 	cJSON_Delete(root);
 	return err;
-}
-
-/* --- the handle pool ------------------------------------------------------ */
-
-static CURL *pool_get(struct e2b_backend *eb)
-{
-	CURL *h = NULL;
-
-	pthread_mutex_lock(&eb->pool_lock);
-	if (eb->npool > 0)
-		h = eb->pool[--eb->npool];
-	pthread_mutex_unlock(&eb->pool_lock);
-	if (h)
-		curl_easy_reset(h);
-	else
-		h = curl_easy_init();
-	return h;
-}
-
-static void pool_put(struct e2b_backend *eb, CURL *h, bool keep)
-{
-	if (keep) {
-		pthread_mutex_lock(&eb->pool_lock);
-		if (eb->npool < sizeof(eb->pool) / sizeof(*eb->pool)) {
-			eb->pool[eb->npool++] = h;
-			h = NULL;
-		}
-		pthread_mutex_unlock(&eb->pool_lock);
-	}
-	if (h)
-		curl_easy_cleanup(h);
-}
-
-void omni__e2b_pool_clear(struct e2b_backend *eb)
-{
-	pthread_mutex_lock(&eb->pool_lock);
-	while (eb->npool > 0)
-		curl_easy_cleanup(eb->pool[--eb->npool]);
-	pthread_mutex_unlock(&eb->pool_lock);
 }
 
 /* --- one request ---------------------------------------------------------- */
@@ -316,9 +278,7 @@ static int build_headers(struct e2b_backend *eb, const struct e2b_http_req *req,
 	struct curl_slist *l = NULL;
 	int rc = 0;
 
-	rc = add(&l, "User-Agent: omnifs/%s", OMNI_VERSION);
-	if (rc == 0)
-		rc = add(&l, "Expect:");
+	rc = add(&l, "Expect:");
 	if (rc == 0 && req->content_type)
 		rc = add(&l, "Content-Type: %s", req->content_type);
 	if (req->api) {
@@ -426,33 +386,30 @@ int omni__e2b_http(struct e2b_backend *eb, const struct e2b_http_req *req,
 		return omni_error_set(-ENAMETOOLONG, "e2b: URL too long");
 	if ((rc = build_headers(eb, req, &headers)) < 0)
 		return rc;
-	if (!(h = pool_get(eb))) {
+	if (!(h = omni__curl_take(&eb->pool))) {
 		curl_slist_free_all(headers);
 		return omni_error_set(-ENOMEM, "e2b: out of memory");
 	}
 	x.h = h;
 	atomic_fetch_add(&eb->count[req->m], 1);
 
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-	                 eb->connect_timeout_ms < timeout
-	                     ? eb->connect_timeout_ms
-	                     : timeout);
+	/* Transfers are bounded by progress: they fail when not one byte a
+	 * second moved for the whole request timeout. */
+	omni__curl_setup(
+	    h, &(struct omni__curl_opts){
+	           .url = url,
+	           .errbuf = errbuf,
+	           .headers = headers,
+	           .write = on_write,
+	           .write_data = &x,
+	           .connect_timeout_ms = eb->connect_timeout_ms < timeout
+	                                     ? eb->connect_timeout_ms
+	                                     : timeout,
+	           .timeout_ms = req->transfer ? 0 : timeout,
+	           .low_speed_s = req->transfer ? (timeout + 999) / 1000 : 0,
+	           .user_agent = OMNI__HTTP_USER_AGENT,
+	       });
 	curl_easy_setopt(h, CURLOPT_FILETIME, 1L);
-	if (req->transfer) {
-		/* Bounded by progress: fail when not one byte a second
-		 * moved for the whole request timeout. */
-		long secs = (timeout + 999) / 1000;
-		curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-		curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, secs);
-	} else {
-		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout);
-	}
 	if (strcmp(req->method, "POST") == 0) {
 		curl_easy_setopt(h, CURLOPT_POST, 1L);
 		if (req->in_fd >= 0) {
@@ -505,7 +462,7 @@ int omni__e2b_http(struct e2b_backend *eb, const struct e2b_http_req *req,
 	breaker_leave(eb, req, rc);
 	curl_slist_free_all(headers);
 	/* A handle whose transfer failed may hold a broken connection. */
-	pool_put(eb, h, cc == CURLE_OK);
+	omni__curl_give(&eb->pool, h, cc == CURLE_OK);
 	return rc;
 }
 

@@ -2,10 +2,10 @@
  * backends/base/env.h - merging "KEY=VALUE" environment lists (private).
  *
  * A command's environment is a base list (the process's environ for the
- * local process runner, the session's env= options for the local backend)
- * with the request's own variables on top. An extra "KEY=VALUE" replaces
- * every base entry of the same KEY (the base entry is left out, so the
- * result never holds the name twice); other base entries keep their
+ * local process runner, the session's env= options for the local and
+ * docker backends) with the request's own variables on top. An extra
+ * "KEY=VALUE" replaces every base entry of the same KEY (the base entry is left
+ * out, so the result never holds the name twice); other base entries keep their
  * order, and the extras follow in theirs. A base entry without '=' counts
  * its whole text as the name.
  */

@@ -50,6 +50,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/env.h"
 #include "base/clock.h"
 #include "docker/docker.h"
 #include "base/error.h"
@@ -177,35 +178,6 @@ static void flush_unlock(struct docker_exec *de)
 	}
 }
 
-/* The session's environment with the request's on top: a request entry
- * replaces a session entry of the same name (the agent applies the list
- * over its own environment). Strings are borrowed; free() the array. */
-static const char **merge_env(const char *const *base, const char *const *extra)
-{
-	size_t n = 0, k = 0;
-
-	for (const char *const *x = base; x && *x; x++)
-		n++;
-	for (const char *const *x = extra; x && *x; x++)
-		n++;
-	const char **env = calloc(n + 1, sizeof(*env));
-	if (!env)
-		return NULL;
-	for (const char *const *x = base; x && *x; x++) {
-		const char *eq = strchr(*x, '=');
-		size_t klen = eq ? (size_t)(eq - *x) : strlen(*x);
-		bool shadowed = false;
-		for (const char *const *y = extra; y && *y && !shadowed; y++)
-			shadowed =
-			    strncmp(*y, *x, klen) == 0 && (*y)[klen] == '=';
-		if (!shadowed)
-			env[k++] = *x;
-	}
-	for (const char *const *y = extra; y && *y; y++)
-		env[k++] = *y;
-	return env;
-}
-
 /* --- the command's life --------------------------------------------------- */
 
 /* After STARTED is awaited: the first frame says whether it runs. */
@@ -281,7 +253,9 @@ int omni__docker_exec_start(struct omni_backend *b,
 		                      "exec: directory too long");
 
 	if (b->opts.env && b->opts.env[0]) {
-		env = merge_env(b->opts.env, req->env);
+		/* The session's env= with the request's on top; the agent
+		 * applies the list over its own environment. */
+		env = omni__env_merge(b->opts.env, req->env);
 		if (!env)
 			return omni_error_set(-ENOMEM, "exec: out of memory");
 	}

@@ -47,6 +47,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "client.h"
 #include "omni/backend.h"
 #include "omni/error.h"
@@ -133,14 +134,6 @@ int omni_exec_client_connect(const char *path, int *out)
 }
 
 /* --- small helpers -------------------------------------------------------- */
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int32_t get_i32(const unsigned char *p)
 {
@@ -358,7 +351,7 @@ static void run_take_signals(struct run *r)
 	for (ssize_t i = 0; i < n; i++) {
 		int sig = sigs[i];
 		bool stuck = atomic_load(&r->cl.pending) && r->stuck_since &&
-		             now_ms() - r->stuck_since >= STUCK_SIGNAL_MS;
+		             omni__now_ms() - r->stuck_since >= STUCK_SIGNAL_MS;
 
 		if (stuck && is_terminating(sig)) {
 			r->res->exit_code = 128 + sig;
@@ -368,7 +361,7 @@ static void run_take_signals(struct run *r)
 			return;
 		}
 		if (!queue_signal(&r->cl, sig) && !r->stuck_since)
-			r->stuck_since = now_ms();
+			r->stuck_since = omni__now_ms();
 	}
 }
 
@@ -387,7 +380,7 @@ static void run_output(struct run *r, uint8_t type)
 	/* EPIPE mostly; any failure ends our stdout. */
 	if (omni_ipc_write_all(io->out_fd, r->buf.data, r->buf.len) < 0) {
 		r->out_broken = true;
-		r->pipe_deadline = now_ms() + PIPE_GRACE_MS;
+		r->pipe_deadline = omni__now_ms() + PIPE_GRACE_MS;
 		queue_signal(&r->cl, SIGPIPE);
 	}
 }
@@ -444,7 +437,7 @@ static int run_loop(struct run *r)
 			{ .fd = io->sig_fd, .events = POLLIN },
 		};
 		int nfds = io->sig_fd >= 0 ? 2 : 1;
-		long long now = now_ms();
+		long long now = omni__now_ms();
 
 		if (run_gives_up(r, now))
 			break;
@@ -503,7 +496,8 @@ int omni_exec_client_run(int fd, const struct omni_ipc_request *req,
 		goto out;
 	}
 	if (req->timeout_ms)
-		r.deadline = now_ms() + req->timeout_ms + TIMEOUT_GRACE_MS;
+		r.deadline =
+		    omni__now_ms() + req->timeout_ms + TIMEOUT_GRACE_MS;
 	rc = run_loop(&r);
 out:
 	stdin_stop(&r.cl);

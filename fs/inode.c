@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/fnv.h"
 #include "inode.h"
 
 struct node {
@@ -47,10 +48,8 @@ static size_t hash_name(const struct node *parent, const char *name,
                         size_t buckets)
 {
 	/* FNV-1a over the name, mixed with the parent's ino. */
-	uint64_t h = 1469598103934665603ull ^ parent->ino;
+	uint64_t h = omni__fnv1a64(OMNI__FNV64_SEED ^ parent->ino, name);
 
-	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-		h = (h ^ *p) * 1099511628211ull;
 	return (size_t)(h ^ (h >> 29)) & (buckets - 1);
 }
 

@@ -33,6 +33,7 @@
 
 #include <fuse_lowlevel.h>
 
+#include "base/datapath.h"
 #include "cache/cache.h"
 #include "core/session.h"
 #include "ctl.h"
@@ -484,21 +485,10 @@ static int choose_project(struct daemon *d)
 /* The data path, made absolute: it must not depend on the daemon's cwd. */
 static int choose_data_path(struct daemon *d)
 {
-	const char *dp =
-	    d->cli.data_path ? d->cli.data_path : getenv("OMNI_DATA_PATH");
-
-	if (!dp || !*dp)
-		dp = "./data";
-	if (dp[0] != '/') {
-		char cwd[PATH_MAX];
-		if (!getcwd(cwd, sizeof(cwd)) ||
-		    snprintf(d->data_path, sizeof(d->data_path), "%s/%s", cwd,
-		             dp) >= (int)sizeof(d->data_path)) {
-			fprintf(stderr, "omnifs: data path too long\n");
-			return 1;
-		}
-	} else {
-		snprintf(d->data_path, sizeof(d->data_path), "%s", dp);
+	if (omni__data_path(d->cli.data_path, d->data_path,
+	                    sizeof(d->data_path)) < 0) {
+		fprintf(stderr, "omnifs: %s\n", omni_error_last());
+		return 1;
 	}
 	return GO_ON;
 }

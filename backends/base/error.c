@@ -3,14 +3,16 @@
  *
  * One fixed buffer per thread; no allocation, so it works in out-of-memory
  * paths and in the static omni-agent. Messages longer than the buffer are
- * truncated.
+ * truncated. omni__error_save() and omni__error_restore() (base/error.h)
+ * copy that buffer aside and back, for cleanup code that runs between a
+ * failure and its report.
  */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "omni/error.h"
+#include "base/error.h"
 
 static _Thread_local char error_msg[512];
 static _Thread_local int error_code;
@@ -71,4 +73,19 @@ void omni_error_clear(void)
 {
 	error_msg[0] = '\0';
 	error_code = 0;
+}
+
+void omni__error_save(struct omni__error_saved *saved)
+{
+	_Static_assert(sizeof(saved->msg) == sizeof(error_msg),
+	               "a saved message holds any message");
+	memcpy(saved->msg, error_msg, sizeof(error_msg));
+	saved->code = error_code;
+}
+
+int omni__error_restore(const struct omni__error_saved *saved, int err)
+{
+	memcpy(error_msg, saved->msg, sizeof(error_msg));
+	error_code = err;
+	return err;
 }

@@ -38,6 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
+#include "base/env.h"
 #include "omni/error.h"
 #include "omni/ipc.h"
 #include "omni/proc.h"
@@ -158,52 +160,11 @@ static bool proc_try_reap(struct omni_proc *p, int block_ms)
 
 /* --- spawning ----------------------------------------------------------- */
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void close_fd(int *fd)
 {
 	if (*fd >= 0)
 		close(*fd);
 	*fd = -1;
-}
-
-/* environ with the extra "KEY=VALUE" strings replacing same-named ones. */
-static char **build_env(const char *const *extra)
-{
-	size_t n = 0, m = 0;
-
-	for (char **e = environ; e && *e; e++)
-		n++;
-	for (const char *const *e = extra; e && *e; e++)
-		m++;
-	char **env = calloc(n + m + 1, sizeof(*env));
-	if (!env)
-		return NULL;
-	size_t k = 0;
-	for (char **e = environ; e && *e; e++) {
-		const char *eq = strchr(*e, '=');
-		size_t klen = eq ? (size_t)(eq - *e) : strlen(*e);
-		bool replaced = false;
-
-		for (const char *const *x = extra; x && *x; x++) {
-			if (strncmp(*x, *e, klen) == 0 && (*x)[klen] == '=') {
-				replaced = true;
-				break;
-			}
-		}
-		if (!replaced)
-			env[k++] = *e;
-	}
-	for (const char *const *x = extra; x && *x; x++)
-		env[k++] = (char *)*x;
-	env[k] = NULL;
-	return env;
 }
 
 static int set_winsize(int fd, unsigned short rows, unsigned short cols)
@@ -327,7 +288,8 @@ static int spawn_prepare(struct spawn *sp, const struct omni_exec_request *req,
 	}
 	posix_spawnattr_setflags(&sp->attr, flags);
 
-	sp->env = build_env(req->env);
+	sp->env =
+	    (char **)omni__env_merge((const char *const *)environ, req->env);
 	if (!sp->env)
 		return omni_error_set(-ENOMEM, "exec: out of memory");
 	return 0;
@@ -499,7 +461,7 @@ static void pump_drain_and_kill_rest(struct pump *pu)
 		;
 	kill_group(p, SIGKILL);
 	pu->killed_rest = true;
-	pu->linger_until = now_ms() + LINGER_MS;
+	pu->linger_until = omni__now_ms() + LINGER_MS;
 }
 
 enum pump_step { PUMP_POLL, PUMP_AGAIN, PUMP_END };
@@ -510,7 +472,7 @@ enum pump_step { PUMP_POLL, PUMP_AGAIN, PUMP_END };
 static enum pump_step pump_wait_ms(struct pump *pu, bool exited, int *wait_ms)
 {
 	struct omni_proc *p = pu->p;
-	long long now = now_ms();
+	long long now = omni__now_ms();
 
 	*wait_ms = -1;
 	if (!exited && p->pidfd < 0)
@@ -603,7 +565,7 @@ int omni_proc_wait(struct omni_proc *p, omni_output_cb cb, void *payload,
 		.p = p,
 		.cb = cb,
 		.payload = payload,
-		.deadline = p->timeout_ms ? now_ms() + p->timeout_ms : 0,
+		.deadline = p->timeout_ms ? omni__now_ms() + p->timeout_ms : 0,
 	};
 	int rc = 0;
 

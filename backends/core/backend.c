@@ -23,7 +23,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/datapath.h"
 #include "omni/sys/backend_impl.h"
+#include "base/error.h"
 #include "omni/error.h"
 #include "omni/log.h"
 #include "core/session.h"
@@ -202,24 +204,12 @@ void omni__backend_finish(struct omni_backend *b)
 int omni__workspace_host_dir(const struct omni_backend *b, char *out,
                              size_t out_size)
 {
-	const char *base = b->opts.data_path;
-	char cwd[PATH_MAX];
-	int n;
+	char base[PATH_MAX];
+	int n = omni__data_path(b->opts.data_path, base, sizeof(base));
 
-	if (!base || !*base)
-		base = getenv("OMNI_DATA_PATH");
-	if (!base || !*base)
-		base = "./data";
-	if (base[0] == '/') {
-		n = snprintf(out, out_size, "%s/%s", base, b->project_id);
-	} else {
-		if (!getcwd(cwd, sizeof(cwd)))
-			return omni_error_set_errno(-errno, "getcwd");
-		if (base[0] == '.' && base[1] == '/')
-			base += 2;
-		n = snprintf(out, out_size, "%s/%s/%s", cwd, base,
-		             b->project_id);
-	}
+	if (n < 0)
+		return n;
+	n = snprintf(out, out_size, "%s/%s", base, b->project_id);
 	if (n < 0 || (size_t)n >= out_size)
 		return omni_error_set(-ENAMETOOLONG, "data path too long");
 	return 0;

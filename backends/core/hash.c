@@ -1,5 +1,5 @@
 /*
- * backends/core/hash.c - CRC-32C, MD5, base64 and hex (see hash.h).
+ * backends/core/hash.c - CRC-32C, MD5 and hex (see hash.h).
  *
  * CRC-32C is computed eight bytes at a time with eight lookup tables
  * ("slicing-by-8"): the tables are built once, on first use, under
@@ -95,73 +95,6 @@ void omni__md5_finish(struct omni__md5 *m)
 {
 	EVP_MD_CTX_free(m->ctx);
 	m->ctx = NULL;
-}
-
-static const char b64_std[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-static const char b64_url[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-int omni__base64_encode(const void *data, size_t len, bool url, char *out,
-                        size_t size)
-{
-	const unsigned char *p = data;
-	const char *alpha = url ? b64_url : b64_std;
-	size_t n = 0;
-
-	if (size < (len + 2) / 3 * 4 + 1)
-		return -ENAMETOOLONG;
-	for (size_t i = 0; i < len; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16;
-		size_t left = len - i;
-		if (left > 1)
-			v |= (uint32_t)p[i + 1] << 8;
-		if (left > 2)
-			v |= p[i + 2];
-		out[n++] = alpha[(v >> 18) & 63];
-		out[n++] = alpha[(v >> 12) & 63];
-		if (left > 1)
-			out[n++] = alpha[(v >> 6) & 63];
-		else if (!url)
-			out[n++] = '=';
-		if (left > 2)
-			out[n++] = alpha[v & 63];
-		else if (!url)
-			out[n++] = '=';
-	}
-	out[n] = '\0';
-	return (int)n;
-}
-
-static int b64_value(char c)
-{
-	const char *at = c ? strchr(b64_std, c) : NULL;
-
-	return at ? (int)(at - b64_std) : -1;
-}
-
-int omni__base64_decode(const char *in, unsigned char *out, size_t size)
-{
-	uint32_t acc = 0;
-	int bits = 0;
-	size_t n = 0;
-
-	for (; *in && *in != '='; in++) {
-		int v = b64_value(*in);
-		if (v < 0)
-			return -EINVAL;
-		acc = (acc << 6) | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			if (n >= size)
-				return -ENAMETOOLONG;
-			out[n++] = (unsigned char)(acc >> bits);
-		}
-	}
-	while (*in == '=')
-		in++;
-	return *in ? -EINVAL : (int)n;
 }
 
 void omni__hex(const unsigned char *data, size_t len, char *out)

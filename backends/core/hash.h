@@ -1,7 +1,8 @@
 /*
  * backends/core/hash.h - checksums and encodings the state managers need
  * (private): CRC-32C (Castagnoli, as Google Cloud Storage reports it), MD5
- * through OpenSSL's EVP interface, base64 (standard and URL-safe) and hex.
+ * through OpenSSL's EVP interface, and hex. Base64, which the same callers
+ * need, is libc-only and lives in base/base64.h (included here).
  */
 #ifndef OMNI_HASH_H
 #define OMNI_HASH_H
@@ -9,6 +10,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "base/base64.h"
 
 /*
  * CRC-32C of data, continuing from crc (start with 0). The value is the
@@ -26,18 +29,6 @@ int omni__md5_init(struct omni__md5 *m);
 void omni__md5_update(struct omni__md5 *m, const void *data, size_t len);
 void omni__md5_final(struct omni__md5 *m, unsigned char out[16]);
 void omni__md5_finish(struct omni__md5 *m);
-
-/*
- * Base64 of len bytes into out (NUL-terminated). url selects the URL-safe
- * alphabet without padding (JWT). Returns the length, or -ENAMETOOLONG
- * when out is too small (it needs 4 * ceil(len / 3) + 1 bytes).
- */
-int omni__base64_encode(const void *data, size_t len, bool url, char *out,
-                        size_t size);
-
-/* Decode standard base64 (padding optional); returns the byte count or
- * -EINVAL for bad input, -ENAMETOOLONG when out is too small. */
-int omni__base64_decode(const char *in, unsigned char *out, size_t size);
 
 /* Lower-case hex of len bytes into out (2 * len + 1 bytes). */
 void omni__hex(const unsigned char *data, size_t len, char *out);

@@ -1,12 +1,20 @@
 /*
  * backends/core/http.c - one HTTP request through libcurl (see http.h).
  *
- * Design. Every request gets its own easy handle, set up from the endpoint
- * and the request, performed, and cleaned up: no handle, connection cache
- * or buffer is shared, so threads need no lock (libcurl-thread(3): one
- * handle per thread, CURLOPT_NOSIGNAL). Re-connecting costs a Unix socket
- * connect (microseconds) for the Docker daemon; callers that need
- * keep-alive over TLS can grow a handle cache here later.
+ * Design. The curl layer comes first: omni__curl_setup() sets what every
+ * libomni transfer has (URL, headers, write callback, timeouts, Unix
+ * socket, TLS files, no signals, an optional User-Agent), and a pool lends
+ * out idle easy handles under a mutex; a lent handle belongs to one
+ * request (libcurl-thread(3): one handle per thread at a time), so no lock
+ * is held while it runs. A handle remembers its connections across
+ * curl_easy_reset(), which is how a pooled endpoint keeps them alive; a
+ * handle whose transfer failed may hold a broken connection and is closed
+ * instead of kept.
+ *
+ * omni_http_request() takes a handle from the endpoint's pool (or a fresh
+ * one when it has none: re-connecting costs a Unix socket connect, in
+ * microseconds, for the Docker daemon), sets it up from the endpoint and
+ * the request, performs it, and gives it back.
  *
  * The reply body is collected into a growing buffer capped at max_body, or
  * handed to on_data chunk by chunk when the status is 2xx (the status is
@@ -17,10 +25,12 @@
  * sends an explicit empty one, and "Expect:" is cleared so that curl does
  * not wait for "100 Continue" before larger bodies.
  *
- * Locking: none; nothing here outlives a call.
+ * Locking: a pool's mutex guards its idle list; nothing else here outlives
+ * a call.
  */
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +41,99 @@
 
 #include "core/http.h"
 #include "omni/error.h"
+
+/* --- the curl layer ------------------------------------------------------ */
+
+void omni__curl_pool_init(struct omni__curl_pool *pool)
+{
+	memset(pool, 0, sizeof(*pool));
+	pthread_mutex_init(&pool->lock, NULL);
+}
+
+void omni__curl_pool_clear(struct omni__curl_pool *pool)
+{
+	pthread_mutex_lock(&pool->lock);
+	while (pool->count > 0)
+		curl_easy_cleanup(pool->idle[--pool->count]);
+	pthread_mutex_unlock(&pool->lock);
+}
+
+void omni__curl_pool_destroy(struct omni__curl_pool *pool)
+{
+	omni__curl_pool_clear(pool);
+	pthread_mutex_destroy(&pool->lock);
+}
+
+CURL *omni__curl_take(struct omni__curl_pool *pool)
+{
+	CURL *h = NULL;
+
+	if (pool) {
+		pthread_mutex_lock(&pool->lock);
+		if (pool->count > 0)
+			h = pool->idle[--pool->count];
+		pthread_mutex_unlock(&pool->lock);
+	}
+	return h ? h : curl_easy_init();
+}
+
+void omni__curl_give(struct omni__curl_pool *pool, CURL *h, bool keep)
+{
+	if (!h)
+		return;
+	if (pool && keep) {
+		/* Reset now: the options point into the finished request. */
+		curl_easy_reset(h);
+		pthread_mutex_lock(&pool->lock);
+		if (pool->count < OMNI__CURL_POOL_SIZE) {
+			pool->idle[pool->count++] = h;
+			h = NULL;
+		}
+		pthread_mutex_unlock(&pool->lock);
+	}
+	if (h)
+		curl_easy_cleanup(h);
+}
+
+void omni__curl_setup(CURL *h, const struct omni__curl_opts *o)
+{
+	const struct omni_http_endpoint *ep = o->ep;
+
+	curl_easy_setopt(h, CURLOPT_URL, o->url);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	if (o->errbuf)
+		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, o->errbuf);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, o->headers);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, o->write);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, o->write_data);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+	                 o->connect_timeout_ms > 0 ? o->connect_timeout_ms
+	                                           : 10000L);
+	if (o->timeout_ms > 0)
+		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, o->timeout_ms);
+	if (o->low_speed_s > 0) {
+		curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, o->low_speed_s);
+	}
+	if (o->user_agent)
+		curl_easy_setopt(h, CURLOPT_USERAGENT, o->user_agent);
+	if (!ep)
+		return;
+	if (ep->unix_socket[0])
+		curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, ep->unix_socket);
+	if (ep->ca_file[0])
+		curl_easy_setopt(h, CURLOPT_CAINFO, ep->ca_file);
+	if (ep->cert_file[0])
+		curl_easy_setopt(h, CURLOPT_SSLCERT, ep->cert_file);
+	if (ep->key_file[0])
+		curl_easy_setopt(h, CURLOPT_SSLKEY, ep->key_file);
+	if (ep->insecure) {
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+	}
+}
+
+/* --- one request ---------------------------------------------------------- */
 
 struct xfer {
 	CURL *h;
@@ -196,7 +299,7 @@ int omni_http_request(const struct omni_http_endpoint *ep,
 	bool full = strstr(path, "://") != NULL;
 	size_t ulen = (full ? 0 : strlen(ep->base_url)) + strlen(path) + 1;
 	url = malloc(ulen);
-	h = curl_easy_init();
+	h = omni__curl_take(ep->pool);
 	if (!url || !h) {
 		rc = omni_error_set(-ENOMEM, "http: out of memory");
 		goto out;
@@ -222,35 +325,19 @@ int omni_http_request(const struct omni_http_endpoint *ep,
 		goto out;
 	}
 
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, resp->error);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
+	omni__curl_setup(h, &(struct omni__curl_opts){
+	                        .url = url,
+	                        .errbuf = resp->error,
+	                        .headers = headers,
+	                        .write = on_write,
+	                        .write_data = &x,
+	                        .connect_timeout_ms = ep->connect_timeout_ms,
+	                        .timeout_ms = req->timeout_ms,
+	                        .low_speed_s = req->low_speed_s,
+	                        .ep = ep,
+	                    });
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, &x);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-	                 ep->connect_timeout_ms > 0 ? ep->connect_timeout_ms
-	                                            : 10000L);
-	if (req->timeout_ms > 0)
-		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, req->timeout_ms);
-	if (req->low_speed_s > 0) {
-		curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-		curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, req->low_speed_s);
-	}
-	if (ep->unix_socket[0])
-		curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, ep->unix_socket);
-	if (ep->ca_file[0])
-		curl_easy_setopt(h, CURLOPT_CAINFO, ep->ca_file);
-	if (ep->cert_file[0])
-		curl_easy_setopt(h, CURLOPT_SSLCERT, ep->cert_file);
-	if (ep->key_file[0])
-		curl_easy_setopt(h, CURLOPT_SSLKEY, ep->key_file);
-	if (ep->insecure) {
-		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
-		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
-	}
 
 	cc = curl_easy_perform(h);
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
@@ -293,8 +380,8 @@ int omni_http_request(const struct omni_http_endpoint *ep,
 	rc = omni_error_set(rc, "%s %s: %s", method_of(req), url, resp->error);
 out:
 	curl_slist_free_all(headers);
-	if (h)
-		curl_easy_cleanup(h);
+	/* Only a transfer that went well leaves a sound connection. */
+	omni__curl_give(ep->pool, h, rc == 0);
 	free(url);
 	return rc;
 }

@@ -3,13 +3,19 @@
  * to (private): the Docker Engine API over a Unix socket or TCP+TLS today, the
  * E2B control plane and envd, and Google Cloud Storage later.
  *
- * One call, omni_http_request(), performs one request on a fresh curl easy
- * handle (CURLOPT_NOSIGNAL, so any thread may call it at any time; nothing
- * is shared between calls). The endpoint says where to connect (a base URL,
- * optionally through a Unix socket, optionally with client certificates);
- * the request says what to send and how to take the reply: collected into
- * a capped buffer, or streamed chunk by chunk to a callback (progress
- * streams, large downloads).
+ * One call, omni_http_request(), performs one request on a curl easy
+ * handle (CURLOPT_NOSIGNAL, so any thread may call it at any time): a
+ * fresh one, or one taken from the endpoint's handle pool. The endpoint
+ * says where to connect (a base URL, optionally through a Unix socket,
+ * optionally with client certificates); the request says what to send and
+ * how to take the reply: collected into a capped buffer, or streamed chunk
+ * by chunk to a callback (progress streams, large downloads).
+ *
+ * The curl layer under it is shared with the clients that drive curl
+ * themselves (the e2b backend's requests and streams): omni__curl_setup()
+ * gives a handle the options every libomni request has, and a handle pool
+ * (struct omni__curl_pool) lends idle handles out, so that requests to a
+ * TLS server keep their connections.
  *
  * Errors: omni_http_request() returns 0 as soon as a reply came back,
  * whatever its status; the caller looks at resp->status, or calls
@@ -23,13 +29,74 @@
 #define OMNI_HTTP_H
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 
 #include <curl/curl.h>
 
+#include "omni/omni.h"
+
 /* Default cap of a collected reply body. */
 #define OMNI_HTTP_MAX_BODY (16u << 20)
+
+/* --- the curl layer --------------------------------------------------- */
+
+/* What libomni calls itself where a server wants to know. */
+#define OMNI__HTTP_USER_AGENT "omnifs/" OMNI_VERSION
+
+/*
+ * A pool of idle easy handles. A handle keeps its connections across
+ * curl_easy_reset(), so a handle given back after a good transfer and
+ * taken again talks to the same server without a new TCP and TLS
+ * handshake. A handle is lent to one request at a time (libcurl-thread(3));
+ * only taking and giving back lock. Plain storage: init before use,
+ * destroy after the last request.
+ */
+#define OMNI__CURL_POOL_SIZE 16
+struct omni__curl_pool {
+	pthread_mutex_t lock;
+	CURL *idle[OMNI__CURL_POOL_SIZE];
+	size_t count;
+};
+
+void omni__curl_pool_init(struct omni__curl_pool *pool);
+/* Close the idle handles (their connections go with them). */
+void omni__curl_pool_clear(struct omni__curl_pool *pool);
+/* clear, then release the pool itself. */
+void omni__curl_pool_destroy(struct omni__curl_pool *pool);
+
+/* An idle handle (reset to default options when it was given back) or a
+ * new one; pool NULL always makes a new one. NULL when out of memory. */
+CURL *omni__curl_take(struct omni__curl_pool *pool);
+/* Give h back: kept when keep (its transfer went well, so its connection
+ * is sound) and the pool has room, else cleaned up. pool NULL cleans up. */
+void omni__curl_give(struct omni__curl_pool *pool, CURL *h, bool keep);
+
+/*
+ * The options every request of libomni sets. Zero means "none" for the
+ * optional ones; the strings and the header list must outlive the
+ * transfer.
+ */
+struct omni__curl_opts {
+	const char *url;
+	char *errbuf; /* CURL_ERROR_SIZE bytes for curl's text, or NULL */
+	struct curl_slist *headers;
+	curl_write_callback write;
+	void *write_data;
+	long connect_timeout_ms; /* 0: 10 s */
+	long timeout_ms;         /* the whole request; 0: no limit */
+	long low_speed_s; /* abort below 1 byte/s for this long; 0: never */
+	const char *user_agent; /* e.g. OMNI__HTTP_USER_AGENT; NULL: none */
+	/* Unix socket and TLS settings, or NULL (TCP, system CAs). */
+	const struct omni_http_endpoint *ep;
+};
+
+/* Set o on h, with CURLOPT_NOSIGNAL (any thread may run a transfer).
+ * Never sets Accept-Encoding: bodies come back as the server has them. */
+void omni__curl_setup(CURL *h, const struct omni__curl_opts *o);
+
+/* --- requests --------------------------------------------------------- */
 
 /* Where requests go. Plain storage: fill it in and pass it by pointer. */
 struct omni_http_endpoint {
@@ -45,6 +112,9 @@ struct omni_http_endpoint {
 	bool insecure;
 	/* Connection set-up limit; 0 means 10 s. */
 	long connect_timeout_ms;
+	/* Handles to reuse (keep-alive), or NULL: a fresh handle, and so a
+	 * fresh connection, for every request. */
+	struct omni__curl_pool *pool;
 };
 
 /* A chunk of a 2xx reply body. Return 0 to go on, or a negative errno to

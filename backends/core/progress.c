@@ -11,19 +11,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "core/progress.h"
 
 /* Non-terminal output gets a line this often at most. */
 #define PLAIN_INTERVAL_MS 5000
 #define TTY_INTERVAL_MS   100
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void omni__human_size(long long bytes, char *out, size_t size)
 {
@@ -54,7 +47,7 @@ void omni__progress_start(struct omni__progress *p, bool enabled,
 	vsnprintf(p->what, sizeof(p->what), fmt, ap);
 	va_end(ap);
 	p->unit = "file";
-	p->start_ms = p->last_ms = now_ms();
+	p->start_ms = p->last_ms = omni__now_ms();
 }
 
 static void draw(struct omni__progress *p)
@@ -76,7 +69,7 @@ void omni__progress_add(struct omni__progress *p, long long files,
 	p->bytes += bytes;
 	if (!p->out)
 		return;
-	long long now = now_ms();
+	long long now = omni__now_ms();
 	if (now - p->last_ms < (p->tty ? TTY_INTERVAL_MS : PLAIN_INTERVAL_MS))
 		return;
 	p->last_ms = now;
@@ -104,7 +97,7 @@ void omni__progress_done(struct omni__progress *p, const char *fmt, ...)
 	fprintf(p->out, "%somnifs: %s (%lld %s%s, %s, %.1f s)\n",
 	        p->drawn ? "\r\033[K" : "", msg, p->files, p->unit,
 	        p->files == 1 ? "" : "s", size,
-	        (double)(now_ms() - p->start_ms) / 1000.0);
+	        (double)(omni__now_ms() - p->start_ms) / 1000.0);
 	fflush(p->out);
 	p->drawn = false;
 }

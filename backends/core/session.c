@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "omni/sys/backend_impl.h"
+#include "base/error.h"
 #include "omni/error.h"
 #include "omni/log.h"
 #include "omni/state.h"
@@ -168,11 +169,11 @@ int omni__session_start(struct omni__session *s)
 	rc = omni_state_load_latest(s->state, b);
 	if (rc < 0) {
 		/* Never run on a half-restored workspace. */
-		char msg[512];
-		snprintf(msg, sizeof(msg), "%s", omni_error_last());
+		struct omni__error_saved saved;
+		omni__error_save(&saved);
 		omni__backend_stop(b);
 		return omni_error_set(rc, "loading the latest snapshot: %s",
-		                      msg);
+		                      saved.msg);
 	}
 	omni_log(OMNI_LOG_DEBUG, "%s session '%s' started (%s)",
 	         omni_backend_name(b), omni_backend_project_id(b),
@@ -183,17 +184,18 @@ int omni__session_start(struct omni__session *s)
 int omni__session_shutdown(struct omni__session *s)
 {
 	struct omni_backend *b = omni__session_backend(s);
-	char msg[512] = "";
+	struct omni__error_saved saved = { .code = 0 };
 	int rc, src;
 
 	if (!b || !omni__backend_running(b))
 		return 0;
 	src = omni_state_save(s->state, b, "session shutdown", NULL);
 	if (src < 0)
-		snprintf(msg, sizeof(msg), "%s", omni_error_last());
+		omni__error_save(&saved);
 	rc = omni__backend_stop(b);
 	if (src < 0)
-		return omni_error_set(src, "saving the snapshot: %s", msg);
+		return omni_error_set(src, "saving the snapshot: %s",
+		                      saved.msg);
 	return rc;
 }
 

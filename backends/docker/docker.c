@@ -76,7 +76,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "docker/docker.h"
+#include "base/error.h"
 #include "omni/error.h"
 #include "omni/log.h"
 #include "omni/session.h"
@@ -91,14 +93,6 @@
 static struct omni__docker_backend *db_of(struct omni_backend *b)
 {
 	return (struct omni__docker_backend *)b;
-}
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* --- omni-agent ----------------------------------------------------------- */
@@ -357,7 +351,7 @@ int omni__docker_init_pid(struct omni__docker_backend *db, int *pid)
 void omni__docker_describe_state(struct omni__docker_backend *db, char *out,
                                  size_t size, int wait_ms)
 {
-	long long until = now_ms() + wait_ms;
+	long long until = omni__now_ms() + wait_ms;
 	cJSON *c = NULL;
 	const char *st = NULL;
 	int rc;
@@ -369,7 +363,7 @@ void omni__docker_describe_state(struct omni__docker_backend *db, char *out,
 		rc = inspect(db, db->id[0] ? db->id : db->name, &c);
 		st = rc == 0 ? json_str(c, "State", "Status") : NULL;
 		if (rc < 0 || !st || strcmp(st, "running") != 0 ||
-		    now_ms() >= until)
+		    omni__now_ms() >= until)
 			break;
 		cJSON_Delete(c);
 		c = NULL;
@@ -663,15 +657,15 @@ static bool container_running(struct omni__docker_backend *db, int *code)
 /* Wait until the agent answers, or the container has died. */
 static int wait_agent(struct omni__docker_backend *db)
 {
-	long long deadline = now_ms() + AGENT_WAIT_MS;
-	long long next_check = now_ms() + 200;
+	long long deadline = omni__now_ms() + AGENT_WAIT_MS;
+	long long next_check = omni__now_ms() + 200;
 	char log[512];
 	int code;
 
 	for (;;) {
 		if (omni__docker_agent_ping(db, 1000) == 0)
 			return 0;
-		long long now = now_ms();
+		long long now = omni__now_ms();
 		if (now >= next_check) {
 			next_check = now + 250;
 			if (!container_running(db, &code)) {
@@ -761,12 +755,12 @@ fail:
 	if (created || db->run_dir_made) {
 		/* Do not leave a container that never worked behind; keep
 		 * the message that explains why. */
-		char msg[512];
-		snprintf(msg, sizeof(msg), "%s", omni_error_last());
+		struct omni__error_saved saved;
+		omni__error_save(&saved);
 		if (created)
 			container_remove(db, db->id);
 		run_dir_remove(db);
-		omni_error_set(rc, "%s", msg);
+		omni__error_restore(&saved, rc);
 	}
 	release_host(db);
 	db->id[0] = '\0';

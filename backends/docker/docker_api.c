@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "docker/docker.h"
 #include "omni/error.h"
 #include "omni/log.h"
@@ -394,14 +395,6 @@ int omni__docker_image_split(const char *image, char *repo, size_t repo_size,
 	return 0;
 }
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void human(long long bytes, char *out, size_t size)
 {
 	if (bytes >= 1000LL * 1000 * 1000)
@@ -437,7 +430,7 @@ static void pull_draw(struct omni__docker_pull *p, bool layer_finished)
 
 	if (!p->out)
 		return;
-	long long now = now_ms();
+	long long now = omni__now_ms();
 	if (p->tty ? (!layer_finished && now - p->last_draw_ms < 100)
 	           : !layer_finished)
 		return;

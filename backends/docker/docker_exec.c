@@ -50,7 +50,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/env.h"
+#include "base/clock.h"
 #include "docker/docker.h"
+#include "base/error.h"
 #include "omni/error.h"
 #include "omni/ipc.h"
 
@@ -71,14 +74,6 @@ struct docker_exec {
 static struct docker_exec *de_of(struct omni_exec *e)
 {
 	return (struct docker_exec *)e;
-}
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* --- the agent's socket --------------------------------------------------- */
@@ -220,35 +215,6 @@ static void flush_unlock(struct docker_exec *de)
 	}
 }
 
-/* The session's environment with the request's on top: a request entry
- * replaces a session entry of the same name (the agent applies the list
- * over its own environment). Strings are borrowed; free() the array. */
-static const char **merge_env(const char *const *base, const char *const *extra)
-{
-	size_t n = 0, k = 0;
-
-	for (const char *const *x = base; x && *x; x++)
-		n++;
-	for (const char *const *x = extra; x && *x; x++)
-		n++;
-	const char **env = calloc(n + 1, sizeof(*env));
-	if (!env)
-		return NULL;
-	for (const char *const *x = base; x && *x; x++) {
-		const char *eq = strchr(*x, '=');
-		size_t klen = eq ? (size_t)(eq - *x) : strlen(*x);
-		bool shadowed = false;
-		for (const char *const *y = extra; y && *y && !shadowed; y++)
-			shadowed =
-			    strncmp(*y, *x, klen) == 0 && (*y)[klen] == '=';
-		if (!shadowed)
-			env[k++] = *x;
-	}
-	for (const char *const *y = extra; y && *y; y++)
-		env[k++] = *y;
-	return env;
-}
-
 /* --- the command's life --------------------------------------------------- */
 
 /* After STARTED is awaited: the first frame says whether it runs. */
@@ -324,7 +290,9 @@ int omni__docker_exec_start(struct omni_backend *b,
 		                      "exec: directory too long");
 
 	if (b->opts.env && b->opts.env[0]) {
-		env = merge_env(b->opts.env, req->env);
+		/* The session's env= with the request's on top; the agent
+		 * applies the list over its own environment. */
+		env = omni__env_merge(b->opts.env, req->env);
 		if (!env)
 			return omni_error_set(-ENOMEM, "exec: out of memory");
 	}
@@ -358,14 +326,15 @@ int omni__docker_exec_start(struct omni_backend *b,
 	pthread_mutex_init(&de->send_lock, NULL);
 
 	if ((rc = omni__docker_agent_connect(db, &de->fd)) < 0) {
-		char msg[512], state[256];
-		snprintf(msg, sizeof(msg), "%s", omni_error_last());
+		struct omni__error_saved saved;
+		char state[256];
+		omni__error_save(&saved);
 		omni__docker_describe_state(db, state, sizeof(state), 0);
 		/* A socket we refused stays -EPERM: the session is not
 		 * gone, something in it is hostile. */
 		rc = omni_error_set(rc == -EPERM ? -EPERM : -ENOTCONN,
 		                    "cannot run the command: %s (%s)", state,
-		                    msg);
+		                    saved.msg);
 		goto fail;
 	}
 	rc = omni_ipc_send(de->fd, OMNI_IPC_EXEC, payload.data, payload.len);
@@ -400,7 +369,7 @@ int omni__docker_exec_wait(struct omni_exec *e, omni_output_cb cb,
 	struct omni__docker_backend *db =
 	    (struct omni__docker_backend *)e->backend;
 	long long deadline =
-	    de->timeout_ms ? now_ms() + de->timeout_ms + GRACE_MS : 0;
+	    de->timeout_ms ? omni__now_ms() + de->timeout_ms + GRACE_MS : 0;
 	bool stopped = false, killed_late = false;
 	uint8_t type;
 	int rc;
@@ -409,7 +378,7 @@ int omni__docker_exec_wait(struct omni_exec *e, omni_output_cb cb,
 	for (;;) {
 		int ms = -1;
 		if (deadline) {
-			long long left = deadline - now_ms();
+			long long left = deadline - omni__now_ms();
 			ms = left > 0 ? (int)(left < INT_MAX ? left : INT_MAX)
 			              : 0;
 		}
@@ -425,7 +394,7 @@ int omni__docker_exec_wait(struct omni_exec *e, omni_output_cb cb,
 			/* The agent should have ended it by now. */
 			kill_now(de);
 			killed_late = true;
-			deadline = now_ms() + 5000;
+			deadline = omni__now_ms() + 5000;
 			continue;
 		}
 		if (rc > 0)

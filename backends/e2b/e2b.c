@@ -61,6 +61,7 @@
 
 #include "e2b/e2b.h"
 #include "core/http.h"
+#include "base/error.h"
 #include "omni/error.h"
 #include "omni/log.h"
 #include "core/registry.h"
@@ -150,9 +151,8 @@ static int api_call(struct e2b_backend *eb, enum e2b_method m,
 	rc = omni__e2b_http(eb, &req, resp);
 	free(json);
 	if (rc < 0) {
-		char msg[512];
-		snprintf(msg, sizeof(msg), "%s", omni_error_last());
-		return omni_error_set(rc, "%s (is E2B_API_URL right?)", msg);
+		return omni_error_set(rc, "%s (is E2B_API_URL right?)",
+		                      omni_error_last());
 	}
 	return 0;
 }
@@ -373,12 +373,12 @@ static int e2b_start(struct omni_backend *b)
 	omni_log(OMNI_LOG_DEBUG, "e2b: sandbox %s (envd %s at %s)",
 	         eb->sandbox_id, eb->envd_version, eb->envd_url);
 	if ((rc = omni__e2b_make_workdir(eb)) < 0) {
-		char msg[512];
-		snprintf(msg, sizeof(msg), "%s", omni_error_last());
+		struct omni__error_saved saved;
+		omni__error_save(&saved);
 		if (!eb->debug)
 			kill_sandbox(eb);
 		return omni_error_set(rc, "e2b: making %s: %s", E2B_WORKDIR,
-		                      msg);
+		                      saved.msg);
 	}
 	if (!eb->debug) {
 		pthread_mutex_lock(&eb->ka_lock);
@@ -408,7 +408,7 @@ static int e2b_shutdown(struct omni_backend *b)
 			omni_log(OMNI_LOG_WARN, "%s", omni_error_last());
 	}
 	eb->sandbox_id[0] = '\0';
-	omni__e2b_pool_clear(eb);
+	omni__curl_pool_clear(&eb->pool);
 	return rc;
 }
 
@@ -418,7 +418,7 @@ static void e2b_destroy(struct omni_backend *b)
 
 	omni__e2b_watch_stop(eb);
 	keepalive_stop(eb);
-	omni__e2b_pool_clear(eb);
+	omni__curl_pool_clear(&eb->pool);
 	if (eb->api_key) {
 		/* Do not leave the key in freed memory. */
 		volatile char *p = eb->api_key;
@@ -426,7 +426,7 @@ static void e2b_destroy(struct omni_backend *b)
 			*p++ = '\0';
 		free(eb->api_key);
 	}
-	pthread_mutex_destroy(&eb->pool_lock);
+	omni__curl_pool_destroy(&eb->pool);
 	pthread_mutex_destroy(&eb->ka_lock);
 	pthread_cond_destroy(&eb->ka_cond);
 	pthread_mutex_destroy(&eb->watch_lock);
@@ -620,7 +620,7 @@ int omni__e2b_backend_open(struct omni_backend **out, const char *project_id,
 		free(eb);
 		return rc;
 	}
-	pthread_mutex_init(&eb->pool_lock, NULL);
+	omni__curl_pool_init(&eb->pool);
 	pthread_mutex_init(&eb->ka_lock, NULL);
 	pthread_cond_init(&eb->ka_cond, NULL);
 	pthread_mutex_init(&eb->watch_lock, NULL);

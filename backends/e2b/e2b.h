@@ -30,6 +30,9 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 
+#include "base/base64.h"
+#include "base/clock.h"
+#include "core/http.h"
 #include "omni/sys/backend_impl.h"
 
 /* Where the workspace lives in the sandbox. */
@@ -85,9 +88,7 @@ struct e2b_backend {
 	char envd_version[32];
 
 	/* Idle curl handles, each keeping its connection (e2b_http.c). */
-	pthread_mutex_t pool_lock;
-	CURL *pool[16];
-	size_t npool;
+	struct omni__curl_pool pool;
 
 	/* Breaker: set while envd does not answer (e2b_http.c). */
 	atomic_llong down_since_ms;
@@ -132,8 +133,6 @@ static inline struct e2b_backend *e2b_of(struct omni_backend *b)
 {
 	return (struct e2b_backend *)b;
 }
-
-long long omni__e2b_now_ms(void);
 
 /* "/tmp/workspace" or "/tmp/workspace/<rel>" into out. */
 int omni__e2b_abs(const char *rel, char *out, size_t size);
@@ -190,9 +189,6 @@ int omni__e2b_code_to_errno(const char *code, long http_status);
 /* Turn a non-2xx reply into -errno and a message "<what>: <text>". */
 int omni__e2b_reply_error(const struct e2b_http_resp *resp, const char *what);
 
-/* Drop the pooled handles (shutdown). */
-void omni__e2b_pool_clear(struct e2b_backend *eb);
-
 /* --- JSON and attributes -----------------------------------------------------
  */
 
@@ -210,11 +206,6 @@ int omni__e2b_entry_to_stat(const cJSON *entry, struct stat *st);
 
 /* A stable inode number for a workspace path. */
 ino_t omni__e2b_ino(const char *abs_path);
-
-/* Base64 (standard alphabet, padded). encode: out needs 4*ceil(n/3)+1.
- * decode returns the byte count or -EPROTO. */
-size_t omni__e2b_b64_encode(const void *in, size_t n, char *out);
-ssize_t omni__e2b_b64_decode(const char *in, size_t n, void *out);
 
 /* --- streams (e2b_stream.c) -------------------------------------------------
  */

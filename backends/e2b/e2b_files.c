@@ -70,6 +70,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/tempfile.h"
 #include "e2b/e2b.h"
 #include "core/http.h"
 #include "omni/error.h"
@@ -423,7 +424,7 @@ int omni__e2b_statfs(struct omni_backend *b, struct statvfs *st)
 	int rc;
 
 	pthread_mutex_lock(&eb->statfs_lock);
-	if (eb->statfs_at_ms && omni__e2b_now_ms() - eb->statfs_at_ms < 30000) {
+	if (eb->statfs_at_ms && omni__now_ms() - eb->statfs_at_ms < 30000) {
 		*st = eb->statfs_cache;
 		pthread_mutex_unlock(&eb->statfs_lock);
 		return 0;
@@ -456,7 +457,7 @@ int omni__e2b_statfs(struct omni_backend *b, struct statvfs *st)
 	st->f_namemax = (unsigned long)namemax;
 	pthread_mutex_lock(&eb->statfs_lock);
 	eb->statfs_cache = *st;
-	eb->statfs_at_ms = omni__e2b_now_ms();
+	eb->statfs_at_ms = omni__now_ms();
 	pthread_mutex_unlock(&eb->statfs_lock);
 	return 0;
 }
@@ -482,25 +483,6 @@ struct e2b_file {
 static struct e2b_file *file_of(struct omni_file *f)
 {
 	return (struct e2b_file *)f;
-}
-
-/* An unlinked private file for a copy. */
-static int temp_file(void)
-{
-	const char *dir = getenv("TMPDIR");
-	char path[PATH_MAX];
-
-	if (!dir || !*dir)
-		dir = "/tmp";
-	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	if (fd >= 0)
-		return fd;
-	snprintf(path, sizeof(path), "%s/omni-e2b-XXXXXX", dir);
-	fd = mkostemp(path, O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	unlink(path);
-	return fd;
 }
 
 static int download(struct e2b_backend *eb, struct e2b_file *f)
@@ -563,7 +545,7 @@ int omni__e2b_open(struct omni_backend *b, const char *path, int flags,
 	pthread_mutex_init(&f->up_lock, NULL);
 	if ((rc = omni__e2b_abs(path, f->abs, sizeof(f->abs))) < 0)
 		goto fail;
-	f->fd = temp_file();
+	f->fd = omni__temp_fd("omni-e2b");
 	if (f->fd < 0) {
 		rc = omni_error_set_errno(f->fd, "e2b: temporary file");
 		goto fail;

@@ -2,14 +2,15 @@
  * backends/e2b/e2b_http.c - one request to the E2B control plane or to envd,
  * the Connect unary JSON calls on top, and how their failures become errnos.
  *
- * Design. Requests borrow a curl easy handle from a small pool and give
- * it back afterwards, so a sandbox reached over TLS keeps its connections
- * (a handle remembers its connection across curl_easy_reset()); a
- * request never shares a handle with another one in flight, so no lock is
- * held while it runs (libcurl-thread(3)). The generic helper in http.c
- * makes a new handle each time, which would cost a TCP and TLS handshake
- * per file operation against the real service; its error mapping and
- * message extraction are reused here.
+ * Design. Requests borrow a curl easy handle from the backend's pool
+ * (core/http.h, struct omni__curl_pool) and give it back afterwards, so a
+ * sandbox reached over TLS keeps its connections (a handle remembers its
+ * connection across curl_easy_reset()); a request never shares a handle
+ * with another one in flight, so no lock is held while it runs
+ * (libcurl-thread(3)). The common options come from omni__curl_setup();
+ * what is E2B's own (the headers, the breaker, writing /files bodies
+ * straight into the caller's file, Last-Modified) stays here, as do
+ * http.c's error mapping and message extraction, reused.
  *
  * Headers, as the official SDK sends them (protocols/e2b.md section 2):
  * envd requests carry E2b-Sandbox-Id, E2b-Sandbox-Port: 49983 and, when
@@ -36,7 +37,7 @@
  * body is not a Connect error: envd's own {"code":401}, the proxy's 502)
  * to an errno. Transport failures come from omni_curl_to_errno().
  *
- * Locking: pool_lock guards the pool; counters are atomics.
+ * Locking: the pool has its own lock; counters are atomics.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -48,6 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/fnv.h"
 #include "e2b/e2b.h"
 #include "core/http.h"
 #include "omni/error.h"
@@ -79,14 +81,6 @@ static const char *const method_names[E2B_M_COUNT] = {
 const char *omni__e2b_method_name(enum e2b_method m)
 {
 	return m < E2B_M_COUNT ? method_names[m] : "?";
-}
-
-long long omni__e2b_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 int omni__e2b_abs(const char *rel, char *out, size_t size)
@@ -160,45 +154,6 @@ int omni__e2b_reply_error(const struct e2b_http_resp *resp, const char *what)
 	                     text, resp->status);
 	cJSON_Delete(root);
 	return err;
-}
-
-/* --- the handle pool ------------------------------------------------------ */
-
-static CURL *pool_get(struct e2b_backend *eb)
-{
-	CURL *h = NULL;
-
-	pthread_mutex_lock(&eb->pool_lock);
-	if (eb->npool > 0)
-		h = eb->pool[--eb->npool];
-	pthread_mutex_unlock(&eb->pool_lock);
-	if (h)
-		curl_easy_reset(h);
-	else
-		h = curl_easy_init();
-	return h;
-}
-
-static void pool_put(struct e2b_backend *eb, CURL *h, bool keep)
-{
-	if (keep) {
-		pthread_mutex_lock(&eb->pool_lock);
-		if (eb->npool < sizeof(eb->pool) / sizeof(*eb->pool)) {
-			eb->pool[eb->npool++] = h;
-			h = NULL;
-		}
-		pthread_mutex_unlock(&eb->pool_lock);
-	}
-	if (h)
-		curl_easy_cleanup(h);
-}
-
-void omni__e2b_pool_clear(struct e2b_backend *eb)
-{
-	pthread_mutex_lock(&eb->pool_lock);
-	while (eb->npool > 0)
-		curl_easy_cleanup(eb->pool[--eb->npool]);
-	pthread_mutex_unlock(&eb->pool_lock);
 }
 
 /* --- one request ---------------------------------------------------------- */
@@ -323,9 +278,7 @@ static int build_headers(struct e2b_backend *eb, const struct e2b_http_req *req,
 	struct curl_slist *l = NULL;
 	int rc = 0;
 
-	rc = add(&l, "User-Agent: omnifs/%s", OMNI_VERSION);
-	if (rc == 0)
-		rc = add(&l, "Expect:");
+	rc = add(&l, "Expect:");
 	if (rc == 0 && req->content_type)
 		rc = add(&l, "Content-Type: %s", req->content_type);
 	if (req->api) {
@@ -340,8 +293,8 @@ static int build_headers(struct e2b_backend *eb, const struct e2b_http_req *req,
 			rc = add(&l, "X-Access-Token: %s", eb->access_token);
 		if (rc == 0 && req->rpc) {
 			char b64[64];
-			omni__e2b_b64_encode(E2B_USER ":", strlen(E2B_USER ":"),
-			                     b64);
+			omni__base64_encode(E2B_USER ":", strlen(E2B_USER ":"),
+			                    false, b64, sizeof(b64));
 			rc = add(&l, "Authorization: Basic %s", b64);
 			if (rc == 0)
 				rc = add(&l, "Connect-Protocol-Version: 1");
@@ -371,7 +324,7 @@ static int breaker_enter(struct e2b_backend *eb, const struct e2b_http_req *req,
 	long long down = atomic_load(&eb->down_since_ms);
 	if (!down)
 		return 0;
-	long long now = omni__e2b_now_ms();
+	long long now = omni__now_ms();
 	long long next = atomic_load(&eb->next_probe_ms);
 	if (now >= next &&
 	    atomic_compare_exchange_strong(&eb->next_probe_ms, &next,
@@ -402,7 +355,7 @@ static void breaker_leave(struct e2b_backend *eb,
 	}
 	if (!transport_failure(rc))
 		return;
-	long long now = omni__e2b_now_ms();
+	long long now = omni__now_ms();
 	long long zero = 0;
 	atomic_store(&eb->down_err, rc);
 	atomic_store(&eb->next_probe_ms, now + 1000);
@@ -433,33 +386,30 @@ int omni__e2b_http(struct e2b_backend *eb, const struct e2b_http_req *req,
 		return omni_error_set(-ENAMETOOLONG, "e2b: URL too long");
 	if ((rc = build_headers(eb, req, &headers)) < 0)
 		return rc;
-	if (!(h = pool_get(eb))) {
+	if (!(h = omni__curl_take(&eb->pool))) {
 		curl_slist_free_all(headers);
 		return omni_error_set(-ENOMEM, "e2b: out of memory");
 	}
 	x.h = h;
 	atomic_fetch_add(&eb->count[req->m], 1);
 
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-	                 eb->connect_timeout_ms < timeout
-	                     ? eb->connect_timeout_ms
-	                     : timeout);
+	/* Transfers are bounded by progress: they fail when not one byte a
+	 * second moved for the whole request timeout. */
+	omni__curl_setup(
+	    h, &(struct omni__curl_opts){
+	           .url = url,
+	           .errbuf = errbuf,
+	           .headers = headers,
+	           .write = on_write,
+	           .write_data = &x,
+	           .connect_timeout_ms = eb->connect_timeout_ms < timeout
+	                                     ? eb->connect_timeout_ms
+	                                     : timeout,
+	           .timeout_ms = req->transfer ? 0 : timeout,
+	           .low_speed_s = req->transfer ? (timeout + 999) / 1000 : 0,
+	           .user_agent = OMNI__HTTP_USER_AGENT,
+	       });
 	curl_easy_setopt(h, CURLOPT_FILETIME, 1L);
-	if (req->transfer) {
-		/* Bounded by progress: fail when not one byte a second
-		 * moved for the whole request timeout. */
-		long secs = (timeout + 999) / 1000;
-		curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-		curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, secs);
-	} else {
-		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout);
-	}
 	if (strcmp(req->method, "POST") == 0) {
 		curl_easy_setopt(h, CURLOPT_POST, 1L);
 		if (req->in_fd >= 0) {
@@ -512,7 +462,7 @@ int omni__e2b_http(struct e2b_backend *eb, const struct e2b_http_req *req,
 	breaker_leave(eb, req, rc);
 	curl_slist_free_all(headers);
 	/* A handle whose transfer failed may hold a broken connection. */
-	pool_put(eb, h, cc == CURLE_OK);
+	omni__curl_give(&eb->pool, h, cc == CURLE_OK);
 	return rc;
 }
 
@@ -645,10 +595,8 @@ int omni__e2b_parse_time(const char *s, struct timespec *out)
 
 ino_t omni__e2b_ino(const char *abs_path)
 {
-	uint64_t h = 1469598103934665603ull;
+	uint64_t h = omni__fnv1a64(OMNI__FNV64_SEED, abs_path);
 
-	for (const unsigned char *p = (const unsigned char *)abs_path; *p; p++)
-		h = (h ^ *p) * 1099511628211ull;
 	/* 0 and 1 mean "none" and "root" to some programs. */
 	return (ino_t)(h < 2 ? h + 2 : h);
 }
@@ -776,74 +724,4 @@ int omni__e2b_entry_to_stat(const cJSON *entry, struct stat *st)
 	st->st_ino =
 	    omni__e2b_ino(cJSON_IsString(path) ? path->valuestring : "");
 	return 0;
-}
-
-/* --- base64 ------------------------------------------------------------------
- */
-
-static const char b64_chars[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-size_t omni__e2b_b64_encode(const void *in, size_t n, char *out)
-{
-	const unsigned char *p = in;
-	size_t o = 0, i = 0;
-
-	for (; i + 2 < n; i += 3) {
-		uint32_t v =
-		    (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-		out[o++] = b64_chars[v >> 18];
-		out[o++] = b64_chars[(v >> 12) & 63];
-		out[o++] = b64_chars[(v >> 6) & 63];
-		out[o++] = b64_chars[v & 63];
-	}
-	if (i < n) {
-		uint32_t v = (uint32_t)p[i] << 16;
-		if (i + 1 < n)
-			v |= (uint32_t)p[i + 1] << 8;
-		out[o++] = b64_chars[v >> 18];
-		out[o++] = b64_chars[(v >> 12) & 63];
-		out[o++] = i + 1 < n ? b64_chars[(v >> 6) & 63] : '=';
-		out[o++] = '=';
-	}
-	out[o] = '\0';
-	return o;
-}
-
-static int b64_value(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+' || c == '-')
-		return 62;
-	if (c == '/' || c == '_')
-		return 63;
-	return -1;
-}
-
-ssize_t omni__e2b_b64_decode(const char *in, size_t n, void *out)
-{
-	unsigned char *o = out;
-	uint32_t acc = 0;
-	int bits = 0;
-	size_t len = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		if (in[i] == '=')
-			break;
-		int v = b64_value(in[i]);
-		if (v < 0)
-			return -EPROTO;
-		acc = (acc << 6) | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			o[len++] = (unsigned char)(acc >> bits);
-		}
-	}
-	return (ssize_t)len;
 }

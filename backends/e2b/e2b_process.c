@@ -280,7 +280,8 @@ static int send_input(struct e2b_backend *eb, unsigned long pid, bool pty,
 {
 	cJSON *m = selector(pid);
 	cJSON *in = m ? cJSON_AddObjectToObject(m, "input") : NULL;
-	char *b64 = malloc(4 * ((len + 2) / 3) + 1);
+	size_t b64_size = OMNI__BASE64_LEN(len) + 1;
+	char *b64 = malloc(b64_size);
 	char what[64];
 	int rc;
 
@@ -289,7 +290,7 @@ static int send_input(struct e2b_backend *eb, unsigned long pid, bool pty,
 		cJSON_Delete(m);
 		return omni_error_set(-ENOMEM, "e2b: out of memory");
 	}
-	omni__e2b_b64_encode(data, len, b64);
+	omni__base64_encode(data, len, false, b64, b64_size);
 	bool ok = cJSON_AddStringToObject(in, pty ? "pty" : "stdin", b64);
 	free(b64);
 	if (!ok) {
@@ -366,8 +367,9 @@ int omni__e2b_exec_wait(struct omni_exec *oe, omni_output_cb cb, void *payload,
 					buf = nb;
 					cap = n + 4;
 				}
-				ssize_t len = omni__e2b_b64_decode(
-				    d->valuestring, n, buf);
+				ssize_t len = omni__base64_decode_n(
+				    d->valuestring, n, OMNI__BASE64_LENIENT,
+				    buf, cap);
 				if (len < 0) {
 					rc = omni_error_set(
 					    -EPROTO, "e2b: bad output data");
@@ -546,10 +548,10 @@ int omni__e2b_run(struct e2b_backend *eb, const char *const *argv,
 	                           eb->req_timeout_ms, eb->req_timeout_ms,
 	                           (unsigned int)eb->req_timeout_ms);
 	cJSON_Delete(msg);
-	long long deadline = omni__e2b_now_ms() + eb->req_timeout_ms + 2000;
+	long long deadline = omni__now_ms() + eb->req_timeout_ms + 2000;
 	while (rc == 0) {
 		cJSON *m = NULL;
-		long left = (long)(deadline - omni__e2b_now_ms());
+		long left = (long)(deadline - omni__now_ms());
 		if (left <= 0) {
 			rc = omni_error_set(-ETIMEDOUT, "e2b: %s: no answer",
 			                    argv[0]);
@@ -578,8 +580,9 @@ int omni__e2b_run(struct e2b_backend *eb, const char *const *argv,
 				break;
 			}
 			buf = nb;
-			ssize_t len =
-			    omni__e2b_b64_decode(d->valuestring, n, buf);
+			ssize_t len = omni__base64_decode_n(
+			    d->valuestring, n, OMNI__BASE64_LENIENT, buf,
+			    n + 4);
 			if (len > 0)
 				rc =
 				    text_add(i ? &err : &out, buf, (size_t)len);

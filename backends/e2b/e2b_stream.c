@@ -11,12 +11,14 @@
  * are never asked for (no Connect-Accept-Encoding is sent) and are
  * refused.
  *
- * Design. Each stream has its own easy handle driven by its own multi
- * handle, and only inside omni__e2b_stream_next(): the caller's thread
- * pumps the transfer, parsed messages wait in a small queue, and a
- * consumer that stops calling stops the transfer (TCP then pushes back on
- * the server), so memory stays bounded without a thread per stream.
- * Another thread may cancel: a flag plus curl_multi_wakeup().
+ * Design. Each stream has its own easy handle (set up by
+ * omni__curl_setup(), like every libomni request, but never pooled: a
+ * stream's connection ends with it) driven by its own multi handle, and only
+ * inside omni__e2b_stream_next(): the caller's thread pumps the transfer,
+ * parsed messages wait in a small queue, and a consumer that stops calling
+ * stops the transfer (TCP then pushes back on the server), so memory stays
+ * bounded without a thread per stream. Another thread may cancel: a flag plus
+ * curl_multi_wakeup().
  *
  * Timeouts, our own clock: the first message (the start event) must come
  * within the handshake time, and afterwards some bytes within the idle
@@ -192,7 +194,7 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 	size_t n = size * nmemb;
 	long status = 0;
 
-	s->last_byte_ms = omni__e2b_now_ms();
+	s->last_byte_ms = omni__now_ms();
 	curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
 	if (status != 200) {
 		if (s->errlen + n > 65536)
@@ -253,7 +255,7 @@ int omni__e2b_stream_open(struct e2b_stream **out, struct e2b_backend *eb,
 
 	/* The breaker knows when the sandbox is unreachable. */
 	if (atomic_load(&eb->down_since_ms) &&
-	    omni__e2b_now_ms() < atomic_load(&eb->next_probe_ms)) {
+	    omni__now_ms() < atomic_load(&eb->next_probe_ms)) {
 		atomic_fetch_add(&eb->fast_fails, 1);
 		rc = atomic_load(&eb->down_err);
 		omni__e2b_stream_free(s);
@@ -264,7 +266,7 @@ int omni__e2b_stream_open(struct e2b_stream **out, struct e2b_backend *eb,
 
 	const char *hdrs[8];
 	size_t nh = 0;
-	char h_id[256], h_tok[300], h_auth[128], h_keep[64], h_dl[64], h_ua[64];
+	char h_id[256], h_tok[300], h_auth[128], h_keep[64], h_dl[64];
 	snprintf(h_id, sizeof(h_id), "E2b-Sandbox-Id: %s", eb->sandbox_id);
 	hdrs[nh++] = h_id;
 	hdrs[nh++] = "E2b-Sandbox-Port: 49983";
@@ -273,15 +275,14 @@ int omni__e2b_stream_open(struct e2b_stream **out, struct e2b_backend *eb,
 		         eb->access_token);
 		hdrs[nh++] = h_tok;
 	}
-	omni__e2b_b64_encode(E2B_USER ":", strlen(E2B_USER ":"), b64);
+	omni__base64_encode(E2B_USER ":", strlen(E2B_USER ":"), false, b64,
+	                    sizeof(b64));
 	snprintf(h_auth, sizeof(h_auth), "Authorization: Basic %s", b64);
 	hdrs[nh++] = h_auth;
 	long keep = idle_ms / 3500;
 	snprintf(h_keep, sizeof(h_keep), "Keepalive-Ping-Interval: %ld",
 	         keep < 1 ? 1 : keep);
 	hdrs[nh++] = h_keep;
-	snprintf(h_ua, sizeof(h_ua), "User-Agent: omnifs/%s", OMNI_VERSION);
-	hdrs[nh++] = h_ua;
 	if (timeout_ms > 0) {
 		snprintf(h_dl, sizeof(h_dl), "Connect-Timeout-Ms: %u",
 		         timeout_ms);
@@ -311,22 +312,26 @@ int omni__e2b_stream_open(struct e2b_stream **out, struct e2b_backend *eb,
 		omni__e2b_stream_free(s);
 		return omni_error_set(-ENOMEM, "e2b: out of memory");
 	}
-	curl_easy_setopt(s->easy, CURLOPT_URL, url);
-	curl_easy_setopt(s->easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(s->easy, CURLOPT_ERRORBUFFER, s->errbuf);
-	curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, s->headers);
+	/* Our own clock bounds the stream (handshake and idle times), so
+	 * curl gets only the connect timeout. */
+	omni__curl_setup(s->easy, &(struct omni__curl_opts){
+	                              .url = url,
+	                              .errbuf = s->errbuf,
+	                              .headers = s->headers,
+	                              .write = on_write,
+	                              .write_data = s,
+	                              .connect_timeout_ms =
+	                                  eb->connect_timeout_ms < handshake_ms
+	                                      ? eb->connect_timeout_ms
+	                                      : handshake_ms,
+	                              .user_agent = OMNI__HTTP_USER_AGENT,
+	                          });
 	curl_easy_setopt(s->easy, CURLOPT_POST, 1L);
 	curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, (char *)s->body);
 	curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE_LARGE,
 	                 (curl_off_t)s->body_len);
-	curl_easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, on_write);
-	curl_easy_setopt(s->easy, CURLOPT_WRITEDATA, s);
-	curl_easy_setopt(s->easy, CURLOPT_CONNECTTIMEOUT_MS,
-	                 eb->connect_timeout_ms < handshake_ms
-	                     ? eb->connect_timeout_ms
-	                     : handshake_ms);
 	curl_multi_add_handle(s->multi, s->easy);
-	s->opened_ms = s->last_byte_ms = omni__e2b_now_ms();
+	s->opened_ms = s->last_byte_ms = omni__now_ms();
 	atomic_fetch_add(&eb->count[m], 1);
 	*out = s;
 	return 0;
@@ -356,10 +361,9 @@ static void finish_transfer(struct e2b_stream *s, CURLcode cc)
 		    s->end_err == -ECONNRESET) {
 			long long zero = 0;
 			atomic_store(&eb->down_err, s->end_err);
-			atomic_store(&eb->next_probe_ms,
-			             omni__e2b_now_ms() + 1000);
-			atomic_compare_exchange_strong(
-			    &eb->down_since_ms, &zero, omni__e2b_now_ms());
+			atomic_store(&eb->next_probe_ms, omni__now_ms() + 1000);
+			atomic_compare_exchange_strong(&eb->down_since_ms,
+			                               &zero, omni__now_ms());
 		}
 		return;
 	}
@@ -393,7 +397,7 @@ static void finish_transfer(struct e2b_stream *s, CURLcode cc)
 
 int omni__e2b_stream_next(struct e2b_stream *s, cJSON **msg, long wait_ms)
 {
-	long long start = omni__e2b_now_ms();
+	long long start = omni__now_ms();
 	const char *what = omni__e2b_method_name(s->m);
 
 	*msg = NULL;
@@ -414,7 +418,7 @@ int omni__e2b_stream_next(struct e2b_stream *s, cJSON **msg, long wait_ms)
 		if (atomic_load(&s->cancel))
 			return omni_error_set(-ECANCELED, "e2b: %s: cancelled",
 			                      what);
-		long long now = omni__e2b_now_ms();
+		long long now = omni__now_ms();
 		if (!s->got_message && now - s->opened_ms > s->handshake_ms) {
 			atomic_fetch_add(&s->eb->timeouts, 1);
 			return omni_error_set(

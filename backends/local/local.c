@@ -25,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/env.h"
 #include "core/confined.h"
 #include "omni/sys/backend_impl.h"
 #include "omni/error.h"
@@ -68,41 +69,6 @@ static void local_destroy(struct omni_backend *b)
 
 /* --- commands ------------------------------------------------------------- */
 
-/* The session's extra environment (opts.env) with the request's own on top:
- * a request entry replaces a session entry of the same name. The strings
- * are borrowed; free() the array. */
-static const char **merge_env(const char *const *base, const char *const *extra)
-{
-	size_t n = 0, k = 0;
-	const char **env;
-
-	for (const char *const *x = base; x && *x; x++)
-		n++;
-	for (const char *const *x = extra; x && *x; x++)
-		n++;
-	env = calloc(n + 1, sizeof(*env));
-	if (!env)
-		return NULL;
-	for (const char *const *x = base; x && *x; x++) {
-		const char *eq = strchr(*x, '=');
-		size_t klen = eq ? (size_t)(eq - *x) : strlen(*x);
-		bool replaced = false;
-
-		for (const char *const *y = extra; y && *y; y++) {
-			if (strncmp(*y, *x, klen) == 0 && (*y)[klen] == '=') {
-				replaced = true;
-				break;
-			}
-		}
-		if (!replaced)
-			env[k++] = *x;
-	}
-	for (const char *const *y = extra; y && *y; y++)
-		env[k++] = *y;
-	env[k] = NULL;
-	return env;
-}
-
 static int local_exec_start(struct omni_backend *b,
                             const struct omni_exec_request *req,
                             struct omni_exec **out)
@@ -129,7 +95,8 @@ static int local_exec_start(struct omni_backend *b,
 	}
 	e->base.backend = b;
 	if (b->opts.env && b->opts.env[0]) {
-		env = merge_env(b->opts.env, req->env);
+		/* The session's env= with the request's own on top. */
+		env = omni__env_merge(b->opts.env, req->env);
 		if (!env) {
 			close(dir_fd);
 			free(e);

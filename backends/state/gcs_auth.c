@@ -413,11 +413,9 @@ static int post_form(struct omni__gcs_auth *a, const char *form)
 	int rc = omni_http_request(&ep, &req, &resp);
 
 	if (rc < 0) {
-		char msg[512];
-		snprintf(msg, sizeof(msg), "%s", omni_error_last());
 		rc = omni_error_set(rc,
 		                    "gcs auth: cannot get a token for %s: %s",
-		                    a->source, msg);
+		                    a->source, omni_error_last());
 	} else if (resp.status < 200 || resp.status > 299) {
 		rc = refused(a, a->token_uri, &resp);
 	} else {
@@ -495,14 +493,12 @@ static int fetch_metadata(struct omni__gcs_auth *a)
 	int rc = omni_http_request(&ep, &req, &resp);
 
 	if (rc < 0) {
-		char msg[512];
-		snprintf(msg, sizeof(msg), "%s", omni_error_last());
 		rc = omni_error_set(-EACCES,
 		                    "gcs auth: no credentials: set "
 		                    "GOOGLE_APPLICATION_CREDENTIALS (a key "
 		                    "file) or GOOGLE_OAUTH_ACCESS_TOKEN; the "
 		                    "metadata server did not answer (%s)",
-		                    msg);
+		                    omni_error_last());
 	} else if (resp.status < 200 || resp.status > 299) {
 		rc = refused(a, a->metadata_url, &resp);
 	} else if (!fl.google) {

@@ -307,13 +307,11 @@ static int gcs_save(struct omni_state *st, struct omni_backend *b,
 			                    .digest = p->digest,
 			                    .files = p->files };
 		if ((rc = omni__gcs_upload_archive(&op, p->path, &la)) < 0) {
-			char msg[768];
-			snprintf(msg, sizeof(msg), "%s", omni_error_last());
 			rc =
 			    omni_error_set(rc,
 			                   "%s; the snapshot is kept in %s and "
 			                   "will be uploaded by the next save",
-			                   msg, p->path);
+			                   omni_error_last(), p->path);
 			goto out;
 		}
 		omni__gcs_drop_pending(p);

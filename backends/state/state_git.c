@@ -399,14 +399,12 @@ static int git_save(struct omni_state *st, struct omni_backend *b,
 		op.progress.unit = "file";
 		git_oid_tostr(hex, sizeof(hex), &head);
 		if (rc < 0) {
-			char msg[768];
-			snprintf(msg, sizeof(msg), "%s", omni_error_last());
 			rc =
 			    omni_error_set(rc,
 			                   "%s; the snapshot is kept as commit "
 			                   "%.12s in %s and will be pushed by "
 			                   "the next save",
-			                   msg, hex, op.store);
+			                   omni_error_last(), hex, op.store);
 			goto out;
 		}
 		if ((rc = omni__git_set_ref(&op, op.ref_pushed, &head,

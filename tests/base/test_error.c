@@ -2,7 +2,8 @@
  * tests/base/test_error.c - omni/error.h: omni_error_set() returns its code and
  * records a message; omni_error_set_errno() appends strerror; messages and
  * codes are per thread; omni_error_clear() forgets; overlong messages are
- * truncated, never overflowed.
+ * truncated, never overflowed; omni__error_save() and omni__error_restore()
+ * keep a message across cleanup.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -12,6 +13,7 @@
 #include <criterion/criterion.h>
 
 #include "helpers.h"
+#include "base/error.h"
 
 TestSuite(error, .fini = omni_test_leak_check, .timeout = 30);
 
@@ -140,4 +142,40 @@ Test(error, message_may_quote_the_previous_one)
 	snprintf(want, sizeof(want), "inner reason, then more: %s",
 	         strerror(EACCES));
 	cr_assert_str_eq(omni_error_last(), want);
+}
+
+Test(error, save_and_restore_across_cleanup)
+{
+	struct omni__error_saved saved;
+
+	omni_error_set(-ENOENT, "the first failure");
+	omni__error_save(&saved);
+	cr_assert_eq(saved.code, -ENOENT);
+	cr_assert_str_eq(saved.msg, "the first failure");
+	/* Cleanup that fails in turn. */
+	omni_error_set(-EIO, "cleanup failed too");
+	cr_assert_eq(omni__error_restore(&saved, -EEXIST), -EEXIST);
+	cr_assert_str_eq(omni_error_last(), "the first failure");
+	cr_assert_eq(omni_error_code(), -EEXIST);
+	/* The saved copy can be quoted in a new message. */
+	omni_error_set(-EIO, "cleanup failed too");
+	omni_error_set(saved.code, "loading: %s", saved.msg);
+	cr_assert_str_eq(omni_error_last(), "loading: the first failure");
+}
+
+Test(error, save_keeps_a_full_length_message)
+{
+	struct omni__error_saved saved;
+	char big[2048];
+
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	omni_error_set(-EIO, "%s", big);
+	char want[sizeof(saved.msg)];
+	snprintf(want, sizeof(want), "%s", omni_error_last());
+	omni__error_save(&saved);
+	omni_error_clear();
+	omni__error_restore(&saved, -EIO);
+	cr_assert_str_eq(omni_error_last(), want);
+	cr_assert_eq(strlen(omni_error_last()), sizeof(saved.msg) - 1);
 }

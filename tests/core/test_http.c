@@ -3,7 +3,10 @@
  * text extraction, escaping, and real requests against the loopback fake
  * server (http_fake.c) over TCP and over a Unix socket: bodies both ways,
  * headers, streaming, caps, timeouts, and the transport errors (missing
- * socket, refused connection).
+ * socket, refused connection); and the curl layer under it: the handle
+ * pool (kept handles come back, failed ones and overflow are closed) and
+ * omni__curl_setup()'s common options (User-Agent only when asked, never
+ * Accept-Encoding).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -516,4 +519,99 @@ Test(http, full_url_overrides_the_base)
 	omni_assert_ok(omni_http_request(&ep, &req, &resp));
 	cr_assert_eq(resp.status, 200);
 	omni_http_response_finish(&resp);
+}
+
+/* --- the curl layer ------------------------------------------------------- */
+
+Test(http, pool_lends_kept_handles_back)
+{
+	struct omni__curl_pool pool;
+	CURL *extra[OMNI__CURL_POOL_SIZE + 1];
+
+	omni__curl_pool_init(&pool);
+	CURL *a = omni__curl_take(&pool);
+	cr_assert_not_null(a);
+	omni__curl_give(&pool, a, true);
+	cr_assert_eq(pool.count, 1);
+	cr_assert_eq(omni__curl_take(&pool), a, "the idle handle comes back");
+	cr_assert_eq(pool.count, 0);
+	/* A handle whose transfer failed is not kept. */
+	omni__curl_give(&pool, a, false);
+	cr_assert_eq(pool.count, 0);
+	/* The pool keeps OMNI__CURL_POOL_SIZE at most. */
+	for (size_t i = 0; i < OMNI__CURL_POOL_SIZE + 1; i++)
+		cr_assert_not_null(extra[i] = omni__curl_take(&pool));
+	for (size_t i = 0; i < OMNI__CURL_POOL_SIZE + 1; i++)
+		omni__curl_give(&pool, extra[i], true);
+	cr_assert_eq(pool.count, OMNI__CURL_POOL_SIZE);
+	omni__curl_pool_clear(&pool);
+	cr_assert_eq(pool.count, 0);
+	/* Without a pool: always a new handle, cleaned up on giving. */
+	CURL *b = omni__curl_take(NULL);
+	cr_assert_not_null(b);
+	omni__curl_give(NULL, b, true);
+	omni__curl_pool_destroy(&pool);
+}
+
+Test(http, pooled_endpoint_reuses_handles)
+{
+	struct omni__curl_pool pool;
+	struct omni_http_endpoint ep;
+	struct omni_http_request req = { .path = "/hello" };
+	struct omni_http_response resp;
+
+	start_tcp();
+	endpoint(&ep);
+	omni__curl_pool_init(&pool);
+	ep.pool = &pool;
+	for (int i = 0; i < 3; i++) {
+		omni_assert_ok(omni_http_request(&ep, &req, &resp));
+		cr_assert_eq(resp.status, 200);
+		cr_assert_str_eq(resp.body, "{\"hi\":1}");
+		omni_http_response_finish(&resp);
+		cr_assert_eq(pool.count, 1, "one handle, given back each time");
+	}
+	/* No User-Agent unless asked for: the Docker API never had one. */
+	cr_assert_null(strcasestr(fake.last_headers, "User-Agent:"));
+	/* A transport failure closes the handle instead of keeping it. */
+	http_fake_stop(&fake);
+	omni_assert_err(omni_http_request(&ep, &req, &resp), -ECONNREFUSED);
+	omni_http_response_finish(&resp);
+	cr_assert_eq(pool.count, 0);
+	omni__curl_pool_destroy(&pool);
+}
+
+static size_t sink(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	(void)ptr;
+	(void)userdata;
+	return size * nmemb;
+}
+
+Test(http, setup_sets_the_common_options)
+{
+	struct omni_http_endpoint ep;
+	char url[256], errbuf[CURL_ERROR_SIZE] = "";
+	long status = 0;
+
+	start_tcp();
+	endpoint(&ep);
+	omni_test_fmt(url, sizeof(url), "%s/hello", fake.url);
+	CURL *h = omni__curl_take(NULL);
+	omni__curl_setup(h, &(struct omni__curl_opts){
+	                        .url = url,
+	                        .errbuf = errbuf,
+	                        .write = sink,
+	                        .timeout_ms = 5000,
+	                        .user_agent = OMNI__HTTP_USER_AGENT,
+	                        .ep = &ep,
+	                    });
+	cr_assert_eq(curl_easy_perform(h), CURLE_OK, "%s", errbuf);
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+	cr_assert_eq(status, 200);
+	cr_assert_not_null(
+	    strstr(fake.last_headers, "User-Agent: " OMNI__HTTP_USER_AGENT));
+	/* No Accept-Encoding: e2b /files bodies must come back plain. */
+	cr_assert_null(strcasestr(fake.last_headers, "Accept-Encoding"));
+	omni__curl_give(NULL, h, true);
 }

@@ -23,16 +23,9 @@
 #include <criterion/criterion.h>
 
 #include "exec_helpers.h"
+#include "base/clock.h"
 
 extern char **environ;
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void exec_test_program(char *out, size_t size, const char *name)
 {
@@ -213,12 +206,12 @@ static bool read_some(int fd, struct exec_test_buf *b)
 bool exec_test_read_until(int fd, struct exec_test_buf *b, const char *needle,
                           int timeout_ms)
 {
-	long long end = now_ms() + timeout_ms;
+	long long end = omni__now_ms() + timeout_ms;
 
 	if (!b->data)
 		buf_add(b, "", 0);
 	while (!strstr(b->data, needle)) {
-		long long left = end - now_ms();
+		long long left = end - omni__now_ms();
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 
 		if (left <= 0)
@@ -240,7 +233,7 @@ static int status_code(int st)
 
 int exec_test_wait(pid_t pid, int timeout_ms)
 {
-	long long end = now_ms() + timeout_ms;
+	long long end = omni__now_ms() + timeout_ms;
 	int st;
 
 	for (;;) {
@@ -249,7 +242,7 @@ int exec_test_wait(pid_t pid, int timeout_ms)
 		if (r == pid)
 			return status_code(st);
 		cr_assert(r == 0, "waitpid: %s", strerror(errno));
-		if (now_ms() >= end) {
+		if (omni__now_ms() >= end) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &st, 0);
 			cr_assert_fail("process %ld still running after %d ms",
@@ -275,7 +268,7 @@ int exec_test_communicate(struct exec_test_child *c, const void *in,
                           struct exec_test_buf *err, int timeout_ms)
 {
 	struct exec_test_buf sink_out = { 0 }, sink_err = { 0 };
-	long long end = now_ms() + timeout_ms;
+	long long end = omni__now_ms() + timeout_ms;
 	size_t done = 0;
 
 	if (!out)
@@ -293,7 +286,7 @@ int exec_test_communicate(struct exec_test_child *c, const void *in,
 	while (c->out >= 0 || c->err >= 0) {
 		struct pollfd p[3];
 		int n = 0, ii = -1, io = -1, ie = -1;
-		long long left = end - now_ms();
+		long long left = end - omni__now_ms();
 
 		if (left <= 0) {
 			kill(c->pid, SIGKILL);
@@ -339,7 +332,7 @@ int exec_test_communicate(struct exec_test_child *c, const void *in,
 		}
 	}
 	exec_test_close(c);
-	long long left = end - now_ms();
+	long long left = end - omni__now_ms();
 	int code = exec_test_wait(c->pid, left > 0 ? (int)left : 1);
 	exec_test_buf_free(&sink_out);
 	exec_test_buf_free(&sink_err);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "base/clock.h"
 
 #ifdef OMNI_TEST_ASAN
 #include <sanitizer/lsan_interface.h>
@@ -200,10 +201,7 @@ bool omni_test_host_exists(const char *path)
 
 long long omni_test_now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return omni__now_ms();
 }
 
 /* Is pid a zombie (or already being torn down)? */

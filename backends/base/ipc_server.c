@@ -55,6 +55,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/error.h"
 #include "omni/error.h"
 #include "omni/ipc_server.h"
 #include "omni/log.h"
@@ -252,7 +253,7 @@ static void exec_run(struct omni__ipc_conn *c, void *h)
 	struct reader_args ra = { .conn = c, .handle = h };
 	struct omni_exec_status st;
 	pthread_t reader;
-	char msg[512];
+	struct omni__error_saved saved;
 	int rc;
 
 	bool have_reader = pthread_create(&reader, NULL, reader_main, &ra) == 0;
@@ -265,7 +266,7 @@ static void exec_run(struct omni__ipc_conn *c, void *h)
 
 	omni_error_clear();
 	rc = srv->ops->exec_wait(h, on_output, c, &st);
-	snprintf(msg, sizeof(msg), "%s", omni_error_last());
+	omni__error_save(&saved);
 
 	atomic_store(&c->finished, true);
 	if (have_reader) {
@@ -281,7 +282,7 @@ static void exec_run(struct omni__ipc_conn *c, void *h)
 
 	if (rc < 0) {
 		count_failed(srv);
-		conn_send_error(c, rc, msg);
+		conn_send_error(c, rc, saved.msg);
 		return;
 	}
 	pthread_mutex_lock(&c->send_lock);

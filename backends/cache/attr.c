@@ -90,7 +90,7 @@ void omni__cache_entry_drop(struct cache *c, struct centry *e)
 
 static bool fresh(long long expires)
 {
-	return expires > omni__cache_now_ms();
+	return expires > omni__now_ms();
 }
 
 bool omni__cache_entry_fresh(const struct centry *e)
@@ -159,7 +159,7 @@ void omni__cache_note_exists(struct cache *c, const char *path,
 	e->negative = false;
 	e->st = *st;
 	e->st.st_ino = omni__cache_ino_of(path);
-	e->expires = omni__cache_now_ms() + omni__cache_ttl_ms(c);
+	e->expires = omni__now_ms() + omni__cache_ttl_ms(c);
 	if (!path[0])
 		return;
 	omni__cache_split(path, parent, sizeof(parent), &name);
@@ -202,7 +202,7 @@ void omni__cache_note_gone(struct cache *c, const char *path)
 	struct centry *e = entry_get(c, path);
 	if (e && !e->loading) {
 		e->negative = true;
-		e->expires = omni__cache_now_ms() + omni__cache_ttl_ms(c);
+		e->expires = omni__now_ms() + omni__cache_ttl_ms(c);
 	}
 	omni__cache_split(path, parent, sizeof(parent), &name);
 	struct centry *d = omni__cache_table_find(&c->entries, parent);
@@ -280,7 +280,7 @@ static void install_listing(struct cache *c, struct centry *d,
 {
 	char child[PATH_MAX];
 	unsigned int mark = ++c->mark_seq;
-	long long exp = omni__cache_now_ms() + omni__cache_ttl_ms(c);
+	long long exp = omni__now_ms() + omni__cache_ttl_ms(c);
 
 	for (size_t i = 0; i < f->n; i++) {
 		if (omni__cache_join(child, sizeof(child), d->l.path,
@@ -389,8 +389,7 @@ static int load_listing(struct cache *c, const char *dir, const char *want,
 		fetched_free(&f);
 		if (rc == -ENOENT && !d->changed && gen == c->gen) {
 			d->negative = true;
-			d->expires =
-			    omni__cache_now_ms() + omni__cache_ttl_ms(c);
+			d->expires = omni__now_ms() + omni__cache_ttl_ms(c);
 		}
 		return rc;
 	}
@@ -495,8 +494,8 @@ int omni__cache_stat_locked(struct cache *c, const char *path, struct stat *st)
 			struct centry *e = entry_get(c, path);
 			if (e && !e->loading) {
 				e->negative = true;
-				e->expires = omni__cache_now_ms() +
-				             omni__cache_ttl_ms(c);
+				e->expires =
+				    omni__now_ms() + omni__cache_ttl_ms(c);
 			}
 		}
 	}

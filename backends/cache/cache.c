@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/error.h"
 #include "cache/cache_internal.h"
 #include "omni/error.h"
 #include "omni/log.h"
@@ -147,19 +148,19 @@ static int cache_start(struct omni_backend *b)
 static int cache_shutdown(struct omni_backend *b)
 {
 	struct cache *c = omni__cache_of(b);
-	char msg[512] = "";
+	struct omni__error_saved saved = { .code = 0 };
 
 	omni__cache_maint_stop(c);
 	omni__cache_prefetch_stop(c);
 	int rc = omnifs_cache_flush_all(b);
 
 	if (rc < 0) {
-		snprintf(msg, sizeof(msg), "%s", omni_error_last());
-		omni_log(OMNI_LOG_ERROR, "%s", msg);
+		omni__error_save(&saved);
+		omni_log(OMNI_LOG_ERROR, "%s", saved.msg);
 	}
 	int src = omni_backend_shutdown(c->inner);
 	if (rc < 0)
-		return omni_error_set(rc, "%s", msg);
+		return omni__error_restore(&saved, rc);
 	return src;
 }
 

@@ -39,6 +39,8 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "base/clock.h"
+#include "base/fnv.h"
 #include "cache/cache.h"
 #include "omni/sys/backend_impl.h"
 
@@ -171,23 +173,11 @@ static inline struct cache *omni__cache_of(struct omni_backend *b)
 	return (struct cache *)b;
 }
 
-/* The monotonic clock in milliseconds. */
-static inline long long omni__cache_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* FNV-1a of a path: the tables' hash and the inode numbers. */
+/* FNV-1a of a path: the tables' hash and the inode numbers (the seed the
+ * e2b backend uses too, so both give a path the same inode number). */
 static inline uint64_t omni__cache_hash_path(const char *p)
 {
-	uint64_t h = 1469598103934665603ull;
-
-	for (; *p; p++)
-		h = (h ^ (unsigned char)*p) * 1099511628211ull;
-	return h;
+	return omni__fnv1a64(OMNI__FNV64_SEED, p);
 }
 
 /* Inode numbers: a hash of the path, the same for every answer. */

@@ -40,7 +40,7 @@ enum mark_state { MARK_NONE, MARK_RECENT, MARK_BUSY };
 void omni__cache_mark_self(struct cache *c, const char *path, bool busy)
 {
 	uint64_t h = omni__cache_hash_path(path);
-	long long now = omni__cache_now_ms();
+	long long now = omni__now_ms();
 	size_t slot = SELF_MARKS;
 
 	for (size_t i = 0; i < SELF_MARKS; i++) {
@@ -74,7 +74,7 @@ void omni__cache_mark_self(struct cache *c, const char *path, bool busy)
 static enum mark_state marked_self(struct cache *c, const char *path)
 {
 	uint64_t h = omni__cache_hash_path(path);
-	long long now = omni__cache_now_ms();
+	long long now = omni__now_ms();
 
 	for (size_t i = 0; i < SELF_MARKS; i++) {
 		if (c->marks[i].hash != h)

@@ -32,6 +32,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/tempfile.h"
 #include "cache/cache_internal.h"
 #include "omni/error.h"
 #include "omni/vfs.h"
@@ -56,24 +57,6 @@ void omni__cache_node_attr(struct cache *c, struct cnode *n, struct stat *st)
 	st->st_ino = omni__cache_ino_of(n->l.path);
 }
 
-static int temp_fd(void)
-{
-	const char *dir = getenv("TMPDIR");
-	char path[PATH_MAX];
-
-	if (!dir || !*dir)
-		dir = "/tmp";
-	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	if (fd >= 0)
-		return fd;
-	snprintf(path, sizeof(path), "%s/omnifs-cache-XXXXXX", dir);
-	fd = mkostemp(path, O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	unlink(path);
-	return fd;
-}
-
 /* Fetch path's content into a new local file. */
 int omni__cache_download(struct cache *c, const char *path, int *out)
 {
@@ -92,7 +75,7 @@ int omni__cache_download(struct cache *c, const char *path, int *out)
 		if (fd < 0)
 			rc = omni_error_set_errno(-errno, "cache: dup");
 	} else {
-		fd = temp_fd();
+		fd = omni__temp_fd("omnifs-cache");
 		if (fd < 0)
 			rc = omni_error_set_errno(fd, "cache: temporary file");
 		char buf[65536];
@@ -226,7 +209,7 @@ static int open_new(struct cache *c, struct omni_backend *b, const char *path,
 	if (exists && !(flags & O_TRUNC)) {
 		rc = omni__cache_download(c, path, &n->fd);
 	} else {
-		n->fd = temp_fd();
+		n->fd = omni__temp_fd("omnifs-cache");
 		rc = n->fd < 0 ? omni_error_set_errno(n->fd, "cache: temporary "
 		                                             "file")
 		               : 0;
@@ -435,7 +418,7 @@ int omni__cache_release(struct omni_file *f)
 	             (n->written || n->exists_remote) &&
 	             !(n->failed && n->failed_gen == n->wgen);
 	if (n->dirty && !n->written && !n->exists_remote)
-		n->retry_at = omni__cache_now_ms() + 1000;
+		n->retry_at = omni__now_ms() + 1000;
 	pthread_mutex_unlock(&c->lock);
 	if (last && dirty)
 		rc = omni__cache_node_flush(c, n);

@@ -377,7 +377,7 @@ static void update_attr(struct cache *c, const char *path,
 
 	if (e && !e->negative && e->st.st_mode && !e->loading) {
 		fn(&e->st, arg);
-		e->expires = omni__cache_now_ms() + omni__cache_ttl_ms(c);
+		e->expires = omni__now_ms() + omni__cache_ttl_ms(c);
 	}
 	if (n && !n->loading)
 		fn(&n->base, arg);

@@ -96,7 +96,7 @@ void omni__cache_note_download(struct cache *c, const char *path)
 {
 	char parent[PATH_MAX], child[PATH_MAX];
 	const char *name;
-	long long now = omni__cache_now_ms();
+	long long now = omni__now_ms();
 
 	omni__cache_split(path, parent, sizeof(parent), &name);
 	struct centry *d = omni__cache_table_find(&c->entries, parent);

@@ -30,6 +30,7 @@
 #include <sys/sendfile.h>
 #include <unistd.h>
 
+#include "base/error.h"
 #include "cache/cache_internal.h"
 #include "omni/error.h"
 #include "omni/log.h"
@@ -99,13 +100,13 @@ static int upload(struct cache *c, const char *path, int fd, mode_t mode,
 		rc = omni_vfs_flush(f);
 	if (rc == 0)
 		rc = omni_vfs_fstat(f, st);
-	char msg[512];
-	snprintf(msg, sizeof(msg), "%s", omni_error_last());
+	struct omni__error_saved saved;
+	omni__error_save(&saved);
 	int rrc = omni_vfs_release(f);
 	if (rc == 0 && rrc < 0)
 		rc = rrc;
 	else if (rc < 0)
-		omni_error_set(rc, "%s", msg);
+		omni__error_restore(&saved, rc);
 	if (rc == 0)
 		st->st_size = local.st_size;
 	return rc;
@@ -217,10 +218,10 @@ int omnifs_cache_flush_all(struct omni_backend *b)
 	for (size_t i = 0; i < count; i++) {
 		int rc = omni__cache_node_flush(c, list[i]);
 		if (rc < 0 && first == 0) {
-			char msg[512];
-			snprintf(msg, sizeof(msg), "%s", omni_error_last());
+			struct omni__error_saved saved;
+			omni__error_save(&saved);
 			first = omni_error_set(
-			    rc, "uploading changed files: %s", msg);
+			    rc, "uploading changed files: %s", saved.msg);
 		}
 		pthread_mutex_lock(&c->lock);
 		omni__cache_node_put_locked(c, list[i]);
@@ -239,7 +240,7 @@ int omnifs_cache_flush_all(struct omni_backend *b)
  * is held. */
 static void sweep_expired(struct cache *c)
 {
-	long long now = omni__cache_now_ms();
+	long long now = omni__now_ms();
 
 	for (size_t i = 0; i < c->entries.nb; i++) {
 		for (struct centry *e = (struct centry *)c->entries.b[i], *next;
@@ -278,7 +279,7 @@ static void *maint_main(void *arg)
 		if (++ticks % 20 == 0)
 			sweep_expired(c);
 		size_t count = 0;
-		long long now = omni__cache_now_ms();
+		long long now = omni__now_ms();
 		for (size_t i = 0; i < c->nodes.nb && count < 64; i++) {
 			for (struct cnode *n = (struct cnode *)c->nodes.b[i];
 			     n && count < 64; n = (struct cnode *)n->l.next) {
@@ -299,7 +300,7 @@ static void *maint_main(void *arg)
 				n->backoff = n->backoff ? n->backoff * 2 : 1000;
 				if (n->backoff > 30000)
 					n->backoff = 30000;
-				n->retry_at = omni__cache_now_ms() + n->backoff;
+				n->retry_at = omni__now_ms() + n->backoff;
 			} else {
 				n->backoff = 0;
 			}

@@ -36,6 +36,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/error.h"
 #include "core/api.h"
 #include "omni/sys/backend_impl.h"
 #include "omni/error.h"
@@ -308,19 +309,18 @@ int omni__apply_file_commit(struct omni__apply *a, struct omni__apply_file *af,
 
 void omni__apply_file_abort(struct omni__apply *a, struct omni__apply_file *af)
 {
-	char msg[512];
+	struct omni__error_saved saved;
 
 	/* Keep the message of the failure that got us here. */
-	snprintf(msg, sizeof(msg), "%s", omni_error_last());
-	int code = omni_error_code();
+	omni__error_save(&saved);
 	if (af->f)
 		omni_vfs_release(af->f);
 	af->f = NULL;
 	if (af->tmp[0])
 		omni_vfs_unlink(a->b, af->tmp);
 	af->tmp[0] = '\0';
-	if (code)
-		omni_error_set(code, "%s", msg);
+	if (saved.code)
+		omni__error_restore(&saved, saved.code);
 }
 
 int omni__apply_symlink(struct omni__apply *a, const char *path,
@@ -336,10 +336,10 @@ int omni__apply_symlink(struct omni__apply *a, const char *path,
 	if ((rc = omni_vfs_symlink(a->b, target, tmp)) < 0)
 		return rc;
 	if ((rc = omni_vfs_rename(a->b, tmp, path, 0)) < 0) {
-		char msg[512];
-		snprintf(msg, sizeof(msg), "%s", omni_error_last());
+		struct omni__error_saved saved;
+		omni__error_save(&saved);
 		omni_vfs_unlink(a->b, tmp);
-		return omni_error_set(rc, "%s", msg);
+		return omni__error_restore(&saved, rc);
 	}
 	omni__apply_keep(a, path);
 	if (a->progress)

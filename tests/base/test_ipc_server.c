@@ -426,7 +426,8 @@ Test(ipc_server, refused_peer)
 
 	atomic_store(&refuse_peer, true);
 	fd = dial();
-	send_exec(fd, "cat");
+	/* The server answers before it reads anything: no request needs to
+	 * be sent (and sending one may meet a closed socket). */
 	expect_error(fd, -EACCES, "the fake refuses you");
 	close(fd);
 	cr_assert_eq(atomic_load(&starts), 0);

@@ -1,7 +1,7 @@
 /*
  * client.c - the client side of the exec wire protocol (see client.h).
  *
- * Design. omni_exec_client_run() sends the EXEC frame and then runs a poll
+ * Design. omni__exec_client_run() sends the EXEC frame and then runs a poll
  * loop on the calling thread over the socket (frames from the server) and
  * the signal pipe. Output frames are written straight to the output
  * descriptors with write(2), no stdio buffering, so a line printed in the
@@ -61,8 +61,8 @@
 
 /* --- finding the session -------------------------------------------------- */
 
-int omni_exec_client_resolve(struct omni_exec_target *out,
-                             const char *mount_dir, const char *project)
+int omni__exec_client_resolve(struct omni_exec_target *out,
+                              const char *mount_dir, const char *project)
 {
 	char mp[PATH_MAX], found[256], rel[PATH_MAX], here[PATH_MAX];
 	int rc;
@@ -116,7 +116,7 @@ int omni_exec_client_resolve(struct omni_exec_target *out,
 	return rc;
 }
 
-int omni_exec_client_connect(const char *path, int *out)
+int omni__exec_client_connect(const char *path, int *out)
 {
 	int rc = omni__unix_connect(path, out);
 
@@ -166,7 +166,7 @@ static int error_from_frame(const struct omni_ipc_buf *buf)
 
 struct client {
 	int fd;
-	const struct omni_exec_client_io *io;
+	const struct omni__exec_client_io *io;
 	pthread_mutex_t send_lock;
 	atomic_uint_least64_t pending; /* signals to send: bit N = signal N */
 	int wake[2];                   /* stops the stdin thread */
@@ -295,11 +295,11 @@ static bool is_terminating(int sig)
 	       sig == SIGQUIT;
 }
 
-/* One omni_exec_client_run() in progress. */
+/* One omni__exec_client_run() in progress. */
 struct run {
 	struct client cl;
 	const struct omni_ipc_request *req;
-	struct omni_exec_client_result *res;
+	struct omni__exec_client_result *res;
 	struct omni_ipc_buf buf;
 	long long deadline, pipe_deadline, stuck_since;
 	bool out_broken, done;
@@ -368,7 +368,7 @@ static void run_take_signals(struct run *r)
 /* An output frame to its descriptor. */
 static void run_output(struct run *r, uint8_t type)
 {
-	const struct omni_exec_client_io *io = r->cl.io;
+	const struct omni__exec_client_io *io = r->cl.io;
 
 	if (type == OMNI_IPC_STDERR) {
 		/* A closed stderr must not end the command. */
@@ -429,7 +429,7 @@ static int run_take_frame(struct run *r)
 /* The poll loop, until EXIT, an error or giving up. 0 or -errno. */
 static int run_loop(struct run *r)
 {
-	const struct omni_exec_client_io *io = r->cl.io;
+	const struct omni__exec_client_io *io = r->cl.io;
 
 	while (!r->done) {
 		struct pollfd pfd[2] = {
@@ -468,9 +468,9 @@ static int run_loop(struct run *r)
 	return 0;
 }
 
-int omni_exec_client_run(int fd, const struct omni_ipc_request *req,
-                         const struct omni_exec_client_io *io,
-                         struct omni_exec_client_result *res)
+int omni__exec_client_run(int fd, const struct omni_ipc_request *req,
+                          const struct omni__exec_client_io *io,
+                          struct omni__exec_client_result *res)
 {
 	struct run r = {
 		.cl = { .fd = fd, .io = io, .wake = { -1, -1 } },
@@ -511,8 +511,8 @@ out:
 	return rc;
 }
 
-int omni_exec_client_control(int fd, const char *request, unsigned int *status,
-                             char **reply)
+int omni__exec_client_control(int fd, const char *request, unsigned int *status,
+                              char **reply)
 {
 	struct omni_ipc_buf buf = { 0 };
 	uint8_t type;
@@ -555,7 +555,7 @@ static void on_signal(int sig)
 	errno = saved;
 }
 
-int omni_exec_client_signals_install(bool winch, int *read_fd)
+int omni__exec_client_signals_install(bool winch, int *read_fd)
 {
 	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT,
 		                    SIGWINCH };
@@ -577,7 +577,7 @@ int omni_exec_client_signals_install(bool winch, int *read_fd)
 	return 0;
 }
 
-int omni_exec_client_tty_raw(int fd, struct termios *saved)
+int omni__exec_client_tty_raw(int fd, struct termios *saved)
 {
 	struct termios t;
 
@@ -599,7 +599,7 @@ int omni_exec_client_tty_raw(int fd, struct termios *saved)
 	return 0;
 }
 
-int omni_exec_client_tty_restore(int fd, const struct termios *saved)
+int omni__exec_client_tty_restore(int fd, const struct termios *saved)
 {
 	if (tcsetattr(fd, TCSADRAIN, saved) < 0)
 		return omni_error_set_errno(-errno, "terminal settings");

@@ -3,7 +3,7 @@
  * omni-exec uses it: find the session, connect, run one command with its
  * streams, signals and terminal, or send one CONTROL request.
  *
- * Nothing here is tied to the omnifs daemon: omni_exec_client_run() works
+ * Nothing here is tied to the omnifs daemon: omni__exec_client_run() works
  * on any connected socket that speaks the protocol (omni-agent too), and
  * reports through the io descriptors given, so tests can drive it with
  * pipes and files.
@@ -34,19 +34,19 @@ struct omni_exec_target {
  * -ENOENT with a message that says what to do when no mount is found;
  * -EINVAL for an invalid project id.
  */
-int omni_exec_client_resolve(struct omni_exec_target *out,
-                             const char *mount_dir, const char *project);
+int omni__exec_client_resolve(struct omni_exec_target *out,
+                              const char *mount_dir, const char *project);
 
 /* Connect to a control socket. *out gets the descriptor (close it). The
  * message tells a missing daemon from a stale socket. */
-int omni_exec_client_connect(const char *path, int *out);
+int omni__exec_client_connect(const char *path, int *out);
 
-struct omni_exec_client_io {
+struct omni__exec_client_io {
 	int in_fd;  /* forwarded when req->want_stdin; -1: none */
 	int out_fd; /* STDOUT frames go here */
 	int err_fd; /* STDERR frames go here */
 	/* Read end of a pipe carrying signal numbers, one byte each (see
-	 * omni_exec_client_signals_install()); -1: none. SIGWINCH becomes a
+	 * omni__exec_client_signals_install()); -1: none. SIGWINCH becomes a
 	 * RESIZE frame with tty_fd's size, any other a SIGNAL frame. */
 	int sig_fd;
 	int tty_fd; /* the local terminal, -1: none */
@@ -58,7 +58,7 @@ struct omni_exec_client_io {
 		.tty_fd = -1                                                   \
 	}
 
-struct omni_exec_client_result {
+struct omni__exec_client_result {
 	int exit_code;  /* the command's status, 128+N, or 124 */
 	int signal;     /* the signal that ended it, or 0 */
 	bool timed_out; /* killed by its timeout */
@@ -79,28 +79,28 @@ struct omni_exec_client_result {
  * a protocol error (-EPROTO). The socket is shut down afterwards; the
  * caller closes it.
  */
-int omni_exec_client_run(int fd, const struct omni_ipc_request *req,
-                         const struct omni_exec_client_io *io,
-                         struct omni_exec_client_result *res);
+int omni__exec_client_run(int fd, const struct omni_ipc_request *req,
+                          const struct omni__exec_client_io *io,
+                          struct omni__exec_client_result *res);
 
 /*
  * Send a CONTROL request ("ping", "stats", "save MESSAGE", ...) and read
  * its REPLY: *status is 0 on success or an errno, *reply the text
  * (malloc'd). -errno when no reply came (ERROR frame, connection lost).
  */
-int omni_exec_client_control(int fd, const char *request, unsigned int *status,
-                             char **reply);
+int omni__exec_client_control(int fd, const char *request, unsigned int *status,
+                              char **reply);
 
 /*
  * Route SIGINT, SIGTERM, SIGHUP, SIGQUIT (and SIGWINCH when winch) into a
  * self-pipe whose read end goes to *read_fd, for io.sig_fd. For programs
  * (omni-exec's main); the handlers stay installed.
  */
-int omni_exec_client_signals_install(bool winch, int *read_fd);
+int omni__exec_client_signals_install(bool winch, int *read_fd);
 
 /* Put terminal fd in raw mode, saving its settings in *saved. */
-int omni_exec_client_tty_raw(int fd, struct termios *saved);
-/* Restore settings saved by omni_exec_client_tty_raw(). */
-int omni_exec_client_tty_restore(int fd, const struct termios *saved);
+int omni__exec_client_tty_raw(int fd, struct termios *saved);
+/* Restore settings saved by omni__exec_client_tty_raw(). */
+int omni__exec_client_tty_restore(int fd, const struct termios *saved);
 
 #endif

@@ -34,7 +34,7 @@ static int raw_fd = -1;
 static void restore_tty(void)
 {
 	if (raw_fd >= 0) {
-		omni_exec_client_tty_restore(raw_fd, &saved_tty);
+		omni__exec_client_tty_restore(raw_fd, &saved_tty);
 		raw_fd = -1;
 	}
 }
@@ -54,7 +54,7 @@ static int fail(const char *fmt, ...)
 	return OMNI_EXEC_EXIT_FAILURE;
 }
 
-static int run_control(const struct omni_exec_options *o,
+static int run_control(const struct omni__exec_options *o,
                        const struct omni_exec_target *t)
 {
 	char request[4096];
@@ -71,9 +71,9 @@ static int run_control(const struct omni_exec_options *o,
 	else
 		snprintf(request, sizeof(request), "save");
 
-	if (omni_exec_client_connect(t->socket, &fd) < 0)
+	if (omni__exec_client_connect(t->socket, &fd) < 0)
 		return fail("%s", omni_error_last());
-	rc = omni_exec_client_control(fd, request, &status, &reply);
+	rc = omni__exec_client_control(fd, request, &status, &reply);
 	close(fd);
 	if (rc < 0)
 		return fail("%s", omni_error_last());
@@ -91,7 +91,7 @@ static int run_control(const struct omni_exec_options *o,
 }
 
 /* o->env plus TERM for a terminal, unless -e gave one. */
-static char **command_env(const struct omni_exec_options *o, char **term)
+static char **command_env(const struct omni__exec_options *o, char **term)
 {
 	const char *t = getenv("TERM");
 	char **env;
@@ -119,11 +119,11 @@ static char **command_env(const struct omni_exec_options *o, char **term)
 	return env;
 }
 
-static int run_command(const struct omni_exec_options *o,
+static int run_command(const struct omni__exec_options *o,
                        const struct omni_exec_target *t)
 {
-	struct omni_exec_client_io io = OMNI_EXEC_CLIENT_IO_INIT;
-	struct omni_exec_client_result res;
+	struct omni__exec_client_io io = OMNI_EXEC_CLIENT_IO_INIT;
+	struct omni__exec_client_result res;
 	struct omni_ipc_request req = { 0 };
 	char *term = NULL;
 	int fd, rc;
@@ -152,20 +152,20 @@ static int run_command(const struct omni_exec_options *o,
 			req.cols = ws.ws_col;
 		}
 	}
-	if (omni_exec_client_signals_install(o->tty, &io.sig_fd) < 0) {
+	if (omni__exec_client_signals_install(o->tty, &io.sig_fd) < 0) {
 		rc = fail("%s", omni_error_last());
 		goto out;
 	}
-	if (omni_exec_client_connect(t->socket, &fd) < 0) {
+	if (omni__exec_client_connect(t->socket, &fd) < 0) {
 		rc = fail("%s", omni_error_last());
 		goto out;
 	}
 	if (o->tty && isatty(STDIN_FILENO)) {
-		if (omni_exec_client_tty_raw(STDIN_FILENO, &saved_tty) == 0)
+		if (omni__exec_client_tty_raw(STDIN_FILENO, &saved_tty) == 0)
 			raw_fd = STDIN_FILENO;
 	}
 
-	rc = omni_exec_client_run(fd, &req, &io, &res);
+	rc = omni__exec_client_run(fd, &req, &io, &res);
 	close(fd);
 	restore_tty();
 	if (rc < 0) {
@@ -192,25 +192,25 @@ out:
 
 int main(int argc, char **argv)
 {
-	struct omni_exec_options o;
+	struct omni__exec_options o;
 	struct omni_exec_target t;
 	int rc;
 
 	omni_log_set_prefix("omni-exec");
-	if (omni_exec_options_parse(&o, argc, argv) < 0) {
+	if (omni__exec_options_parse(&o, argc, argv) < 0) {
 		fprintf(stderr, "omni-exec: %s\n", omni_error_last());
-		omni_exec_usage(stderr, false);
-		omni_exec_options_finish(&o);
+		omni__exec_usage(stderr, false);
+		omni__exec_options_finish(&o);
 		return OMNI_EXEC_EXIT_USAGE;
 	}
 	if (o.mode == OMNI_EXEC_MODE_HELP) {
-		omni_exec_usage(stdout, true);
-		omni_exec_options_finish(&o);
+		omni__exec_usage(stdout, true);
+		omni__exec_options_finish(&o);
 		return fflush(stdout) == 0 ? 0 : OMNI_EXEC_EXIT_FAILURE;
 	}
 	if (o.mode == OMNI_EXEC_MODE_VERSION) {
 		printf("omni-exec %s\n", OMNI_VERSION);
-		omni_exec_options_finish(&o);
+		omni__exec_options_finish(&o);
 		return fflush(stdout) == 0 ? 0 : OMNI_EXEC_EXIT_FAILURE;
 	}
 
@@ -220,12 +220,12 @@ int main(int argc, char **argv)
 	signal(SIGTTIN, SIG_IGN);
 	atexit(restore_tty);
 
-	if (omni_exec_client_resolve(&t, o.mount_dir, o.project) < 0)
+	if (omni__exec_client_resolve(&t, o.mount_dir, o.project) < 0)
 		rc = fail("%s", omni_error_last());
 	else if (o.mode == OMNI_EXEC_MODE_RUN)
 		rc = run_command(&o, &t);
 	else
 		rc = run_control(&o, &t);
-	omni_exec_options_finish(&o);
+	omni__exec_options_finish(&o);
 	return rc;
 }

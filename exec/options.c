@@ -41,7 +41,7 @@ static const struct option long_options[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-void omni_exec_usage(FILE *f, bool full)
+void omni__exec_usage(FILE *f, bool full)
 {
 	fputs("Usage: omni-exec [OPTION]... [--] COMMAND [ARG]...\n"
 	      "       omni-exec [OPTION]... -c 'SHELL COMMAND'\n"
@@ -113,7 +113,7 @@ void omni_exec_usage(FILE *f, bool full)
 	    f);
 }
 
-static int add_env(struct omni_exec_options *o, const char *arg)
+static int add_env(struct omni__exec_options *o, const char *arg)
 {
 	const char *eq = strchr(arg, '=');
 	char *s;
@@ -146,7 +146,7 @@ static int add_env(struct omni_exec_options *o, const char *arg)
 	return 0;
 }
 
-static int parse_timeout(struct omni_exec_options *o, const char *arg)
+static int parse_timeout(struct omni__exec_options *o, const char *arg)
 {
 	char *end;
 	double s;
@@ -170,7 +170,7 @@ static int parse_timeout(struct omni_exec_options *o, const char *arg)
 	return 0;
 }
 
-static int set_mode(struct omni_exec_options *o, enum omni_exec_mode mode,
+static int set_mode(struct omni__exec_options *o, enum omni_exec_mode mode,
                     const char *name)
 {
 	if (o->mode != OMNI_EXEC_MODE_RUN && o->mode != mode)
@@ -205,7 +205,7 @@ static char *join_words(char **words)
 }
 
 /* A --ping, --stats or --save option. */
-static int parse_mode_option(struct omni_exec_options *o, int c,
+static int parse_mode_option(struct omni__exec_options *o, int c,
                              const char *arg)
 {
 	int rc;
@@ -230,7 +230,7 @@ static int parse_mode_option(struct omni_exec_options *o, int c,
 /* One option that getopt_long() returned; bad is the word it came from.
  * --help and --version only set their flag, so that they win over the
  * rest of the line. */
-static int parse_option(struct omni_exec_options *o, int c, const char *bad,
+static int parse_option(struct omni__exec_options *o, int c, const char *bad,
                         bool *help, bool *version)
 {
 	switch (c) {
@@ -277,7 +277,7 @@ static int parse_option(struct omni_exec_options *o, int c, const char *bad,
 }
 
 /* The operands after the options, as the mode wants them. */
-static int parse_operands(struct omni_exec_options *o, char **operands,
+static int parse_operands(struct omni__exec_options *o, char **operands,
                           bool have_operands)
 {
 	switch (o->mode) {
@@ -316,7 +316,8 @@ static int parse_operands(struct omni_exec_options *o, char **operands,
 	}
 }
 
-int omni_exec_options_parse(struct omni_exec_options *o, int argc, char **argv)
+int omni__exec_options_parse(struct omni__exec_options *o, int argc,
+                             char **argv)
 {
 	bool help = false, version = false;
 	int c, rc;
@@ -345,7 +346,7 @@ int omni_exec_options_parse(struct omni_exec_options *o, int argc, char **argv)
 	return parse_operands(o, argv + optind, optind < argc);
 }
 
-void omni_exec_options_finish(struct omni_exec_options *o)
+void omni__exec_options_finish(struct omni__exec_options *o)
 {
 	for (size_t i = 0; i < o->nenv; i++)
 		free(o->env[i]);

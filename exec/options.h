@@ -30,7 +30,7 @@ enum omni_exec_mode {
 	OMNI_EXEC_MODE_VERSION,
 };
 
-struct omni_exec_options {
+struct omni__exec_options {
 	enum omni_exec_mode mode;
 	/* The command: argv (points into the parsed vector) or shell. */
 	char **argv;
@@ -53,10 +53,11 @@ struct omni_exec_options {
  * Returns 0, or -EINVAL with a message (omni_error_last()) for misuse, or
  * -ENOMEM. Finish o even on failure.
  */
-int omni_exec_options_parse(struct omni_exec_options *o, int argc, char **argv);
-void omni_exec_options_finish(struct omni_exec_options *o);
+int omni__exec_options_parse(struct omni__exec_options *o, int argc,
+                             char **argv);
+void omni__exec_options_finish(struct omni__exec_options *o);
 
 /* The help text (full) or the short usage lines. */
-void omni_exec_usage(FILE *f, bool full);
+void omni__exec_usage(FILE *f, bool full);
 
 #endif

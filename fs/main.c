@@ -361,7 +361,7 @@ static int hook_before_exec(void *payload)
 {
 	struct omnifs *fs = payload;
 
-	return fs->remote ? omnifs_cache_flush_all(fs->backend) : 0;
+	return fs->remote ? omni__cache_flush_all(fs->backend) : 0;
 }
 
 static void hook_after_exec(void *payload)
@@ -402,7 +402,7 @@ struct daemon {
 	struct omni_backend_options bopts;
 	struct omni_docker_options dopts;
 	struct omni_e2b_options eopts;
-	struct omnifs_cache_options copts;
+	struct omni__cache_options copts;
 	double request_timeout;
 	struct omni__session *session;
 	struct omnifs_ctl *ctl;
@@ -824,7 +824,7 @@ int main(int argc, char *argv[])
 		.bopts = OMNI_BACKEND_OPTIONS_INIT,
 		.dopts = OMNI_DOCKER_OPTIONS_INIT,
 		.eopts = OMNI_E2B_OPTIONS_INIT,
-		.copts = OMNIFS_CACHE_OPTIONS_INIT,
+		.copts = OMNI__CACHE_OPTIONS_INIT,
 	};
 	int ret;
 

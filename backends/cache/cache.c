@@ -152,7 +152,7 @@ static int cache_shutdown(struct omni_backend *b)
 
 	omni__cache_maint_stop(c);
 	omni__cache_prefetch_stop(c);
-	int rc = omnifs_cache_flush_all(b);
+	int rc = omni__cache_flush_all(b);
 
 	if (rc < 0) {
 		omni__error_save(&saved);
@@ -238,15 +238,15 @@ static const struct omni_backend_ops cache_ops = {
 	.invalidate = omni__cache_invalidate,
 };
 
-bool omnifs_cache_is(const struct omni_backend *b)
+bool omni__cache_is(const struct omni_backend *b)
 {
 	return b && b->ops == &cache_ops;
 }
 
-int omnifs_cache_wrap(struct omni_backend **out, struct omni_backend *inner,
-                      const struct omnifs_cache_options *opts)
+int omni__cache_wrap(struct omni_backend **out, struct omni_backend *inner,
+                     const struct omni__cache_options *opts)
 {
-	struct omnifs_cache_options defaults = OMNIFS_CACHE_OPTIONS_INIT;
+	struct omni__cache_options defaults = OMNI__CACHE_OPTIONS_INIT;
 	struct cache *c = calloc(1, sizeof(*c));
 	int rc;
 

@@ -1,8 +1,8 @@
 /*
- * backends/cache/cache.h - the daemon's cache in front of a remote backend (fs/
- * only).
+ * backends/cache/cache.h - the cache decorator in front of a remote
+ * backend (private to libomni; the omnifs daemon puts it in front of e2b).
  *
- * omnifs_cache_wrap() returns a backend of its own (a decorator, like
+ * omni__cache_wrap() returns a backend of its own (a decorator, like
  * sshfs's cache_wrap) that implements every operation of the ops table
  * on top of the remote one: attributes and listings are kept for a time
  * to live, file content is fetched whole into a private local file on
@@ -10,14 +10,14 @@
  * with host descriptors and each POSIX call costs at most one request,
  * most of them none. See cache.c for the design.
  */
-#ifndef OMNIFS_CACHE_H
-#define OMNIFS_CACHE_H
+#ifndef OMNI_CACHE_CACHE_H
+#define OMNI_CACHE_CACHE_H
 
 #include <stddef.h>
 
 #include "omni/backend.h"
 
-struct omnifs_cache_options {
+struct omni__cache_options {
 	/* Seconds attributes, listings and file content are trusted. */
 	double ttl;
 	/* The same while the backend's change watch is connected (its
@@ -28,7 +28,7 @@ struct omnifs_cache_options {
 	unsigned long long max_clean_bytes;
 };
 
-#define OMNIFS_CACHE_OPTIONS_INIT                                              \
+#define OMNI__CACHE_OPTIONS_INIT                                               \
 	{                                                                      \
 		.ttl = 5.0, .watch_ttl = 60.0, .max_clean_files = 4096,        \
 		.max_clean_bytes = 512ull << 20,                               \
@@ -39,17 +39,17 @@ struct omnifs_cache_options {
  * failure, and frees it with itself. Starting the cache starts inner;
  * shutting it down uploads what is dirty, then shuts inner down.
  */
-int omnifs_cache_wrap(struct omni_backend **out, struct omni_backend *inner,
-                      const struct omnifs_cache_options *opts);
+int omni__cache_wrap(struct omni_backend **out, struct omni_backend *inner,
+                     const struct omni__cache_options *opts);
 
-/* Is b a cache made by omnifs_cache_wrap()? */
-bool omnifs_cache_is(const struct omni_backend *b);
+/* Is b a cache made by omni__cache_wrap()? */
+bool omni__cache_is(const struct omni_backend *b);
 
 /*
  * Upload every file changed through the cache and not yet uploaded (one
  * request per dirty file, none when all are clean). Returns the first
  * error; files that failed stay dirty.
  */
-int omnifs_cache_flush_all(struct omni_backend *cache);
+int omni__cache_flush_all(struct omni_backend *cache);
 
 #endif

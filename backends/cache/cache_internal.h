@@ -118,7 +118,7 @@ struct table {
 struct cache {
 	struct omni_backend base;
 	struct omni_backend *inner;
-	struct omnifs_cache_options opts;
+	struct omni__cache_options opts;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	struct table entries; /* struct centry */

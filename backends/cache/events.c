@@ -2,7 +2,7 @@
  * backends/cache/events.c - coherence: our own changes, invalidation and
  * the backend's change events.
  *
- * Before a command (omnifs_cache_flush_all, upload.c) every dirty file
+ * Before a command (omni__cache_flush_all, upload.c) every dirty file
  * is uploaded; after it (invalidate "") everything cached but dirty
  * copies is dropped and nothing is fetched until asked. The backend's
  * change events drop the changed path and its parent's listing and are

@@ -231,7 +231,7 @@ int omni__cache_rename(struct omni_backend *b, const char *from, const char *to,
 				    omni__cache_under(x->l.path, from))
 					any = true;
 		pthread_mutex_unlock(&c->lock);
-		if (any && (rc = omnifs_cache_flush_all(b)) < 0)
+		if (any && (rc = omni__cache_flush_all(b)) < 0)
 			goto unmark;
 	}
 	if (n) {

@@ -185,7 +185,7 @@ int omni__cache_node_flush(struct cache *c, struct cnode *n)
 	return rc;
 }
 
-int omnifs_cache_flush_all(struct omni_backend *b)
+int omni__cache_flush_all(struct omni_backend *b)
 {
 	struct cache *c = omni__cache_of(b);
 	struct cnode **list = NULL;

@@ -41,8 +41,8 @@ static int fail(int err, const char *op, const char *path)
 	return omni_error_set_errno(err, "%s: %s", op, *path ? path : ".");
 }
 
-int omni_confined_openat(const struct omni_confined *c, const char *path,
-                         int flags, mode_t mode)
+int omni__confined_openat(const struct omni__confined *c, const char *path,
+                          int flags, mode_t mode)
 {
 	struct open_how how = {
 		.flags = (unsigned long long)(flags | O_CLOEXEC),
@@ -65,8 +65,8 @@ int omni_confined_openat(const struct omni_confined *c, const char *path,
  * *pfd is the parent's descriptor; close it with put_parent(). The root
  * itself has no parent: -EBUSY, with *name set to "".
  */
-static int get_parent(const struct omni_confined *c, const char *path, int *pfd,
-                      const char **name)
+static int get_parent(const struct omni__confined *c, const char *path,
+                      int *pfd, const char **name)
 {
 	const char *slash = strrchr(path, '/');
 	char parent[PATH_MAX];
@@ -85,14 +85,14 @@ static int get_parent(const struct omni_confined *c, const char *path, int *pfd,
 	memcpy(parent, path, n);
 	parent[n] = '\0';
 	*name = slash + 1;
-	int fd = omni_confined_openat(c, parent, O_PATH | O_DIRECTORY, 0);
+	int fd = omni__confined_openat(c, parent, O_PATH | O_DIRECTORY, 0);
 	if (fd < 0)
 		return fd;
 	*pfd = fd;
 	return 0;
 }
 
-static void put_parent(const struct omni_confined *c, int pfd)
+static void put_parent(const struct omni__confined *c, int pfd)
 {
 	if (pfd >= 0 && pfd != c->root_fd)
 		close(pfd);
@@ -120,7 +120,7 @@ static int make_root(const char *root_path)
 	return 0;
 }
 
-int omni_confined_open(struct omni_confined *c, const char *root_path)
+int omni__confined_open(struct omni__confined *c, const char *root_path)
 {
 	int rc;
 
@@ -146,7 +146,7 @@ fail:
 	return rc;
 }
 
-void omni_confined_close(struct omni_confined *c)
+void omni__confined_close(struct omni__confined *c)
 {
 	if (c->root_fd >= 0)
 		close(c->root_fd);
@@ -155,8 +155,8 @@ void omni_confined_close(struct omni_confined *c)
 	c->root_path = NULL;
 }
 
-int omni_confined_stat(const struct omni_confined *c, const char *path,
-                       struct stat *st)
+int omni__confined_stat(const struct omni__confined *c, const char *path,
+                        struct stat *st)
 {
 	const char *name;
 	int pfd, rc;
@@ -173,10 +173,10 @@ int omni_confined_stat(const struct omni_confined *c, const char *path,
 	return rc < 0 ? fail(rc, "stat", path) : 0;
 }
 
-int omni_confined_readdir(const struct omni_confined *c, const char *path,
-                          omni_dirent_cb cb, void *payload)
+int omni__confined_readdir(const struct omni__confined *c, const char *path,
+                           omni_dirent_cb cb, void *payload)
 {
-	int fd = omni_confined_openat(c, path, O_RDONLY | O_DIRECTORY, 0);
+	int fd = omni__confined_openat(c, path, O_RDONLY | O_DIRECTORY, 0);
 	struct dirent *de;
 	DIR *dir;
 	int rc = 0;
@@ -229,26 +229,26 @@ int omni_confined_readdir(const struct omni_confined *c, const char *path,
 		return rc_ < 0 ? fail(rc_, (opname), (path)) : 0;              \
 	} while (0)
 
-int omni_confined_mkdir(const struct omni_confined *c, const char *path,
-                        mode_t mode)
+int omni__confined_mkdir(const struct omni__confined *c, const char *path,
+                         mode_t mode)
 {
 	if (!*path)
 		return omni_error_set(-EEXIST, "mkdir: the workspace exists");
 	WITH_PARENT(c, path, "mkdir", mkdirat(pfd, name, mode));
 }
 
-int omni_confined_rmdir(const struct omni_confined *c, const char *path)
+int omni__confined_rmdir(const struct omni__confined *c, const char *path)
 {
 	WITH_PARENT(c, path, "rmdir", unlinkat(pfd, name, AT_REMOVEDIR));
 }
 
-int omni_confined_unlink(const struct omni_confined *c, const char *path)
+int omni__confined_unlink(const struct omni__confined *c, const char *path)
 {
 	WITH_PARENT(c, path, "unlink", unlinkat(pfd, name, 0));
 }
 
-int omni_confined_rename(const struct omni_confined *c, const char *from,
-                         const char *to, unsigned int flags)
+int omni__confined_rename(const struct omni__confined *c, const char *from,
+                          const char *to, unsigned int flags)
 {
 	const char *n1, *n2;
 	int p1, p2, rc;
@@ -265,16 +265,16 @@ int omni_confined_rename(const struct omni_confined *c, const char *from,
 	return rc < 0 ? fail(rc, "rename", from) : 0;
 }
 
-int omni_confined_symlink(const struct omni_confined *c, const char *target,
-                          const char *path)
+int omni__confined_symlink(const struct omni__confined *c, const char *target,
+                           const char *path)
 {
 	/* The target is stored, not followed: a link pointing outside may
 	 * exist, but no confined operation will ever follow it out. */
 	WITH_PARENT(c, path, "symlink", symlinkat(target, pfd, name));
 }
 
-ssize_t omni_confined_readlink(const struct omni_confined *c, const char *path,
-                               char *buf, size_t size)
+ssize_t omni__confined_readlink(const struct omni__confined *c,
+                                const char *path, char *buf, size_t size)
 {
 	const char *name;
 	int pfd, rc = get_parent(c, path, &pfd, &name);
@@ -293,8 +293,8 @@ ssize_t omni_confined_readlink(const struct omni_confined *c, const char *path,
 	return n;
 }
 
-int omni_confined_link(const struct omni_confined *c, const char *from,
-                       const char *to)
+int omni__confined_link(const struct omni__confined *c, const char *from,
+                        const char *to)
 {
 	const char *n1, *n2;
 	int p1, p2, rc;
@@ -311,14 +311,14 @@ int omni_confined_link(const struct omni_confined *c, const char *from,
 	return rc < 0 ? fail(rc, "link", from) : 0;
 }
 
-int omni_confined_chmod(const struct omni_confined *c, const char *path,
-                        mode_t mode)
+int omni__confined_chmod(const struct omni__confined *c, const char *path,
+                         mode_t mode)
 {
 	/* chmod follows symlinks; resolve them beneath the root to an O_PATH
 	 * descriptor, then change the mode through its /proc entry (fchmod
 	 * does not take O_PATH descriptors). */
 	char proc[64];
-	int fd = omni_confined_openat(c, path, O_PATH, 0), rc;
+	int fd = omni__confined_openat(c, path, O_PATH, 0), rc;
 
 	if (fd < 0)
 		return fail(fd, "chmod", path);
@@ -328,8 +328,8 @@ int omni_confined_chmod(const struct omni_confined *c, const char *path,
 	return rc < 0 ? fail(rc, "chmod", path) : 0;
 }
 
-int omni_confined_chown(const struct omni_confined *c, const char *path,
-                        uid_t uid, gid_t gid)
+int omni__confined_chown(const struct omni__confined *c, const char *path,
+                         uid_t uid, gid_t gid)
 {
 	if (!*path) {
 		if (fchownat(c->root_fd, "", uid, gid, AT_EMPTY_PATH) < 0)
@@ -340,8 +340,8 @@ int omni_confined_chown(const struct omni_confined *c, const char *path,
 	            fchownat(pfd, name, uid, gid, AT_SYMLINK_NOFOLLOW));
 }
 
-int omni_confined_utimens(const struct omni_confined *c, const char *path,
-                          const struct timespec ts[2])
+int omni__confined_utimens(const struct omni__confined *c, const char *path,
+                           const struct timespec ts[2])
 {
 	if (!*path) {
 		char proc[64];
@@ -354,10 +354,10 @@ int omni_confined_utimens(const struct omni_confined *c, const char *path,
 	            utimensat(pfd, name, ts, AT_SYMLINK_NOFOLLOW));
 }
 
-int omni_confined_truncate(const struct omni_confined *c, const char *path,
-                           off_t size)
+int omni__confined_truncate(const struct omni__confined *c, const char *path,
+                            off_t size)
 {
-	int fd = omni_confined_openat(c, path, O_WRONLY, 0), rc;
+	int fd = omni__confined_openat(c, path, O_WRONLY, 0), rc;
 
 	if (fd < 0)
 		return fail(fd, "truncate", path);
@@ -366,7 +366,7 @@ int omni_confined_truncate(const struct omni_confined *c, const char *path,
 	return rc < 0 ? fail(rc, "truncate", path) : 0;
 }
 
-int omni_confined_statfs(const struct omni_confined *c, struct statvfs *st)
+int omni__confined_statfs(const struct omni__confined *c, struct statvfs *st)
 {
 	if (fstatvfs(c->root_fd, st) < 0)
 		return fail(-errno, "statfs", "");
@@ -377,20 +377,20 @@ int omni_confined_statfs(const struct omni_confined *c, struct statvfs *st)
 
 static int file_fd_of(struct omni_file *f)
 {
-	return ((struct omni_confined_file *)f)->fd;
+	return ((struct omni__confined_file *)f)->fd;
 }
 
-int omni_confined_file_open(const struct omni_confined *c,
-                            struct omni_backend *b, const char *path, int flags,
-                            mode_t mode, struct omni_file **out)
+int omni__confined_file_open(const struct omni__confined *c,
+                             struct omni_backend *b, const char *path,
+                             int flags, mode_t mode, struct omni_file **out)
 {
-	struct omni_confined_file *f = malloc(sizeof(*f));
+	struct omni__confined_file *f = malloc(sizeof(*f));
 	int fd;
 
 	*out = NULL;
 	if (!f)
 		return omni_error_set(-ENOMEM, "open: out of memory");
-	fd = omni_confined_openat(c, path, flags & ~O_NOFOLLOW, mode);
+	fd = omni__confined_openat(c, path, flags & ~O_NOFOLLOW, mode);
 	if (fd < 0) {
 		free(f);
 		return fail(fd, "open", path);
@@ -401,8 +401,8 @@ int omni_confined_file_open(const struct omni_confined *c,
 	return 0;
 }
 
-ssize_t omni_confined_file_read(struct omni_file *f, void *buf, size_t size,
-                                off_t off)
+ssize_t omni__confined_file_read(struct omni_file *f, void *buf, size_t size,
+                                 off_t off)
 {
 	ssize_t n;
 
@@ -414,8 +414,8 @@ ssize_t omni_confined_file_read(struct omni_file *f, void *buf, size_t size,
 	return n;
 }
 
-ssize_t omni_confined_file_write(struct omni_file *f, const void *buf,
-                                 size_t size, off_t off)
+ssize_t omni__confined_file_write(struct omni_file *f, const void *buf,
+                                  size_t size, off_t off)
 {
 	ssize_t n;
 
@@ -427,21 +427,21 @@ ssize_t omni_confined_file_write(struct omni_file *f, const void *buf,
 	return n;
 }
 
-int omni_confined_file_fstat(struct omni_file *f, struct stat *st)
+int omni__confined_file_fstat(struct omni_file *f, struct stat *st)
 {
 	if (fstat(file_fd_of(f), st) < 0)
 		return omni_error_set_errno(-errno, "fstat");
 	return 0;
 }
 
-int omni_confined_file_ftruncate(struct omni_file *f, off_t size)
+int omni__confined_file_ftruncate(struct omni_file *f, off_t size)
 {
 	if (ftruncate(file_fd_of(f), size) < 0)
 		return omni_error_set_errno(-errno, "ftruncate");
 	return 0;
 }
 
-int omni_confined_file_fsync(struct omni_file *f, bool datasync)
+int omni__confined_file_fsync(struct omni_file *f, bool datasync)
 {
 	int rc = datasync ? fdatasync(file_fd_of(f)) : fsync(file_fd_of(f));
 
@@ -450,29 +450,29 @@ int omni_confined_file_fsync(struct omni_file *f, bool datasync)
 	return 0;
 }
 
-int omni_confined_file_flock(struct omni_file *f, int op)
+int omni__confined_file_flock(struct omni_file *f, int op)
 {
 	if (flock(file_fd_of(f), op) < 0)
 		return -errno; /* EWOULDBLOCK is expected, no message */
 	return 0;
 }
 
-int omni_confined_file_fallocate(struct omni_file *f, int mode, off_t off,
-                                 off_t len)
+int omni__confined_file_fallocate(struct omni_file *f, int mode, off_t off,
+                                  off_t len)
 {
 	if (fallocate(file_fd_of(f), mode, off, len) < 0)
 		return omni_error_set_errno(-errno, "fallocate");
 	return 0;
 }
 
-int omni_confined_file_fd(struct omni_file *f)
+int omni__confined_file_fd(struct omni_file *f)
 {
 	return file_fd_of(f);
 }
 
-int omni_confined_file_release(struct omni_file *f)
+int omni__confined_file_release(struct omni_file *f)
 {
-	struct omni_confined_file *cf = (struct omni_confined_file *)f;
+	struct omni__confined_file *cf = (struct omni__confined_file *)f;
 	int rc = 0;
 
 	if (cf->fd >= 0 && close(cf->fd) < 0 && errno != EINTR)
@@ -483,89 +483,90 @@ int omni_confined_file_release(struct omni_file *f)
 
 /* --- the file slots of a host-directory backend --------------------------- */
 
-static const struct omni_confined *host_root(struct omni_backend *b)
+static const struct omni__confined *host_root(struct omni_backend *b)
 {
-	return &((struct omni_host_backend *)b)->root;
+	return &((struct omni__host_backend *)b)->root;
 }
 
-int omni_host_stat(struct omni_backend *b, const char *path, struct stat *st)
+int omni__host_stat(struct omni_backend *b, const char *path, struct stat *st)
 {
-	return omni_confined_stat(host_root(b), path, st);
+	return omni__confined_stat(host_root(b), path, st);
 }
 
-int omni_host_readdir(struct omni_backend *b, const char *path,
-                      omni_dirent_cb cb, void *payload)
+int omni__host_readdir(struct omni_backend *b, const char *path,
+                       omni_dirent_cb cb, void *payload)
 {
-	return omni_confined_readdir(host_root(b), path, cb, payload);
+	return omni__confined_readdir(host_root(b), path, cb, payload);
 }
 
-int omni_host_mkdir(struct omni_backend *b, const char *path, mode_t mode)
+int omni__host_mkdir(struct omni_backend *b, const char *path, mode_t mode)
 {
-	return omni_confined_mkdir(host_root(b), path, mode);
+	return omni__confined_mkdir(host_root(b), path, mode);
 }
 
-int omni_host_rmdir(struct omni_backend *b, const char *path)
+int omni__host_rmdir(struct omni_backend *b, const char *path)
 {
-	return omni_confined_rmdir(host_root(b), path);
+	return omni__confined_rmdir(host_root(b), path);
 }
 
-int omni_host_unlink(struct omni_backend *b, const char *path)
+int omni__host_unlink(struct omni_backend *b, const char *path)
 {
-	return omni_confined_unlink(host_root(b), path);
+	return omni__confined_unlink(host_root(b), path);
 }
 
-int omni_host_rename(struct omni_backend *b, const char *from, const char *to,
-                     unsigned int flags)
+int omni__host_rename(struct omni_backend *b, const char *from, const char *to,
+                      unsigned int flags)
 {
-	return omni_confined_rename(host_root(b), from, to, flags);
+	return omni__confined_rename(host_root(b), from, to, flags);
 }
 
-int omni_host_symlink(struct omni_backend *b, const char *target,
-                      const char *path)
+int omni__host_symlink(struct omni_backend *b, const char *target,
+                       const char *path)
 {
-	return omni_confined_symlink(host_root(b), target, path);
+	return omni__confined_symlink(host_root(b), target, path);
 }
 
-ssize_t omni_host_readlink(struct omni_backend *b, const char *path, char *buf,
-                           size_t size)
+ssize_t omni__host_readlink(struct omni_backend *b, const char *path, char *buf,
+                            size_t size)
 {
-	return omni_confined_readlink(host_root(b), path, buf, size);
+	return omni__confined_readlink(host_root(b), path, buf, size);
 }
 
-int omni_host_link(struct omni_backend *b, const char *from, const char *to)
+int omni__host_link(struct omni_backend *b, const char *from, const char *to)
 {
-	return omni_confined_link(host_root(b), from, to);
+	return omni__confined_link(host_root(b), from, to);
 }
 
-int omni_host_chmod(struct omni_backend *b, const char *path, mode_t mode)
+int omni__host_chmod(struct omni_backend *b, const char *path, mode_t mode)
 {
-	return omni_confined_chmod(host_root(b), path, mode);
+	return omni__confined_chmod(host_root(b), path, mode);
 }
 
-int omni_host_chown(struct omni_backend *b, const char *path, uid_t uid,
-                    gid_t gid)
+int omni__host_chown(struct omni_backend *b, const char *path, uid_t uid,
+                     gid_t gid)
 {
-	return omni_confined_chown(host_root(b), path, uid, gid);
+	return omni__confined_chown(host_root(b), path, uid, gid);
 }
 
-int omni_host_utimens(struct omni_backend *b, const char *path,
-                      const struct timespec ts[2])
+int omni__host_utimens(struct omni_backend *b, const char *path,
+                       const struct timespec ts[2])
 {
-	return omni_confined_utimens(host_root(b), path, ts);
+	return omni__confined_utimens(host_root(b), path, ts);
 }
 
-int omni_host_truncate(struct omni_backend *b, const char *path, off_t size)
+int omni__host_truncate(struct omni_backend *b, const char *path, off_t size)
 {
-	return omni_confined_truncate(host_root(b), path, size);
+	return omni__confined_truncate(host_root(b), path, size);
 }
 
-int omni_host_statfs(struct omni_backend *b, struct statvfs *st)
+int omni__host_statfs(struct omni_backend *b, struct statvfs *st)
 {
-	return omni_confined_statfs(host_root(b), st);
+	return omni__confined_statfs(host_root(b), st);
 }
 
-int omni_host_open(struct omni_backend *b, const char *path, int flags,
-                   mode_t mode, struct omni_file **out)
+int omni__host_open(struct omni_backend *b, const char *path, int flags,
+                    mode_t mode, struct omni_file **out)
 {
-	return omni_confined_file_open(host_root(b), b, path, flags, mode, out);
+	return omni__confined_file_open(host_root(b), b, path, flags, mode,
+	                                out);
 }

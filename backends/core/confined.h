@@ -24,66 +24,66 @@
 
 #include "omni/sys/backend_impl.h"
 
-struct omni_confined {
+struct omni__confined {
 	int root_fd;     /* O_PATH | O_DIRECTORY descriptor of the root */
 	char *root_path; /* the host path of the root, for messages */
 };
 
 /* Create root (and its parents) if missing and open it. */
-int omni_confined_open(struct omni_confined *c, const char *root_path);
-void omni_confined_close(struct omni_confined *c);
+int omni__confined_open(struct omni__confined *c, const char *root_path);
+void omni__confined_close(struct omni__confined *c);
 
 /* openat2 beneath the root; returns a descriptor or -errno. */
-int omni_confined_openat(const struct omni_confined *c, const char *path,
-                         int flags, mode_t mode);
+int omni__confined_openat(const struct omni__confined *c, const char *path,
+                          int flags, mode_t mode);
 
-int omni_confined_stat(const struct omni_confined *c, const char *path,
-                       struct stat *st);
-int omni_confined_readdir(const struct omni_confined *c, const char *path,
-                          omni_dirent_cb cb, void *payload);
-int omni_confined_mkdir(const struct omni_confined *c, const char *path,
-                        mode_t mode);
-int omni_confined_rmdir(const struct omni_confined *c, const char *path);
-int omni_confined_unlink(const struct omni_confined *c, const char *path);
-int omni_confined_rename(const struct omni_confined *c, const char *from,
-                         const char *to, unsigned int flags);
-int omni_confined_symlink(const struct omni_confined *c, const char *target,
-                          const char *path);
-ssize_t omni_confined_readlink(const struct omni_confined *c, const char *path,
-                               char *buf, size_t size);
-int omni_confined_link(const struct omni_confined *c, const char *from,
-                       const char *to);
-int omni_confined_chmod(const struct omni_confined *c, const char *path,
-                        mode_t mode);
-int omni_confined_chown(const struct omni_confined *c, const char *path,
-                        uid_t uid, gid_t gid);
-int omni_confined_utimens(const struct omni_confined *c, const char *path,
-                          const struct timespec ts[2]);
-int omni_confined_truncate(const struct omni_confined *c, const char *path,
-                           off_t size);
-int omni_confined_statfs(const struct omni_confined *c, struct statvfs *st);
+int omni__confined_stat(const struct omni__confined *c, const char *path,
+                        struct stat *st);
+int omni__confined_readdir(const struct omni__confined *c, const char *path,
+                           omni_dirent_cb cb, void *payload);
+int omni__confined_mkdir(const struct omni__confined *c, const char *path,
+                         mode_t mode);
+int omni__confined_rmdir(const struct omni__confined *c, const char *path);
+int omni__confined_unlink(const struct omni__confined *c, const char *path);
+int omni__confined_rename(const struct omni__confined *c, const char *from,
+                          const char *to, unsigned int flags);
+int omni__confined_symlink(const struct omni__confined *c, const char *target,
+                           const char *path);
+ssize_t omni__confined_readlink(const struct omni__confined *c,
+                                const char *path, char *buf, size_t size);
+int omni__confined_link(const struct omni__confined *c, const char *from,
+                        const char *to);
+int omni__confined_chmod(const struct omni__confined *c, const char *path,
+                         mode_t mode);
+int omni__confined_chown(const struct omni__confined *c, const char *path,
+                         uid_t uid, gid_t gid);
+int omni__confined_utimens(const struct omni__confined *c, const char *path,
+                           const struct timespec ts[2]);
+int omni__confined_truncate(const struct omni__confined *c, const char *path,
+                            off_t size);
+int omni__confined_statfs(const struct omni__confined *c, struct statvfs *st);
 
 /* Open files: a plain descriptor wrapped in an omni_file. */
-struct omni_confined_file {
+struct omni__confined_file {
 	struct omni_file base;
 	int fd;
 };
 
-int omni_confined_file_open(const struct omni_confined *c,
-                            struct omni_backend *b, const char *path, int flags,
-                            mode_t mode, struct omni_file **out);
-ssize_t omni_confined_file_read(struct omni_file *f, void *buf, size_t size,
-                                off_t off);
-ssize_t omni_confined_file_write(struct omni_file *f, const void *buf,
-                                 size_t size, off_t off);
-int omni_confined_file_fstat(struct omni_file *f, struct stat *st);
-int omni_confined_file_ftruncate(struct omni_file *f, off_t size);
-int omni_confined_file_fsync(struct omni_file *f, bool datasync);
-int omni_confined_file_flock(struct omni_file *f, int op);
-int omni_confined_file_fallocate(struct omni_file *f, int mode, off_t off,
-                                 off_t len);
-int omni_confined_file_fd(struct omni_file *f);
-int omni_confined_file_release(struct omni_file *f);
+int omni__confined_file_open(const struct omni__confined *c,
+                             struct omni_backend *b, const char *path,
+                             int flags, mode_t mode, struct omni_file **out);
+ssize_t omni__confined_file_read(struct omni_file *f, void *buf, size_t size,
+                                 off_t off);
+ssize_t omni__confined_file_write(struct omni_file *f, const void *buf,
+                                  size_t size, off_t off);
+int omni__confined_file_fstat(struct omni_file *f, struct stat *st);
+int omni__confined_file_ftruncate(struct omni_file *f, off_t size);
+int omni__confined_file_fsync(struct omni_file *f, bool datasync);
+int omni__confined_file_flock(struct omni_file *f, int op);
+int omni__confined_file_fallocate(struct omni_file *f, int mode, off_t off,
+                                  off_t len);
+int omni__confined_file_fd(struct omni_file *f);
+int omni__confined_file_release(struct omni_file *f);
 
 /*
  * A backend whose workspace is a host directory (local, and docker on the
@@ -91,48 +91,50 @@ int omni_confined_file_release(struct omni_file *f);
  * slots of its ops table at the omni_host_* functions with
  * OMNI_HOST_FILE_OPS, so the two backends share one implementation.
  */
-struct omni_host_backend {
+struct omni__host_backend {
 	struct omni_backend base;
-	struct omni_confined root;
+	struct omni__confined root;
 };
 
-int omni_host_stat(struct omni_backend *b, const char *path, struct stat *st);
-int omni_host_readdir(struct omni_backend *b, const char *path,
-                      omni_dirent_cb cb, void *payload);
-int omni_host_mkdir(struct omni_backend *b, const char *path, mode_t mode);
-int omni_host_rmdir(struct omni_backend *b, const char *path);
-int omni_host_unlink(struct omni_backend *b, const char *path);
-int omni_host_rename(struct omni_backend *b, const char *from, const char *to,
-                     unsigned int flags);
-int omni_host_symlink(struct omni_backend *b, const char *target,
-                      const char *path);
-ssize_t omni_host_readlink(struct omni_backend *b, const char *path, char *buf,
-                           size_t size);
-int omni_host_link(struct omni_backend *b, const char *from, const char *to);
-int omni_host_chmod(struct omni_backend *b, const char *path, mode_t mode);
-int omni_host_chown(struct omni_backend *b, const char *path, uid_t uid,
-                    gid_t gid);
-int omni_host_utimens(struct omni_backend *b, const char *path,
-                      const struct timespec ts[2]);
-int omni_host_truncate(struct omni_backend *b, const char *path, off_t size);
-int omni_host_statfs(struct omni_backend *b, struct statvfs *st);
-int omni_host_open(struct omni_backend *b, const char *path, int flags,
-                   mode_t mode, struct omni_file **out);
+int omni__host_stat(struct omni_backend *b, const char *path, struct stat *st);
+int omni__host_readdir(struct omni_backend *b, const char *path,
+                       omni_dirent_cb cb, void *payload);
+int omni__host_mkdir(struct omni_backend *b, const char *path, mode_t mode);
+int omni__host_rmdir(struct omni_backend *b, const char *path);
+int omni__host_unlink(struct omni_backend *b, const char *path);
+int omni__host_rename(struct omni_backend *b, const char *from, const char *to,
+                      unsigned int flags);
+int omni__host_symlink(struct omni_backend *b, const char *target,
+                       const char *path);
+ssize_t omni__host_readlink(struct omni_backend *b, const char *path, char *buf,
+                            size_t size);
+int omni__host_link(struct omni_backend *b, const char *from, const char *to);
+int omni__host_chmod(struct omni_backend *b, const char *path, mode_t mode);
+int omni__host_chown(struct omni_backend *b, const char *path, uid_t uid,
+                     gid_t gid);
+int omni__host_utimens(struct omni_backend *b, const char *path,
+                       const struct timespec ts[2]);
+int omni__host_truncate(struct omni_backend *b, const char *path, off_t size);
+int omni__host_statfs(struct omni_backend *b, struct statvfs *st);
+int omni__host_open(struct omni_backend *b, const char *path, int flags,
+                    mode_t mode, struct omni_file **out);
 
 #define OMNI_HOST_FILE_OPS                                                     \
-	.stat = omni_host_stat, .readdir = omni_host_readdir,                  \
-	.mkdir = omni_host_mkdir, .rmdir = omni_host_rmdir,                    \
-	.unlink = omni_host_unlink, .rename = omni_host_rename,                \
-	.symlink = omni_host_symlink, .readlink = omni_host_readlink,          \
-	.link = omni_host_link, .chmod = omni_host_chmod,                      \
-	.chown = omni_host_chown, .utimens = omni_host_utimens,                \
-	.truncate = omni_host_truncate, .statfs = omni_host_statfs,            \
-	.open = omni_host_open, .read = omni_confined_file_read,               \
-	.write = omni_confined_file_write, .fstat = omni_confined_file_fstat,  \
-	.ftruncate = omni_confined_file_ftruncate,                             \
-	.fsync = omni_confined_file_fsync, .flock = omni_confined_file_flock,  \
-	.fallocate = omni_confined_file_fallocate,                             \
-	.file_fd = omni_confined_file_fd,                                      \
-	.release = omni_confined_file_release
+	.stat = omni__host_stat, .readdir = omni__host_readdir,                \
+	.mkdir = omni__host_mkdir, .rmdir = omni__host_rmdir,                  \
+	.unlink = omni__host_unlink, .rename = omni__host_rename,              \
+	.symlink = omni__host_symlink, .readlink = omni__host_readlink,        \
+	.link = omni__host_link, .chmod = omni__host_chmod,                    \
+	.chown = omni__host_chown, .utimens = omni__host_utimens,              \
+	.truncate = omni__host_truncate, .statfs = omni__host_statfs,          \
+	.open = omni__host_open, .read = omni__confined_file_read,             \
+	.write = omni__confined_file_write,                                    \
+	.fstat = omni__confined_file_fstat,                                    \
+	.ftruncate = omni__confined_file_ftruncate,                            \
+	.fsync = omni__confined_file_fsync,                                    \
+	.flock = omni__confined_file_flock,                                    \
+	.fallocate = omni__confined_file_fallocate,                            \
+	.file_fd = omni__confined_file_fd,                                     \
+	.release = omni__confined_file_release
 
 #endif

@@ -11,7 +11,7 @@
  * handle whose transfer failed may hold a broken connection and is closed
  * instead of kept.
  *
- * omni_http_request() takes a handle from the endpoint's pool (or a fresh
+ * omni__http_request() takes a handle from the endpoint's pool (or a fresh
  * one when it has none: re-connecting costs a Unix socket connect, in
  * microseconds, for the Docker daemon), sets it up from the endpoint and
  * the request, performs it, and gives it back.
@@ -19,7 +19,7 @@
  * The reply body is collected into a growing buffer capped at max_body, or
  * handed to on_data chunk by chunk when the status is 2xx (the status is
  * known by the time the first body byte arrives). Error replies are always
- * collected so that omni_http_check() can quote the server's message.
+ * collected so that omni__http_check() can quote the server's message.
  *
  * Request bodies never come from stdin by accident: a POST without a body
  * sends an explicit empty one, and "Expect:" is cleared so that curl does
@@ -97,7 +97,7 @@ void omni__curl_give(struct omni__curl_pool *pool, CURL *h, bool keep)
 
 void omni__curl_setup(CURL *h, const struct omni__curl_opts *o)
 {
-	const struct omni_http_endpoint *ep = o->ep;
+	const struct omni__http_endpoint *ep = o->ep;
 
 	curl_easy_setopt(h, CURLOPT_URL, o->url);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -137,8 +137,8 @@ void omni__curl_setup(CURL *h, const struct omni__curl_opts *o)
 
 struct xfer {
 	CURL *h;
-	const struct omni_http_request *req;
-	struct omni_http_response *resp;
+	const struct omni__http_request *req;
+	struct omni__http_response *resp;
 	size_t cap, max;
 	int cb_err; /* what on_data or read_body returned to abort */
 	bool too_big;
@@ -152,7 +152,7 @@ static bool is_2xx(long status)
 
 static int append(struct xfer *x, const char *data, size_t n)
 {
-	struct omni_http_response *r = x->resp;
+	struct omni__http_response *r = x->resp;
 
 	if (r->body_len + n > x->max) {
 		x->too_big = true;
@@ -232,14 +232,14 @@ static size_t on_read(char *buf, size_t size, size_t nitems, void *userdata)
 }
 
 /* The method curl would use, for messages. */
-static const char *method_of(const struct omni_http_request *req)
+static const char *method_of(const struct omni__http_request *req)
 {
 	if (req->method)
 		return req->method;
 	return req->body || req->read_body ? "POST" : "GET";
 }
 
-static int set_method(CURL *h, const struct omni_http_request *req,
+static int set_method(CURL *h, const struct omni__http_request *req,
                       struct xfer *x)
 {
 	const char *m = method_of(req);
@@ -282,9 +282,9 @@ static int add_header(struct curl_slist **list, const char *h)
 	return 0;
 }
 
-int omni_http_request(const struct omni_http_endpoint *ep,
-                      const struct omni_http_request *req,
-                      struct omni_http_response *resp)
+int omni__http_request(const struct omni__http_endpoint *ep,
+                       const struct omni__http_request *req,
+                       struct omni__http_response *resp)
 {
 	struct xfer x = { .req = req, .resp = resp };
 	struct curl_slist *headers = NULL;
@@ -363,7 +363,7 @@ int omni_http_request(const struct omni_http_endpoint *ep,
 	if (!resp->error[0])
 		snprintf(resp->error, sizeof(resp->error), "%s",
 		         curl_easy_strerror(cc));
-	rc = omni_curl_to_errno(cc);
+	rc = omni__curl_to_errno(cc);
 	if (cc == CURLE_COULDNT_CONNECT) {
 		/* The socket's own errno tells a missing Unix socket or one
 		 * we may not open from a refused connection. */
@@ -386,7 +386,7 @@ out:
 	return rc;
 }
 
-void omni_http_response_finish(struct omni_http_response *resp)
+void omni__http_response_finish(struct omni__http_response *resp)
 {
 	if (!resp)
 		return;
@@ -397,7 +397,7 @@ void omni_http_response_finish(struct omni_http_response *resp)
 
 /* --- errors --------------------------------------------------------------- */
 
-int omni_http_status_to_errno(long status)
+int omni__http_status_to_errno(long status)
 {
 	if (status >= 200 && status < 300)
 		return 0;
@@ -431,7 +431,7 @@ int omni_http_status_to_errno(long status)
 	return -EPROTO;
 }
 
-int omni_curl_to_errno(CURLcode code)
+int omni__curl_to_errno(CURLcode code)
 {
 	switch (code) {
 	case CURLE_OK:
@@ -487,8 +487,8 @@ static const char *json_message(const cJSON *root)
 	return NULL;
 }
 
-const char *omni_http_error_text(const char *body, size_t len, char *out,
-                                 size_t size)
+const char *omni__http_error_text(const char *body, size_t len, char *out,
+                                  size_t size)
 {
 	if (size == 0)
 		return out;
@@ -517,25 +517,26 @@ const char *omni_http_error_text(const char *body, size_t len, char *out,
 	return out;
 }
 
-int omni_http_check(const struct omni_http_response *resp, const char *fmt, ...)
+int omni__http_check(const struct omni__http_response *resp, const char *fmt,
+                     ...)
 {
 	char prefix[512], text[512];
 	va_list ap;
-	int err = omni_http_status_to_errno(resp->status);
+	int err = omni__http_status_to_errno(resp->status);
 
 	if (err == 0)
 		return 0;
 	va_start(ap, fmt);
 	vsnprintf(prefix, sizeof(prefix), fmt, ap);
 	va_end(ap);
-	omni_http_error_text(resp->body, resp->body_len, text, sizeof(text));
+	omni__http_error_text(resp->body, resp->body_len, text, sizeof(text));
 	if (text[0])
 		return omni_error_set(err, "%s: %s (HTTP %ld)", prefix, text,
 		                      resp->status);
 	return omni_error_set(err, "%s: HTTP %ld", prefix, resp->status);
 }
 
-int omni_http_escape(const char *s, char *out, size_t size)
+int omni__http_escape(const char *s, char *out, size_t size)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	size_t n = 0;

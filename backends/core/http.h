@@ -3,7 +3,7 @@
  * to (private): the Docker Engine API over a Unix socket or TCP+TLS today, the
  * E2B control plane and envd, and Google Cloud Storage later.
  *
- * One call, omni_http_request(), performs one request on a curl easy
+ * One call, omni__http_request(), performs one request on a curl easy
  * handle (CURLOPT_NOSIGNAL, so any thread may call it at any time): a
  * fresh one, or one taken from the endpoint's handle pool. The endpoint
  * says where to connect (a base URL, optionally through a Unix socket,
@@ -17,11 +17,11 @@
  * (struct omni__curl_pool) lends idle handles out, so that requests to a
  * TLS server keep their connections.
  *
- * Errors: omni_http_request() returns 0 as soon as a reply came back,
+ * Errors: omni__http_request() returns 0 as soon as a reply came back,
  * whatever its status; the caller looks at resp->status, or calls
- * omni_http_check() to turn a non-2xx reply into -errno plus a message
+ * omni__http_check() to turn a non-2xx reply into -errno plus a message
  * quoting the server's own text. Transport failures return -errno
- * (omni_curl_to_errno(), refined by the socket's errno when connecting
+ * (omni__curl_to_errno(), refined by the socket's errno when connecting
  * failed: -ENOENT for a missing Unix socket, -EACCES for one we may not
  * open, -ECONNREFUSED) with resp->error holding curl's text.
  */
@@ -89,7 +89,7 @@ struct omni__curl_opts {
 	long low_speed_s; /* abort below 1 byte/s for this long; 0: never */
 	const char *user_agent; /* e.g. OMNI__HTTP_USER_AGENT; NULL: none */
 	/* Unix socket and TLS settings, or NULL (TCP, system CAs). */
-	const struct omni_http_endpoint *ep;
+	const struct omni__http_endpoint *ep;
 };
 
 /* Set o on h, with CURLOPT_NOSIGNAL (any thread may run a transfer).
@@ -99,7 +99,7 @@ void omni__curl_setup(CURL *h, const struct omni__curl_opts *o);
 /* --- requests --------------------------------------------------------- */
 
 /* Where requests go. Plain storage: fill it in and pass it by pointer. */
-struct omni_http_endpoint {
+struct omni__http_endpoint {
 	/* "http://localhost", "https://host:2376/base": no trailing '/'. */
 	char base_url[1024];
 	/* Connect to this Unix socket instead of the URL's host ("": TCP). */
@@ -118,19 +118,19 @@ struct omni_http_endpoint {
 };
 
 /* A chunk of a 2xx reply body. Return 0 to go on, or a negative errno to
- * abort the transfer (omni_http_request() then returns it; set the message
+ * abort the transfer (omni__http_request() then returns it; set the message
  * yourself). */
-typedef int (*omni_http_data_cb)(const void *data, size_t len, void *payload);
+typedef int (*omni__http_data_cb)(const void *data, size_t len, void *payload);
 
 /* A reply header, split at the first ':' and trimmed. */
-typedef void (*omni_http_header_cb)(const char *name, const char *value,
-                                    void *payload);
+typedef void (*omni__http_header_cb)(const char *name, const char *value,
+                                     void *payload);
 
 /* Fill buf with up to size bytes of the request body; return the count, 0
  * at the end, or (size_t)-1 to abort. */
-typedef size_t (*omni_http_read_cb)(void *buf, size_t size, void *payload);
+typedef size_t (*omni__http_read_cb)(void *buf, size_t size, void *payload);
 
-struct omni_http_request {
+struct omni__http_request {
 	/* "GET", "POST", "PUT", "DELETE", "HEAD"...; NULL means GET, or
 	 * POST when there is a body. */
 	const char *method;
@@ -143,7 +143,7 @@ struct omni_http_request {
 	 * body_size bytes (-1: unknown, sent chunked). */
 	const void *body;
 	size_t body_len;
-	omni_http_read_cb read_body;
+	omni__http_read_cb read_body;
 	long long body_size;
 	const char *content_type; /* e.g. "application/json" */
 	/* Limit on the whole request (0: none); for long streams use
@@ -153,14 +153,14 @@ struct omni_http_request {
 	long low_speed_s;
 	/* Optional: take a 2xx body chunk by chunk instead of collecting it
 	 * (other statuses are always collected, for their error text). */
-	omni_http_data_cb on_data;
-	omni_http_header_cb on_header;
+	omni__http_data_cb on_data;
+	omni__http_header_cb on_header;
 	void *payload;
 	/* Cap of a collected body (0: OMNI_HTTP_MAX_BODY); -EFBIG past it. */
 	size_t max_body;
 };
 
-struct omni_http_response {
+struct omni__http_response {
 	long status; /* HTTP status; 0 when no reply came */
 	char *body;  /* collected body, NUL-terminated, or NULL */
 	size_t body_len;
@@ -170,20 +170,20 @@ struct omni_http_response {
 
 /*
  * Perform one request. *resp is reset first and must be released with
- * omni_http_response_finish() whatever the result. Returns 0 when a reply
+ * omni__http_response_finish() whatever the result. Returns 0 when a reply
  * arrived (any status), or -errno with a message "METHOD URL: what".
  */
-int omni_http_request(const struct omni_http_endpoint *ep,
-                      const struct omni_http_request *req,
-                      struct omni_http_response *resp);
-void omni_http_response_finish(struct omni_http_response *resp);
+int omni__http_request(const struct omni__http_endpoint *ep,
+                       const struct omni__http_request *req,
+                       struct omni__http_response *resp);
+void omni__http_response_finish(struct omni__http_response *resp);
 
 /*
- * 2xx gives 0. Otherwise -errno (omni_http_status_to_errno()) with the
+ * 2xx gives 0. Otherwise -errno (omni__http_status_to_errno()) with the
  * message "<formatted prefix>: <server text> (HTTP <status>)".
  */
-int omni_http_check(const struct omni_http_response *resp, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+int omni__http_check(const struct omni__http_response *resp, const char *fmt,
+                     ...) __attribute__((format(printf, 2, 3)));
 
 /*
  * The server's explanation of an error reply, into out: the "message"
@@ -192,8 +192,8 @@ int omni_http_check(const struct omni_http_response *resp, const char *fmt, ...)
  * else the body's first line. Always NUL-terminates; "" for an empty
  * body. Returns out.
  */
-const char *omni_http_error_text(const char *body, size_t len, char *out,
-                                 size_t size);
+const char *omni__http_error_text(const char *body, size_t len, char *out,
+                                  size_t size);
 
 /*
  * Statuses to errnos: 2xx 0; 400 EINVAL; 401, 403 EACCES; 404, 410
@@ -201,7 +201,7 @@ const char *omni_http_error_text(const char *body, size_t len, char *out,
  * 429, 503 EAGAIN; 507 ENOSPC; other 4xx and 5xx EIO; anything else
  * (no reply, 1xx, 3xx) EPROTO. Returned negative.
  */
-int omni_http_status_to_errno(long status);
+int omni__http_status_to_errno(long status);
 
 /*
  * curl results to errnos: OK 0; timeout ETIMEDOUT; cannot connect
@@ -210,12 +210,12 @@ int omni_http_status_to_errno(long status);
  * callback abort ECANCELED; a bad URL EINVAL; a too large file EFBIG;
  * anything else EIO. Returned negative.
  */
-int omni_curl_to_errno(CURLcode code);
+int omni__curl_to_errno(CURLcode code);
 
 /*
  * Percent-encode s for a URL path segment or query value (everything but
  * A-Z a-z 0-9 - . _ ~). -ENAMETOOLONG when out is too small.
  */
-int omni_http_escape(const char *s, char *out, size_t size);
+int omni__http_escape(const char *s, char *out, size_t size);
 
 #endif

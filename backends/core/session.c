@@ -118,7 +118,7 @@ int omni__session_open(struct omni__session **out, const char *name,
 }
 
 int omni__session_add_cache(struct omni__session *s,
-                            const struct omnifs_cache_options *opts)
+                            const struct omni__cache_options *opts)
 {
 	struct omni_backend *inner = s->backend, *cache;
 	int rc;
@@ -130,7 +130,7 @@ int omni__session_add_cache(struct omni__session *s,
 	/* The cache owns the backend from now on, even on failure. */
 	inner->session = NULL;
 	s->backend = NULL;
-	if ((rc = omnifs_cache_wrap(&cache, inner, opts)) < 0)
+	if ((rc = omni__cache_wrap(&cache, inner, opts)) < 0)
 		return rc;
 	s->backend = inner;
 	s->cache = cache;

@@ -53,7 +53,7 @@ int omni__session_open(struct omni__session **out, const char *name,
  * (the cache took it) and the session can only be freed.
  */
 int omni__session_add_cache(struct omni__session *s,
-                            const struct omnifs_cache_options *opts);
+                            const struct omni__cache_options *opts);
 
 /* What the session shows (the cache, else the backend), its manager, and
  * whether it has a cache. Borrowed. */

@@ -396,7 +396,7 @@ void omni__docker_describe_state(struct omni__docker_backend *db, char *out,
 static int container_post(struct omni__docker_backend *db, const char *verb,
                           const char *query, long timeout_ms)
 {
-	struct omni_http_response resp;
+	struct omni__http_response resp;
 	char path[256], what[256];
 	int rc;
 
@@ -407,15 +407,15 @@ static int container_post(struct omni__docker_backend *db, const char *verb,
 	/* 304: already in that state. */
 	if (rc == 0 && resp.status != 304) {
 		snprintf(what, sizeof(what), "%s container %s", verb, db->name);
-		rc = omni_http_check(&resp, "docker: %s", what);
+		rc = omni__http_check(&resp, "docker: %s", what);
 	}
-	omni_http_response_finish(&resp);
+	omni__http_response_finish(&resp);
 	return rc;
 }
 
 static int container_remove(struct omni__docker_backend *db, const char *ref)
 {
-	struct omni_http_response resp;
+	struct omni__http_response resp;
 	char path[256];
 	int rc;
 
@@ -423,9 +423,9 @@ static int container_remove(struct omni__docker_backend *db, const char *ref)
 	rc = omni__docker_request(&db->api, "DELETE", path, NULL,
 	                          STOP_TIMEOUT_MS, &resp);
 	if (rc == 0 && resp.status != 404)
-		rc = omni_http_check(&resp, "docker: removing container %s",
-		                     db->name);
-	omni_http_response_finish(&resp);
+		rc = omni__http_check(&resp, "docker: removing container %s",
+		                      db->name);
+	omni__http_response_finish(&resp);
 	return rc;
 }
 
@@ -696,7 +696,7 @@ static int wait_agent(struct omni__docker_backend *db)
 static void release_host(struct omni__docker_backend *db)
 {
 	run_dir_close(db);
-	omni_confined_close(&db->host.root);
+	omni__confined_close(&db->host.root);
 }
 
 static int docker_start(struct omni_backend *b)
@@ -718,7 +718,7 @@ static int docker_start(struct omni_backend *b)
 		return rc;
 	if ((rc = omni__workspace_host_dir(b, workspace, sizeof(workspace))) <
 	        0 ||
-	    (rc = omni_confined_open(&db->host.root, workspace)) < 0)
+	    (rc = omni__confined_open(&db->host.root, workspace)) < 0)
 		return rc;
 
 	rc = inspect(db, db->name, &c);

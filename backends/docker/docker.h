@@ -33,7 +33,7 @@
 /* --- the Engine API client (docker_api.c) --------------------------------- */
 
 struct omni__docker_api {
-	struct omni_http_endpoint ep;
+	struct omni__http_endpoint ep;
 	/* The daemon as the user names it, for messages:
 	 * "unix:///var/run/docker.sock", "tcp://host:2376". */
 	char host[PATH_MAX + 16];
@@ -69,7 +69,7 @@ int omni__docker_api_negotiate(struct omni__docker_api *api);
  */
 int omni__docker_request(const struct omni__docker_api *api, const char *method,
                          const char *path, const char *json, long timeout_ms,
-                         struct omni_http_response *resp);
+                         struct omni__http_response *resp);
 
 /*
  * The same, and a non-2xx reply becomes -errno with the message
@@ -140,7 +140,7 @@ void omni__docker_logs_tail(const struct omni__docker_api *api, const char *id,
 
 struct omni__docker_backend {
 	/* base, and root: the host side of the /workspace bind */
-	struct omni_host_backend host;
+	struct omni__host_backend host;
 	struct omni__docker_api api;
 	/* Its own options (image and network copied; NULL: defaults). */
 	struct omni_docker_options opts;

@@ -20,7 +20,7 @@
  *
  * Errors. A daemon that cannot be reached: "cannot reach the Docker daemon
  * at HOST: ..." with -ENOENT (no such socket), -EACCES (socket not ours),
- * -ECONNREFUSED, -ETIMEDOUT. Replies: omni_http_status_to_errno() with the
+ * -ECONNREFUSED, -ETIMEDOUT. Replies: omni__http_status_to_errno() with the
  * daemon's "message" quoted. A pull reports failure either as an HTTP
  * status before streaming (500 when no registry answers, 404 for an
  * unknown repository) or as an "errorDetail" line inside a 200 stream;
@@ -224,7 +224,7 @@ static long version_num(const char *v)
 }
 
 static int unreachable(const struct omni__docker_api *api, int rc,
-                       const struct omni_http_response *resp)
+                       const struct omni__http_response *resp)
 {
 	const char *hint = "";
 
@@ -240,7 +240,7 @@ static int unreachable(const struct omni__docker_api *api, int rc,
 
 int omni__docker_request(const struct omni__docker_api *api, const char *method,
                          const char *path, const char *json, long timeout_ms,
-                         struct omni_http_response *resp)
+                         struct omni__http_response *resp)
 {
 	char full[2048];
 	int rc = set_str(full, sizeof(full), "request path", "/v%s%s",
@@ -250,7 +250,7 @@ int omni__docker_request(const struct omni__docker_api *api, const char *method,
 		memset(resp, 0, sizeof(*resp));
 		return rc;
 	}
-	struct omni_http_request req = {
+	struct omni__http_request req = {
 		.method = method,
 		.path = full,
 		.body = json,
@@ -258,7 +258,7 @@ int omni__docker_request(const struct omni__docker_api *api, const char *method,
 		.content_type = json ? "application/json" : NULL,
 		.timeout_ms = timeout_ms,
 	};
-	rc = omni_http_request(&api->ep, &req, resp);
+	rc = omni__http_request(&api->ep, &req, resp);
 	if (rc < 0 && resp->status == 0 && rc != -ENOMEM)
 		return unreachable(api, rc, resp);
 	return rc;
@@ -268,14 +268,14 @@ int omni__docker_call(const struct omni__docker_api *api, const char *method,
                       const char *path, const char *json, long timeout_ms,
                       cJSON **out, const char *what)
 {
-	struct omni_http_response resp;
+	struct omni__http_response resp;
 	int rc;
 
 	if (out)
 		*out = NULL;
 	rc = omni__docker_request(api, method, path, json, timeout_ms, &resp);
 	if (rc == 0)
-		rc = omni_http_check(&resp, "docker: %s", what);
+		rc = omni__http_check(&resp, "docker: %s", what);
 	if (rc == 0 && out && resp.body_len > 0) {
 		*out = cJSON_ParseWithLength(resp.body, resp.body_len);
 		if (!*out)
@@ -284,26 +284,26 @@ int omni__docker_call(const struct omni__docker_api *api, const char *method,
 			                    "not JSON",
 			                    what);
 	}
-	omni_http_response_finish(&resp);
+	omni__http_response_finish(&resp);
 	return rc;
 }
 
 int omni__docker_api_negotiate(struct omni__docker_api *api)
 {
-	struct omni_http_request req = { .path = "/version",
-		                         .timeout_ms = VERSION_TIMEOUT_MS };
-	struct omni_http_response resp;
+	struct omni__http_request req = { .path = "/version",
+		                          .timeout_ms = VERSION_TIMEOUT_MS };
+	struct omni__http_response resp;
 	cJSON *root = NULL;
 	int rc;
 
-	rc = omni_http_request(&api->ep, &req, &resp);
+	rc = omni__http_request(&api->ep, &req, &resp);
 	if (rc < 0) {
 		if (resp.status == 0 && rc != -ENOMEM)
 			rc = unreachable(api, rc, &resp);
 		goto out;
 	}
-	if ((rc = omni_http_check(&resp, "docker: GET %s/version", api->host)) <
-	    0)
+	if ((rc = omni__http_check(&resp, "docker: GET %s/version",
+	                           api->host)) < 0)
 		goto out;
 	root = cJSON_ParseWithLength(resp.body ? resp.body : "", resp.body_len);
 	const cJSON *max = cJSON_GetObjectItemCaseSensitive(root, "ApiVersion");
@@ -348,7 +348,7 @@ int omni__docker_api_negotiate(struct omni__docker_api *api)
 	rc = 0;
 out:
 	cJSON_Delete(root);
-	omni_http_response_finish(&resp);
+	omni__http_response_finish(&resp);
 	return rc;
 }
 
@@ -601,13 +601,13 @@ static int pull(const struct omni__docker_api *api, const char *image,
 {
 	char repo[600], tag[200], erepo[1800], etag[600], path[2600];
 	struct omni__docker_pull p = { .image = image };
-	struct omni_http_response resp;
+	struct omni__http_response resp;
 	int rc;
 
 	if ((rc = omni__docker_image_split(image, repo, sizeof(repo), tag,
 	                                   sizeof(tag))) < 0 ||
-	    (rc = omni_http_escape(repo, erepo, sizeof(erepo))) < 0 ||
-	    (rc = omni_http_escape(tag, etag, sizeof(etag))) < 0 ||
+	    (rc = omni__http_escape(repo, erepo, sizeof(erepo))) < 0 ||
+	    (rc = omni__http_escape(tag, etag, sizeof(etag))) < 0 ||
 	    (rc = set_str(path, sizeof(path), "image name",
 	                  "/v%s/images/create?fromImage=%s%s%s", api->version,
 	                  erepo, tag[0] ? "&tag=" : "", etag)) < 0)
@@ -618,14 +618,14 @@ static int pull(const struct omni__docker_api *api, const char *image,
 		fprintf(stderr, "omnifs: image %s is not here; pulling it\n",
 		        image);
 	}
-	struct omni_http_request req = {
+	struct omni__http_request req = {
 		.method = "POST",
 		.path = path,
 		.low_speed_s = PULL_STALL_S,
 		.on_data = pull_data,
 		.payload = &p,
 	};
-	rc = omni_http_request(&api->ep, &req, &resp);
+	rc = omni__http_request(&api->ep, &req, &resp);
 	if (rc < 0 && resp.status == 0 && rc != -ENOMEM)
 		rc = unreachable(api, rc, &resp);
 	if (rc == 0 && p.partial_len > 0) {
@@ -633,15 +633,15 @@ static int pull(const struct omni__docker_api *api, const char *image,
 		rc = pull_line(&p, p.partial, p.partial_len);
 	}
 	if (rc == 0 && resp.status == 404)
-		rc = omni_http_check(&resp,
-		                     "cannot pull image %s: the registry does "
-		                     "not have it",
-		                     image);
+		rc = omni__http_check(&resp,
+		                      "cannot pull image %s: the registry does "
+		                      "not have it",
+		                      image);
 	else if (rc == 0)
-		rc = omni_http_check(&resp,
-		                     "cannot pull image %s (it is not in the "
-		                     "Docker daemon, and pulling it failed)",
-		                     image);
+		rc = omni__http_check(&resp,
+		                      "cannot pull image %s (it is not in the "
+		                      "Docker daemon, and pulling it failed)",
+		                      image);
 	if (p.out) {
 		if (p.drawn)
 			fputc('\n', p.out);
@@ -657,14 +657,14 @@ static int pull(const struct omni__docker_api *api, const char *image,
 		fflush(p.out);
 	}
 	omni__docker_pull_finish(&p);
-	omni_http_response_finish(&resp);
+	omni__http_response_finish(&resp);
 	return rc;
 }
 
 int omni__docker_ensure_image(const struct omni__docker_api *api,
                               const char *image, bool progress)
 {
-	struct omni_http_response resp;
+	struct omni__http_response resp;
 	char path[700];
 	int rc;
 
@@ -677,10 +677,10 @@ int omni__docker_ensure_image(const struct omni__docker_api *api,
 	rc = omni__docker_request(api, "GET", path, NULL, INSPECT_TIMEOUT_MS,
 	                          &resp);
 	if (rc == 0 && resp.status != 404)
-		rc = omni_http_check(&resp, "docker: inspecting image %s",
-		                     image);
+		rc = omni__http_check(&resp, "docker: inspecting image %s",
+		                      image);
 	long status = resp.status;
-	omni_http_response_finish(&resp);
+	omni__http_response_finish(&resp);
 	if (rc < 0 || status != 404)
 		return rc;
 
@@ -690,9 +690,9 @@ int omni__docker_ensure_image(const struct omni__docker_api *api,
 	rc = omni__docker_request(api, "GET", path, NULL, INSPECT_TIMEOUT_MS,
 	                          &resp);
 	if (rc == 0)
-		rc = omni_http_check(&resp, "docker: image %s after pulling it",
-		                     image);
-	omni_http_response_finish(&resp);
+		rc = omni__http_check(
+		    &resp, "docker: image %s after pulling it", image);
+	omni__http_response_finish(&resp);
 	return rc;
 }
 
@@ -721,7 +721,7 @@ static void append_text(char *out, size_t size, size_t *n, const char *s,
 void omni__docker_logs_tail(const struct omni__docker_api *api, const char *id,
                             char *out, size_t size)
 {
-	struct omni_http_response resp;
+	struct omni__http_response resp;
 	char path[256];
 	size_t n = 0;
 
@@ -733,7 +733,7 @@ void omni__docker_logs_tail(const struct omni__docker_api *api, const char *id,
 	if (omni__docker_request(api, "GET", path, NULL, INSPECT_TIMEOUT_MS,
 	                         &resp) < 0 ||
 	    resp.status != 200 || !resp.body) {
-		omni_http_response_finish(&resp);
+		omni__http_response_finish(&resp);
 		omni_error_clear();
 		return;
 	}
@@ -759,5 +759,5 @@ void omni__docker_logs_tail(const struct omni__docker_api *api, const char *id,
 	}
 	while (n >= 3 && strcmp(out + n - 3, " | ") == 0)
 		out[n -= 3] = '\0';
-	omni_http_response_finish(&resp);
+	omni__http_response_finish(&resp);
 }

@@ -272,7 +272,7 @@ int omni__docker_exec_start(struct omni_backend *b,
 	/* The directory must exist in the workspace and stay in it, as
 	 * with the local backend; checked on the host side of the bind. */
 	dir_fd =
-	    omni_confined_openat(&db->host.root, rel, O_PATH | O_DIRECTORY, 0);
+	    omni__confined_openat(&db->host.root, rel, O_PATH | O_DIRECTORY, 0);
 	if (dir_fd < 0) {
 		if (dir_fd == -EXDEV)
 			return omni_error_set(-EACCES,

@@ -98,7 +98,7 @@ static int api_error(struct e2b_backend *eb, const struct e2b_http_resp *resp,
 	char text[512];
 	int err;
 
-	omni_http_error_text(resp->body, resp->len, text, sizeof(text));
+	omni__http_error_text(resp->body, resp->len, text, sizeof(text));
 	switch (resp->status) {
 	case 401:
 	case 403:
@@ -121,7 +121,7 @@ static int api_error(struct e2b_backend *eb, const struct e2b_http_resp *resp,
 	default:
 		break;
 	}
-	err = omni_http_status_to_errno(resp->status);
+	err = omni__http_status_to_errno(resp->status);
 	return omni_error_set(err ? err : -EPROTO, "e2b: %s: HTTP %ld: %s",
 	                      what, resp->status,
 	                      text[0] ? text : "no message");

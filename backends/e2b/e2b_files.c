@@ -491,7 +491,7 @@ static int download(struct e2b_backend *eb, struct e2b_file *f)
 	struct e2b_http_resp resp;
 	int rc;
 
-	if ((rc = omni_http_escape(f->abs, esc, sizeof(esc))) < 0)
+	if ((rc = omni__http_escape(f->abs, esc, sizeof(esc))) < 0)
 		return rc;
 	snprintf(url, sizeof(url), "/files?path=%s&username=%s", esc, E2B_USER);
 	struct e2b_http_req req = {
@@ -713,7 +713,7 @@ static int upload(struct e2b_file *f)
 		rc = omni_error_set_errno(-errno, "e2b: fstat %s", f->abs);
 		goto out;
 	}
-	if ((rc = omni_http_escape(f->abs, esc, sizeof(esc))) < 0)
+	if ((rc = omni__http_escape(f->abs, esc, sizeof(esc))) < 0)
 		goto out;
 	snprintf(url, sizeof(url), "/files?path=%s&username=%s", esc, E2B_USER);
 	struct e2b_http_req req = {

@@ -35,7 +35,7 @@
  * Errors. Connect replies carry {"code": "not_found", "message": ...};
  * omni__e2b_code_to_errno() maps the code (or the HTTP status when the
  * body is not a Connect error: envd's own {"code":401}, the proxy's 502)
- * to an errno. Transport failures come from omni_curl_to_errno().
+ * to an errno. Transport failures come from omni__curl_to_errno().
  *
  * Locking: the pool has its own lock; counters are atomics.
  */
@@ -128,7 +128,7 @@ int omni__e2b_code_to_errno(const char *code, long http_status)
 	/* The edge proxy's answer for a sandbox that is gone. */
 	if (http_status == 502)
 		return -ENOTCONN;
-	return omni_http_status_to_errno(http_status);
+	return omni__http_status_to_errno(http_status);
 }
 
 int omni__e2b_reply_error(const struct e2b_http_resp *resp, const char *what)
@@ -143,7 +143,7 @@ int omni__e2b_reply_error(const struct e2b_http_resp *resp, const char *what)
 		if (cJSON_IsString(c))
 			code = c->valuestring;
 	}
-	omni_http_error_text(resp->body, resp->len, text, sizeof(text));
+	omni__http_error_text(resp->body, resp->len, text, sizeof(text));
 	int err = omni__e2b_code_to_errno(code, resp->status);
 	if (resp->status == 502 && !code)
 		snprintf(text, sizeof(text), "the sandbox is not running");
@@ -447,7 +447,7 @@ int omni__e2b_http(struct e2b_backend *eb, const struct e2b_http_req *req,
 		                          x.err == -EFBIG ? "reply too large"
 		                                          : "transfer");
 	} else {
-		rc = omni_curl_to_errno(cc);
+		rc = omni__curl_to_errno(cc);
 		if (rc == -ETIMEDOUT)
 			atomic_fetch_add(&eb->timeouts, 1);
 		rc =

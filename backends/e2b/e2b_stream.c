@@ -353,7 +353,7 @@ static void finish_transfer(struct e2b_stream *s, CURLcode cc)
 		return;
 	}
 	if (cc != CURLE_OK) {
-		s->end_err = omni_curl_to_errno(cc);
+		s->end_err = omni__curl_to_errno(cc);
 		snprintf(s->end_msg, sizeof(s->end_msg), "e2b: %s stream: %s",
 		         what,
 		         s->errbuf[0] ? s->errbuf : curl_easy_strerror(cc));

@@ -37,9 +37,9 @@ struct local_exec {
 	struct omni_proc *proc;
 };
 
-static struct omni_confined *root_of(struct omni_backend *b)
+static struct omni__confined *root_of(struct omni_backend *b)
 {
-	return &((struct omni_host_backend *)b)->root;
+	return &((struct omni__host_backend *)b)->root;
 }
 
 static int local_start(struct omni_backend *b)
@@ -49,20 +49,20 @@ static int local_start(struct omni_backend *b)
 
 	if (rc < 0)
 		return rc;
-	return omni_confined_open(root_of(b), dir);
+	return omni__confined_open(root_of(b), dir);
 }
 
 static int local_shutdown(struct omni_backend *b)
 {
-	omni_confined_close(root_of(b));
+	omni__confined_close(root_of(b));
 	return 0;
 }
 
 static void local_destroy(struct omni_backend *b)
 {
-	struct omni_host_backend *lb = (struct omni_host_backend *)b;
+	struct omni__host_backend *lb = (struct omni__host_backend *)b;
 
-	omni_confined_close(&lb->root);
+	omni__confined_close(&lb->root);
 	omni__backend_finish(b);
 	free(lb);
 }
@@ -79,7 +79,8 @@ static int local_exec_start(struct omni_backend *b,
 	struct local_exec *e;
 	int dir_fd, rc;
 
-	dir_fd = omni_confined_openat(root_of(b), cwd, O_PATH | O_DIRECTORY, 0);
+	dir_fd =
+	    omni__confined_openat(root_of(b), cwd, O_PATH | O_DIRECTORY, 0);
 	if (dir_fd < 0) {
 		if (dir_fd == -EXDEV)
 			return omni_error_set(
@@ -168,7 +169,7 @@ int omni__local_backend_open(struct omni_backend **out, const char *project_id,
                              const struct omni_backend_options *opts)
 {
 	const struct omni_backend_options_head *own;
-	struct omni_host_backend *lb;
+	struct omni__host_backend *lb;
 	int rc;
 
 	*out = NULL;

@@ -38,7 +38,7 @@ struct gcs_state {
 	char *state_dir;   /* NULL: the default */
 	char api[1100];    /* <base>/storage/v1 */
 	char upload[1100]; /* <base>/upload/storage/v1 */
-	struct omni_http_endpoint ep;
+	struct omni__http_endpoint ep;
 	struct omni__gcs_auth auth;
 	unsigned int max_retries, retry_base_ms;
 	size_t threshold, chunk;
@@ -85,8 +85,8 @@ struct gcs_req {
 	const void *body;
 	size_t body_len;
 	const char *headers[6]; /* extra ones, NULL-terminated */
-	omni_http_data_cb on_data;
-	omni_http_header_cb on_header;
+	omni__http_data_cb on_data;
+	omni__http_header_cb on_header;
 	void *payload;
 	bool retry; /* safe to repeat */
 	/* Called before a repeat (e.g. to rewind a download). */
@@ -111,7 +111,7 @@ struct local_archive {
 void omni__gcs_objects_finish(struct gcs_objects *l);
 /* A new zeroed entry at the end of l, or NULL without memory. */
 struct gcs_object *omni__gcs_objects_add(struct gcs_objects *l);
-/* Percent-encode s for a URL (omni_http_escape). */
+/* Percent-encode s for a URL (omni__http_escape). */
 int omni__gcs_escape(const char *s, char *out, size_t size);
 /* A number member given as a string or a number, or 0. */
 long long omni__gcs_json_ll(const cJSON *j, const char *name);
@@ -136,9 +136,9 @@ bool omni__gcs_retryable_status(long status);
  * status) or -errno.
  */
 int omni__gcs_send(struct gcs_op *op, const struct gcs_req *r,
-                   struct omni_http_response *resp);
+                   struct omni__http_response *resp);
 /* Check a reply: 2xx is 0, anything else -errno with the server's text. */
-int omni__gcs_check(const struct omni_http_response *resp, const char *what,
+int omni__gcs_check(const struct omni__http_response *resp, const char *what,
                     const char *bucket, const char *name);
 
 /* --- gcs_objects.c: objects ----------------------------------------------- */

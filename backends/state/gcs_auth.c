@@ -345,7 +345,7 @@ static void flavor_header(const char *name, const char *value, void *payload)
 
 /* Take {"access_token", "expires_in"} from a 2xx reply. */
 static int take_token(struct omni__gcs_auth *a,
-                      const struct omni_http_response *resp)
+                      const struct omni__http_response *resp)
 {
 	cJSON *j =
 	    cJSON_ParseWithLength(resp->body ? resp->body : "", resp->body_len);
@@ -375,7 +375,7 @@ static int take_token(struct omni__gcs_auth *a,
 
 /* An OAuth error reply: {"error": "...", "error_description": "..."}. */
 static int refused(struct omni__gcs_auth *a, const char *url,
-                   const struct omni_http_response *resp)
+                   const struct omni__http_response *resp)
 {
 	cJSON *j =
 	    cJSON_ParseWithLength(resp->body ? resp->body : "", resp->body_len);
@@ -385,8 +385,8 @@ static int refused(struct omni__gcs_auth *a, const char *url,
 	int rc;
 
 	if (!why)
-		why = omni_http_error_text(resp->body, resp->body_len, text,
-		                           sizeof(text));
+		why = omni__http_error_text(resp->body, resp->body_len, text,
+		                            sizeof(text));
 	rc =
 	    omni_error_set(-EACCES,
 	                   "gcs auth: %s refused the credentials "
@@ -399,8 +399,8 @@ static int refused(struct omni__gcs_auth *a, const char *url,
 
 static int post_form(struct omni__gcs_auth *a, const char *form)
 {
-	struct omni_http_endpoint ep = { .connect_timeout_ms = 10000 };
-	struct omni_http_request req = {
+	struct omni__http_endpoint ep = { .connect_timeout_ms = 10000 };
+	struct omni__http_request req = {
 		.method = "POST",
 		.path = a->token_uri,
 		.body = form,
@@ -409,8 +409,8 @@ static int post_form(struct omni__gcs_auth *a, const char *form)
 		.timeout_ms = 60000,
 		.max_body = 1024 * 1024,
 	};
-	struct omni_http_response resp;
-	int rc = omni_http_request(&ep, &req, &resp);
+	struct omni__http_response resp;
+	int rc = omni__http_request(&ep, &req, &resp);
 
 	if (rc < 0) {
 		rc = omni_error_set(rc,
@@ -421,7 +421,7 @@ static int post_form(struct omni__gcs_auth *a, const char *form)
 	} else {
 		rc = take_token(a, &resp);
 	}
-	omni_http_response_finish(&resp);
+	omni__http_response_finish(&resp);
 	return rc;
 }
 
@@ -457,9 +457,9 @@ static int fetch_authorized_user(struct omni__gcs_auth *a)
 	int rc = -ENOMEM;
 
 	if (id && secret && refresh &&
-	    omni_http_escape(a->client_id, id, n) == 0 &&
-	    omni_http_escape(a->client_secret, secret, n) == 0 &&
-	    omni_http_escape(a->refresh_token, refresh, n) == 0 &&
+	    omni__http_escape(a->client_id, id, n) == 0 &&
+	    omni__http_escape(a->client_secret, secret, n) == 0 &&
+	    omni__http_escape(a->refresh_token, refresh, n) == 0 &&
 	    asprintf(&form,
 	             "grant_type=refresh_token&client_id=%s&client_secret=%s"
 	             "&refresh_token=%s",
@@ -477,10 +477,10 @@ static int fetch_authorized_user(struct omni__gcs_auth *a)
 
 static int fetch_metadata(struct omni__gcs_auth *a)
 {
-	struct omni_http_endpoint ep = { .connect_timeout_ms = 3000 };
+	struct omni__http_endpoint ep = { .connect_timeout_ms = 3000 };
 	const char *hdrs[] = { "Metadata-Flavor: Google", NULL };
 	struct flavor fl = { false };
-	struct omni_http_request req = {
+	struct omni__http_request req = {
 		.method = "GET",
 		.path = a->metadata_url,
 		.headers = hdrs,
@@ -489,8 +489,8 @@ static int fetch_metadata(struct omni__gcs_auth *a)
 		.payload = &fl,
 		.max_body = 1024 * 1024,
 	};
-	struct omni_http_response resp;
-	int rc = omni_http_request(&ep, &req, &resp);
+	struct omni__http_response resp;
+	int rc = omni__http_request(&ep, &req, &resp);
 
 	if (rc < 0) {
 		rc = omni_error_set(-EACCES,
@@ -509,7 +509,7 @@ static int fetch_metadata(struct omni__gcs_auth *a)
 	} else {
 		rc = take_token(a, &resp);
 	}
-	omni_http_response_finish(&resp);
+	omni__http_response_finish(&resp);
 	return rc;
 }
 

@@ -77,7 +77,7 @@ static bool id_of(const char *objprefix, const char *name, char id[32])
 
 int omni__gcs_escape(const char *s, char *out, size_t size)
 {
-	return omni_http_escape(s, out, size);
+	return omni__http_escape(s, out, size);
 }
 
 long long omni__gcs_json_ll(const cJSON *j, const char *name)
@@ -168,7 +168,7 @@ static bool retryable_errno(int rc)
  * status) or -errno.
  */
 int omni__gcs_send(struct gcs_op *op, const struct gcs_req *r,
-                   struct omni_http_response *resp)
+                   struct omni__http_response *resp)
 {
 	struct gcs_state *gs = op->gs;
 	char auth[4096], quota[512];
@@ -194,7 +194,7 @@ int omni__gcs_send(struct gcs_op *op, const struct gcs_req *r,
 		for (size_t i = 0; r->headers[i] && n < 9; i++)
 			hdrs[n++] = r->headers[i];
 		hdrs[n] = NULL;
-		struct omni_http_request req = {
+		struct omni__http_request req = {
 			.method = r->method,
 			.path = r->url,
 			.headers = hdrs,
@@ -207,8 +207,8 @@ int omni__gcs_send(struct gcs_op *op, const struct gcs_req *r,
 			.on_header = r->on_header,
 			.payload = r->payload,
 		};
-		omni_http_response_finish(resp);
-		rc = omni_http_request(&gs->ep, &req, resp);
+		omni__http_response_finish(resp);
+		rc = omni__http_request(&gs->ep, &req, resp);
 		bool again;
 		if (rc < 0) {
 			again = r->retry && retryable_errno(rc);
@@ -239,10 +239,10 @@ int omni__gcs_send(struct gcs_op *op, const struct gcs_req *r,
 }
 
 /* Check a reply: 2xx is 0, anything else -errno with the server's text. */
-int omni__gcs_check(const struct omni_http_response *resp, const char *what,
+int omni__gcs_check(const struct omni__http_response *resp, const char *what,
                     const char *bucket, const char *name)
 {
-	return omni_http_check(resp, "gcs: %s gs://%s/%s", what, bucket, name);
+	return omni__http_check(resp, "gcs: %s gs://%s/%s", what, bucket, name);
 }
 
 /* --- list, metadata, delete
@@ -288,7 +288,7 @@ int omni__gcs_list_remote(struct gcs_op *op, struct gcs_objects *out)
 	    (rc = omni__gcs_escape(op->objprefix, prefix, sizeof(prefix))) < 0)
 		return rc;
 	for (;;) {
-		struct omni_http_response resp;
+		struct omni__http_response resp;
 		if ((rc = omni__gcs_escape(token, etoken, sizeof(etoken))) < 0)
 			return rc;
 		snprintf(
@@ -307,12 +307,12 @@ int omni__gcs_list_remote(struct gcs_op *op, struct gcs_objects *out)
 			rc = omni__gcs_check(&resp, "listing", gs->bucket,
 			                     op->objprefix);
 		if (rc < 0) {
-			omni_http_response_finish(&resp);
+			omni__http_response_finish(&resp);
 			return rc;
 		}
 		cJSON *j = cJSON_ParseWithLength(resp.body ? resp.body : "",
 		                                 resp.body_len);
-		omni_http_response_finish(&resp);
+		omni__http_response_finish(&resp);
 		if (!j)
 			return omni_error_set(-EPROTO,
 			                      "gcs: listing gs://%s/%s: "
@@ -356,7 +356,7 @@ static int object_url(struct gcs_op *op, const char *name, const char *query,
 int omni__gcs_get_object(struct gcs_op *op, const char *name, cJSON **out)
 {
 	char url[OMNI__GCS_URL_MAX + 4000];
-	struct omni_http_response resp;
+	struct omni__http_response resp;
 	int rc;
 
 	*out = NULL;
@@ -376,14 +376,14 @@ int omni__gcs_get_object(struct gcs_op *op, const char *name, cJSON **out)
 			                    "not JSON",
 			                    op->gs->bucket, name);
 	}
-	omni_http_response_finish(&resp);
+	omni__http_response_finish(&resp);
 	return rc;
 }
 
 int omni__gcs_delete_object(struct gcs_op *op, const char *name)
 {
 	char url[OMNI__GCS_URL_MAX + 4000];
-	struct omni_http_response resp;
+	struct omni__http_response resp;
 	int rc;
 
 	if ((rc = object_url(op, name, NULL, url, sizeof(url))) < 0)
@@ -394,7 +394,7 @@ int omni__gcs_delete_object(struct gcs_op *op, const char *name)
 		             .timeout_ms = 60000 };
 	if ((rc = omni__gcs_send(op, &r, &resp)) == 0 && resp.status != 404)
 		rc = omni__gcs_check(&resp, "deleting", op->gs->bucket, name);
-	omni_http_response_finish(&resp);
+	omni__http_response_finish(&resp);
 	return rc;
 }
 
@@ -497,7 +497,7 @@ int omni__gcs_download_object(struct gcs_op *op, const struct gcs_object *obj,
 	if (omni__md5_init(&d.md5) < 0)
 		return omni_error_set(-ENOMEM, "gcs: out of memory");
 	for (unsigned int attempt = 0;; attempt++) {
-		struct omni_http_response resp;
+		struct omni__http_response resp;
 		unsigned char md5[16];
 		char md5_b64[32], crc_b64[16], want_md5[64], want_crc[32];
 
@@ -517,7 +517,7 @@ int omni__gcs_download_object(struct gcs_op *op, const struct gcs_object *obj,
 		if (rc == 0)
 			rc = omni__gcs_check(&resp, "downloading", gs->bucket,
 			                     obj->name);
-		omni_http_response_finish(&resp);
+		omni__http_response_finish(&resp);
 		if (rc < 0)
 			break;
 		omni__md5_final(&d.md5, md5);

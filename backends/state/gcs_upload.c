@@ -133,7 +133,7 @@ static int settle_existing(struct gcs_op *op, const char *name,
 
 /* The object the upload answered with must hold our bytes. */
 static int verify_stored(struct gcs_op *op, const char *name,
-                         const struct omni_http_response *resp,
+                         const struct omni__http_response *resp,
                          const struct local_archive *la)
 {
 	cJSON *obj =
@@ -158,7 +158,7 @@ static int upload_multipart(struct gcs_op *op, const char *name,
 	struct gcs_state *gs = op->gs;
 	char bucket[512], url[OMNI__GCS_URL_MAX], boundary[48], ctype[96];
 	char *meta = metadata_json(name, la), *body = NULL;
-	struct omni_http_response resp = { 0 };
+	struct omni__http_response resp = { 0 };
 	size_t len = 0;
 	int rc;
 
@@ -218,7 +218,7 @@ static int upload_multipart(struct gcs_op *op, const char *name,
 	         0)
 		rc = verify_stored(op, name, &resp, la);
 out:
-	omni_http_response_finish(&resp);
+	omni__http_response_finish(&resp);
 	cJSON_free(meta);
 	free(body);
 	return rc;
@@ -253,7 +253,7 @@ static int session_start(struct gcs_op *op, const char *name,
 	struct gcs_state *gs = op->gs;
 	char bucket[512], obj[3200], url[OMNI__GCS_URL_MAX + 4000], len_hdr[64];
 	struct session_headers h = { .range_end = -1 };
-	struct omni_http_response resp;
+	struct omni__http_response resp;
 	char *meta = metadata_json(name, la);
 	int rc;
 
@@ -297,7 +297,7 @@ static int session_start(struct gcs_op *op, const char *name,
 			                    "(no Location)",
 			                    gs->bucket, name);
 	}
-	omni_http_response_finish(&resp);
+	omni__http_response_finish(&resp);
 	if (rc == 0)
 		snprintf(session, size, "%s", h.location);
 	return rc;
@@ -334,10 +334,10 @@ static int next_chunk(struct gcs_op *op, const struct local_archive *la,
  * reply's status). Named by the object: the session URL in curl's
  * message is the upload's credential. */
 static int upload_failed(struct gcs_op *op, const char *name, int rc,
-                         const struct omni_http_response *resp)
+                         const struct omni__http_response *resp)
 {
 	if (rc == 0)
-		return omni_error_set(omni_http_status_to_errno(resp->status),
+		return omni_error_set(omni__http_status_to_errno(resp->status),
 		                      "gcs: uploading gs://%s/%s: "
 		                      "HTTP %ld",
 		                      op->gs->bucket, name, resp->status);
@@ -393,7 +393,7 @@ restart:
 	off = 0;
 	for (bool query = false;;) {
 		struct session_headers h = { .range_end = -1 };
-		struct omni_http_response resp;
+		struct omni__http_response resp;
 		size_t len = 0;
 
 		if ((rc = next_chunk(op, la, off, query, buf, &len, range,
@@ -418,36 +418,36 @@ restart:
 			omni__progress_add(&op->progress, 0,
 			                   la->size - reported);
 			rc = verify_stored(op, name, &resp, la);
-			omni_http_response_finish(&resp);
+			omni__http_response_finish(&resp);
 			goto out;
 		}
 		if (rc == 0 && resp.status == 308) {
 			off = resume_point(op, &h, off, len, &failures,
 			                   &reported);
-			omni_http_response_finish(&resp);
+			omni__http_response_finish(&resp);
 			continue;
 		}
 		if (rc == 0 && resp.status == 412) {
-			omni_http_response_finish(&resp);
+			omni__http_response_finish(&resp);
 			rc = settle_existing(op, name, la);
 			goto out;
 		}
 		if (rc == 0 && (resp.status == 404 || resp.status == 410) &&
 		    restarts < 2) {
 			/* The session is gone: start over. */
-			omni_http_response_finish(&resp);
+			omni__http_response_finish(&resp);
 			restarts++;
 			goto restart;
 		}
 		if (rc == 0 && !omni__gcs_retryable_status(resp.status)) {
 			rc = omni__gcs_check(&resp, "uploading", gs->bucket,
 			                     name);
-			omni_http_response_finish(&resp);
+			omni__http_response_finish(&resp);
 			goto out;
 		}
 		/* A cut connection or a server error: wait, then ask the
 		 * session how much it has, and go on from there. */
-		omni_http_response_finish(&resp);
+		omni__http_response_finish(&resp);
 		if (++failures > gs->max_retries) {
 			rc = upload_failed(op, name, rc, &resp);
 			goto out;

@@ -53,7 +53,7 @@
  *	backups/ (the newest five are kept).
  *
  * ERRORS
- *	HTTP statuses through omni_http_check() (404 ENOENT, 401/403 EACCES,
+ *	HTTP statuses through omni__http_check() (404 ENOENT, 401/403 EACCES,
  *	409 EEXIST, 408/504 ETIMEDOUT, 429/503 EAGAIN, other 5xx EIO) with the
  *	server's message and the object or bucket; transport errors keep
  *	curl's errno. 408, 429, 5xx and transport failures are retried

@@ -52,7 +52,7 @@ struct counting_backend;
 /* A backend (not started) with OMNI_CAP_REMOTE | extra_caps. */
 struct counting_backend *counting_backend_new(unsigned int extra_caps);
 
-/* The backend to hand to omnifs_cache_wrap() (which then owns it). */
+/* The backend to hand to omni__cache_wrap() (which then owns it). */
 struct omni_backend *counting_backend_base(struct counting_backend *cb);
 
 /* Calls of op since the last reset; all requests; zero the counters. */

@@ -38,11 +38,11 @@ static struct omni_backend *c;
 /* A cache (TTL ttl seconds) over a counting backend with caps, started. */
 static void up_caps(unsigned int caps, double ttl)
 {
-	struct omnifs_cache_options o = OMNIFS_CACHE_OPTIONS_INIT;
+	struct omni__cache_options o = OMNI__CACHE_OPTIONS_INIT;
 
 	o.ttl = ttl;
 	cb = counting_backend_new(caps);
-	omni_assert_ok(omnifs_cache_wrap(&c, counting_backend_base(cb), &o));
+	omni_assert_ok(omni__cache_wrap(&c, counting_backend_base(cb), &o));
 	omni_assert_ok(omni_backend_start(c));
 }
 
@@ -437,11 +437,11 @@ Test(cache_content, failed_upload_keeps_the_dirty_copy)
 	char *ours = read_all("keep.txt");
 	cr_assert_str_eq(ours, "precious\n");
 	free(ours);
-	omni_assert_err(omnifs_cache_flush_all(c), -EIO);
+	omni_assert_err(omni__cache_flush_all(c), -EIO);
 	cr_assert_eq(stat_value("cache.dirty"), 1);
 	/* The remote side is back: the next try uploads it. */
 	counting_fail(cb, COUNT_UPLOAD, 0);
-	omni_assert_ok(omnifs_cache_flush_all(c));
+	omni_assert_ok(omni__cache_flush_all(c));
 	cr_assert_eq(stat_value("cache.dirty"), 0);
 	char *theirs = counting_get(cb, "keep.txt");
 	cr_assert_str_eq(theirs, "precious\n");
@@ -458,7 +458,7 @@ Test(cache_content, upload_errors_reach_close_as_close_reports_them)
 	omni_assert_err(close_file(create("b", "y")), -EIO);
 	cr_assert_eq(stat_value("cache.dirty"), 2);
 	counting_fail(cb, COUNT_UPLOAD, 0);
-	omni_assert_ok(omnifs_cache_flush_all(c));
+	omni_assert_ok(omni__cache_flush_all(c));
 }
 
 Test(cache_content, flush_all_uploads_each_dirty_file_once)
@@ -468,9 +468,9 @@ Test(cache_content, flush_all_uploads_each_dirty_file_once)
 	struct omni_file *a = create("a", "1");
 	struct omni_file *b = create("b", "2");
 	counting_reset(cb);
-	omni_assert_ok(omnifs_cache_flush_all(c));
+	omni_assert_ok(omni__cache_flush_all(c));
 	cr_assert_eq(counting_count(cb, COUNT_UPLOAD), 2);
-	omni_assert_ok(omnifs_cache_flush_all(c));
+	omni_assert_ok(omni__cache_flush_all(c));
 	omni_assert_ok(close_file(a));
 	omni_assert_ok(close_file(b));
 	EXPECT_REQUESTS(2, "flush_all twice, then close");

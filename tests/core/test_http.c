@@ -70,9 +70,9 @@ ParameterizedTestParameters(http, status_to_errno)
 
 ParameterizedTest(struct status_case *c, http, status_to_errno)
 {
-	cr_assert_eq(omni_http_status_to_errno(c->status), c->err,
+	cr_assert_eq(omni__http_status_to_errno(c->status), c->err,
 	             "HTTP %ld gave %d, expected %d", c->status,
-	             omni_http_status_to_errno(c->status), c->err);
+	             omni__http_status_to_errno(c->status), c->err);
 }
 
 struct curl_case {
@@ -109,9 +109,9 @@ ParameterizedTestParameters(http, curl_to_errno)
 
 ParameterizedTest(struct curl_case *c, http, curl_to_errno)
 {
-	cr_assert_eq(omni_curl_to_errno(c->code), c->err,
+	cr_assert_eq(omni__curl_to_errno(c->code), c->err,
 	             "curl code %d (%s) gave %d, expected %d", (int)c->code,
-	             curl_easy_strerror(c->code), omni_curl_to_errno(c->code),
+	             curl_easy_strerror(c->code), omni__curl_to_errno(c->code),
 	             c->err);
 }
 
@@ -133,34 +133,34 @@ Test(http, error_text_from_json_and_plain_bodies)
 	char out[64];
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		omni_http_error_text(cases[i].body, strlen(cases[i].body), out,
-		                     sizeof(out));
+		omni__http_error_text(cases[i].body, strlen(cases[i].body), out,
+		                      sizeof(out));
 		cr_assert_str_eq(out, cases[i].want, "case %zu", i);
 	}
-	omni_http_error_text(NULL, 0, out, sizeof(out));
+	omni__http_error_text(NULL, 0, out, sizeof(out));
 	cr_assert_str_eq(out, "");
 	/* Truncated to the buffer, still terminated. */
-	omni_http_error_text("{\"message\":\"0123456789\"}", 24, out, 5);
+	omni__http_error_text("{\"message\":\"0123456789\"}", 24, out, 5);
 	cr_assert_str_eq(out, "0123");
 }
 
 Test(http, check_quotes_the_server)
 {
-	struct omni_http_response r = { .status = 409 };
+	struct omni__http_response r = { .status = 409 };
 	char body[] = "{\"message\":\"name in use\"}";
 
 	r.body = body;
 	r.body_len = strlen(body);
-	omni_assert_err(omni_http_check(&r, "creating %s", "x"), -EEXIST);
+	omni_assert_err(omni__http_check(&r, "creating %s", "x"), -EEXIST);
 	cr_assert_str_eq(omni_error_last(),
 	                 "creating x: name in use (HTTP 409)");
 	r.status = 503;
 	r.body = NULL;
 	r.body_len = 0;
-	omni_assert_err(omni_http_check(&r, "ping"), -EAGAIN);
+	omni_assert_err(omni__http_check(&r, "ping"), -EAGAIN);
 	cr_assert_str_eq(omni_error_last(), "ping: HTTP 503");
 	r.status = 204;
-	omni_assert_ok(omni_http_check(&r, "ok"));
+	omni_assert_ok(omni__http_check(&r, "ok"));
 }
 
 Test(http, escape)
@@ -168,14 +168,14 @@ Test(http, escape)
 	char out[64];
 
 	omni_assert_ok(
-	    omni_http_escape("ghcr.io/astral-sh/uv", out, sizeof(out)));
+	    omni__http_escape("ghcr.io/astral-sh/uv", out, sizeof(out)));
 	cr_assert_str_eq(out, "ghcr.io%2Fastral-sh%2Fuv");
-	omni_assert_ok(omni_http_escape("a b+c&d=e~_", out, sizeof(out)));
+	omni_assert_ok(omni__http_escape("a b+c&d=e~_", out, sizeof(out)));
 	cr_assert_str_eq(out, "a%20b%2Bc%26d%3De~_");
-	omni_assert_ok(omni_http_escape("", out, sizeof(out)));
+	omni_assert_ok(omni__http_escape("", out, sizeof(out)));
 	cr_assert_str_eq(out, "");
-	omni_assert_err(omni_http_escape("/////", out, 15), -ENAMETOOLONG);
-	omni_assert_ok(omni_http_escape("/////", out, 16));
+	omni_assert_err(omni__http_escape("/////", out, 15), -ENAMETOOLONG);
+	omni_assert_ok(omni__http_escape("/////", out, 16));
 }
 
 /* --- requests against the fake server ------------------------------------- */
@@ -196,7 +196,7 @@ static const struct http_fake_route routes[] = {
 	  "text/plain", 0, false, 0 },
 };
 
-static void endpoint(struct omni_http_endpoint *ep)
+static void endpoint(struct omni__http_endpoint *ep)
 {
 	memset(ep, 0, sizeof(*ep));
 	snprintf(ep->base_url, sizeof(ep->base_url), "%s", fake.url);
@@ -213,37 +213,37 @@ static void start_tcp(void)
 
 Test(http, get_collects_the_body)
 {
-	struct omni_http_endpoint ep;
-	struct omni_http_request req = { .path = "/hello?x=1" };
-	struct omni_http_response resp;
+	struct omni__http_endpoint ep;
+	struct omni__http_request req = { .path = "/hello?x=1" };
+	struct omni__http_response resp;
 
 	start_tcp();
 	endpoint(&ep);
-	omni_assert_ok(omni_http_request(&ep, &req, &resp));
+	omni_assert_ok(omni__http_request(&ep, &req, &resp));
 	cr_assert_eq(resp.status, 200);
 	cr_assert_str_eq(resp.body, "{\"hi\":1}");
 	cr_assert_eq(resp.body_len, 8);
 	cr_assert_str_eq(fake.last_method, "GET");
 	cr_assert_str_eq(fake.last_target, "/hello?x=1");
-	omni_http_response_finish(&resp);
+	omni__http_response_finish(&resp);
 }
 
 Test(http, post_sends_body_headers_and_content_type)
 {
-	struct omni_http_endpoint ep;
+	struct omni__http_endpoint ep;
 	const char *hdrs[] = { "X-Registry-Auth: e30=", NULL };
-	struct omni_http_request req = {
+	struct omni__http_request req = {
 		.path = "/echo",
 		.body = "{\"Image\":\"x\"}",
 		.body_len = 13,
 		.content_type = "application/json",
 		.headers = hdrs,
 	};
-	struct omni_http_response resp;
+	struct omni__http_response resp;
 
 	start_tcp();
 	endpoint(&ep);
-	omni_assert_ok(omni_http_request(&ep, &req, &resp));
+	omni_assert_ok(omni__http_request(&ep, &req, &resp));
 	cr_assert_eq(resp.status, 201);
 	cr_assert_str_eq(fake.last_method, "POST");
 	cr_assert_str_eq(fake.last_body, "{\"Image\":\"x\"}");
@@ -252,15 +252,15 @@ Test(http, post_sends_body_headers_and_content_type)
 	          "%s", fake.last_headers);
 	cr_assert(strstr(fake.last_headers, "X-Registry-Auth: e30=") != NULL);
 	cr_assert(strcasestr(fake.last_headers, "Expect:") == NULL);
-	omni_http_response_finish(&resp);
+	omni__http_response_finish(&resp);
 
 	/* A POST with no body sends an empty one (not stdin). */
-	struct omni_http_request empty = { .method = "POST", .path = "/echo" };
-	omni_assert_ok(omni_http_request(&ep, &empty, &resp));
+	struct omni__http_request empty = { .method = "POST", .path = "/echo" };
+	omni_assert_ok(omni__http_request(&ep, &empty, &resp));
 	cr_assert_eq(resp.status, 201);
 	cr_assert_eq(fake.last_body_len, 0);
 	cr_assert(strcasestr(fake.last_headers, "Content-Length: 0") != NULL);
-	omni_http_response_finish(&resp);
+	omni__http_response_finish(&resp);
 }
 
 static const char *upload_data = "streamed upload body";
@@ -280,59 +280,60 @@ static size_t read_body(void *buf, size_t size, void *payload)
 
 Test(http, put_streams_a_body_of_unknown_size)
 {
-	struct omni_http_endpoint ep;
+	struct omni__http_endpoint ep;
 	size_t off = 0;
-	struct omni_http_request req = {
+	struct omni__http_request req = {
 		.method = "PUT",
 		.path = "/upload",
 		.read_body = read_body,
 		.body_size = -1,
 		.payload = &off,
 	};
-	struct omni_http_response resp;
+	struct omni__http_response resp;
 
 	start_tcp();
 	endpoint(&ep);
-	omni_assert_ok(omni_http_request(&ep, &req, &resp));
+	omni_assert_ok(omni__http_request(&ep, &req, &resp));
 	cr_assert_eq(resp.status, 200);
 	cr_assert_str_eq(fake.last_method, "PUT");
 	cr_assert_str_eq(fake.last_body, upload_data);
-	omni_http_response_finish(&resp);
+	omni__http_response_finish(&resp);
 }
 
 Test(http, delete_and_head)
 {
-	struct omni_http_endpoint ep;
-	struct omni_http_request del = { .method = "DELETE", .path = "/thing" };
-	struct omni_http_request head = { .method = "HEAD", .path = "/head" };
-	struct omni_http_response resp;
+	struct omni__http_endpoint ep;
+	struct omni__http_request del = { .method = "DELETE",
+		                          .path = "/thing" };
+	struct omni__http_request head = { .method = "HEAD", .path = "/head" };
+	struct omni__http_response resp;
 
 	start_tcp();
 	endpoint(&ep);
-	omni_assert_ok(omni_http_request(&ep, &del, &resp));
+	omni_assert_ok(omni__http_request(&ep, &del, &resp));
 	cr_assert_eq(resp.status, 204);
 	cr_assert_str_eq(fake.last_method, "DELETE");
-	omni_http_response_finish(&resp);
-	omni_assert_ok(omni_http_request(&ep, &head, &resp));
+	omni__http_response_finish(&resp);
+	omni_assert_ok(omni__http_request(&ep, &head, &resp));
 	cr_assert_eq(resp.status, 200);
 	cr_assert_str_eq(fake.last_method, "HEAD");
-	omni_http_response_finish(&resp);
+	omni__http_response_finish(&resp);
 }
 
 Test(http, error_status_is_a_reply_and_check_maps_it)
 {
-	struct omni_http_endpoint ep;
-	struct omni_http_request req = { .path = "/missing" };
-	struct omni_http_response resp;
+	struct omni__http_endpoint ep;
+	struct omni__http_request req = { .path = "/missing" };
+	struct omni__http_response resp;
 
 	start_tcp();
 	endpoint(&ep);
-	omni_assert_ok(omni_http_request(&ep, &req, &resp));
+	omni_assert_ok(omni__http_request(&ep, &req, &resp));
 	cr_assert_eq(resp.status, 404);
-	omni_assert_err(omni_http_check(&resp, "GET /missing"), -ENOENT);
+	omni_assert_err(omni__http_check(&resp, "GET /missing"), -ENOENT);
 	cr_assert_str_eq(omni_error_last(),
 	                 "GET /missing: no such thing (HTTP 404)");
-	omni_http_response_finish(&resp);
+	omni__http_response_finish(&resp);
 }
 
 struct seen {
@@ -363,25 +364,25 @@ static void on_header(const char *name, const char *value, void *payload)
 
 Test(http, streams_a_body_to_the_callback)
 {
-	struct omni_http_endpoint ep;
+	struct omni__http_endpoint ep;
 	struct seen s = { 0 };
-	struct omni_http_request req = {
+	struct omni__http_request req = {
 		.path = "/stream",
 		.on_data = on_data,
 		.on_header = on_header,
 		.payload = &s,
 	};
-	struct omni_http_response resp;
+	struct omni__http_response resp;
 
 	start_tcp();
 	endpoint(&ep);
-	omni_assert_ok(omni_http_request(&ep, &req, &resp));
+	omni_assert_ok(omni__http_request(&ep, &req, &resp));
 	cr_assert_eq(resp.status, 200);
 	cr_assert_null(resp.body);
 	cr_assert_eq(s.len, strlen("{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n"));
 	cr_assert(s.chunks >= 2, "the body came in %d chunk(s)", s.chunks);
 	cr_assert_str_eq(s.header, "yes");
-	omni_http_response_finish(&resp);
+	omni__http_response_finish(&resp);
 }
 
 static int refuse(const void *data, size_t len, void *payload)
@@ -394,51 +395,52 @@ static int refuse(const void *data, size_t len, void *payload)
 
 Test(http, callback_error_aborts_with_its_errno)
 {
-	struct omni_http_endpoint ep;
-	struct omni_http_request req = { .path = "/stream", .on_data = refuse };
-	struct omni_http_response resp;
+	struct omni__http_endpoint ep;
+	struct omni__http_request req = { .path = "/stream",
+		                          .on_data = refuse };
+	struct omni__http_response resp;
 
 	start_tcp();
 	endpoint(&ep);
-	omni_assert_err(omni_http_request(&ep, &req, &resp), -EBADMSG);
+	omni_assert_err(omni__http_request(&ep, &req, &resp), -EBADMSG);
 	cr_assert_str_eq(omni_error_last(), "the stream said no");
-	omni_http_response_finish(&resp);
+	omni__http_response_finish(&resp);
 }
 
 Test(http, body_cap_gives_efbig)
 {
-	struct omni_http_endpoint ep;
-	struct omni_http_request req = { .path = "/big", .max_body = 10 };
-	struct omni_http_response resp;
+	struct omni__http_endpoint ep;
+	struct omni__http_request req = { .path = "/big", .max_body = 10 };
+	struct omni__http_response resp;
 
 	start_tcp();
 	endpoint(&ep);
-	omni_assert_err(omni_http_request(&ep, &req, &resp), -EFBIG);
-	omni_http_response_finish(&resp);
+	omni_assert_err(omni__http_request(&ep, &req, &resp), -EFBIG);
+	omni__http_response_finish(&resp);
 }
 
 Test(http, timeout_gives_etimedout)
 {
-	struct omni_http_endpoint ep;
-	struct omni_http_request req = { .path = "/slow", .timeout_ms = 200 };
-	struct omni_http_response resp;
+	struct omni__http_endpoint ep;
+	struct omni__http_request req = { .path = "/slow", .timeout_ms = 200 };
+	struct omni__http_response resp;
 
 	start_tcp();
 	endpoint(&ep);
 	long long t0 = omni_test_now_ms();
-	omni_assert_err(omni_http_request(&ep, &req, &resp), -ETIMEDOUT);
+	omni_assert_err(omni__http_request(&ep, &req, &resp), -ETIMEDOUT);
 	cr_assert(omni_test_now_ms() - t0 < 1200);
 	cr_assert(strstr(omni_error_last(), "/slow") != NULL, "%s",
 	          omni_error_last());
 	cr_assert_eq(resp.status, 0);
-	omni_http_response_finish(&resp);
+	omni__http_response_finish(&resp);
 }
 
 Test(http, unix_socket)
 {
-	struct omni_http_endpoint ep;
-	struct omni_http_request req = { .path = "/hello" };
-	struct omni_http_response resp;
+	struct omni__http_endpoint ep;
+	struct omni__http_request req = { .path = "/hello" };
+	struct omni__http_response resp;
 	char sock[PATH_MAX];
 
 	omni_test_mkdtemp(tmp, sizeof(tmp));
@@ -446,33 +448,33 @@ Test(http, unix_socket)
 	http_fake_start(&fake, sock, routes,
 	                sizeof(routes) / sizeof(routes[0]));
 	endpoint(&ep);
-	omni_assert_ok(omni_http_request(&ep, &req, &resp));
+	omni_assert_ok(omni__http_request(&ep, &req, &resp));
 	cr_assert_eq(resp.status, 200);
 	cr_assert_str_eq(resp.body, "{\"hi\":1}");
-	omni_http_response_finish(&resp);
+	omni__http_response_finish(&resp);
 }
 
 Test(http, missing_unix_socket_is_enoent)
 {
-	struct omni_http_endpoint ep = { .base_url = "http://localhost" };
-	struct omni_http_request req = { .path = "/_ping" };
-	struct omni_http_response resp;
+	struct omni__http_endpoint ep = { .base_url = "http://localhost" };
+	struct omni__http_request req = { .path = "/_ping" };
+	struct omni__http_response resp;
 
 	omni_test_mkdtemp(tmp, sizeof(tmp));
 	omni_test_fmt(ep.unix_socket, sizeof(ep.unix_socket), "%s/none.sock",
 	              tmp);
-	omni_assert_err(omni_http_request(&ep, &req, &resp), -ENOENT);
+	omni_assert_err(omni__http_request(&ep, &req, &resp), -ENOENT);
 	cr_assert(strstr(omni_error_last(), "/_ping") != NULL, "%s",
 	          omni_error_last());
 	cr_assert(resp.error[0]);
-	omni_http_response_finish(&resp);
+	omni__http_response_finish(&resp);
 }
 
 Test(http, dead_unix_socket_is_econnrefused)
 {
-	struct omni_http_endpoint ep = { .base_url = "http://localhost" };
-	struct omni_http_request req = { .path = "/_ping" };
-	struct omni_http_response resp;
+	struct omni__http_endpoint ep = { .base_url = "http://localhost" };
+	struct omni__http_request req = { .path = "/_ping" };
+	struct omni__http_response resp;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 
 	/* A socket file nobody listens on, as a crashed daemon leaves. */
@@ -482,15 +484,15 @@ Test(http, dead_unix_socket_is_econnrefused)
 	cr_assert(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
 	close(fd);
 	snprintf(ep.unix_socket, sizeof(ep.unix_socket), "%s", sa.sun_path);
-	omni_assert_err(omni_http_request(&ep, &req, &resp), -ECONNREFUSED);
-	omni_http_response_finish(&resp);
+	omni_assert_err(omni__http_request(&ep, &req, &resp), -ECONNREFUSED);
+	omni__http_response_finish(&resp);
 }
 
 Test(http, closed_tcp_port_is_econnrefused)
 {
-	struct omni_http_endpoint ep;
-	struct omni_http_request req = { .path = "/" };
-	struct omni_http_response resp;
+	struct omni__http_endpoint ep;
+	struct omni__http_request req = { .path = "/" };
+	struct omni__http_response resp;
 	struct sockaddr_in sa = { .sin_family = AF_INET };
 	socklen_t sl = sizeof(sa);
 
@@ -503,22 +505,22 @@ Test(http, closed_tcp_port_is_econnrefused)
 	memset(&ep, 0, sizeof(ep));
 	snprintf(ep.base_url, sizeof(ep.base_url), "http://127.0.0.1:%u",
 	         (unsigned)ntohs(sa.sin_port));
-	omni_assert_err(omni_http_request(&ep, &req, &resp), -ECONNREFUSED);
-	omni_http_response_finish(&resp);
+	omni_assert_err(omni__http_request(&ep, &req, &resp), -ECONNREFUSED);
+	omni__http_response_finish(&resp);
 }
 
 Test(http, full_url_overrides_the_base)
 {
-	struct omni_http_endpoint ep = { .base_url = "http://192.0.2.1:9" };
+	struct omni__http_endpoint ep = { .base_url = "http://192.0.2.1:9" };
 	char url[256];
-	struct omni_http_response resp;
+	struct omni__http_response resp;
 
 	start_tcp();
 	omni_test_fmt(url, sizeof(url), "%s/hello", fake.url);
-	struct omni_http_request req = { .path = url };
-	omni_assert_ok(omni_http_request(&ep, &req, &resp));
+	struct omni__http_request req = { .path = url };
+	omni_assert_ok(omni__http_request(&ep, &req, &resp));
 	cr_assert_eq(resp.status, 200);
-	omni_http_response_finish(&resp);
+	omni__http_response_finish(&resp);
 }
 
 /* --- the curl layer ------------------------------------------------------- */
@@ -556,27 +558,27 @@ Test(http, pool_lends_kept_handles_back)
 Test(http, pooled_endpoint_reuses_handles)
 {
 	struct omni__curl_pool pool;
-	struct omni_http_endpoint ep;
-	struct omni_http_request req = { .path = "/hello" };
-	struct omni_http_response resp;
+	struct omni__http_endpoint ep;
+	struct omni__http_request req = { .path = "/hello" };
+	struct omni__http_response resp;
 
 	start_tcp();
 	endpoint(&ep);
 	omni__curl_pool_init(&pool);
 	ep.pool = &pool;
 	for (int i = 0; i < 3; i++) {
-		omni_assert_ok(omni_http_request(&ep, &req, &resp));
+		omni_assert_ok(omni__http_request(&ep, &req, &resp));
 		cr_assert_eq(resp.status, 200);
 		cr_assert_str_eq(resp.body, "{\"hi\":1}");
-		omni_http_response_finish(&resp);
+		omni__http_response_finish(&resp);
 		cr_assert_eq(pool.count, 1, "one handle, given back each time");
 	}
 	/* No User-Agent unless asked for: the Docker API never had one. */
 	cr_assert_null(strcasestr(fake.last_headers, "User-Agent:"));
 	/* A transport failure closes the handle instead of keeping it. */
 	http_fake_stop(&fake);
-	omni_assert_err(omni_http_request(&ep, &req, &resp), -ECONNREFUSED);
-	omni_http_response_finish(&resp);
+	omni_assert_err(omni__http_request(&ep, &req, &resp), -ECONNREFUSED);
+	omni__http_response_finish(&resp);
 	cr_assert_eq(pool.count, 0);
 	omni__curl_pool_destroy(&pool);
 }
@@ -590,7 +592,7 @@ static size_t sink(char *ptr, size_t size, size_t nmemb, void *userdata)
 
 Test(http, setup_sets_the_common_options)
 {
-	struct omni_http_endpoint ep;
+	struct omni__http_endpoint ep;
 	char url[256], errbuf[CURL_ERROR_SIZE] = "";
 	long status = 0;
 

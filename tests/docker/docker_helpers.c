@@ -36,7 +36,7 @@ char dk_agent_path[PATH_MAX];
 long dk_try(const char *method, const char *path, const char *json, cJSON **out)
 {
 	struct omni__docker_api api;
-	struct omni_http_response resp;
+	struct omni__http_response resp;
 	long st;
 
 	if (out)
@@ -45,13 +45,13 @@ long dk_try(const char *method, const char *path, const char *json, cJSON **out)
 		return -EINVAL;
 	int rc = omni__docker_request(&api, method, path, json, 30000, &resp);
 	if (rc < 0) {
-		omni_http_response_finish(&resp);
+		omni__http_response_finish(&resp);
 		return rc;
 	}
 	st = resp.status;
 	if (out && resp.body)
 		*out = cJSON_Parse(resp.body);
-	omni_http_response_finish(&resp);
+	omni__http_response_finish(&resp);
 	return st;
 }
 
@@ -147,14 +147,15 @@ bool dk_image_present(const char *image)
 void dk_require_docker(void)
 {
 	struct omni__docker_api api;
-	struct omni_http_request req = { .path = "/_ping", .timeout_ms = 5000 };
-	struct omni_http_response resp;
+	struct omni__http_request req = { .path = "/_ping",
+		                          .timeout_ms = 5000 };
+	struct omni__http_response resp;
 	char exe[PATH_MAX], src[PATH_MAX];
 
 	cr_assert(omni__docker_api_init(&api) == 0, "%s", omni_error_last());
-	int rc = omni_http_request(&api.ep, &req, &resp);
+	int rc = omni__http_request(&api.ep, &req, &resp);
 	long st = resp.status;
-	omni_http_response_finish(&resp);
+	omni__http_response_finish(&resp);
 	if (rc < 0 || st != 200)
 		missing("no Docker daemon answers at %s (%s); "
 		        "scripts/dockerd-start.sh starts one",

@@ -49,7 +49,7 @@ static void setup(void)
 	for (int i = 0; i < 500; i++) {
 		int fd;
 
-		if (omni_exec_client_connect(sock, &fd) == 0) {
+		if (omni__exec_client_connect(sock, &fd) == 0) {
 			close(fd);
 			return;
 		}
@@ -100,20 +100,20 @@ static char *slurp(int fd)
 }
 
 struct run {
-	struct omni_exec_client_result res;
+	struct omni__exec_client_result res;
 	char *out, *err;
 	int rc;
 };
 
 /* Run req on the agent; input (NULL: none) goes to stdin; sig_fd as in
- * struct omni_exec_client_io. */
+ * struct omni__exec_client_io. */
 static void run(struct run *r, struct omni_ipc_request *req, const char *input,
                 int sig_fd)
 {
-	struct omni_exec_client_io io = OMNI_EXEC_CLIENT_IO_INIT;
+	struct omni__exec_client_io io = OMNI_EXEC_CLIENT_IO_INIT;
 	int fd;
 
-	omni_assert_ok(omni_exec_client_connect(sock, &fd));
+	omni_assert_ok(omni__exec_client_connect(sock, &fd));
 	io.out_fd = tmp_file(NULL);
 	io.err_fd = tmp_file(NULL);
 	io.sig_fd = sig_fd;
@@ -122,7 +122,7 @@ static void run(struct run *r, struct omni_ipc_request *req, const char *input,
 		req->want_stdin = true;
 	}
 	omni_error_clear();
-	r->rc = omni_exec_client_run(fd, req, &io, &r->res);
+	r->rc = omni__exec_client_run(fd, req, &io, &r->res);
 	close(fd);
 	r->out = slurp(io.out_fd);
 	r->err = slurp(io.err_fd);
@@ -303,8 +303,8 @@ Test(agent, ping_and_concurrency)
 	char *reply;
 	int fd;
 
-	omni_assert_ok(omni_exec_client_connect(sock, &fd));
-	omni_assert_ok(omni_exec_client_control(fd, "ping", &status, &reply));
+	omni_assert_ok(omni__exec_client_connect(sock, &fd));
+	omni_assert_ok(omni__exec_client_control(fd, "ping", &status, &reply));
 	cr_assert_eq(status, 0);
 	cr_assert_str_eq(reply, "pong");
 	free(reply);
@@ -375,7 +375,7 @@ Test(agent, sigterm_kills_commands_and_exits_zero_at_once)
 	pid_t remote = 0;
 	int fd;
 
-	omni_assert_ok(omni_exec_client_connect(sock, &fd));
+	omni_assert_ok(omni__exec_client_connect(sock, &fd));
 	omni_assert_ok(omni_ipc_request_encode(&req, &buf));
 	omni_assert_ok(omni_ipc_send(fd, OMNI_IPC_EXEC, buf.data, buf.len));
 	while (remote == 0) {

@@ -16,11 +16,11 @@
 #include "helpers.h"
 #include "options.h"
 
-static struct omni_exec_options o;
+static struct omni__exec_options o;
 
 static void finish(void)
 {
-	omni_exec_options_finish(&o);
+	omni__exec_options_finish(&o);
 }
 
 TestSuite(omni_exec, .fini = finish, .timeout = 30);
@@ -36,9 +36,9 @@ static int parse(const char *const *words)
 	for (; *words; words++)
 		argv[argc++] = (char *)*words;
 	argv[argc] = NULL;
-	omni_exec_options_finish(&o);
+	omni__exec_options_finish(&o);
 	omni_error_clear();
-	return omni_exec_options_parse(&o, argc, argv);
+	return omni__exec_options_parse(&o, argc, argv);
 }
 
 #define PARSE(...) parse((const char *const[]){ __VA_ARGS__, NULL })
@@ -377,8 +377,8 @@ TestSuite(exec_client, .timeout = 30);
 Test(exec_client, frames_reach_their_streams)
 {
 	struct fake_run r;
-	struct omni_exec_client_io io = OMNI_EXEC_CLIENT_IO_INIT;
-	struct omni_exec_client_result res;
+	struct omni__exec_client_io io = OMNI_EXEC_CLIENT_IO_INIT;
+	struct omni__exec_client_result res;
 	struct omni_ipc_request req = {
 		.argv = (char *[]){ "prog", "arg", NULL },
 		.cwd = "src",
@@ -389,7 +389,7 @@ Test(exec_client, frames_reach_their_streams)
 	io.out_fd = memfile();
 	io.err_fd = memfile();
 	fake_start(&r, FAKE_STREAMS);
-	omni_assert_ok(omni_exec_client_run(r.client_fd, &req, &io, &res));
+	omni_assert_ok(omni__exec_client_run(r.client_fd, &req, &io, &res));
 	close(r.client_fd);
 	pthread_join(r.t, NULL);
 	cr_assert_eq(res.exit_code, 5);
@@ -411,12 +411,12 @@ Test(exec_client, frames_reach_their_streams)
 Test(exec_client, error_frame_is_the_result)
 {
 	struct fake_run r;
-	struct omni_exec_client_io io = OMNI_EXEC_CLIENT_IO_INIT;
-	struct omni_exec_client_result res;
+	struct omni__exec_client_io io = OMNI_EXEC_CLIENT_IO_INIT;
+	struct omni__exec_client_result res;
 	struct omni_ipc_request req = { .shell = "true" };
 
 	fake_start(&r, FAKE_ERROR);
-	omni_assert_err(omni_exec_client_run(r.client_fd, &req, &io, &res),
+	omni_assert_err(omni__exec_client_run(r.client_fd, &req, &io, &res),
 	                -ENOENT);
 	cr_assert_str_eq(omni_error_last(), "exec: directory gone");
 	fake_finish(&r);
@@ -425,12 +425,12 @@ Test(exec_client, error_frame_is_the_result)
 Test(exec_client, lost_connection_is_an_error)
 {
 	struct fake_run r;
-	struct omni_exec_client_io io = OMNI_EXEC_CLIENT_IO_INIT;
-	struct omni_exec_client_result res;
+	struct omni__exec_client_io io = OMNI_EXEC_CLIENT_IO_INIT;
+	struct omni__exec_client_result res;
 	struct omni_ipc_request req = { .shell = "true" };
 
 	fake_start(&r, FAKE_HANG_UP);
-	omni_assert_err(omni_exec_client_run(r.client_fd, &req, &io, &res),
+	omni_assert_err(omni__exec_client_run(r.client_fd, &req, &io, &res),
 	                -ECONNRESET);
 	cr_assert(strstr(omni_error_last(), "lost"), "%s", omni_error_last());
 	fake_finish(&r);
@@ -439,8 +439,8 @@ Test(exec_client, lost_connection_is_an_error)
 Test(exec_client, signals_are_forwarded)
 {
 	struct fake_run r;
-	struct omni_exec_client_io io = OMNI_EXEC_CLIENT_IO_INIT;
-	struct omni_exec_client_result res;
+	struct omni__exec_client_io io = OMNI_EXEC_CLIENT_IO_INIT;
+	struct omni__exec_client_result res;
 	struct omni_ipc_request req = { .shell = "sleep 30" };
 	int p[2];
 	unsigned char sig = SIGTERM;
@@ -449,7 +449,7 @@ Test(exec_client, signals_are_forwarded)
 	cr_assert_eq(write(p[1], &sig, 1), 1);
 	io.sig_fd = p[0];
 	fake_start(&r, FAKE_SIGNAL);
-	omni_assert_ok(omni_exec_client_run(r.client_fd, &req, &io, &res));
+	omni_assert_ok(omni__exec_client_run(r.client_fd, &req, &io, &res));
 	fake_finish(&r);
 	cr_assert_eq(r.f.got_signal, SIGTERM);
 	cr_assert_eq(res.exit_code, 143);
@@ -478,8 +478,8 @@ static void *signal_twice(void *arg)
 Test(exec_client, undeliverable_signals_end_the_wait)
 {
 	struct fake_run r;
-	struct omni_exec_client_io io = OMNI_EXEC_CLIENT_IO_INIT;
-	struct omni_exec_client_result res;
+	struct omni__exec_client_io io = OMNI_EXEC_CLIENT_IO_INIT;
+	struct omni__exec_client_result res;
 	struct omni_ipc_request req = { .shell = "cat", .want_stdin = true };
 	size_t big = 16 << 20;
 	char *data = calloc(1, big);
@@ -498,7 +498,7 @@ Test(exec_client, undeliverable_signals_end_the_wait)
 	cr_assert(pthread_create(&t, NULL, signal_twice, &l) == 0);
 	fake_start(&r, FAKE_DEAF);
 	long long t0 = omni_test_now_ms();
-	omni_assert_ok(omni_exec_client_run(r.client_fd, &req, &io, &res));
+	omni_assert_ok(omni__exec_client_run(r.client_fd, &req, &io, &res));
 	long long took = omni_test_now_ms() - t0;
 	pthread_join(t, NULL);
 	fake_finish(&r);

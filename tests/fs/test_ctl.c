@@ -592,7 +592,7 @@ static int connect_raw(void)
 {
 	int fd;
 
-	omni_assert_ok(omni_exec_client_connect(sock_path, &fd));
+	omni_assert_ok(omni__exec_client_connect(sock_path, &fd));
 	return fd;
 }
 
@@ -603,7 +603,7 @@ Test(ctl, control_requests_through_the_library)
 	int fd = connect_raw();
 
 	omni_assert_ok(
-	    omni_exec_client_control(fd, "echo hi there", &status, &reply));
+	    omni__exec_client_control(fd, "echo hi there", &status, &reply));
 	cr_assert_eq(status, 0);
 	cr_assert_str_eq(reply, "hi there");
 	free(reply);
@@ -611,14 +611,14 @@ Test(ctl, control_requests_through_the_library)
 
 	fd = connect_raw();
 	omni_assert_ok(
-	    omni_exec_client_control(fd, "frobnicate", &status, &reply));
+	    omni__exec_client_control(fd, "frobnicate", &status, &reply));
 	cr_assert_eq(status, EINVAL);
 	free(reply);
 	close(fd);
 
 	fd = connect_raw();
 	omni_assert_ok(
-	    omni_exec_client_control(fd, "invalidate", &status, &reply));
+	    omni__exec_client_control(fd, "invalidate", &status, &reply));
 	cr_assert_eq(status, 0);
 	cr_assert_eq(atomic_load(&after_calls), 1);
 	free(reply);
@@ -627,10 +627,10 @@ Test(ctl, control_requests_through_the_library)
 
 /* Run a shell string in cwd through the library; out gets stdout. */
 static int run_in(const char *cwd, const char *shell, char *out, size_t size,
-                  struct omni_exec_client_result *res)
+                  struct omni__exec_client_result *res)
 {
 	char path[PATH_MAX];
-	struct omni_exec_client_io io = OMNI_EXEC_CLIENT_IO_INIT;
+	struct omni__exec_client_io io = OMNI_EXEC_CLIENT_IO_INIT;
 	struct omni_ipc_request req = { .shell = (char *)shell,
 		                        .cwd = (char *)cwd };
 	int fd = connect_raw(), rc;
@@ -639,7 +639,7 @@ static int run_in(const char *cwd, const char *shell, char *out, size_t size,
 	                           fx.tmp) < sizeof(path));
 	io.out_fd = mkstemp(path);
 	cr_assert(io.out_fd >= 0);
-	rc = omni_exec_client_run(fd, &req, &io, res);
+	rc = omni__exec_client_run(fd, &req, &io, res);
 	close(fd);
 	ssize_t n = pread(io.out_fd, out, size - 1, 0);
 	out[n > 0 ? n : 0] = '\0';
@@ -650,7 +650,7 @@ static int run_in(const char *cwd, const char *shell, char *out, size_t size,
 
 Test(ctl, cwd_field_is_normalised_and_confined)
 {
-	struct omni_exec_client_result res;
+	struct omni__exec_client_result res;
 	char dir[PATH_MAX], out[PATH_MAX + 16], want[PATH_MAX + 16];
 
 	omni_test_host_path(&fx, "sub/deeper", dir, sizeof(dir));

@@ -230,7 +230,7 @@ static void upload_raw(const char *name, const void *data, size_t len)
 {
 	char url[512], enc[256];
 
-	cr_assert(omni_http_escape(name, enc, sizeof(enc)) == 0);
+	cr_assert(omni__http_escape(name, enc, sizeof(enc)) == 0);
 	omni_test_fmt(url, sizeof(url),
 	              "%s/upload/storage/v1/b/%s/o?uploadType=media&name=%s",
 	              fx.gcs.url, BUCKET, enc);

@@ -117,8 +117,8 @@ char *test_server_log(const struct test_server *s)
 long test_http_data(const char *method, const char *url, const char *ctype,
                     const void *data, size_t len, char **body)
 {
-	struct omni_http_endpoint ep = { .connect_timeout_ms = 5000 };
-	struct omni_http_request req = {
+	struct omni__http_endpoint ep = { .connect_timeout_ms = 5000 };
+	struct omni__http_request req = {
 		.method = method,
 		.path = url,
 		.body = data,
@@ -126,8 +126,8 @@ long test_http_data(const char *method, const char *url, const char *ctype,
 		.content_type = ctype,
 		.timeout_ms = 30000,
 	};
-	struct omni_http_response resp;
-	int rc = omni_http_request(&ep, &req, &resp);
+	struct omni__http_response resp;
+	int rc = omni__http_request(&ep, &req, &resp);
 
 	cr_assert(rc == 0, "%s %s: %s", method, url, omni_error_last());
 	if (body) {
@@ -135,7 +135,7 @@ long test_http_data(const char *method, const char *url, const char *ctype,
 		resp.body = NULL;
 	}
 	long status = resp.status;
-	omni_http_response_finish(&resp);
+	omni__http_response_finish(&resp);
 	return status;
 }
 

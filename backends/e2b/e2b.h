@@ -166,6 +166,12 @@ struct e2b_http_resp {
 
 /* One request. 0 when a reply came (any status), else -errno with a
  * message. Release resp with omni__e2b_resp_finish(). */
+/* The error of a call refused while the breaker is open: how long the
+ * sandbox has been silent (from the first request that got no answer),
+ * that the call is not retried, and when the next probe goes. Returns the
+ * errno of the outage. */
+int omni__e2b_outage_error(struct e2b_backend *eb, enum e2b_method m);
+
 int omni__e2b_http(struct e2b_backend *eb, const struct e2b_http_req *req,
                    struct e2b_http_resp *resp);
 void omni__e2b_resp_finish(struct e2b_http_resp *resp);

@@ -314,6 +314,24 @@ static bool transport_failure(int err)
 	       err == -ECONNRESET || err == -EHOSTUNREACH;
 }
 
+int omni__e2b_outage_error(struct e2b_backend *eb, enum e2b_method m)
+{
+	long long now = omni__now_ms();
+	long long down = atomic_load(&eb->down_since_ms);
+	long long next = atomic_load(&eb->next_probe_ms);
+	long long wait_s = (next - now + 999) / 1000;
+	int err = atomic_load(&eb->down_err);
+
+	atomic_fetch_add(&eb->fast_fails, 1);
+	return omni_error_set(
+	    err ? err : -ETIMEDOUT,
+	    "e2b: %s: the sandbox has not answered for %lld s (%s); not "
+	    "retried: calls fail at once until it answers again (next probe "
+	    "in %lld s)",
+	    omni__e2b_method_name(m), down ? (now - down + 500) / 1000 : 0,
+	    strerror(err ? -err : ETIMEDOUT), wait_s > 0 ? wait_s : 0);
+}
+
 /* The breaker's gate: 0 to go ahead, or -errno to fail at once. */
 static int breaker_enter(struct e2b_backend *eb, const struct e2b_http_req *req,
                          bool *probe)
@@ -332,18 +350,14 @@ static int breaker_enter(struct e2b_backend *eb, const struct e2b_http_req *req,
 		*probe = true;
 		return 0;
 	}
-	atomic_fetch_add(&eb->fast_fails, 1);
-	int err = atomic_load(&eb->down_err);
-	return omni_error_set(
-	    err ? err : -ETIMEDOUT,
-	    "e2b: %s: the sandbox has not answered for %lld s "
-	    "(%s); retrying",
-	    omni__e2b_method_name(req->m), (now - down) / 1000,
-	    strerror(err ? -err : ETIMEDOUT));
+	return omni__e2b_outage_error(eb, req->m);
 }
 
+/* started: when the request began, so that an outage is dated from the
+ * first request that got no answer, not from the end of its wait. */
 static void breaker_leave(struct e2b_backend *eb,
-                          const struct e2b_http_req *req, int rc)
+                          const struct e2b_http_req *req, int rc,
+                          long long started)
 {
 	if (req->api)
 		return;
@@ -359,7 +373,7 @@ static void breaker_leave(struct e2b_backend *eb,
 	long long zero = 0;
 	atomic_store(&eb->down_err, rc);
 	atomic_store(&eb->next_probe_ms, now + 1000);
-	if (atomic_compare_exchange_strong(&eb->down_since_ms, &zero, now))
+	if (atomic_compare_exchange_strong(&eb->down_since_ms, &zero, started))
 		omni_log(OMNI_LOG_WARN, "e2b: sandbox %s does not answer: %s",
 		         eb->sandbox_id, omni_error_last());
 }
@@ -376,6 +390,8 @@ int omni__e2b_http(struct e2b_backend *eb, const struct e2b_http_req *req,
 	bool probe;
 	CURL *h;
 	int rc;
+
+	long long started = omni__now_ms();
 
 	memset(resp, 0, sizeof(*resp));
 	resp->last_modified = -1;
@@ -459,7 +475,7 @@ int omni__e2b_http(struct e2b_backend *eb, const struct e2b_http_req *req,
 	if (rc < 0)
 		atomic_fetch_add(&eb->errors, 1);
 	(void)probe;
-	breaker_leave(eb, req, rc);
+	breaker_leave(eb, req, rc, started);
 	curl_slist_free_all(headers);
 	/* A handle whose transfer failed may hold a broken connection. */
 	omni__curl_give(&eb->pool, h, cc == CURLE_OK);

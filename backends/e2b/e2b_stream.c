@@ -256,12 +256,8 @@ int omni__e2b_stream_open(struct e2b_stream **out, struct e2b_backend *eb,
 	/* The breaker knows when the sandbox is unreachable. */
 	if (atomic_load(&eb->down_since_ms) &&
 	    omni__now_ms() < atomic_load(&eb->next_probe_ms)) {
-		atomic_fetch_add(&eb->fast_fails, 1);
-		rc = atomic_load(&eb->down_err);
 		omni__e2b_stream_free(s);
-		return omni_error_set(rc ? rc : -ETIMEDOUT,
-		                      "e2b: %s: the sandbox does not answer",
-		                      omni__e2b_method_name(m));
+		return omni__e2b_outage_error(eb, m);
 	}
 
 	const char *hdrs[8];

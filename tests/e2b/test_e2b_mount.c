@@ -671,6 +671,29 @@ Test(e2b_mount, agent_workflow_files)
 	exec_test_buf_free(&out);
 }
 
+/* Names outside ASCII, and ones that need quoting, go through the mount
+ * both ways: written here and read in the sandbox, written there and read
+ * here (the download's Content-Disposition uses filename*=utf-8''). */
+Test(e2b_mount, non_ascii_names_both_ways)
+{
+	ok_sh("echo here > 'café ✓.txt' && echo q > 'say \"hi\".txt' && "
+	      "mkdir 'dír' && echo in > 'dír/日本語'%s",
+	      "");
+	struct exec_test_buf out = { 0 };
+	cr_assert_eq(omni_exec_in(m.mnt, NULL, &out, NULL,
+	                          (const char *const[]){
+	                              "sh", "-c",
+	                              "cat 'café ✓.txt' 'say \"hi\".txt' "
+	                              "'dír/日本語' && echo there > 'ñ.txt'",
+	                              NULL }),
+	             0);
+	cr_assert_str_eq(out.data, "here\nq\nin\n");
+	exec_test_buf_free(&out);
+	ok_sh("test \"$(cat ñ.txt)\" = there && ls | grep -qx 'café ✓.txt' && "
+	      "test \"$(cat 'dír/日本語')\" = in%s",
+	      "");
+}
+
 Test(e2b_mount, request_counts_are_readable)
 {
 	struct exec_test_buf out = { 0 };
@@ -831,6 +854,35 @@ Test(e2b_fault, black_hole_fails_every_call_in_bounded_time)
 	cr_assert(gone, "omnifs did not exit within 20 s of the unmount");
 	m.pid = 0;
 	sandbox_may_live = true;
+	e2b_test_fault(&srv, "none", 0);
+}
+
+/* omni-exec during an outage says how long the sandbox has been silent
+ * (dated from the first request that got no answer) and that it is not
+ * retried. */
+Test(e2b_fault, outage_message_says_how_long_and_no_retry)
+{
+	int status;
+
+	e2b_test_fault(&srv, "hang", 0);
+	/* The first call waits out the 3 s bound and opens the breaker. */
+	status = sh_in(NULL,
+	               "timeout -s KILL 30 stat '%s/nothing-here' "
+	               ">/dev/null 2>&1",
+	               m.mnt);
+	cr_assert_neq(status, 0);
+	int code;
+	char *err =
+	    sh_out(&code, NULL,
+	           "omni-exec --mount '%s' -n true 2>&1 >/dev/null", m.mnt);
+	cr_assert_neq(code, 0, "%s", err);
+	long secs = -1;
+	const char *at = strstr(err, "has not answered for ");
+	cr_assert(at, "%s", err);
+	secs = strtol(at + strlen("has not answered for "), NULL, 10);
+	cr_assert_geq(secs, 3, "%s", err);
+	cr_assert(strstr(err, "not retried"), "%s", err);
+	free(err);
 	e2b_test_fault(&srv, "none", 0);
 }
 

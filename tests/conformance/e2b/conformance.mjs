@@ -134,6 +134,24 @@ await check('files.read relative path resolves to home', async () => {
   eq(await sbx.files.read('hello.txt'), 'hello', 'content');
 });
 
+await check('non-ASCII and quoted names: write, read, list, download header', async () => {
+  for (const name of ['café ✓ naïve.txt', 'quote "me" and \\.txt', '日本語']) {
+    const p = `${HOME}/${name}`;
+    const info = await sbx.files.write(p, `content of ${name}`);
+    eq(info.name, name, 'name');
+    eq(await sbx.files.read(p), `content of ${name}`, 'content');
+    const names = (await sbx.files.list(HOME)).map((e) => e.name);
+    eq(names.includes(name), true, 'listed');
+    const url = await sbx.downloadUrl(p);
+    const r = await fetch(url);
+    eq(r.status, 200, 'download status');
+    eq(await r.text(), `content of ${name}`, 'downloaded');
+    const cd = r.headers.get('content-disposition') || '';
+    const ascii = /^[\x20-\x7e]*$/.test(name);
+    eq(ascii ? cd.includes('filename="') : cd.includes("filename*=utf-8''"), true, `disposition ${cd}`);
+  }
+});
+
 // 4. multi-file write
 await check('files.write many files creates parents', async () => {
   const res = await sbx.files.write([

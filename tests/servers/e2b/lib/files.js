@@ -233,7 +233,7 @@ async function getFiles(sb, req, res, query) {
     const h = req.headers;
     const conditional = h.range || h['if-modified-since'] || h['if-none-match'] || h['if-range'];
     const base = path.basename(p);
-    const disposition = `inline; filename=${/^[\w.+-]+$/.test(base) ? base : JSON.stringify(base)}`;
+    const disposition = contentDisposition(base);
 
     if (encoding === 'gzip' && !conditional) {
       res.writeHead(200, {
@@ -250,6 +250,27 @@ async function getFiles(sb, req, res, query) {
     if (e instanceof HttpError) return sendJsonError(res, e.status, e.message);
     return sendJsonError(res, 500, e.message);
   }
+}
+
+/**
+ * Content-Disposition for a download, as envd's Go code makes it
+ * (mime.FormatMediaType): a token is sent bare, other printable ASCII as a
+ * quoted string, and anything else in the RFC 2231/5987 extended form
+ * filename*=utf-8''<percent-encoded>, since a header value cannot carry
+ * raw non-ASCII bytes.
+ */
+function contentDisposition(base) {
+  if (/^[\w!#$&+.^`|~-]+$/.test(base)) return `inline; filename=${base}`;
+  if (/^[\x20-\x7e]*$/.test(base)) {
+    return `inline; filename="${base.replace(/(["\\])/g, '\\$1')}"`;
+  }
+  const enc = Array.from(Buffer.from(base, 'utf8'))
+    .map((b) => {
+      const c = String.fromCharCode(b);
+      return /[A-Za-z0-9!#$&+.^_`|~-]/.test(c) ? c : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+    })
+    .join('');
+  return `inline; filename*=utf-8''${enc}`;
 }
 
 /** Go http.ServeContent, for a regular file. */

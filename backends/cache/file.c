@@ -35,6 +35,7 @@
 #include "base/tempfile.h"
 #include "cache/cache_internal.h"
 #include "omni/error.h"
+#include "omni/log.h"
 #include "omni/vfs.h"
 
 /* The attributes of a copy: the cached ones (or those it was opened
@@ -370,11 +371,22 @@ int omni__cache_fallocate(struct omni_file *f, int mode, off_t off, off_t len)
 	return 0;
 }
 
+/* Was f opened for reading only? Its close never reports an upload error:
+ * the failure belongs to whoever wrote, and that writer's close, fsync or
+ * the background uploader deal with it. */
+static bool read_only(const struct omni_file *f)
+{
+	return (((const struct cfile *)f)->flags & O_ACCMODE) == O_RDONLY;
+}
+
 int omni__cache_flush(struct omni_file *f)
 {
 	struct cache *c = omni__cache_of(f->backend);
 	struct cnode *n = node_of(f);
 	struct stat local;
+
+	if (read_only(f))
+		return 0;
 
 	/* `cmd > file` closes the new, still empty file once before the
 	 * command writes to its duplicate: an empty copy that was only
@@ -420,8 +432,13 @@ int omni__cache_release(struct omni_file *f)
 	if (n->dirty && !n->written && !n->exists_remote)
 		n->retry_at = omni__now_ms() + 1000;
 	pthread_mutex_unlock(&c->lock);
-	if (last && dirty)
+	if (last && dirty) {
 		rc = omni__cache_node_flush(c, n);
+		if (rc < 0 && read_only(f)) {
+			omni_log(OMNI_LOG_WARN, "%s", omni_error_last());
+			rc = 0;
+		}
+	}
 	pthread_mutex_lock(&c->lock);
 	omni__cache_node_put_locked(c, n);
 	pthread_mutex_unlock(&c->lock);

@@ -461,6 +461,30 @@ Test(cache_content, upload_errors_reach_close_as_close_reports_them)
 	omni_assert_ok(omni__cache_flush_all(c));
 }
 
+/* A reader's close never reports the writer's failed upload (`cat` of a
+ * file whose upload failed must not fail at close with EIO). */
+Test(cache_content, read_only_close_reports_no_upload_error)
+{
+	up();
+	list("");
+	counting_fail(cb, COUNT_UPLOAD, -EIO);
+	struct omni_file *w = create("shared.txt", "data\n");
+	struct omni_file *r = NULL;
+	omni_assert_ok(omni_vfs_open(c, "shared.txt", O_RDONLY, 0, &r));
+	omni_assert_err(omni_vfs_flush(w), -EIO);
+	omni_assert_ok(omni_vfs_release(w));
+	/* The reader is now the last one: its close tries the upload
+	 * again, which fails, and says nothing of it. */
+	omni_assert_ok(omni_vfs_flush(r));
+	omni_assert_ok(omni_vfs_release(r));
+	cr_assert_eq(stat_value("cache.dirty"), 1);
+	counting_fail(cb, COUNT_UPLOAD, 0);
+	omni_assert_ok(omni__cache_flush_all(c));
+	char *theirs = counting_get(cb, "shared.txt");
+	cr_assert_str_eq(theirs, "data\n");
+	free(theirs);
+}
+
 Test(cache_content, flush_all_uploads_each_dirty_file_once)
 {
 	up();

@@ -28,6 +28,7 @@
 #include "omni/error.h"
 #include "omni/log.h"
 #include "state/gcs.h"
+#include "state/snapshot.h"
 
 #define MAX_BACKOFF_MS 32000
 
@@ -60,19 +61,20 @@ struct gcs_object *omni__gcs_objects_add(struct gcs_objects *l)
 	return o;
 }
 
-/* The id of an object name "<objprefix><id>.tar.gz", or false. */
+/* The id of an object name "<objprefix><YYYYmmdd_HHMMSS_ffffff>.tar.gz"
+ * (the manager's own pattern), or false: any other object under the
+ * prefix is not a snapshot, whatever it holds or however it sorts. */
 static bool id_of(const char *objprefix, const char *name, char id[32])
 {
 	size_t pl = strlen(objprefix), nl = strlen(name),
 	       sl = strlen(OMNI__GCS_SUFFIX);
 
-	if (strncmp(name, objprefix, pl) != 0 || nl <= pl + sl ||
-	    strcmp(name + nl - sl, OMNI__GCS_SUFFIX) != 0 ||
-	    nl - pl - sl >= 32 || memchr(name + pl, '/', nl - pl - sl))
+	if (strncmp(name, objprefix, pl) != 0 || nl != pl + 22 + sl ||
+	    strcmp(name + nl - sl, OMNI__GCS_SUFFIX) != 0)
 		return false;
-	memcpy(id, name + pl, nl - pl - sl);
-	id[nl - pl - sl] = '\0';
-	return true;
+	memcpy(id, name + pl, 22);
+	id[22] = '\0';
+	return omni__snap_time(id) >= 0;
 }
 
 int omni__gcs_escape(const char *s, char *out, size_t size)
@@ -255,8 +257,15 @@ static int parse_object(const cJSON *it, const char *objprefix,
 	    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "name"));
 	char id[32];
 
-	if (!name || !id_of(objprefix, name, id))
+	if (!name)
 		return 0;
+	if (!id_of(objprefix, name, id)) {
+		omni_log(OMNI_LOG_WARN,
+		         "gcs: ignoring %s: not a snapshot name "
+		         "(<prefix>/<project>/YYYYmmdd_HHMMSS_ffffff%s)",
+		         name, OMNI__GCS_SUFFIX);
+		return 0;
+	}
 	struct gcs_object *o = omni__gcs_objects_add(out);
 	if (!o || !(o->name = strdup(name)))
 		return omni_error_set(-ENOMEM, "gcs: out of memory");

@@ -6,10 +6,17 @@
  * into the workspace through snapshot_apply.c (see the head of
  * state_git.c for the design, state_git.h for the shared structures).
  *
- * Small files become blobs from one buffer, larger ones are streamed. A
- * name git refuses is left out of a save; anything named .git is never
- * written by a load, and an unsafe path fails it. Every blob of a tree is
- * checked to be in the store before anything is written.
+ * Small files become blobs from one buffer, larger ones are streamed; a
+ * file that is no longer the regular file the scan saw (snapshot_scan.c)
+ * is left out with a warning. A name git refuses is left out of a save;
+ * anything named .git is never written by a load, and an unsafe path
+ * fails it. Every blob of a tree is checked to be in the store, and the
+ * tree's entries and bytes against the restore limits, before anything
+ * is written; the load then stages the tree (snapshot_apply.c), so a
+ * tree with duplicate names (a symlink and a directory of one name)
+ * fails instead of writing through the symlink. Git keeps only 0644,
+ * 0755 and symlinks: any other mode bits of a crafted tree are dropped
+ * (setuid, setgid and sticky with a warning).
  *
  * Locking: called with the manager's mutex held (state_git.c).
  */
@@ -119,7 +126,8 @@ static int make_blob(struct tree_build *t, const struct omni__ws_entry *e,
 	if (e->st.st_size <= SMALL_BLOB) {
 		char *data;
 		size_t len;
-		rc = omni__ws_read_all(op->b, e->path, SMALL_BLOB, &data, &len);
+		rc = omni__ws_read_all(op->b, e->path, &e->st, SMALL_BLOB,
+		                       &data, &len);
 		if (rc == 0) {
 			rc = git_blob_create_from_buffer(oid, op->repo, data,
 			                                 len);
@@ -138,7 +146,7 @@ static int make_blob(struct tree_build *t, const struct omni__ws_entry *e,
 	struct blob_stream s = { .op = op };
 	if ((rc = git_blob_create_from_stream(&s.ws, op->repo, NULL)) < 0)
 		return omni__git_fail(rc, "storing %s", e->path);
-	if ((rc = omni__ws_read(op->b, e->path, blob_chunk, &s)) < 0) {
+	if ((rc = omni__ws_read(op->b, e->path, &e->st, blob_chunk, &s)) < 0) {
 		s.ws->free(s.ws);
 		return rc;
 	}
@@ -164,9 +172,10 @@ static int add_to_tree(struct tree_build *t, const struct omni__ws_entry *e)
 	if (cache_hit(t, ce, &ie)) {
 		git_oid_cpy(&ie.id, &ce->id);
 	} else if ((rc = make_blob(t, e, &ie.id)) < 0) {
-		if (rc == -ENOENT) {
-			/* Deleted between the scan and the read. */
-			omni_error_clear();
+		if (rc == -ENOENT || rc == -ESTALE) {
+			/* Deleted or replaced between the scan and the
+			 * read. */
+			omni__ws_skipped(e->path, rc);
 			return 0;
 		}
 		return rc;
@@ -322,6 +331,9 @@ static int apply_blob(struct tree_apply *ta, const char *path,
 	if (mode != GIT_FILEMODE_BLOB && mode != GIT_FILEMODE_BLOB_EXECUTABLE &&
 	    mode != GIT_FILEMODE_LINK)
 		return 0; /* a submodule (gitlink): not ours to restore */
+	/* Only 0644 and 0755 are restored; say so for what a crafted tree
+	 * asked beyond them. */
+	omni__restore_mode(path, git_tree_entry_filemode_raw(te) & 07777);
 	if (st) {
 		/* Unchanged since the cache saw it: leave it alone (and its
 		 * mtime, which build tools watch). */
@@ -358,10 +370,12 @@ static int apply_blob(struct tree_apply *ta, const char *path,
 		    ta->a, &af, path,
 		    mode == GIT_FILEMODE_BLOB_EXECUTABLE ? 0755 : 0644);
 		if (rc == 0 &&
-		    (rc = omni__apply_file_write(&af, data, len)) < 0)
+		    (rc = omni__apply_file_write(ta->a, &af, data, len)) < 0)
 			omni__apply_file_abort(ta->a, &af);
 		else if (rc == 0)
-			rc = omni__apply_file_commit(ta->a, &af, NULL);
+			rc = omni__apply_file_commit(ta->a, &af, -1, NULL);
+		else if (rc > 0)
+			rc = 0; /* a reserved name: skipped */
 	}
 	git_blob_free(blob);
 	return rc;
@@ -392,24 +406,33 @@ int omni__git_apply_walk_cb(const char *root, const git_tree_entry *te,
 	return ta->rc < 0 ? -1 : 0;
 }
 
-/* Make sure every object of the tree is here before writing anything. */
+/* Make sure every object of the tree is here, and the tree within the
+ * limits, before writing anything. */
 int omni__git_check_tree_cb(const char *root, const git_tree_entry *te,
                             void *payload)
 {
 	struct tree_apply *ta = payload;
+	git_object_t type;
+	size_t len;
 
 	if (forbidden(git_tree_entry_name(te)))
 		return 1;
-	if (git_tree_entry_type(te) != GIT_OBJECT_BLOB)
-		return 0;
-	if (git_odb_exists(ta->odb, git_tree_entry_id(te)) != 1) {
+	if (git_tree_entry_type(te) != GIT_OBJECT_BLOB) {
+		ta->rc = omni__limits_add(&ta->limits, 1, 0, ta->what);
+		return ta->rc < 0 ? -1 : 0;
+	}
+	if (git_odb_read_header(&len, &type, ta->odb, git_tree_entry_id(te)) !=
+	    0) {
+		git_error_clear();
 		ta->rc = omni_error_set(-EIO,
 		                        "git state: the snapshot lacks the "
 		                        "content of %s%s",
 		                        root, git_tree_entry_name(te));
 		return -1;
 	}
-	return 0;
+	ta->rc =
+	    omni__limits_add(&ta->limits, 1, (unsigned long long)len, ta->what);
+	return ta->rc < 0 ? -1 : 0;
 }
 
 /* Fill the stat cache from what was just written, so the next save does

@@ -4,17 +4,21 @@
  *
  *   scan     list the workspace through the backend operations, leaving
  *            out the usual caches and what .gitignore files exclude
- *   read     stream a workspace file through the backend operations
- *   apply    write a snapshot into the workspace: every file through a
- *            temporary name and a rename, then delete what the snapshot
- *            does not have (never what the ignore rules keep out)
+ *   read     stream a workspace file through the backend operations,
+ *            only if it is still the regular file the scan saw
+ *   apply    write a snapshot into the workspace: staged whole in a
+ *            hidden directory, checked entry by entry (no symlink
+ *            followed, no setuid bits, limits on entries and bytes),
+ *            then moved into place; then delete what the snapshot does
+ *            not have (never what the ignore rules keep out)
  *   place    the per-project state directory beside the workspaces
  *            (<data>/.omnifs-state) and its lock file
  *   digest   a content digest of a tree of entries, independent of order
  *
  * Everything here works only through omni/vfs.h, so it serves the local,
  * docker and e2b backends alike. See the heads of snapshot_scan.c
- * for the ignore rules and snapshot_apply.c for the apply protocol.
+ * for the ignore rules, snapshot_apply.c for the apply protocol and
+ * snapshot_stage.c for the checks and limits of a restore.
  */
 #ifndef OMNI_SNAPSHOT_H
 #define OMNI_SNAPSHOT_H
@@ -81,16 +85,81 @@ void omni__ws_list_finish(struct omni__ws_list *l);
 struct omni__ws_entry *omni__ws_find(const struct omni__ws_list *l,
                                      const char *path);
 
+/* The staging directories of loads (".omnifs-restore-<hex>" at the
+ * root): never scanned, never saved. */
+#define OMNI__STAGE_PREFIX ".omnifs-restore-"
+
 /* Called with each chunk of a file; return 0 or a negative errno. */
 typedef int (*omni__chunk_cb)(const void *data, size_t len, void *payload);
 
-/* Read a whole workspace file through the backend, chunk by chunk. */
-int omni__ws_read(struct omni_backend *b, const char *path, omni__chunk_cb cb,
-                  void *payload);
+/*
+ * Read a whole workspace file through the backend, chunk by chunk. With
+ * seen (the scan's lstat of it), the file is opened with O_NOFOLLOW |
+ * O_NONBLOCK and read only if the descriptor is a regular file and, on
+ * a backend with real inodes, the inode the scan saw: otherwise
+ * -ESTALE, and the caller leaves it out of the snapshot (a FIFO, a
+ * device or a symlink put in its place meanwhile is never read).
+ */
+int omni__ws_read(struct omni_backend *b, const char *path,
+                  const struct stat *seen, omni__chunk_cb cb, void *payload);
 
-/* Read a whole small workspace file into a malloc'd buffer (NUL-ended). */
-int omni__ws_read_all(struct omni_backend *b, const char *path, size_t max,
-                      char **out, size_t *len);
+/* Read a whole small workspace file into a malloc'd buffer (NUL-ended);
+ * seen as for omni__ws_read. */
+int omni__ws_read_all(struct omni_backend *b, const char *path,
+                      const struct stat *seen, size_t max, char **out,
+                      size_t *len);
+
+/* Log that a scanned entry was left out of a save (rc -ESTALE from a
+ * read: it changed into something else); clears the error. */
+void omni__ws_skipped(const char *path, int rc);
+
+/* --- limits and checks of a restore (snapshot_stage.c) --------------------
+ */
+
+#define OMNI__RESTORE_MAX_ENTRIES 1000000ull
+#define OMNI__RESTORE_MAX_BYTES   (64ull << 30)
+
+/* What one restore may write: entries and bytes, with the counts. */
+struct omni__limits {
+	unsigned long long max_entries, max_bytes;
+	unsigned long long entries, bytes;
+};
+
+/*
+ * The limits of a restore: OMNI_RESTORE_MAX_ENTRIES and
+ * OMNI_RESTORE_MAX_BYTES (a number, bytes with an optional K, M, G or T
+ * suffix) or the defaults above. -EINVAL for a value that is no number.
+ */
+int omni__limits_init(struct omni__limits *l);
+/* Count entries and bytes of what (a snapshot's name for the message);
+ * -EFBIG with a message naming the variable once a limit is passed. */
+int omni__limits_add(struct omni__limits *l, unsigned long long entries,
+                     unsigned long long bytes, const char *what);
+
+/* mode & 0777, logging (WARN) the setuid, setgid and sticky bits that a
+ * restore of path drops. */
+mode_t omni__restore_mode(const char *path, unsigned int mode);
+
+/* What is staged, by path (a tree: no hash an archive could collide). */
+struct omni__stage;
+
+struct omni__staged {
+	char *path;
+	char kind;  /* 'd', 'f' or 'l' */
+	bool moved; /* in place in the workspace already */
+};
+
+int omni__stage_new(struct omni__stage **out);
+void omni__stage_free(struct omni__stage *s);
+/* The entry at path, or NULL. */
+struct omni__staged *omni__stage_get(struct omni__stage *s, const char *path);
+/* Add path of kind (which must not be staged yet). */
+int omni__stage_add(struct omni__stage *s, const char *path, char kind);
+/* Every entry, ordered so that what a directory holds follows it
+ * directly ('/' sorts before every other byte). The array is malloc'd,
+ * its entries borrowed. */
+int omni__stage_sorted(struct omni__stage *s, struct omni__staged ***out,
+                       size_t *count);
 
 /* --- apply ------------------------------------------------------------------
  */
@@ -99,28 +168,34 @@ struct omni__apply {
 	struct omni_backend *b;
 	struct omni__ws_list existing; /* what the workspace held */
 	bool *keep;                    /* parallel to existing.items */
-	struct omni__dirmode *modes;   /* directory modes set at the end */
+	struct omni__stage *stage;     /* what the snapshot put in staging */
+	char stage_dir[64];            /* OMNI__STAGE_PREFIX<hex>, "" if none */
+	struct omni__limits limits;
+	const char *what;            /* the snapshot, for messages */
+	struct omni__dirmode *modes; /* directory modes set at the end */
 	size_t nmodes, capmodes;
-	char last_dir[PATH_MAX]; /* last directory made sure of */
-	unsigned long counter;   /* for temporary names */
+	char last_dir[PATH_MAX]; /* last staged directory made sure of */
 	struct omni__progress *progress;
 };
 
 struct omni__apply_file {
 	struct omni_file *f;
-	char path[PATH_MAX];
-	char tmp[PATH_MAX];
-	long long off;
+	char path[PATH_MAX];   /* in the workspace */
+	char staged[PATH_MAX]; /* in the staging directory */
+	long long off;         /* where the next write goes */
+	long long end;         /* bytes counted against the limit */
 	mode_t mode;
 };
 
 /*
- * Start applying: scan the workspace (flags as for omni__ws_scan). The
- * scan decides what the final pass deletes: entries the snapshot does not
- * name, never ignored ones.
+ * Start applying: read the limits and scan the workspace (flags as for
+ * omni__ws_scan). The scan decides what the final pass deletes: entries
+ * the snapshot does not name, never ignored ones. what names the
+ * snapshot in messages (borrowed).
  */
 int omni__apply_begin(struct omni__apply *a, struct omni_backend *b,
-                      unsigned int scan_flags, struct omni__progress *progress);
+                      unsigned int scan_flags, struct omni__progress *progress,
+                      const char *what);
 /* The workspace held nothing (after the ignore rules)? */
 bool omni__apply_workspace_empty(const struct omni__apply *a);
 /* What the workspace holds at path before applying, or NULL. */
@@ -129,25 +204,41 @@ const struct stat *omni__apply_existing(const struct omni__apply *a,
 /* Keep path as it is (the caller knows it already matches). */
 void omni__apply_keep(struct omni__apply *a, const char *path);
 
+/*
+ * The entries of a snapshot, staged. A path whose parent was staged as
+ * a file or a symlink, or that was staged before as another kind, fails
+ * with -EINVAL (nothing is written through a symlink, whatever the
+ * order or the duplicates); the same path twice of the same kind: the
+ * later wins. Setuid, setgid and sticky bits are dropped (logged). Past
+ * a limit: -EFBIG.
+ */
 /* A directory (mode 0: leave the mode alone). */
 int omni__apply_dir(struct omni__apply *a, const char *path, mode_t mode);
 
-/* A regular file: open a temporary beside it, write, commit (rename over
- * path). mtime may be NULL (now). abort removes the temporary. */
+/* A regular file: open it in staging (1: a reserved name, skip the
+ * entry and call nothing else), write (at af->off, which the caller may
+ * move forward over a hole), commit (size: extend to it, or -1). mtime
+ * may be NULL (now). abort closes it (the staging directory goes as a
+ * whole). */
 int omni__apply_file_open(struct omni__apply *a, struct omni__apply_file *af,
                           const char *path, mode_t mode);
-int omni__apply_file_write(struct omni__apply_file *af, const void *data,
-                           size_t len);
+int omni__apply_file_write(struct omni__apply *a, struct omni__apply_file *af,
+                           const void *data, size_t len);
 int omni__apply_file_commit(struct omni__apply *a, struct omni__apply_file *af,
-                            const struct timespec *mtime);
+                            long long size, const struct timespec *mtime);
 void omni__apply_file_abort(struct omni__apply *a, struct omni__apply_file *af);
 
-/* A symlink to target (made under a temporary name, renamed over path). */
+/* A symlink to target. */
 int omni__apply_symlink(struct omni__apply *a, const char *path,
                         const char *target);
 
-/* Delete what the snapshot did not name and set directory modes. */
+/* Move what was staged into place (never through a symlink of the
+ * workspace: each directory is looked at first), delete what the
+ * snapshot did not name, set directory modes, remove the staging
+ * directory. */
 int omni__apply_finish(struct omni__apply *a);
+/* Free everything; a staging directory still there (a failed load) is
+ * removed, so the workspace is as it was. */
 void omni__apply_cleanup(struct omni__apply *a);
 
 /*

@@ -22,18 +22,33 @@
  *	directory's .gitignore before its entries (up to 1 MiB), leaves out
  *	what the rules ignore (and anything named .git with
  *	OMNI__SCAN_SKIP_GIT) and sorts the result by path. Files are read in
- *	chunks of 1 MiB.
+ *	chunks of 1 MiB. The staging directories of loads
+ *	(OMNI__STAGE_PREFIX*, at the root) are never listed.
+ *
+ * READING
+ *	What the scan listed as a regular file may be something else by the
+ *	time it is read: a sandbox can swap it for a FIFO (an open would
+ *	hang the save, and the unmount with it), a device, or a symlink to
+ *	a host file. So a scanned file is opened with O_NOFOLLOW |
+ *	O_NONBLOCK | O_NOCTTY (the backend honours what it can: the confined
+ *	open of the host backends refuses a symlink that leads out), then
+ *	fstat'ed: anything that is not a regular file, or (where inodes are
+ *	real, i.e. not on a remote backend) not the inode the scan saw
+ *	(st_dev, st_ino), is left out of the snapshot with a warning and
+ *	never read. The data read is always that of the descriptor.
  *
  * Locking: the functions here keep no global state.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "base/error.h"
 #include "core/api.h"
 #include "omni/sys/backend_impl.h"
 #include "omni/error.h"
@@ -332,7 +347,12 @@ static int load_gitignore(struct scan *s, const char *dir,
 		if ((rc = omni__join(path, sizeof(path), dir, ".gitignore")) <
 		    0)
 			return rc;
-		rc = omni__ws_read_all(s->b, path, GITIGNORE_MAX, &text, &len);
+		rc = omni__ws_read_all(s->b, path, &d->items[i].st,
+		                       GITIGNORE_MAX, &text, &len);
+		if (rc == -ESTALE || rc == -ENOENT) {
+			omni__ws_skipped(path, rc);
+			return 0;
+		}
 		if (rc == -EFBIG) {
 			/* A giant .gitignore is not worth failing a save
 			 * for; its rules are not applied. */
@@ -372,6 +392,9 @@ static int scan_dir(struct scan *s, const char *dir, size_t parent)
 
 		if ((s->flags & OMNI__SCAN_SKIP_GIT) &&
 		    strcmp(name, ".git") == 0)
+			continue;
+		if (!dir[0] && strncmp(name, OMNI__STAGE_PREFIX,
+		                       strlen(OMNI__STAGE_PREFIX)) == 0)
 			continue;
 		if (!S_ISREG(st->st_mode) && !S_ISLNK(st->st_mode) &&
 		    !S_ISDIR(st->st_mode))
@@ -446,16 +469,64 @@ struct omni__ws_entry *omni__ws_find(const struct omni__ws_list *l,
 	return bsearch(&key, l->items, l->count, sizeof(key), entry_cmp);
 }
 
-int omni__ws_read(struct omni_backend *b, const char *path, omni__chunk_cb cb,
-                  void *payload)
+void omni__ws_skipped(const char *path, int rc)
 {
-	struct omni_file *f;
+	if (rc == -ENOENT)
+		omni_log(OMNI_LOG_DEBUG, "%s: deleted while saving, left out",
+		         path);
+	else
+		omni_log(OMNI_LOG_WARN, "save: %s left out: %s", path,
+		         omni_error_last());
+	omni_error_clear();
+}
+
+/* Open a scanned file for reading, only if it is still that file. */
+static int open_seen(struct omni_backend *b, const char *path,
+                     const struct stat *seen, struct omni_file **f)
+{
+	struct stat st;
+	int rc = omni_vfs_open(
+	    b, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, 0, f);
+
+	if (rc == -ELOOP || rc == -EACCES || rc == -EXDEV) {
+		/* Refused: a symlink (leading out) now stands there? */
+		struct omni__error_saved saved;
+		omni__error_save(&saved);
+		if (omni_vfs_stat(b, path, &st) == 0 && S_ISLNK(st.st_mode))
+			return omni_error_set(
+			    -ESTALE, "%s: now a symlink, not followed", path);
+		return omni__error_restore(&saved, rc);
+	}
+	if (rc < 0)
+		return rc;
+	rc = omni_vfs_fstat(*f, &st);
+	if (rc == 0 && !S_ISREG(st.st_mode))
+		rc = omni_error_set(-ESTALE,
+		                    "%s: no longer a regular file (mode %o)",
+		                    path, (unsigned int)st.st_mode);
+	else if (rc == 0 && !(omni_vfs_caps(b) & OMNI_CAP_REMOTE) &&
+	         (st.st_dev != seen->st_dev || st.st_ino != seen->st_ino))
+		rc = omni_error_set(
+		    -ESTALE, "%s: another file than the one scanned", path);
+	if (rc < 0) {
+		omni_vfs_release(*f);
+		*f = NULL;
+	}
+	return rc;
+}
+
+int omni__ws_read(struct omni_backend *b, const char *path,
+                  const struct stat *seen, omni__chunk_cb cb, void *payload)
+{
+	struct omni_file *f = NULL;
 	char *buf = malloc(READ_CHUNK);
 	int rc;
 
 	if (!buf)
 		return omni_error_set(-ENOMEM, "%s: out of memory", path);
-	if ((rc = omni_vfs_open(b, path, O_RDONLY, 0, &f)) < 0) {
+	rc = seen ? open_seen(b, path, seen, &f)
+	          : omni_vfs_open(b, path, O_RDONLY, 0, &f);
+	if (rc < 0) {
 		free(buf);
 		return rc;
 	}
@@ -505,11 +576,12 @@ static int grow_cb(const void *data, size_t len, void *payload)
 	return 0;
 }
 
-int omni__ws_read_all(struct omni_backend *b, const char *path, size_t max,
-                      char **out, size_t *len)
+int omni__ws_read_all(struct omni_backend *b, const char *path,
+                      const struct stat *seen, size_t max, char **out,
+                      size_t *len)
 {
 	struct grow g = { .max = max, .path = path };
-	int rc = omni__ws_read(b, path, grow_cb, &g);
+	int rc = omni__ws_read(b, path, seen, grow_cb, &g);
 
 	*out = NULL;
 	if (rc == 0 && !g.data && !(g.data = malloc(1)))

@@ -44,13 +44,16 @@
  *	the object's metadata.
  *	Load lists the project's objects (every page: the newest is on the
  *	last), takes the greatest name (or a newer pending archive of this
- *	data folder), and does nothing when that is the snapshot this data
- *	folder last saved or loaded and the workspace is not empty (it is at
- *	least as new). Otherwise it downloads into a file, checks CRC-32C
- *	and MD5 against x-goog-hash (a mismatch is retried, then -EIO), reads
- *	the whole archive through (tar_snapshot.c) and only then writes the
- *	workspace; a non-empty workspace that differs is first archived under
- *	backups/ (the newest five are kept).
+ *	data folder): only names of our own pattern count, any other object
+ *	under the prefix is ignored with a warning (so "~.tar.gz", which
+ *	sorts last, cannot pin itself as the newest); and does nothing when that
+ *is the snapshot this data folder last saved or loaded and the workspace is not
+ *empty (it is at least as new). Otherwise it downloads into a file, checks
+ *CRC-32C and MD5 against x-goog-hash (a mismatch is retried, then -EIO), reads
+ *	the whole archive through (tar_snapshot.c: names, limits) and only
+ *	then writes the workspace, staged whole and swapped in
+ *	(snapshot_apply.c); a non-empty workspace that differs is first
+ *	archived under backups/ (the newest five are kept).
  *
  * ERRORS
  *	HTTP statuses through omni__http_check() (404 ENOENT, 401/403 EACCES,
@@ -403,7 +406,7 @@ static int gcs_load(struct omni_state *st, struct omni_backend *b)
 	struct omni__tar_info info;
 	struct omni__apply a;
 	struct gcs_op op;
-	char dl[PATH_MAX] = "", what[1400];
+	char dl[PATH_MAX] = "", what[1400] = "snapshot";
 	bool applying = false, same = false;
 	int rc, fd = -1;
 
@@ -427,7 +430,7 @@ static int gcs_load(struct omni_state *st, struct omni_backend *b)
 		rc = 0;
 		goto out;
 	}
-	if ((rc = omni__apply_begin(&a, b, 0, &op.progress)) < 0)
+	if ((rc = omni__apply_begin(&a, b, 0, &op.progress, what)) < 0)
 		goto out;
 	applying = true;
 	if (strcmp(newest->id, op.last_id) == 0 &&

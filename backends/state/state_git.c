@@ -495,7 +495,7 @@ static int git_load(struct omni_state *st, struct omni_backend *b)
 	git_commit *commit = NULL;
 	git_tree *tree = NULL;
 	bool applying = false, same = false;
-	char hex[GIT_OID_HEXSZ + 1];
+	char hex[GIT_OID_HEXSZ + 1], what[OMNI__GIT_REF_MAX + 64];
 	int rc;
 
 	pthread_mutex_lock(&gs->mutex);
@@ -521,6 +521,10 @@ static int git_load(struct omni_state *st, struct omni_backend *b)
 	}
 	ta.op = &op;
 	ta.a = &a;
+	snprintf(what, sizeof(what), "git state: %.12s on %s", hex, op.branch);
+	ta.what = what;
+	if ((rc = omni__limits_init(&ta.limits)) < 0)
+		goto out;
 	if ((rc = git_repository_odb(&ta.odb, op.repo)) < 0) {
 		rc = omni__git_fail(rc, "opening the object store");
 		goto out;
@@ -531,8 +535,8 @@ static int git_load(struct omni_state *st, struct omni_backend *b)
 		               : omni__git_fail(rc, "checking %.12s", hex);
 		goto out;
 	}
-	if ((rc = omni__apply_begin(&a, b, OMNI__SCAN_SKIP_GIT, &op.progress)) <
-	    0)
+	if ((rc = omni__apply_begin(&a, b, OMNI__SCAN_SKIP_GIT, &op.progress,
+	                            what)) < 0)
 		goto out;
 	applying = true;
 	if (t.is_local && !omni__apply_workspace_empty(&a)) {

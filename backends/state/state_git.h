@@ -96,6 +96,8 @@ struct tree_apply {
 	struct omni__apply *a;
 	git_index *cache;
 	git_odb *odb;
+	struct omni__limits limits; /* counted by the check */
+	const char *what;           /* the snapshot, for messages */
 	int rc;
 };
 

@@ -12,11 +12,19 @@
  * bytes pass through MD5 and CRC-32C on their way to the file, so the
  * uploader knows both without reading the file again.
  *
+ * A file the scan listed but that is no longer that regular file when
+ * it is opened (a FIFO, a device, a symlink, another inode: see
+ * snapshot_scan.c) or that is gone is left out with a warning; its header
+ * is only written once its descriptor is open and checked.
+ *
  * Reading is done twice by the caller: omni__tar_check() decodes
- * everything and checks every name before the workspace is touched, and
- * omni__tar_apply() then writes the entries through snapshot_apply.c
- * (temporary names and renames). Entry types other than files,
- * directories and symlinks (hard links, devices, fifos) are skipped.
+ * everything and checks every name and the limits (entries, bytes:
+ * snapshot_stage.c) before the workspace is touched, and
+ * omni__tar_apply() then stages the entries through snapshot_apply.c.
+ * Sparse entries (GNU and pax) are restored from their data blocks, at
+ * their offsets, and given their full size, holes included. Entry types
+ * other than files, directories and symlinks (hard links, devices,
+ * fifos) are skipped.
  *
  * Locking: none; everything belongs to the call.
  */
@@ -110,12 +118,36 @@ static int write_data(struct writer *w, const char *path, const void *data,
 	return 0;
 }
 
+/* A file that changed into something else or went away since the scan
+ * is left out (1); other failures fail the save. */
+static int skipped(int rc, const char *path)
+{
+	if (rc != -ESTALE && rc != -ENOENT)
+		return rc;
+	omni__ws_skipped(path, rc);
+	return 1;
+}
+
 struct stream {
 	struct writer *w;
+	const struct omni__ws_entry *e;
 	const char *path;
 	long long left;
+	bool header;
 	struct omni__md5 md5;
 };
+
+/* The header goes once the file is open and checked. */
+static int stream_header(struct stream *s)
+{
+	if (s->header)
+		return 0;
+	s->header = true;
+	entry_header(s->w, s->e, AE_IFREG, s->e->st.st_size);
+	if (archive_write_header(s->w->ar, s->w->entry) != ARCHIVE_OK)
+		return ar_fail(s->w->ar, -EIO, "writing", s->path);
+	return 0;
+}
 
 static int stream_chunk(const void *data, size_t len, void *payload)
 {
@@ -123,6 +155,8 @@ static int stream_chunk(const void *data, size_t len, void *payload)
 	size_t n = (long long)len > s->left ? (size_t)s->left : len;
 	int rc;
 
+	if ((rc = stream_header(s)) < 0)
+		return rc;
 	if (n == 0)
 		return 0;
 	if ((rc = write_data(s->w, s->path, data, n)) < 0)
@@ -143,9 +177,9 @@ static int add_file(struct writer *w, const struct omni__ws_entry *e)
 		char *data;
 		size_t len;
 
-		if ((rc = omni__ws_read_all(w->b, e->path, SMALL_FILE, &data,
-		                            &len)) < 0)
-			return rc;
+		if ((rc = omni__ws_read_all(w->b, e->path, &e->st, SMALL_FILE,
+		                            &data, &len)) < 0)
+			return skipped(rc, e->path);
 		entry_header(w, e, AE_IFREG, (long long)len);
 		if (archive_write_header(w->ar, w->entry) != ARCHIVE_OK) {
 			free(data);
@@ -162,16 +196,19 @@ static int add_file(struct writer *w, const struct omni__ws_entry *e)
 		omni__progress_add(w->progress, 1, (long long)len);
 		w->info->bytes += (long long)len;
 	} else {
-		struct stream s = { .w = w,
-			            .path = e->path,
-			            .left = e->st.st_size };
+		struct stream s = {
+			.w = w, .e = e, .path = e->path, .left = e->st.st_size
+		};
 
-		entry_header(w, e, AE_IFREG, e->st.st_size);
-		if (archive_write_header(w->ar, w->entry) != ARCHIVE_OK)
-			return ar_fail(w->ar, -EIO, "writing", e->path);
 		if ((rc = omni__md5_init(&s.md5)) < 0)
 			return omni_error_set(rc, "archive: out of memory");
-		rc = omni__ws_read(w->b, e->path, stream_chunk, &s);
+		rc = omni__ws_read(w->b, e->path, &e->st, stream_chunk, &s);
+		if (rc < 0 && !s.header) {
+			omni__md5_finish(&s.md5);
+			return skipped(rc, e->path);
+		}
+		if (rc == 0)
+			rc = stream_header(&s);
 		if (rc == 0 && s.left > 0) {
 			/* The file shrank while being read: pad, as the
 			 * header promised that many bytes. */
@@ -284,8 +321,8 @@ int omni__tar_write(struct omni_backend *b, unsigned int scan_flags, int fd,
 			rc = add_dir(&w, e);
 		else if (S_ISLNK(e->st.st_mode))
 			rc = add_link(&w, e);
-		else
-			rc = add_file(&w, e);
+		else if ((rc = add_file(&w, e)) > 0)
+			rc = 0; /* left out */
 		if (rc < 0 && sink.err)
 			rc = omni_error_set_errno(sink.err, "archive: write");
 	}
@@ -371,17 +408,68 @@ static char entry_kind(struct archive_entry *e)
 	return 0;
 }
 
+/* The content size of a regular entry (0 for others), counted against
+ * the byte limit before any of it is decompressed. */
+static int entry_size(struct archive_entry *e, char kind, long long *size)
+{
+	*size = 0;
+	if (kind != 'f' || !archive_entry_size_is_set(e))
+		return 0;
+	*size = (long long)archive_entry_size(e);
+	return *size < 0 ? -EPROTO : 0;
+}
+
+/* Read one entry's data through, into its MD5 (a sparse entry's holes,
+ * the trailing one too, as zeros: what the restored file holds). */
+static int check_data(struct archive *ar, char kind, long long size,
+                      const char *path, const char *what, char *buf,
+                      struct omni__md5 *m, long long *bytes)
+{
+	long long got = 0;
+
+	for (;;) {
+		la_ssize_t n = archive_read_data(ar, buf, CHUNK);
+		if (n < 0)
+			return omni_error_set(
+			    -EPROTO, "%s: damaged archive at %s: %s", what,
+			    path, archive_error_string(ar));
+		if (n == 0)
+			break;
+		if (kind == 'f')
+			omni__md5_update(m, buf, (size_t)n);
+		got += n;
+	}
+	if (kind != 'f')
+		return 0;
+	if (got > size)
+		return omni_error_set(-EPROTO,
+		                      "%s: damaged archive at %s: more data "
+		                      "than its size",
+		                      what, path);
+	memset(buf, 0, CHUNK);
+	for (long long left = size - got; left > 0;) {
+		size_t n = left > CHUNK ? CHUNK : (size_t)left;
+		omni__md5_update(m, buf, n);
+		left -= (long long)n;
+	}
+	*bytes += size;
+	return 0;
+}
+
 int omni__tar_check(int fd, const char *what, struct omni__tar_info *info)
 {
 	struct archive *ar;
 	struct archive_entry *e;
 	struct omni__digest digest = { 0 };
+	struct omni__limits limits;
 	char path[PATH_MAX];
-	char *buf = malloc(CHUNK);
+	char *buf;
 	int rc;
 
 	memset(info, 0, sizeof(*info));
-	if (!buf)
+	if ((rc = omni__limits_init(&limits)) < 0)
+		return rc;
+	if (!(buf = malloc(CHUNK)))
 		return omni_error_set(-ENOMEM, "archive: out of memory");
 	if ((rc = open_reader(&ar, fd, what)) < 0) {
 		free(buf);
@@ -391,7 +479,16 @@ int omni__tar_check(int fd, const char *what, struct omni__tar_info *info)
 		char kind = entry_kind(e);
 		unsigned char sum[16];
 		struct omni__md5 m;
+		long long size;
 
+		if (entry_size(e, kind, &size) < 0) {
+			rc = omni_error_set(-EPROTO, "%s: bad size for %s",
+			                    what, path);
+			break;
+		}
+		if ((rc = omni__limits_add(&limits, 1, (unsigned long long)size,
+		                           what)) < 0)
+			break;
 		if ((rc = omni__md5_init(&m)) < 0) {
 			rc = omni_error_set(rc, "archive: out of memory");
 			break;
@@ -400,20 +497,8 @@ int omni__tar_check(int fd, const char *what, struct omni__tar_info *info)
 			const char *t = archive_entry_symlink(e);
 			omni__md5_update(&m, t ? t : "", t ? strlen(t) : 0);
 		}
-		for (;;) {
-			la_ssize_t n = archive_read_data(ar, buf, CHUNK);
-			if (n < 0) {
-				rc = omni_error_set(
-				    -EPROTO, "%s: damaged archive at %s: %s",
-				    what, path, archive_error_string(ar));
-				break;
-			}
-			if (n == 0)
-				break;
-			if (kind == 'f')
-				omni__md5_update(&m, buf, (size_t)n);
-			info->bytes += kind == 'f' ? n : 0;
-		}
+		rc = check_data(ar, kind, size, path, what, buf, &m,
+		                &info->bytes);
 		omni__md5_final(&m, sum);
 		if (rc < 0)
 			break;
@@ -431,28 +516,39 @@ int omni__tar_check(int fd, const char *what, struct omni__tar_info *info)
 	return rc;
 }
 
+/* Stage a regular entry from its data blocks, at their offsets, so the
+ * holes of a sparse entry stay holes; then give it its full size. */
 static int apply_file(struct omni__apply *a, struct archive *ar,
-                      struct archive_entry *e, const char *path, char *buf,
+                      struct archive_entry *e, const char *path,
                       const char *what)
 {
 	struct omni__apply_file af;
 	struct timespec mtime = { archive_entry_mtime(e),
 		                  archive_entry_mtime_nsec(e) };
+	long long size;
 	int rc = omni__apply_file_open(a, &af, path, archive_entry_perm(e));
 
-	if (rc < 0)
-		return rc;
+	if (rc != 0)
+		return rc < 0 ? rc : 0;
+	if (entry_size(e, 'f', &size) < 0)
+		size = -1;
 	for (;;) {
-		la_ssize_t n = archive_read_data(ar, buf, CHUNK);
-		if (n < 0) {
+		const void *block;
+		size_t len;
+		la_int64_t off;
+		int r = archive_read_data_block(ar, &block, &len, &off);
+		if (r == ARCHIVE_EOF)
+			break;
+		if (r < ARCHIVE_WARN || off < af.off) {
 			rc = omni_error_set(
 			    -EPROTO, "%s: damaged archive at %s: %s", what,
-			    path, archive_error_string(ar));
+			    path,
+			    r < ARCHIVE_WARN ? archive_error_string(ar)
+			                     : "data blocks out of order");
 			break;
 		}
-		if (n == 0)
-			break;
-		if ((rc = omni__apply_file_write(&af, buf, (size_t)n)) < 0)
+		af.off = (long long)off;
+		if ((rc = omni__apply_file_write(a, &af, block, len)) < 0)
 			break;
 	}
 	if (rc < 0) {
@@ -460,7 +556,7 @@ static int apply_file(struct omni__apply *a, struct archive *ar,
 		return rc;
 	}
 	return omni__apply_file_commit(
-	    a, &af, archive_entry_mtime_is_set(e) ? &mtime : NULL);
+	    a, &af, size, archive_entry_mtime_is_set(e) ? &mtime : NULL);
 }
 
 int omni__tar_apply(struct omni__apply *a, int fd, const char *what)
@@ -468,22 +564,17 @@ int omni__tar_apply(struct omni__apply *a, int fd, const char *what)
 	struct archive *ar;
 	struct archive_entry *e;
 	char path[PATH_MAX];
-	char *buf = malloc(CHUNK);
 	int rc;
 
-	if (!buf)
-		return omni_error_set(-ENOMEM, "archive: out of memory");
-	if ((rc = open_reader(&ar, fd, what)) < 0) {
-		free(buf);
+	if ((rc = open_reader(&ar, fd, what)) < 0)
 		return rc;
-	}
 	while ((rc = next_entry(ar, &e, path, sizeof(path), what)) > 0) {
 		switch (entry_kind(e)) {
 		case 'd':
 			rc = omni__apply_dir(a, path, archive_entry_perm(e));
 			break;
 		case 'f':
-			rc = apply_file(a, ar, e, path, buf, what);
+			rc = apply_file(a, ar, e, path, what);
 			break;
 		case 'l': {
 			const char *t = archive_entry_symlink(e);
@@ -501,6 +592,5 @@ int omni__tar_apply(struct omni__apply *a, int fd, const char *what)
 			break;
 	}
 	archive_read_free(ar);
-	free(buf);
 	return rc;
 }

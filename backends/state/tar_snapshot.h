@@ -40,13 +40,15 @@ int omni__tar_write(struct omni_backend *b, unsigned int scan_flags, int fd,
 /*
  * Read the whole archive in fd (from offset 0) without writing anything:
  * every header and every byte is decoded, every name checked (no
- * absolute paths, no ".."). -EPROTO for a damaged archive, -EINVAL for an
- * unsafe name, with the archive's name (what) in the message.
+ * absolute paths, no ".."), entries and bytes counted against the
+ * restore limits (snapshot.h). -EPROTO for a damaged archive, -EINVAL
+ * for an unsafe name, -EFBIG past a limit, with the archive's name
+ * (what) in the message.
  */
 int omni__tar_check(int fd, const char *what, struct omni__tar_info *info);
 
-/* Write the archive's entries into the workspace through a (begun)
- * apply; the caller then calls omni__apply_finish(). */
+/* Stage the archive's entries through a (begun) apply; the caller then
+ * calls omni__apply_finish(), which moves them into the workspace. */
 int omni__tar_apply(struct omni__apply *a, int fd, const char *what);
 
 #endif

@@ -229,10 +229,10 @@ static int write_file(struct omni__apply *a, const char *path, mode_t mode,
 	int rc = omni__apply_file_open(a, &af, path, mode);
 
 	if (rc == 0 &&
-	    (rc = omni__apply_file_write(&af, text, strlen(text))) < 0)
+	    (rc = omni__apply_file_write(a, &af, text, strlen(text))) < 0)
 		omni__apply_file_abort(a, &af);
 	else if (rc == 0)
-		rc = omni__apply_file_commit(a, &af, NULL);
+		rc = omni__apply_file_commit(a, &af, -1, NULL);
 	return rc;
 }
 
@@ -252,7 +252,7 @@ Test(state_snapshot, apply_replaces_deletes_and_keeps_what_it_must)
 	    omni_backend_create_directory(fx.b, "user_empty", false));
 	put("same.txt", "same");
 
-	omni_assert_ok(omni__apply_begin(&a, fx.b, 0, NULL));
+	omni_assert_ok(omni__apply_begin(&a, fx.b, 0, NULL, "test"));
 	cr_assert(!omni__apply_workspace_empty(&a));
 	cr_assert_not_null(omni__apply_existing(&a, "same.txt"));
 	omni__apply_keep(&a, "same.txt");
@@ -276,8 +276,9 @@ Test(state_snapshot, apply_replaces_deletes_and_keeps_what_it_must)
 	cr_assert_null(strstr(text, "old.txt"), "%s", text);
 	cr_assert_null(strstr(text, "olddir"), "%s", text);
 	cr_assert_null(strstr(text, "inner"), "%s", text);
-	/* No temporaries left behind. */
+	/* No temporaries or staging left behind. */
 	cr_assert_null(strstr(text, ".omnifs-tmp"), "%s", text);
+	cr_assert_null(strstr(text, OMNI__STAGE_PREFIX), "%s", text);
 	free(text);
 	struct stat st;
 	char p[PATH_MAX];
@@ -336,7 +337,7 @@ Test(state_snapshot, archive_round_trip_and_digest)
 
 	/* Into an emptied workspace: the same tree comes back. */
 	omni_assert_ok(omni__remove_tree(fx.b, ""));
-	omni_assert_ok(omni__apply_begin(&a, fx.b, 0, NULL));
+	omni_assert_ok(omni__apply_begin(&a, fx.b, 0, NULL, "test"));
 	cr_assert(omni__apply_workspace_empty(&a));
 	omni_assert_ok(omni__tar_apply(&a, fd, path));
 	omni_assert_ok(omni__apply_finish(&a));

@@ -225,18 +225,10 @@ static bool is_snapshot_id(const char *id)
 	return id && strlen(id) == 22 && omni__snap_time(id) > 1600000000;
 }
 
-/* Put raw bytes into the bucket as name (a media upload). */
+/* Put raw bytes into the bucket as name. */
 static void upload_raw(const char *name, const void *data, size_t len)
 {
-	char url[512], enc[256];
-
-	cr_assert(omni__http_escape(name, enc, sizeof(enc)) == 0);
-	omni_test_fmt(url, sizeof(url),
-	              "%s/upload/storage/v1/b/%s/o?uploadType=media&name=%s",
-	              fx.gcs.url, BUCKET, enc);
-	cr_assert_eq(
-	    test_http_data("POST", url, "application/gzip", data, len, NULL),
-	    200);
+	test_gcs_upload(&fx.gcs, BUCKET, name, data, len);
 }
 
 static char *pending_dir(const char *data)

@@ -114,6 +114,20 @@ char *test_server_log(const struct test_server *s)
 	return omni_test_read_host(log, NULL);
 }
 
+void test_gcs_upload(const struct test_server *gcs, const char *bucket,
+                     const char *name, const void *data, size_t len)
+{
+	char url[1024], enc[512];
+
+	cr_assert(omni__http_escape(name, enc, sizeof(enc)) == 0);
+	omni_test_fmt(url, sizeof(url),
+	              "%s/upload/storage/v1/b/%s/o?uploadType=media&name=%s",
+	              gcs->url, bucket, enc);
+	cr_assert_eq(
+	    test_http_data("POST", url, "application/gzip", data, len, NULL),
+	    200);
+}
+
 long test_http_data(const char *method, const char *url, const char *ctype,
                     const void *data, size_t len, char **body)
 {

@@ -53,6 +53,11 @@ long test_http(const char *method, const char *url, const char *json,
 long test_http_data(const char *method, const char *url, const char *ctype,
                     const void *data, size_t len, char **body);
 
+/* Put raw bytes into bucket of the GCS test server as object name (a
+ * media upload). Asserts. */
+void test_gcs_upload(const struct test_server *gcs, const char *bucket,
+                     const char *name, const void *data, size_t len);
+
 /* --- pairings ---------------------------------------------------------------
  */
 

@@ -163,6 +163,10 @@ $(SO_LINKS): | $(SO_LIB)
 	$(Q)ln -sf $(if $(filter %/$(SONAME),$@),$(notdir $(SO_LIB)),$(SONAME)) $@
 
 # omni.pc is rewritten only when its text changes (PREFIX, LIBDIR, ...).
+# The static library's dependencies are Libs.private, as this build links
+# them, not Requires.private: "pkg-config --static" would then pull in the
+# private libraries of libcurl (nghttp2, rtmp, ldap, ...), whose static
+# archives Debian does not ship, while libomni.a needs only these.
 PC_LIBDIR := $(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))
 PC_INCLUDEDIR := $(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))
 $(PC_FILE): FORCE
@@ -170,9 +174,9 @@ $(PC_FILE): FORCE
 	$(Q)printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(PC_LIBDIR)' \
 		'includedir=$(PC_INCLUDEDIR)' '' 'Name: omni' \
 		'Description: libomni: sandbox sessions (local, docker, e2b) and state managers' \
-		'Version: $(VERSION)' 'Requires.private: $(LIB_PKGS)' \
-		'Cflags: -I$${includedir}' 'Libs: -L$${libdir} -lomni' \
-		'Libs.private: -pthread' >$@.tmp
+		'Version: $(VERSION)' 'Cflags: -I$${includedir}' \
+		'Libs: -L$${libdir} -lomni' 'Libs.private: $(strip $(LIB_LIBS))' \
+		>$@.tmp
 	$(Q)if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
 
 $(BUILD)/man/%: man/%.scd

@@ -22,6 +22,9 @@ packages=(
 	docker.io busybox-static debootstrap
 	# format-check
 	clang-format
+	# man pages (scdoc turns man/*.scd into roff; groff-base's groff
+	# checks them: the full groff package adds X11 output, not needed)
+	scdoc groff-base
 )
 
 missing=()

@@ -2,7 +2,8 @@
 # run-tests.sh - run every test of omnifs against an existing build
 # (make test builds first and calls this): the Criterion suites (unit and
 # integration tests with real FUSE mounts), then the conformance scripts
-# that check the local E2B and GCS servers against the official SDKs.
+# that check the local E2B and GCS servers against the official SDKs, and
+# the packaging checks (tests/packaging/run.sh).
 # Prints a closing "N passed, M failed" line over all of them.
 #
 # The docker backend's suite needs a Docker daemon and the test images:
@@ -99,6 +100,8 @@ if [ -z "${OMNI_TEST_FILTER:-}" ]; then
 	for script in tests/conformance/*/run.sh; do
 		[ -f "$script" ] && run_counted "$script"
 	done
+	# Man pages, make install, libomni.so and pkg-config, completions.
+	run_counted tests/packaging/run.sh
 	# Restarting dockerd is only done to a daemon our scripts manage.
 	dpid=$(cat "$dstate/dockerd.pid" 2>/dev/null || true)
 	if [ "$docker_tried" = 1 ] && [ -n "$dpid" ] && [ -d "/proc/$dpid" ]; then

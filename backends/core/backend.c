@@ -379,10 +379,31 @@ unsigned int omni_vfs_caps(struct omni_backend *b)
 	return b->ops->caps;
 }
 
+/* path is dir itself or below it. */
+static bool under_dir(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+
+	while (n > 1 && dir[n - 1] == '/')
+		n--;
+	return strncmp(path, dir, n) == 0 &&
+	       (path[n] == '\0' || path[n] == '/');
+}
+
+const char *omni__backend_workdir_for(const struct omni_backend *b,
+                                      const char *path)
+{
+	if (b->workdir_alias && path && path[0] == '/' &&
+	    !under_dir(path, b->workdir) && under_dir(path, b->workdir_alias))
+		return b->workdir_alias;
+	return b->workdir;
+}
+
 int omni_vfs_path(struct omni_backend *b, const char *in, char *out,
                   size_t out_size)
 {
-	return omni_path_normalize(b->workdir, in, out, out_size);
+	return omni_path_normalize(omni__backend_workdir_for(b, in), in, out,
+	                           out_size);
 }
 
 int omni_vfs_stat(struct omni_backend *b, const char *path, struct stat *st)

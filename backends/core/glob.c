@@ -195,8 +195,9 @@ int omni_backend_glob_files(struct omni_backend *b, const char *pattern,
 		return rc;
 	/* An absolute pattern is taken relative to the working directory. */
 	if (pattern[0] == '/') {
-		size_t wl = strlen(b->workdir);
-		if (strncmp(pattern, b->workdir, wl) != 0 || pattern[wl] != '/')
+		const char *wd = omni__backend_workdir_for(b, pattern);
+		size_t wl = strlen(wd);
+		if (strncmp(pattern, wd, wl) != 0 || pattern[wl] != '/')
 			return omni_error_set(-EACCES,
 			                      "%s: outside the workspace %s",
 			                      pattern, b->workdir);

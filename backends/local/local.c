@@ -5,8 +5,10 @@
  * USAGE
  *	omni_local_backend_new(&b, "myproject", NULL);
  *	workspace: $OMNI_DATA_PATH/<project_id>/ (default ./data/<project_id>/),
- *	created on start. get_working_directory() answers "/workspace", and
- *	"/workspace/..." paths map into the workspace.
+ *	created on start. get_working_directory() answers that directory as
+ *	an absolute path with its symlinks resolved (what `pwd` prints in a
+ *	command), as the documented interface says; paths under it, and
+ *	"/workspace/..." as an alias, name files in the workspace.
  *
  * Files go through confined.c (openat2 beneath the workspace), so no path
  * or symlink escapes it. Commands run on the host, in the workspace (or
@@ -21,6 +23,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -86,8 +89,8 @@ static int local_exec_start(struct omni_backend *b,
 			return omni_error_set(
 			    -EACCES, "exec: %s: leads outside the workspace",
 			    cwd);
-		return omni_error_set_errno(
-		    dir_fd, "exec: directory /workspace/%s", cwd);
+		return omni_error_set_errno(dir_fd, "exec: directory %s/%s",
+		                            b->workdir, cwd);
 	}
 	e = calloc(1, sizeof(*e));
 	if (!e) {
@@ -165,6 +168,58 @@ static const struct omni_backend_ops local_ops = {
 	.exec_free = local_exec_free,
 };
 
+/*
+ * dir (absolute) with the symlinks of its longest existing ancestor
+ * resolved; the part that does not exist yet is appended as it is. Does
+ * what realpath() does for a directory that start() has yet to create.
+ */
+static int resolve_dir(const char *dir, char *out, size_t size)
+{
+	char head[PATH_MAX], real[PATH_MAX];
+	size_t len = strlen(dir);
+	int n;
+
+	if (len >= sizeof(head))
+		return omni_error_set(-ENAMETOOLONG, "data path too long");
+	memcpy(head, dir, len + 1);
+	/* Climb to the longest ancestor that exists. */
+	while (!realpath(head, real)) {
+		char *slash = strrchr(head, '/');
+		if (errno != ENOENT || !slash || slash == head) {
+			/* Nothing resolvable: keep the path as given. */
+			real[0] = '\0';
+			len = 0;
+			break;
+		}
+		*slash = '\0';
+		len = (size_t)(slash - head);
+	}
+	n = snprintf(out, size, "%s%s", strcmp(real, "/") ? real : "",
+	             dir + len);
+	if (n < 0 || (size_t)n >= size)
+		return omni_error_set(-ENAMETOOLONG, "data path too long");
+	return 0;
+}
+
+/* Set b->workdir to the workspace's resolved host path (after
+ * omni__backend_init, which checked the project id it is built from). */
+static int set_workdir(struct omni_backend *b)
+{
+	char dir[PATH_MAX], workdir[PATH_MAX];
+	int rc;
+
+	if ((rc = omni__workspace_host_dir(b, dir, sizeof(dir))) < 0 ||
+	    (rc = resolve_dir(dir, workdir, sizeof(workdir))) < 0)
+		return rc;
+	char *copy = strdup(workdir);
+	if (!copy)
+		return omni_error_set(-ENOMEM, "local backend: out of memory");
+	free(b->workdir);
+	b->workdir = copy;
+	b->workdir_alias = "/workspace";
+	return 0;
+}
+
 int omni__local_backend_open(struct omni_backend **out, const char *project_id,
                              const struct omni_backend_options *opts)
 {
@@ -179,9 +234,13 @@ int omni__local_backend_open(struct omni_backend **out, const char *project_id,
 	if (!(lb = calloc(1, sizeof(*lb))))
 		return omni_error_set(-ENOMEM, "local backend: out of memory");
 	lb->root.root_fd = -1;
-	rc = omni__backend_init(&lb->base, &local_ops, project_id, "/workspace",
-	                        opts);
+	rc = omni__backend_init(&lb->base, &local_ops, project_id, "/", opts);
 	if (rc < 0) {
+		free(lb);
+		return rc;
+	}
+	if ((rc = set_workdir(&lb->base)) < 0) {
+		omni__backend_finish(&lb->base);
 		free(lb);
 		return rc;
 	}

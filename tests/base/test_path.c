@@ -139,11 +139,18 @@ Test(path, vfs_path_uses_the_backend_workdir)
 
 	/* omni_vfs_path needs no running session. */
 	omni_fixture_new(&fx);
-	cr_assert_str_eq(omni_backend_get_working_directory(fx.b),
-	                 "/workspace");
+	/* The local backend: its host directory, and "/workspace" too. */
+	const char *wd = omni_backend_get_working_directory(fx.b);
+	char in[PATH_MAX + 32];
+	cr_assert_str_eq(wd, fx.host);
 	omni_assert_ok(
 	    omni_vfs_path(fx.b, "/workspace/src/../a.c", out, sizeof(out)));
 	cr_assert_str_eq(out, "a.c");
+	omni_test_fmt(in, sizeof(in), "%s/src/../b.c", wd);
+	omni_assert_ok(omni_vfs_path(fx.b, in, out, sizeof(out)));
+	cr_assert_str_eq(out, "b.c");
+	omni_test_fmt(in, sizeof(in), "%s/../x", wd);
+	omni_assert_err(omni_vfs_path(fx.b, in, out, sizeof(out)), -EACCES);
 	omni_assert_err(omni_vfs_path(fx.b, "/etc/passwd", out, sizeof(out)),
 	                -EACCES);
 	omni_assert_err(

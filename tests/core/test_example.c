@@ -3,11 +3,13 @@
  *
  * tests/example/readme_example.c is the program shown in README.md (the
  * two are kept byte-identical). This test compiles it the way a user
- * would, with $CC (default cc) against backends/include and the
- * libomni.a next to the test binary, plus the pkg-config libraries, in a
- * fresh temp directory; runs it there (so ./data/example is created in
- * that directory, with OMNI_DATA_PATH unset); and checks that it prints
- * exactly "Hello\n" and exits 0.
+ * would, with $CC (default cc) against backends/include, in a fresh temp
+ * directory: once with the libomni.a next to the test binary plus the
+ * pkg-config libraries, once with -lomni against the libomni.so there;
+ * runs it there (so ./data/example is created in that directory, with
+ * OMNI_DATA_PATH unset); and checks that it prints exactly "Hello\n" and
+ * exits 0. (The installed library, through pkg-config, is checked by
+ * tests/packaging/run.sh.)
  *
  * The source tree is $OMNI_SOURCE_DIR, else found by walking up from the
  * test binary (helpers.c). A binary built with sanitizers links the
@@ -49,10 +51,11 @@ TestSuite(example, .init = setup, .fini = teardown, .timeout = 120);
 #define SAN_FLAGS ""
 #endif
 
-/* The libomni.a that belongs to this test binary. */
-static void find_lib(const char *src, char *out, size_t size)
+/* The build directory of this test binary (where libomni.a and
+ * libomni.so are), else $src/build. */
+static void find_build(const char *src, char *out, size_t size)
 {
-	char exe[PATH_MAX];
+	char exe[PATH_MAX], lib[PATH_MAX + 16];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 
 	if (n > 0) {
@@ -60,13 +63,16 @@ static void find_lib(const char *src, char *out, size_t size)
 		char *slash = strrchr(exe, '/');
 		if (slash) {
 			*slash = '\0';
-			omni_test_fmt(out, size, "%s/libomni.a", exe);
-			if (omni_test_host_exists(out))
+			omni_test_fmt(lib, sizeof(lib), "%s/libomni.a", exe);
+			if (omni_test_host_exists(lib)) {
+				omni_test_fmt(out, size, "%s", exe);
 				return;
+			}
 		}
 	}
-	omni_test_fmt(out, size, "%s/build/libomni.a", src);
-	cr_assert(omni_test_host_exists(out), "no libomni.a found (%s)", out);
+	omni_test_fmt(out, size, "%s/build", src);
+	omni_test_fmt(lib, sizeof(lib), "%s/libomni.a", out);
+	cr_assert(omni_test_host_exists(lib), "no libomni.a found (%s)", lib);
 }
 
 static int run_shell(const char *cmd)
@@ -77,10 +83,11 @@ static int run_shell(const char *cmd)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-Test(example, readme_example_prints_hello)
+/* Compile the README example with "$CC ... <link>" in tmp, run it there
+ * and check that it prints exactly "Hello\n" and makes ./data/example. */
+static void build_and_run(const char *src, const char *link)
 {
-	char src[PATH_MAX], lib[PATH_MAX], cmd[4 * PATH_MAX + 512];
-	char path[PATH_MAX];
+	char cmd[4 * PATH_MAX + 512], path[PATH_MAX];
 	const char *cc = getenv("CC");
 	char *log, *out;
 	size_t len;
@@ -88,17 +95,12 @@ Test(example, readme_example_prints_hello)
 
 	if (!cc || !*cc)
 		cc = "cc";
-	omni_test_source_dir(src, sizeof(src));
-	find_lib(src, lib, sizeof(lib));
-
 	omni_test_fmt(cmd, sizeof(cmd),
 	              "cd '%s' && %s -Wall -Wextra -Werror"
 	              " -I'%s/backends/include'"
-	              " '%s/tests/example/readme_example.c' '%s'"
-	              " $(pkg-config --libs libcurl libcjson libgit2"
-	              " libarchive libcrypto) -pthread" SAN_FLAGS
+	              " '%s/tests/example/readme_example.c' %s" SAN_FLAGS
 	              " -o example >build.log 2>&1",
-	              tmp, cc, src, src, lib);
+	              tmp, cc, src, src, link);
 	rc = run_shell(cmd);
 	if (rc != 0) {
 		omni_test_fmt(path, sizeof(path), "%s/build.log", tmp);
@@ -130,6 +132,40 @@ Test(example, readme_example_prints_hello)
 	cr_assert(S_ISDIR(st.st_mode));
 	free(out);
 	free(log);
+}
+
+/* libomni.a, with the libraries it needs from pkg-config. */
+Test(example, readme_example_prints_hello)
+{
+	char src[PATH_MAX], build[PATH_MAX], link[2 * PATH_MAX];
+
+	omni_test_source_dir(src, sizeof(src));
+	find_build(src, build, sizeof(build));
+	omni_test_fmt(link, sizeof(link),
+	              "'%s/libomni.a' $(pkg-config --libs libcurl libcjson"
+	              " libgit2 libarchive libcrypto) -pthread",
+	              build);
+	build_and_run(src, link);
+}
+
+/* libomni.so from the build tree, as the README shows (-lomni, rpath). */
+Test(example, readme_example_links_the_shared_library)
+{
+	char src[PATH_MAX], build[PATH_MAX], link[2 * PATH_MAX + 64];
+
+	omni_test_source_dir(src, sizeof(src));
+	find_build(src, build, sizeof(build));
+	omni_test_fmt(link, sizeof(link), "-L'%s' -lomni -Wl,-rpath,'%s'",
+	              build, build);
+	build_and_run(src, link);
+
+	/* It is dynamically linked to that very library. */
+	char cmd[2 * PATH_MAX + 64];
+	omni_test_fmt(cmd, sizeof(cmd),
+	              "ldd '%s/example' | grep -q '%s/libomni.so.0'", tmp,
+	              build);
+	cr_assert_eq(run_shell(cmd), 0,
+	             "the example does not use %s/libomni.so", build);
 }
 
 /* The README shows the example file verbatim, so what users read is what

@@ -59,8 +59,74 @@ Test(backend_local, start_creates_the_workspace, .init = local_setup_new)
 	omni_assert_ok(omni_backend_start(local_fx.b));
 	cr_assert_str_eq(omni_backend_name(local_fx.b), "local");
 	cr_assert_str_eq(omni_backend_project_id(local_fx.b), local_fx.project);
-	cr_assert_str_eq(omni_backend_get_working_directory(local_fx.b),
-	                 "/workspace");
+	char real[PATH_MAX];
+	cr_assert_not_null(realpath(local_fx.host, real));
+	cr_assert_str_eq(omni_backend_get_working_directory(local_fx.b), real);
+}
+
+/* The documented interface: "Working directory: {DATA_PATH}/{project_id}/".
+ * It is where commands run (pwd prints it), and a path under it names a
+ * file, as "/workspace/..." still does. */
+Test(backend_local, working_directory_is_the_host_directory,
+     .init = local_setup_new)
+{
+	struct omni_command_result r;
+	struct omni_str_list l;
+	char before[PATH_MAX], path[PATH_MAX + 16], want[PATH_MAX + 2];
+	const char *wd = omni_backend_get_working_directory(local_fx.b);
+
+	cr_assert_eq(wd[0], '/');
+	omni_test_fmt(before, sizeof(before), "%s", wd);
+	omni_assert_ok(omni_backend_start(local_fx.b));
+	wd = omni_backend_get_working_directory(local_fx.b);
+	cr_assert_str_eq(wd, before, "changed by start");
+
+	omni_assert_ok(omni_backend_execute_command(local_fx.b, "pwd", 10, &r));
+	omni_test_fmt(want, sizeof(want), "%s\n", wd);
+	cr_assert_str_eq(r.output, want);
+	omni_command_result_finish(&r);
+
+	omni_test_fmt(path, sizeof(path), "%s/real.txt", wd);
+	omni_assert_ok(omni_backend_write_file(local_fx.b, path, "r", 1));
+	local_assert_content("/workspace/real.txt", "r");
+	local_assert_content("real.txt", "r");
+	cr_assert_eq(omni_backend_file_exists(local_fx.b, wd),
+	             OMNI_FILE_DIRECTORY);
+	omni_test_fmt(path, sizeof(path), "%s/*.txt", wd);
+	omni_assert_ok(omni_backend_glob_files(local_fx.b, path, NULL, &l));
+	cr_assert_eq(l.count, 1);
+	cr_assert_str_eq(l.items[0], "real.txt");
+	omni_str_list_finish(&l);
+
+	/* A sibling that merely shares the prefix is outside. */
+	omni_test_fmt(path, sizeof(path), "%sx/f", wd);
+	omni_assert_err(omni_backend_write_file(local_fx.b, path, "x", 1),
+	                -EACCES);
+}
+
+/* Symlinks in the data path are resolved, so the working directory is
+ * the one pwd prints, even before the workspace exists. */
+Test(backend_local, working_directory_resolves_symlinks)
+{
+	struct omni_backend_options opts = OMNI_BACKEND_OPTIONS_INIT;
+	struct omni_command_result r;
+	struct omni_backend *b;
+	char link[PATH_MAX], want[PATH_MAX + 2], id[64];
+
+	omni_test_project_id(id, sizeof(id), "link");
+	/* local_fx.data exists: the suite's fixture started a session. */
+	omni_test_fmt(link, sizeof(link), "%s/link", local_fx.tmp);
+	cr_assert_eq(symlink(local_fx.data, link), 0);
+	opts.data_path = link;
+	omni_assert_ok(omni_backend_new(&b, "local", id, &opts, NULL));
+	omni_test_fmt(want, sizeof(want), "%s/%s", local_fx.data, id);
+	cr_assert_str_eq(omni_backend_get_working_directory(b), want);
+	omni_assert_ok(omni_backend_start(b));
+	omni_assert_ok(omni_backend_execute_command(b, "pwd", 10, &r));
+	omni_test_fmt(want, sizeof(want), "%s/%s\n", local_fx.data, id);
+	cr_assert_str_eq(r.output, want);
+	omni_command_result_finish(&r);
+	omni_backend_free(b);
 }
 
 Test(backend_local, start_keeps_existing_content, .init = local_setup_new)

@@ -184,8 +184,11 @@ enum omni_status omni_backend_get_status(struct omni_backend *b);
 const char *omni_backend_name(const struct omni_backend *b);
 const char *omni_backend_project_id(const struct omni_backend *b);
 
-/* The working directory as the sandbox sees it ("/workspace" for local and
- * docker, "/tmp/workspace" for e2b). Borrowed. */
+/* The working directory as the sandbox sees it: where commands run and
+ * what pwd prints in them. On local the workspace's absolute host path,
+ * $OMNI_DATA_PATH/<project_id> (symlinks resolved), where "/workspace/..."
+ * is accepted as an alias in paths; "/workspace" on docker;
+ * "/tmp/workspace" on e2b. Borrowed. */
 const char *omni_backend_get_working_directory(struct omni_backend *b);
 
 /* --- commands ----------------------------------------------------------- */

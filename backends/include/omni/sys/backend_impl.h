@@ -125,8 +125,12 @@ struct omni__session;
 struct omni_backend {
 	const struct omni_backend_ops *ops;
 	char *project_id;
-	/* The working directory the sandbox sees ("/workspace"). */
+	/* The working directory the sandbox sees ("/workspace" in docker,
+	 * the workspace's absolute host path on local). */
 	char *workdir;
+	/* Another name of workdir that paths may start with ("/workspace"
+	 * on local), or NULL. A static string, set by the constructor. */
+	const char *workdir_alias;
 	/* The options every backend reads (strings owned, copied); the
 	 * backend's own options are its business (.backend is NULL here). */
 	struct omni_backend_options opts;
@@ -162,6 +166,14 @@ int omni__backend_init(struct omni_backend *b,
 int omni__backend_own_options(const struct omni_backend_options *opts,
                               const char *name, unsigned int max_version,
                               const struct omni_backend_options_head **out);
+
+/*
+ * The name an absolute user path starts with: workdir, or workdir_alias
+ * when path lies under the alias and not under workdir. Every check of
+ * an absolute path (omni_vfs_path, glob patterns) goes through this.
+ */
+const char *omni__backend_workdir_for(const struct omni_backend *b,
+                                      const char *path);
 
 /* Free what omni__backend_init() made (not b itself). */
 void omni__backend_finish(struct omni_backend *b);

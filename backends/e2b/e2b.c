@@ -520,12 +520,7 @@ static const struct omni_backend_ops e2b_ops = {
 	.fallocate = omni__e2b_fallocate,
 	.file_fd = omni__e2b_file_fd,
 	.release = omni__e2b_release,
-	.exec_start = omni__e2b_exec_start,
-	.exec_wait = omni__e2b_exec_wait,
-	.exec_input = omni__e2b_exec_input,
-	.exec_signal = omni__e2b_exec_signal,
-	.exec_resize = omni__e2b_exec_resize,
-	.exec_free = omni__e2b_exec_free,
+	OMNI_BACKEND_EXEC_OPS(omni__e2b),
 	.watch = omni__e2b_watch,
 	.stats = e2b_stats,
 };

@@ -101,59 +101,22 @@ static int open_cwd(const char *cwd)
 	return fd;
 }
 
-static int agent_exec_start(void *payload, const struct omni_ipc_request *ir,
-                            void **handle, uint32_t *pid)
+/* The command: a proc (omni/proc.h) as the server's struct omni_exec. */
+static int agent_exec_start(void *payload, const struct omni_exec_request *req,
+                            struct omni_exec **handle, uint32_t *pid)
 {
-	struct omni_proc *p = NULL;
 	int dir_fd, rc;
 
 	(void)payload;
-	dir_fd = open_cwd(ir->cwd);
+	dir_fd = open_cwd(req->cwd);
 	if (dir_fd < 0)
 		return dir_fd;
-	struct omni_exec_request req = {
-		.argv = (const char *const *)ir->argv,
-		.shell = ir->shell,
-		.env = (const char *const *)ir->env,
-		.timeout_ms = ir->timeout_ms,
-		.tty = ir->tty,
-		.rows = ir->rows,
-		.cols = ir->cols,
-		.want_stdin = ir->want_stdin,
-	};
-	rc = omni_proc_spawn(&p, &req, dir_fd);
+	rc = omni__proc_exec_spawn(handle, NULL, req, dir_fd);
 	close(dir_fd);
 	if (rc < 0)
 		return rc;
-	*handle = p;
-	*pid = (uint32_t)omni_proc_pid(p);
+	*pid = (uint32_t)omni__proc_exec_pid(*handle);
 	return 0;
-}
-
-static int agent_exec_wait(void *h, omni_output_cb cb, void *cb_payload,
-                           struct omni_exec_status *status)
-{
-	return omni_proc_wait(h, cb, cb_payload, status);
-}
-
-static int agent_exec_input(void *h, const void *data, size_t len)
-{
-	return omni_proc_input(h, data, len);
-}
-
-static int agent_exec_signal(void *h, int sig)
-{
-	return omni_proc_signal(h, sig);
-}
-
-static int agent_exec_resize(void *h, unsigned short rows, unsigned short cols)
-{
-	return omni_proc_resize(h, rows, cols);
-}
-
-static void agent_exec_free(void *h)
-{
-	omni_proc_free(h);
 }
 
 static void agent_control(void *payload, struct omni__ipc_conn *conn,
@@ -166,11 +129,11 @@ static void agent_control(void *payload, struct omni__ipc_conn *conn,
 
 static const struct omni__ipc_server_ops agent_ops = {
 	.exec_start = agent_exec_start,
-	.exec_wait = agent_exec_wait,
-	.exec_input = agent_exec_input,
-	.exec_signal = agent_exec_signal,
-	.exec_resize = agent_exec_resize,
-	.exec_free = agent_exec_free,
+	.exec_wait = omni__proc_exec_wait,
+	.exec_input = omni__proc_exec_input,
+	.exec_signal = omni__proc_exec_signal,
+	.exec_resize = omni__proc_exec_resize,
+	.exec_free = omni__proc_exec_free,
 	.control = agent_control,
 };
 

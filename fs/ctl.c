@@ -11,7 +11,8 @@
  *	             others are refused with -EACCES, logged and counted
  *	exec_start   CWD normalised and confined by omni_vfs_path(), then
  *	             hooks.before_exec (it may refuse), omni_vfs_exec_start
- *	exec_*       omni_vfs_exec_wait, _input, _signal, _resize, _free
+ *	exec_*       omni_vfs_exec_wait, _input, _signal, _resize, _free,
+ *	             as they are (the server's handles are backend commands)
  *	exec_done    hooks.after_exec, before the EXIT frame is sent
  *	control      "save", "invalidate", "stats" and the daemon's hook
  *
@@ -108,15 +109,16 @@ static int ctl_check_peer(void *payload, int fd)
 
 /* --- running a command through the backend -------------------------------- */
 
-static int ctl_exec_start(void *payload, const struct omni_ipc_request *ir,
-                          void **handle, uint32_t *pid)
+static int ctl_exec_start(void *payload, const struct omni_exec_request *req,
+                          struct omni_exec **handle, uint32_t *pid)
 {
 	struct omnifs_ctl *ctl = payload;
-	struct omni_exec *e = NULL;
+	struct omni_exec_request confined = *req;
 	char cwd[PATH_MAX];
 	int rc;
 
-	rc = omni_vfs_path(ctl->b, ir->cwd ? ir->cwd : "", cwd, sizeof(cwd));
+	(void)pid; /* not meaningful across backends: it stays 0 */
+	rc = omni_vfs_path(ctl->b, req->cwd ? req->cwd : "", cwd, sizeof(cwd));
 	if (rc < 0)
 		return rc;
 	if (ctl->hooks.before_exec) {
@@ -128,51 +130,9 @@ static int ctl_exec_start(void *payload, const struct omni_ipc_request *ir,
 			           : omni_error_set(
 			                 rc, "the daemon refused the command");
 	}
-	struct omni_exec_request req = {
-		.argv = (const char *const *)ir->argv,
-		.shell = ir->shell,
-		.cwd = cwd,
-		.env = (const char *const *)ir->env,
-		.timeout_ms = ir->timeout_ms,
-		.tty = ir->tty,
-		.rows = ir->rows,
-		.cols = ir->cols,
-		.want_stdin = ir->want_stdin,
-	};
+	confined.cwd = cwd;
 	omni_error_clear();
-	rc = omni_vfs_exec_start(ctl->b, &req, &e);
-	if (rc < 0)
-		return rc;
-	*handle = e;
-	/* The pid is not meaningful across backends; 0 is allowed. */
-	*pid = 0;
-	return 0;
-}
-
-static int ctl_exec_wait(void *h, omni_output_cb cb, void *cb_payload,
-                         struct omni_exec_status *status)
-{
-	return omni_vfs_exec_wait(h, cb, cb_payload, status);
-}
-
-static int ctl_exec_input(void *h, const void *data, size_t len)
-{
-	return omni_vfs_exec_input(h, data, len);
-}
-
-static int ctl_exec_signal(void *h, int sig)
-{
-	return omni_vfs_exec_signal(h, sig);
-}
-
-static int ctl_exec_resize(void *h, unsigned short rows, unsigned short cols)
-{
-	return omni_vfs_exec_resize(h, rows, cols);
-}
-
-static void ctl_exec_free(void *h)
-{
-	omni_vfs_exec_free(h);
+	return omni_vfs_exec_start(ctl->b, &confined, handle);
 }
 
 /* Caches are dropped before the client learns the command ended. */
@@ -293,11 +253,11 @@ static void ctl_control(void *payload, struct omni__ipc_conn *conn,
 static const struct omni__ipc_server_ops ctl_ops = {
 	.check_peer = ctl_check_peer,
 	.exec_start = ctl_exec_start,
-	.exec_wait = ctl_exec_wait,
-	.exec_input = ctl_exec_input,
-	.exec_signal = ctl_exec_signal,
-	.exec_resize = ctl_exec_resize,
-	.exec_free = ctl_exec_free,
+	.exec_wait = omni_vfs_exec_wait,
+	.exec_input = omni_vfs_exec_input,
+	.exec_signal = omni_vfs_exec_signal,
+	.exec_resize = omni_vfs_exec_resize,
+	.exec_free = omni_vfs_exec_free,
 	.exec_done = ctl_exec_done,
 	.control = ctl_control,
 };

@@ -64,8 +64,8 @@ struct omni__ipc_conn {
 	struct omni__ipc_server *srv;
 	struct omni__ipc_conn *next;
 	pthread_t thread;
-	int fd;       /* under srv->lock; -1 once closed */
-	void *handle; /* under srv->lock; the running command */
+	int fd;                   /* under srv->lock; -1 once closed */
+	struct omni_exec *handle; /* under srv->lock; the running command */
 	bool done;    /* under srv->lock; the thread may be joined */
 	bool waiting; /* under srv->lock; its first frame is not in yet */
 	bool evicted; /* under srv->lock; shut down to make room */
@@ -155,12 +155,13 @@ static int on_output(int stream, const void *data, size_t len, void *payload)
 
 struct reader_args {
 	struct omni__ipc_conn *conn;
-	void *handle;
+	struct omni_exec *handle;
 };
 
 /* One frame from the client while the command runs. */
-static void reader_take(struct omni__ipc_server *srv, void *h, uint8_t type,
-                        const struct omni_ipc_buf *buf, bool *stdin_open)
+static void reader_take(struct omni__ipc_server *srv, struct omni_exec *h,
+                        uint8_t type, const struct omni_ipc_buf *buf,
+                        bool *stdin_open)
 {
 	switch (type) {
 	case OMNI_IPC_STDIN:
@@ -222,7 +223,7 @@ static void count_failed(struct omni__ipc_server *srv)
 }
 
 /* Record the running command; kill it at once if the server stops. */
-static void exec_register(struct omni__ipc_conn *c, void *h)
+static void exec_register(struct omni__ipc_conn *c, struct omni_exec *h)
 {
 	struct omni__ipc_server *srv = c->srv;
 	bool killed;
@@ -247,7 +248,7 @@ static void exec_unregister(struct omni__ipc_conn *c)
 
 /* Pump the started command h to its end, with a reader for the client's
  * frames; then free it and send EXIT, or ERROR. */
-static void exec_run(struct omni__ipc_conn *c, void *h)
+static void exec_run(struct omni__ipc_conn *c, struct omni_exec *h)
 {
 	struct omni__ipc_server *srv = c->srv;
 	struct reader_args ra = { .conn = c, .handle = h };
@@ -295,7 +296,7 @@ static void serve_exec(struct omni__ipc_conn *c, const unsigned char *data,
 {
 	struct omni__ipc_server *srv = c->srv;
 	struct omni_ipc_request ir;
-	void *h = NULL;
+	struct omni_exec *h = NULL;
 	uint32_t pid = 0;
 	int rc;
 
@@ -305,8 +306,19 @@ static void serve_exec(struct omni__ipc_conn *c, const unsigned char *data,
 		conn_send_error(c, rc, "malformed EXEC request");
 		return;
 	}
+	struct omni_exec_request req = {
+		.argv = (const char *const *)ir.argv,
+		.shell = ir.shell,
+		.cwd = ir.cwd,
+		.env = (const char *const *)ir.env,
+		.timeout_ms = ir.timeout_ms,
+		.tty = ir.tty,
+		.rows = ir.rows,
+		.cols = ir.cols,
+		.want_stdin = ir.want_stdin,
+	};
 	omni_error_clear();
-	rc = srv->ops->exec_start(srv->cfg.payload, &ir, &h, &pid);
+	rc = srv->ops->exec_start(srv->cfg.payload, &req, &h, &pid);
 	if (rc < 0) {
 		count_failed(srv);
 		conn_send_error(c, rc, omni_error_last());

@@ -17,6 +17,10 @@
  * if a descendant escaped the group. A timeout kills the whole group with
  * SIGKILL and reports exit code 124.
  *
+ * As a command. struct proc_exec puts a proc behind a struct omni_exec,
+ * for the local backend's ops table and omni-agent's exec server, which
+ * both run commands as procs.
+ *
  * PID 1. Inside a container omni-agent is init and reaps every child
  * itself; in reaper mode this module does not call waitpid() but takes the
  * statuses that omni_proc_reaped() posts (a small table under a mutex).
@@ -43,6 +47,7 @@
 #include "omni/error.h"
 #include "omni/ipc.h"
 #include "omni/proc.h"
+#include "omni/sys/backend_impl.h"
 
 extern char **environ;
 
@@ -677,4 +682,67 @@ void omni_proc_free(struct omni_proc *p)
 	pthread_mutex_destroy(&p->in_lock);
 	free(p->fail_msg);
 	free(p);
+}
+
+/* --- a proc as a struct omni_exec ----------------------------------------- */
+
+struct proc_exec {
+	struct omni_exec base;
+	struct omni_proc *proc;
+};
+
+static struct omni_proc *proc_of(struct omni_exec *e)
+{
+	return ((struct proc_exec *)e)->proc;
+}
+
+int omni__proc_exec_spawn(struct omni_exec **out, struct omni_backend *b,
+                          const struct omni_exec_request *req, int dir_fd)
+{
+	struct proc_exec *e = calloc(1, sizeof(*e));
+	int rc;
+
+	if (!e)
+		return omni_error_set(-ENOMEM, "exec: out of memory");
+	e->base.backend = b;
+	rc = omni_proc_spawn(&e->proc, req, dir_fd);
+	if (rc < 0) {
+		free(e);
+		return rc;
+	}
+	*out = &e->base;
+	return 0;
+}
+
+pid_t omni__proc_exec_pid(struct omni_exec *e)
+{
+	return omni_proc_pid(proc_of(e));
+}
+
+int omni__proc_exec_wait(struct omni_exec *e, omni_output_cb cb, void *payload,
+                         struct omni_exec_status *status)
+{
+	return omni_proc_wait(proc_of(e), cb, payload, status);
+}
+
+int omni__proc_exec_input(struct omni_exec *e, const void *data, size_t len)
+{
+	return omni_proc_input(proc_of(e), data, len);
+}
+
+int omni__proc_exec_signal(struct omni_exec *e, int sig)
+{
+	return omni_proc_signal(proc_of(e), sig);
+}
+
+int omni__proc_exec_resize(struct omni_exec *e, unsigned short rows,
+                           unsigned short cols)
+{
+	return omni_proc_resize(proc_of(e), rows, cols);
+}
+
+void omni__proc_exec_free(struct omni_exec *e)
+{
+	omni_proc_free(proc_of(e));
+	free(e);
 }

@@ -217,6 +217,16 @@ void omni__cache_node_free(struct cnode *n);
 void omni__cache_node_detach(struct cache *c, struct cnode *n);
 struct cnode *omni__cache_node_find(struct cache *c, const char *path);
 void omni__cache_node_put_locked(struct cache *c, struct cnode *n);
+/* A new node for path (taken over, freed on failure; NULL is allowed),
+ * loading, with one reference, in the table; NULL when out of memory.
+ * The caller fills it without the lock, then calls
+ * omni__cache_node_loaded() with the lock and the filling's result: on
+ * failure the node is dropped. Both with the lock held; loaded returns
+ * rc. */
+/* Take a reference on n (out of the LRU list while held); lock held. */
+void omni__cache_node_hold(struct cache *c, struct cnode *n);
+struct cnode *omni__cache_node_add_loading(struct cache *c, char *path);
+int omni__cache_node_loaded(struct cache *c, struct cnode *n, int rc);
 
 /* --- attr.c: attribute entries, listings, stat, readdir ------------------- */
 

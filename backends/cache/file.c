@@ -161,8 +161,7 @@ static int open_copy(struct cache *c, struct cnode *n, struct omni_backend *b,
 {
 	int rc;
 
-	n->refs++;
-	omni__cache_lru_remove(c, n);
+	omni__cache_node_hold(c, n);
 	if (flags & O_TRUNC) {
 		if (ftruncate(n->fd, 0) < 0) {
 			rc = omni_error_set_errno(-errno, "cache: %s", path);
@@ -191,20 +190,11 @@ static int open_new(struct cache *c, struct omni_backend *b, const char *path,
                     int flags, mode_t mode, bool exists, const struct stat *st,
                     struct omni_file **out)
 {
-	struct cnode *n = calloc(1, sizeof(*n));
+	struct cnode *n = omni__cache_node_add_loading(c, strdup(path));
 	int rc;
 
-	if (!n || !(n->l.path = strdup(path))) {
-		free(n);
+	if (!n)
 		return omni_error_set(-ENOMEM, "cache: out of memory");
-	}
-	n->l.hash = omni__cache_hash_path(path);
-	n->fd = -1;
-	n->refs = 1;
-	n->loading = true;
-	n->in_table = true;
-	pthread_mutex_init(&n->flush_lock, NULL);
-	omni__cache_table_add(&c->nodes, n);
 	uint64_t gen = c->gen;
 	pthread_mutex_unlock(&c->lock);
 	if (exists && !(flags & O_TRUNC)) {
@@ -216,13 +206,8 @@ static int open_new(struct cache *c, struct omni_backend *b, const char *path,
 		               : 0;
 	}
 	pthread_mutex_lock(&c->lock);
-	n->loading = false;
-	pthread_cond_broadcast(&c->cond);
-	if (rc < 0) {
-		n->refs = 0;
-		omni__cache_node_detach(c, n);
+	if (omni__cache_node_loaded(c, n, rc) < 0)
 		return rc;
-	}
 	if (exists && !(flags & O_TRUNC))
 		omni__cache_note_download(c, path);
 	n->exists_remote = exists;

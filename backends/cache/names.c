@@ -37,6 +37,19 @@
 
 /* --- names ---------------------------------------------------------------- */
 
+/* A reference on path's copy when there is one that is not loading (and
+ * dirty, if asked), else NULL. The lock is held. */
+static struct cnode *hold_copy(struct cache *c, const char *path,
+                               bool dirty_only)
+{
+	struct cnode *n = omni__cache_node_find(c, path);
+
+	if (!n || n->loading || (dirty_only && !n->dirty))
+		return NULL;
+	omni__cache_node_hold(c, n);
+	return n;
+}
+
 int omni__cache_mkdir(struct omni_backend *b, const char *path, mode_t mode)
 {
 	struct cache *c = omni__cache_of(b);
@@ -99,13 +112,7 @@ int omni__cache_unlink(struct omni_backend *b, const char *path)
 	int rc = 0;
 
 	pthread_mutex_lock(&c->lock);
-	struct cnode *n = omni__cache_node_find(c, path);
-	if (n && !n->loading) {
-		n->refs++;
-		omni__cache_lru_remove(c, n);
-	} else {
-		n = NULL;
-	}
+	struct cnode *n = hold_copy(c, path, false);
 	omni__cache_mark_self(c, path, true);
 	pthread_mutex_unlock(&c->lock);
 	/* No upload of it may be under way while we decide. */
@@ -206,13 +213,7 @@ int omni__cache_rename(struct omni_backend *b, const char *from, const char *to,
 			rc = 0;
 	}
 	have_st = rc == 0 && omni__cache_stat_locked(c, from, &st) == 0;
-	n = omni__cache_node_find(c, from);
-	if (n && !n->loading) {
-		n->refs++;
-		omni__cache_lru_remove(c, n);
-	} else {
-		n = NULL;
-	}
+	n = hold_copy(c, from, false);
 	omni__cache_mark_self(c, from, true);
 	omni__cache_mark_self(c, to, true);
 	pthread_mutex_unlock(&c->lock);
@@ -383,6 +384,23 @@ static void update_attr(struct cache *c, const char *path,
 		fn(&n->base, arg);
 }
 
+/* The end of a request that changed path's attributes (marked busy when
+ * it began): fn on success, else what was known of path is forgotten.
+ * Takes c->lock; returns rc. */
+static int attr_request_end(struct cache *c, const char *path, int rc,
+                            void (*fn)(struct stat *st, const void *arg),
+                            const void *arg)
+{
+	pthread_mutex_lock(&c->lock);
+	omni__cache_mark_self(c, path, false);
+	if (rc == 0)
+		update_attr(c, path, fn, arg);
+	else
+		omni__cache_note_changed(c, path);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
 static void set_mode(struct stat *st, const void *arg)
 {
 	st->st_mode = (st->st_mode & S_IFMT) | (*(const mode_t *)arg & 07777);
@@ -406,15 +424,7 @@ int omni__cache_chmod(struct omni_backend *b, const char *path, mode_t mode)
 	omni__cache_mark_self(c, path, true);
 	pthread_mutex_unlock(&c->lock);
 	rc = omni_vfs_chmod(c->inner, path, mode);
-	pthread_mutex_lock(&c->lock);
-	omni__cache_mark_self(c, path, false);
-	if (rc == 0) {
-		update_attr(c, path, set_mode, &mode);
-	} else {
-		omni__cache_note_changed(c, path);
-	}
-	pthread_mutex_unlock(&c->lock);
-	return rc;
+	return attr_request_end(c, path, rc, set_mode, &mode);
 }
 
 int omni__cache_chown(struct omni_backend *b, const char *path, uid_t uid,
@@ -455,13 +465,7 @@ int omni__cache_utimens(struct omni_backend *b, const char *path,
 	int rc = 0;
 
 	pthread_mutex_lock(&c->lock);
-	struct cnode *n = omni__cache_node_find(c, path);
-	if (n && !n->loading && n->dirty) {
-		n->refs++;
-		omni__cache_lru_remove(c, n);
-	} else {
-		n = NULL;
-	}
+	struct cnode *n = hold_copy(c, path, true);
 	omni__cache_mark_self(c, path, true);
 	pthread_mutex_unlock(&c->lock);
 	/* An upload later would set the time to its own: upload first. */
@@ -504,14 +508,9 @@ int omni__cache_truncate(struct omni_backend *b, const char *path, off_t size)
 	rc = omni__cache_stat_locked(c, path, &st);
 	if (rc == 0 && S_ISDIR(st.st_mode))
 		rc = omni_error_set(-EISDIR, "%s: is a directory", path);
-	struct cnode *n = rc == 0 ? omni__cache_node_find(c, path) : NULL;
-	if (n && n->loading)
-		n = NULL;
-	if (n) {
-		n->refs++;
-		omni__cache_lru_remove(c, n);
+	struct cnode *n = rc == 0 ? hold_copy(c, path, false) : NULL;
+	if (n)
 		omni__cache_mark_dirty_locked(n);
-	}
 	if (rc == 0)
 		omni__cache_mark_self(c, path, true);
 	pthread_mutex_unlock(&c->lock);
@@ -537,13 +536,5 @@ int omni__cache_truncate(struct omni_backend *b, const char *path, off_t size)
 	} else {
 		rc = omni_vfs_truncate(c->inner, path, size);
 	}
-	pthread_mutex_lock(&c->lock);
-	omni__cache_mark_self(c, path, false);
-	if (rc == 0) {
-		update_attr(c, path, set_size, &size);
-	} else {
-		omni__cache_note_changed(c, path);
-	}
-	pthread_mutex_unlock(&c->lock);
-	return rc;
+	return attr_request_end(c, path, rc, set_size, &size);
 }

@@ -50,29 +50,15 @@ static void *prefetch_main(void *arg)
 			continue;
 		}
 		struct stat st = e->st;
-		struct cnode *n = calloc(1, sizeof(*n));
-		if (!n) {
-			free(path);
+		struct cnode *n = omni__cache_node_add_loading(c, path);
+		if (!n)
 			continue;
-		}
-		n->l.path = path;
-		n->l.hash = omni__cache_hash_path(path);
-		n->fd = -1;
-		n->refs = 1;
-		n->loading = true;
-		n->in_table = true;
-		pthread_mutex_init(&n->flush_lock, NULL);
-		omni__cache_table_add(&c->nodes, n);
 		uint64_t gen = c->gen;
 		pthread_mutex_unlock(&c->lock);
 		int rc = omni__cache_download(c, path, &n->fd);
 		pthread_mutex_lock(&c->lock);
-		n->loading = false;
-		pthread_cond_broadcast(&c->cond);
-		if (rc < 0) {
+		if (omni__cache_node_loaded(c, n, rc) < 0) {
 			omni_error_clear();
-			n->refs = 0;
-			omni__cache_node_detach(c, n);
 			continue;
 		}
 		atomic_fetch_add(&c->n_prefetched, 1);

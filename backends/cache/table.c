@@ -165,6 +165,42 @@ void omni__cache_node_free(struct cnode *n)
 	free(n);
 }
 
+struct cnode *omni__cache_node_add_loading(struct cache *c, char *path)
+{
+	struct cnode *n = path ? calloc(1, sizeof(*n)) : NULL;
+
+	if (!n) {
+		free(path);
+		return NULL;
+	}
+	n->l.path = path;
+	n->l.hash = omni__cache_hash_path(path);
+	n->fd = -1;
+	n->refs = 1;
+	n->loading = true;
+	n->in_table = true;
+	pthread_mutex_init(&n->flush_lock, NULL);
+	omni__cache_table_add(&c->nodes, n);
+	return n;
+}
+
+void omni__cache_node_hold(struct cache *c, struct cnode *n)
+{
+	n->refs++;
+	omni__cache_lru_remove(c, n);
+}
+
+int omni__cache_node_loaded(struct cache *c, struct cnode *n, int rc)
+{
+	n->loading = false;
+	pthread_cond_broadcast(&c->cond);
+	if (rc < 0) {
+		n->refs = 0;
+		omni__cache_node_detach(c, n);
+	}
+	return rc;
+}
+
 /* Take n out of the table (unlinked, invalidated, replaced). Frees it
  * when nobody holds it. */
 void omni__cache_node_detach(struct cache *c, struct cnode *n)

@@ -209,8 +209,7 @@ int omni__cache_flush_all(struct omni_backend *b)
 				list = l;
 				cap = nc;
 			}
-			n->refs++;
-			omni__cache_lru_remove(c, n);
+			omni__cache_node_hold(c, n);
 			list[count++] = n;
 		}
 	}
@@ -286,8 +285,7 @@ static void *maint_main(void *arg)
 				if (!n->dirty || n->refs > 0 || n->loading ||
 				    n->unlinked || now < n->retry_at)
 					continue;
-				n->refs++;
-				omni__cache_lru_remove(c, n);
+				omni__cache_node_hold(c, n);
 				batch[count++] = n;
 			}
 		}

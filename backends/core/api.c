@@ -88,6 +88,15 @@ static int resolve(struct omni_backend *b, const char *in, char *out)
 	return omni_vfs_path(b, in, out, PATH_MAX);
 }
 
+/* resolve(), then the attributes of what it names. */
+static int resolve_stat(struct omni_backend *b, const char *in, char *out,
+                        struct stat *st)
+{
+	int rc = resolve(b, in, out);
+
+	return rc < 0 ? rc : omni_vfs_stat(b, out, st);
+}
+
 static enum omni_file_type type_of(mode_t mode)
 {
 	if (S_ISDIR(mode))
@@ -359,9 +368,7 @@ int omni_backend_file_exists(struct omni_backend *b, const char *path)
 	struct stat st;
 	int rc;
 
-	if ((rc = resolve(b, path, rel)) < 0)
-		return rc;
-	rc = omni_vfs_stat(b, rel, &st);
+	rc = resolve_stat(b, path, rel, &st);
 	if (rc == -ENOENT || rc == -ENOTDIR) {
 		omni_error_clear();
 		return OMNI_FILE_NONE;
@@ -475,9 +482,7 @@ int omni_backend_delete_file(struct omni_backend *b, const char *path)
 	struct stat st;
 	int rc;
 
-	if ((rc = resolve(b, path, rel)) < 0)
-		return rc;
-	if ((rc = omni_vfs_stat(b, rel, &st)) < 0)
+	if ((rc = resolve_stat(b, path, rel, &st)) < 0)
 		return rc;
 	if (S_ISDIR(st.st_mode))
 		return omni_error_set(
@@ -557,9 +562,7 @@ int omni_backend_list_directory(struct omni_backend *b, const char *path,
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	if ((rc = resolve(b, path, rel)) < 0)
-		return rc;
-	if ((rc = omni_vfs_stat(b, rel, &st)) < 0)
+	if ((rc = resolve_stat(b, path, rel, &st)) < 0)
 		return rc;
 	/* A symlink is listed as what it leads to; readdir resolves it
 	 * within the workspace (-EACCES when it leads out). */

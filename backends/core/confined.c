@@ -98,6 +98,32 @@ static void put_parent(const struct omni__confined *c, int pfd)
 		close(pfd);
 }
 
+/* The parents of from and to, for an operation op on both (rename,
+ * link): 0, or the failure (fail()) with nothing held. */
+static int get_parents(const struct omni__confined *c, const char *op,
+                       const char *from, const char *to, int pfd[2],
+                       const char *name[2])
+{
+	int rc;
+
+	if ((rc = get_parent(c, from, &pfd[0], &name[0])) < 0)
+		return fail(rc, op, from);
+	if ((rc = get_parent(c, to, &pfd[1], &name[1])) < 0) {
+		put_parent(c, pfd[0]);
+		return fail(rc, op, to);
+	}
+	return 0;
+}
+
+/* Release what get_parents() took; rc is the operation's -errno or 0. */
+static int put_parents(const struct omni__confined *c, const int pfd[2], int rc,
+                       const char *op, const char *from)
+{
+	put_parent(c, pfd[0]);
+	put_parent(c, pfd[1]);
+	return rc < 0 ? fail(rc, op, from) : 0;
+}
+
 /* mkdir -p with plain *at calls, for creating the root itself (the only
  * place a path is not confined: it is the confinement's own root). */
 static int make_root(const char *root_path)
@@ -250,19 +276,14 @@ int omni__confined_unlink(const struct omni__confined *c, const char *path)
 int omni__confined_rename(const struct omni__confined *c, const char *from,
                           const char *to, unsigned int flags)
 {
-	const char *n1, *n2;
-	int p1, p2, rc;
+	const char *name[2];
+	int pfd[2], rc;
 
-	if ((rc = get_parent(c, from, &p1, &n1)) < 0)
-		return fail(rc, "rename", from);
-	if ((rc = get_parent(c, to, &p2, &n2)) < 0) {
-		put_parent(c, p1);
-		return fail(rc, "rename", to);
-	}
-	rc = renameat2(p1, n1, p2, n2, flags) < 0 ? -errno : 0;
-	put_parent(c, p1);
-	put_parent(c, p2);
-	return rc < 0 ? fail(rc, "rename", from) : 0;
+	if ((rc = get_parents(c, "rename", from, to, pfd, name)) < 0)
+		return rc;
+	rc =
+	    renameat2(pfd[0], name[0], pfd[1], name[1], flags) < 0 ? -errno : 0;
+	return put_parents(c, pfd, rc, "rename", from);
 }
 
 int omni__confined_symlink(const struct omni__confined *c, const char *target,
@@ -296,19 +317,13 @@ ssize_t omni__confined_readlink(const struct omni__confined *c,
 int omni__confined_link(const struct omni__confined *c, const char *from,
                         const char *to)
 {
-	const char *n1, *n2;
-	int p1, p2, rc;
+	const char *name[2];
+	int pfd[2], rc;
 
-	if ((rc = get_parent(c, from, &p1, &n1)) < 0)
-		return fail(rc, "link", from);
-	if ((rc = get_parent(c, to, &p2, &n2)) < 0) {
-		put_parent(c, p1);
-		return fail(rc, "link", to);
-	}
-	rc = linkat(p1, n1, p2, n2, 0) < 0 ? -errno : 0;
-	put_parent(c, p1);
-	put_parent(c, p2);
-	return rc < 0 ? fail(rc, "link", from) : 0;
+	if ((rc = get_parents(c, "link", from, to, pfd, name)) < 0)
+		return rc;
+	rc = linkat(pfd[0], name[0], pfd[1], name[1], 0) < 0 ? -errno : 0;
+	return put_parents(c, pfd, rc, "link", from);
 }
 
 int omni__confined_chmod(const struct omni__confined *c, const char *path,

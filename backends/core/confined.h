@@ -87,9 +87,12 @@ int omni__confined_file_release(struct omni_file *f);
 
 /*
  * A backend whose workspace is a host directory (local, and docker on the
- * host side of its bind mount) embeds this first, and points the file
- * slots of its ops table at the omni_host_* functions with
- * OMNI_HOST_FILE_OPS, so the two backends share one implementation.
+ * host side of its bind mount) embeds this first, and starts its ops table
+ * with OMNI__HOST_BACKEND_OPS: the table's version, the capabilities both
+ * have (hard links and a file's descriptor from the host's files, a
+ * pseudo-terminal for commands) and the file slots, which point at the
+ * omni__host_* functions (OMNI_HOST_FILE_OPS), so the two backends share
+ * one implementation and list only what differs.
  */
 struct omni__host_backend {
 	struct omni_backend base;
@@ -136,5 +139,10 @@ int omni__host_open(struct omni_backend *b, const char *path, int flags,
 	.fallocate = omni__confined_file_fallocate,                            \
 	.file_fd = omni__confined_file_fd,                                     \
 	.release = omni__confined_file_release
+
+#define OMNI__HOST_BACKEND_OPS                                                 \
+	.version = OMNI_BACKEND_OPS_VERSION,                                   \
+	.caps = OMNI_CAP_HARDLINKS | OMNI_CAP_FILE_FD | OMNI_CAP_TTY,          \
+	OMNI_HOST_FILE_OPS
 
 #endif

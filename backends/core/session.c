@@ -216,8 +216,17 @@ void omni__session_free(struct omni__session *s)
 
 /* --- the documented constructors ------------------------------------------ */
 
-static int hand_out(struct omni_backend **out, int rc, struct omni__session *s)
+/* A session made with the constructor open (registry.h), or with the
+ * backend called name when open is NULL; the caller gets its backend. */
+static int open_public(struct omni_backend **out, const char *name,
+                       omni__backend_open_fn open, const char *project_id,
+                       const struct omni_backend_options *opts,
+                       struct omni_state *state)
 {
+	struct omni__session *s;
+	int rc = open ? open_with(&s, open, project_id, opts, state)
+	              : omni__session_open(&s, name, project_id, opts, state);
+
 	*out = rc < 0 ? NULL : omni__session_backend(s);
 	return rc;
 }
@@ -227,41 +236,30 @@ int omni_backend_new(struct omni_backend **out, const char *name,
                      const struct omni_backend_options *opts,
                      struct omni_state *state)
 {
-	struct omni__session *s;
-	int rc = omni__session_open(&s, name, project_id, opts, state);
-
-	return hand_out(out, rc, s);
+	return open_public(out, name, NULL, project_id, opts, state);
 }
 
 int omni_local_backend_new(struct omni_backend **out, const char *project_id,
                            struct omni_state *state)
 {
-	struct omni__session *s;
-	int rc =
-	    open_with(&s, omni__local_backend_open, project_id, NULL, state);
-
-	return hand_out(out, rc, s);
+	return open_public(out, NULL, omni__local_backend_open, project_id,
+	                   NULL, state);
 }
 
 int omni_docker_backend_new(struct omni_backend **out, const char *project_id,
                             const struct omni_backend_options *opts,
                             struct omni_state *state)
 {
-	struct omni__session *s;
-	int rc =
-	    open_with(&s, omni__docker_backend_open, project_id, opts, state);
-
-	return hand_out(out, rc, s);
+	return open_public(out, NULL, omni__docker_backend_open, project_id,
+	                   opts, state);
 }
 
 int omni_e2b_backend_new(struct omni_backend **out, const char *project_id,
                          const struct omni_backend_options *opts,
                          struct omni_state *state)
 {
-	struct omni__session *s;
-	int rc = open_with(&s, omni__e2b_backend_open, project_id, opts, state);
-
-	return hand_out(out, rc, s);
+	return open_public(out, NULL, omni__e2b_backend_open, project_id, opts,
+	                   state);
 }
 
 /* --- snapshots through the session ---------------------------------------- */

@@ -115,34 +115,30 @@ static int check_static(const char *path)
 		                    path);
 		goto out;
 	}
-	if (ident[EI_CLASS] == ELFCLASS64) {
-		Elf64_Ehdr eh;
-		if (pread(fd, &eh, sizeof(eh), 0) != (ssize_t)sizeof(eh))
+	/* The two classes differ in their headers' sizes and layouts; a
+	 * program header's p_type comes first in both. */
+	bool is64 = ident[EI_CLASS] == ELFCLASS64;
+	union {
+		Elf32_Ehdr e32;
+		Elf64_Ehdr e64;
+	} eh;
+	union {
+		Elf32_Phdr p32;
+		Elf64_Phdr p64;
+	} ph;
+	size_t eh_size = is64 ? sizeof(eh.e64) : sizeof(eh.e32);
+	size_t ph_size = is64 ? sizeof(ph.p64) : sizeof(ph.p32);
+	if (pread(fd, &eh, eh_size, 0) != (ssize_t)eh_size)
+		goto bad;
+	uint64_t phoff = is64 ? eh.e64.e_phoff : eh.e32.e_phoff;
+	unsigned int phnum = is64 ? eh.e64.e_phnum : eh.e32.e_phnum;
+	uint64_t phentsize = is64 ? eh.e64.e_phentsize : eh.e32.e_phentsize;
+	for (unsigned int i = 0; i < phnum; i++) {
+		off_t off = (off_t)(phoff + i * phentsize);
+		if (pread(fd, &ph, ph_size, off) != (ssize_t)ph_size)
 			goto bad;
-		for (unsigned int i = 0; i < eh.e_phnum; i++) {
-			Elf64_Phdr ph;
-			off_t off =
-			    (off_t)(eh.e_phoff + (Elf64_Off)i * eh.e_phentsize);
-			if (pread(fd, &ph, sizeof(ph), off) !=
-			    (ssize_t)sizeof(ph))
-				goto bad;
-			if (ph.p_type == PT_INTERP)
-				goto dynamic;
-		}
-	} else {
-		Elf32_Ehdr eh;
-		if (pread(fd, &eh, sizeof(eh), 0) != (ssize_t)sizeof(eh))
-			goto bad;
-		for (unsigned int i = 0; i < eh.e_phnum; i++) {
-			Elf32_Phdr ph;
-			off_t off =
-			    (off_t)(eh.e_phoff + (Elf32_Off)i * eh.e_phentsize);
-			if (pread(fd, &ph, sizeof(ph), off) !=
-			    (ssize_t)sizeof(ph))
-				goto bad;
-			if (ph.p_type == PT_INTERP)
-				goto dynamic;
-		}
+		if ((is64 ? ph.p64.p_type : ph.p32.p_type) == PT_INTERP)
+			goto dynamic;
 	}
 	goto out;
 bad:
@@ -812,20 +808,13 @@ static void docker_destroy(struct omni_backend *b)
 }
 
 static const struct omni_backend_ops docker_ops = {
-	.version = OMNI_BACKEND_OPS_VERSION,
+	OMNI__HOST_BACKEND_OPS,
 	.name = "docker",
-	.caps = OMNI_CAP_HARDLINKS | OMNI_CAP_FILE_FD | OMNI_CAP_TTY,
 	.start = docker_start,
 	.shutdown = docker_shutdown,
 	.status = docker_status,
 	.destroy = docker_destroy,
-	OMNI_HOST_FILE_OPS,
-	.exec_start = omni__docker_exec_start,
-	.exec_wait = omni__docker_exec_wait,
-	.exec_input = omni__docker_exec_input,
-	.exec_signal = omni__docker_exec_signal,
-	.exec_resize = omni__docker_exec_resize,
-	.exec_free = omni__docker_exec_free,
+	OMNI_BACKEND_EXEC_OPS(omni__docker),
 };
 
 /* Copy the docker options (own may be NULL: the defaults). */

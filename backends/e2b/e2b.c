@@ -207,16 +207,7 @@ static int create_sandbox(struct e2b_backend *eb)
 	    cJSON_AddStringToObject(meta, "project_id", b->project_id);
 	int rc;
 
-	for (const char *const *e = b->opts.env; ok && e && *e; e++) {
-		const char *eq = strchr(*e, '=');
-		char key[256];
-		if (!eq || (size_t)(eq - *e) >= sizeof(key))
-			continue;
-		memcpy(key, *e, (size_t)(eq - *e));
-		key[eq - *e] = '\0';
-		cJSON_DeleteItemFromObjectCaseSensitive(envs, key);
-		ok = cJSON_AddStringToObject(envs, key, eq + 1) != NULL;
-	}
+	ok = ok && omni__e2b_env_to_json(envs, b->opts.env);
 	if (!ok) {
 		cJSON_Delete(body);
 		return omni_error_set(-ENOMEM, "e2b: out of memory");
@@ -529,12 +520,7 @@ static const struct omni_backend_ops e2b_ops = {
 	.fallocate = omni__e2b_fallocate,
 	.file_fd = omni__e2b_file_fd,
 	.release = omni__e2b_release,
-	.exec_start = omni__e2b_exec_start,
-	.exec_wait = omni__e2b_exec_wait,
-	.exec_input = omni__e2b_exec_input,
-	.exec_signal = omni__e2b_exec_signal,
-	.exec_resize = omni__e2b_exec_resize,
-	.exec_free = omni__e2b_exec_free,
+	OMNI_BACKEND_EXEC_OPS(omni__e2b),
 	.watch = omni__e2b_watch,
 	.stats = e2b_stats,
 };

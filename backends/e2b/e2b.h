@@ -210,6 +210,11 @@ int omni__e2b_parse_time(const char *s, struct timespec *out);
  */
 int omni__e2b_entry_to_stat(const cJSON *entry, struct stat *st);
 
+/* "KEY=VALUE" strings (NULL-terminated, or NULL) into obj's members,
+ * the last of a key winning; strings without '=' or with a key of 256
+ * bytes or more are skipped. false when out of memory. */
+bool omni__e2b_env_to_json(cJSON *obj, const char *const *env);
+
 /* A stable inode number for a workspace path. */
 ino_t omni__e2b_ino(const char *abs_path);
 

@@ -80,30 +80,36 @@
 
 /* --- metadata ------------------------------------------------------------- */
 
-static cJSON *path_msg(const char *abs)
+/* A call about path, whose absolute form goes into abs (PATH_MAX bytes):
+ * the message is {"path": abs} (and "depth" when not 0), and abs is in the
+ * error messages; *reply as omni__e2b_rpc()'s out. */
+static int path_rpc(struct e2b_backend *eb, enum e2b_method m,
+                    const char *rpc_path, const char *path, char *abs,
+                    int depth, cJSON **reply)
 {
-	cJSON *m = cJSON_CreateObject();
+	cJSON *msg;
+	int rc;
 
-	if (m && !cJSON_AddStringToObject(m, "path", abs)) {
-		cJSON_Delete(m);
-		return NULL;
+	if ((rc = omni__e2b_abs(path, abs, PATH_MAX)) < 0)
+		return rc;
+	msg = cJSON_CreateObject();
+	if (!msg || !cJSON_AddStringToObject(msg, "path", abs) ||
+	    (depth && !cJSON_AddNumberToObject(msg, "depth", depth))) {
+		cJSON_Delete(msg);
+		return omni_error_set(-ENOMEM, "e2b: out of memory");
 	}
-	return m;
+	rc = omni__e2b_rpc(eb, m, rpc_path, msg, abs, reply);
+	cJSON_Delete(msg);
+	return rc;
 }
 
 int omni__e2b_stat(struct omni_backend *b, const char *path, struct stat *st)
 {
 	struct e2b_backend *eb = e2b_of(b);
 	char abs[PATH_MAX];
-	cJSON *msg, *reply = NULL;
-	int rc;
+	cJSON *reply = NULL;
+	int rc = path_rpc(eb, E2B_M_STAT, FS_SVC "Stat", path, abs, 0, &reply);
 
-	if ((rc = omni__e2b_abs(path, abs, sizeof(abs))) < 0)
-		return rc;
-	if (!(msg = path_msg(abs)))
-		return omni_error_set(-ENOMEM, "e2b: out of memory");
-	rc = omni__e2b_rpc(eb, E2B_M_STAT, FS_SVC "Stat", msg, abs, &reply);
-	cJSON_Delete(msg);
 	if (rc < 0)
 		return rc;
 	const cJSON *entry = cJSON_GetObjectItemCaseSensitive(reply, "entry");
@@ -117,19 +123,11 @@ int omni__e2b_readdir(struct omni_backend *b, const char *path,
 {
 	struct e2b_backend *eb = e2b_of(b);
 	char abs[PATH_MAX];
-	cJSON *msg, *reply = NULL;
+	cJSON *reply = NULL;
 	int rc;
 
-	if ((rc = omni__e2b_abs(path, abs, sizeof(abs))) < 0)
-		return rc;
-	if (!(msg = path_msg(abs)) ||
-	    !cJSON_AddNumberToObject(msg, "depth", 1)) {
-		cJSON_Delete(msg);
-		return omni_error_set(-ENOMEM, "e2b: out of memory");
-	}
-	rc = omni__e2b_rpc(eb, E2B_M_LISTDIR, FS_SVC "ListDir", msg, abs,
-	                   &reply);
-	cJSON_Delete(msg);
+	rc =
+	    path_rpc(eb, E2B_M_LISTDIR, FS_SVC "ListDir", path, abs, 1, &reply);
 	if (rc == -EINVAL && strstr(omni_error_last(), "not a directory"))
 		rc = omni_error_set(-ENOTDIR, "e2b: %s: not a directory", abs);
 	if (rc < 0)
@@ -158,14 +156,10 @@ int omni__e2b_readdir(struct omni_backend *b, const char *path,
 
 int omni__e2b_make_workdir(struct e2b_backend *eb)
 {
-	cJSON *msg = path_msg(E2B_WORKDIR);
-	int rc;
+	char abs[PATH_MAX];
+	int rc =
+	    path_rpc(eb, E2B_M_MAKEDIR, FS_SVC "MakeDir", "", abs, 0, NULL);
 
-	if (!msg)
-		return omni_error_set(-ENOMEM, "e2b: out of memory");
-	rc = omni__e2b_rpc(eb, E2B_M_MAKEDIR, FS_SVC "MakeDir", msg,
-	                   E2B_WORKDIR, NULL);
-	cJSON_Delete(msg);
 	if (rc == -EEXIST) {
 		omni_error_clear();
 		rc = 0;
@@ -177,15 +171,9 @@ int omni__e2b_mkdir(struct omni_backend *b, const char *path, mode_t mode)
 {
 	struct e2b_backend *eb = e2b_of(b);
 	char abs[PATH_MAX];
-	cJSON *msg;
 	int rc;
 
-	if ((rc = omni__e2b_abs(path, abs, sizeof(abs))) < 0)
-		return rc;
-	if (!(msg = path_msg(abs)))
-		return omni_error_set(-ENOMEM, "e2b: out of memory");
-	rc = omni__e2b_rpc(eb, E2B_M_MAKEDIR, FS_SVC "MakeDir", msg, abs, NULL);
-	cJSON_Delete(msg);
+	rc = path_rpc(eb, E2B_M_MAKEDIR, FS_SVC "MakeDir", path, abs, 0, NULL);
 	/* envd says invalid_argument when a file has the name. */
 	if (rc == -EINVAL)
 		rc = omni_error_set(-EEXIST, "e2b: %s: exists", abs);
@@ -201,18 +189,10 @@ int omni__e2b_unlink(struct omni_backend *b, const char *path)
 {
 	struct e2b_backend *eb = e2b_of(b);
 	char abs[PATH_MAX];
-	cJSON *msg;
-	int rc;
 
 	if (!path[0])
 		return omni_error_set(-EBUSY, "e2b: the workspace cannot go");
-	if ((rc = omni__e2b_abs(path, abs, sizeof(abs))) < 0)
-		return rc;
-	if (!(msg = path_msg(abs)))
-		return omni_error_set(-ENOMEM, "e2b: out of memory");
-	rc = omni__e2b_rpc(eb, E2B_M_REMOVE, FS_SVC "Remove", msg, abs, NULL);
-	cJSON_Delete(msg);
-	return rc;
+	return path_rpc(eb, E2B_M_REMOVE, FS_SVC "Remove", path, abs, 0, NULL);
 }
 
 int omni__e2b_rename(struct omni_backend *b, const char *from, const char *to,
@@ -485,34 +465,51 @@ static struct e2b_file *file_of(struct omni_file *f)
 	return (struct e2b_file *)f;
 }
 
-static int download(struct e2b_backend *eb, struct e2b_file *f)
+/* The whole content through envd's /files: downloaded into f->fd (GET),
+ * or uploaded from it (POST, size bytes). A reply other than 200 (a
+ * download) or 2xx (an upload) is an error "download PATH: ..." or
+ * "upload PATH: ...". resp is always set: release it with
+ * omni__e2b_resp_finish(). */
+static int transfer(struct e2b_backend *eb, struct e2b_file *f, bool up,
+                    off_t size, struct e2b_http_resp *resp)
 {
 	char esc[PATH_MAX * 3], url[PATH_MAX * 3 + 64];
-	struct e2b_http_resp resp;
 	int rc;
 
+	memset(resp, 0, sizeof(*resp));
 	if ((rc = omni__http_escape(f->abs, esc, sizeof(esc))) < 0)
 		return rc;
 	snprintf(url, sizeof(url), "/files?path=%s&username=%s", esc, E2B_USER);
 	struct e2b_http_req req = {
-		.m = E2B_M_FILES_GET,
-		.method = "GET",
+		.m = up ? E2B_M_FILES_POST : E2B_M_FILES_GET,
+		.method = up ? "POST" : "GET",
 		.path = url,
-		.in_fd = -1,
-		.out_fd = f->fd,
+		.content_type = up ? "application/octet-stream" : NULL,
+		.in_fd = up ? f->fd : -1,
+		.in_size = up ? size : 0,
+		.out_fd = up ? -1 : f->fd,
 		.transfer = true,
 	};
-	rc = omni__e2b_http(eb, &req, &resp);
-	if (rc == 0 && resp.status != 200) {
+	rc = omni__e2b_http(eb, &req, resp);
+	if (rc == 0 && (up ? resp->status < 200 || resp->status >= 300
+	                   : resp->status != 200)) {
 		char label[PATH_MAX + 16];
-		snprintf(label, sizeof(label), "download %s", f->abs);
-		rc = omni__e2b_reply_error(&resp, label);
-		/* envd: 400 "path ... is a directory". */
-		if (rc == -EINVAL &&
-		    strstr(omni_error_last(), "is a directory"))
-			rc = omni_error_set(-EISDIR, "e2b: %s: is a directory",
-			                    f->abs);
+		snprintf(label, sizeof(label), "%s %s",
+		         up ? "upload" : "download", f->abs);
+		rc = omni__e2b_reply_error(resp, label);
 	}
+	return rc;
+}
+
+static int download(struct e2b_backend *eb, struct e2b_file *f)
+{
+	struct e2b_http_resp resp;
+	int rc = transfer(eb, f, false, 0, &resp);
+
+	/* envd: 400 "path ... is a directory". */
+	if (rc == -EINVAL && resp.status != 200 &&
+	    strstr(omni_error_last(), "is a directory"))
+		rc = omni_error_set(-EISDIR, "e2b: %s: is a directory", f->abs);
 	if (rc == 0) {
 		f->st.st_size = resp.written;
 		if (resp.last_modified >= 0) {
@@ -692,7 +689,6 @@ int omni__e2b_file_fd(struct omni_file *of)
 static int upload(struct e2b_file *f)
 {
 	struct e2b_backend *eb = e2b_of(f->base.backend);
-	char esc[PATH_MAX * 3], url[PATH_MAX * 3 + 64];
 	struct e2b_http_resp resp;
 	struct stat local;
 	uint64_t gen;
@@ -713,25 +709,7 @@ static int upload(struct e2b_file *f)
 		rc = omni_error_set_errno(-errno, "e2b: fstat %s", f->abs);
 		goto out;
 	}
-	if ((rc = omni__http_escape(f->abs, esc, sizeof(esc))) < 0)
-		goto out;
-	snprintf(url, sizeof(url), "/files?path=%s&username=%s", esc, E2B_USER);
-	struct e2b_http_req req = {
-		.m = E2B_M_FILES_POST,
-		.method = "POST",
-		.path = url,
-		.content_type = "application/octet-stream",
-		.in_fd = f->fd,
-		.in_size = local.st_size,
-		.out_fd = -1,
-		.transfer = true,
-	};
-	rc = omni__e2b_http(eb, &req, &resp);
-	if (rc == 0 && (resp.status < 200 || resp.status >= 300)) {
-		char label[PATH_MAX + 16];
-		snprintf(label, sizeof(label), "upload %s", f->abs);
-		rc = omni__e2b_reply_error(&resp, label);
-	}
+	rc = transfer(eb, f, true, local.st_size, &resp);
 	omni__e2b_resp_finish(&resp);
 	if (rc < 0)
 		goto failed;

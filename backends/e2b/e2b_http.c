@@ -741,3 +741,20 @@ int omni__e2b_entry_to_stat(const cJSON *entry, struct stat *st)
 	    omni__e2b_ino(cJSON_IsString(path) ? path->valuestring : "");
 	return 0;
 }
+
+bool omni__e2b_env_to_json(cJSON *obj, const char *const *env)
+{
+	bool ok = true;
+
+	for (const char *const *x = env; ok && x && *x; x++) {
+		const char *eq = strchr(*x, '=');
+		char key[256];
+		if (!eq || (size_t)(eq - *x) >= sizeof(key))
+			continue;
+		memcpy(key, *x, (size_t)(eq - *x));
+		key[eq - *x] = '\0';
+		cJSON_DeleteItemFromObjectCaseSensitive(obj, key);
+		ok = cJSON_AddStringToObject(obj, key, eq + 1) != NULL;
+	}
+	return ok;
+}

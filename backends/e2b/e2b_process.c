@@ -100,16 +100,7 @@ static cJSON *start_msg(const char *cmd, const char *const *args,
 
 	for (const char *const *x = args; ok && x && *x; x++)
 		ok = cJSON_AddItemToArray(a, cJSON_CreateString(*x));
-	for (const char *const *x = env; ok && x && *x; x++) {
-		const char *eq = strchr(*x, '=');
-		char key[256];
-		if (!eq || (size_t)(eq - *x) >= sizeof(key))
-			continue;
-		memcpy(key, *x, (size_t)(eq - *x));
-		key[eq - *x] = '\0';
-		cJSON_DeleteItemFromObjectCaseSensitive(e, key);
-		ok = cJSON_AddStringToObject(e, key, eq + 1) != NULL;
-	}
+	ok = ok && omni__e2b_env_to_json(e, env);
 	if (ok && tty) {
 		cJSON *pty = cJSON_AddObjectToObject(m, "pty");
 		cJSON *size = cJSON_AddObjectToObject(pty, "size");
@@ -234,21 +225,32 @@ static cJSON *selector(unsigned long pid)
 	return m;
 }
 
-static int send_signal(struct e2b_backend *eb, unsigned long pid,
-                       const char *name)
+/* A call about process pid with message m, built when ok (false: out of
+ * memory). Takes m. */
+static int pid_rpc(struct e2b_backend *eb, enum e2b_method meth,
+                   const char *rpc_path, cJSON *m, bool ok, unsigned long pid)
 {
-	cJSON *m = selector(pid);
 	char what[64];
 	int rc;
 
-	if (!m || !cJSON_AddStringToObject(m, "signal", name)) {
+	if (!ok) {
 		cJSON_Delete(m);
 		return omni_error_set(-ENOMEM, "e2b: out of memory");
 	}
 	snprintf(what, sizeof(what), "pid %lu", pid);
-	rc = omni__e2b_rpc(eb, E2B_M_SENDSIGNAL, PROC_SVC "SendSignal", m, what,
-	                   NULL);
+	rc = omni__e2b_rpc(eb, meth, rpc_path, m, what, NULL);
 	cJSON_Delete(m);
+	return rc;
+}
+
+static int send_signal(struct e2b_backend *eb, unsigned long pid,
+                       const char *name)
+{
+	cJSON *m = selector(pid);
+	bool ok = m && cJSON_AddStringToObject(m, "signal", name);
+	int rc =
+	    pid_rpc(eb, E2B_M_SENDSIGNAL, PROC_SVC "SendSignal", m, ok, pid);
+
 	/* A process that already ended is no error. */
 	if (rc == -ENOENT) {
 		omni_error_clear();
@@ -282,26 +284,14 @@ static int send_input(struct e2b_backend *eb, unsigned long pid, bool pty,
 	cJSON *in = m ? cJSON_AddObjectToObject(m, "input") : NULL;
 	size_t b64_size = OMNI__BASE64_LEN(len) + 1;
 	char *b64 = malloc(b64_size);
-	char what[64];
-	int rc;
+	bool ok = in && b64;
 
-	if (!in || !b64) {
-		free(b64);
-		cJSON_Delete(m);
-		return omni_error_set(-ENOMEM, "e2b: out of memory");
+	if (ok) {
+		omni__base64_encode(data, len, false, b64, b64_size);
+		ok = cJSON_AddStringToObject(in, pty ? "pty" : "stdin", b64);
 	}
-	omni__base64_encode(data, len, false, b64, b64_size);
-	bool ok = cJSON_AddStringToObject(in, pty ? "pty" : "stdin", b64);
 	free(b64);
-	if (!ok) {
-		cJSON_Delete(m);
-		return omni_error_set(-ENOMEM, "e2b: out of memory");
-	}
-	snprintf(what, sizeof(what), "pid %lu", pid);
-	rc = omni__e2b_rpc(eb, E2B_M_SENDINPUT, PROC_SVC "SendInput", m, what,
-	                   NULL);
-	cJSON_Delete(m);
-	return rc;
+	return pid_rpc(eb, E2B_M_SENDINPUT, PROC_SVC "SendInput", m, ok, pid);
 }
 
 /* Fill the status from an end event. */

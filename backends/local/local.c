@@ -153,19 +153,9 @@ static void local_exec_free(struct omni_exec *e)
 }
 
 static const struct omni_backend_ops local_ops = {
-	.version = OMNI_BACKEND_OPS_VERSION,
-	.name = "local",
-	.caps = OMNI_CAP_HARDLINKS | OMNI_CAP_FILE_FD | OMNI_CAP_TTY,
-	.start = local_start,
-	.shutdown = local_shutdown,
-	.destroy = local_destroy,
-	OMNI_HOST_FILE_OPS,
-	.exec_start = local_exec_start,
-	.exec_wait = local_exec_wait,
-	.exec_input = local_exec_input,
-	.exec_signal = local_exec_signal,
-	.exec_resize = local_exec_resize,
-	.exec_free = local_exec_free,
+	OMNI__HOST_BACKEND_OPS,   .name = "local",
+	.start = local_start,     .shutdown = local_shutdown,
+	.destroy = local_destroy, OMNI_BACKEND_EXEC_OPS(local),
 };
 
 /*

@@ -51,8 +51,8 @@ static atomic_bool refuse_peer;
 static char tmp[PATH_MAX], sock[PATH_MAX];
 static struct omni__ipc_server *srv;
 
-static int fake_start(void *payload, const struct omni_ipc_request *req,
-                      void **handle, uint32_t *pid)
+static int fake_start(void *payload, const struct omni_exec_request *req,
+                      struct omni_exec **handle, uint32_t *pid)
 {
 	(void)payload;
 	if (!req->argv)
@@ -68,15 +68,15 @@ static int fake_start(void *payload, const struct omni_ipc_request *req,
 	          : strcmp(req->argv[0], "wait") == 0 ? "wait"
 	                                              : "fail-wait";
 	atomic_fetch_add(&starts, 1);
-	*handle = f;
+	*handle = (struct omni_exec *)f; /* the server's opaque handle */
 	*pid = 42;
 	return 0;
 }
 
-static int fake_wait(void *h, omni_output_cb cb, void *cb_payload,
+static int fake_wait(struct omni_exec *h, omni_output_cb cb, void *cb_payload,
                      struct omni_exec_status *st)
 {
-	struct fake *f = h;
+	struct fake *f = (struct fake *)h;
 
 	memset(st, 0, sizeof(*st));
 	if (strcmp(f->kind, "fail-wait") == 0)
@@ -105,9 +105,9 @@ static int fake_wait(void *h, omni_output_cb cb, void *cb_payload,
 	return 0;
 }
 
-static int fake_input(void *h, const void *data, size_t len)
+static int fake_input(struct omni_exec *h, const void *data, size_t len)
 {
-	struct fake *f = h;
+	struct fake *f = (struct fake *)h;
 
 	pthread_mutex_lock(&f->lock);
 	if (len == 0)
@@ -121,9 +121,9 @@ static int fake_input(void *h, const void *data, size_t len)
 	return 0;
 }
 
-static int fake_signal(void *h, int sig)
+static int fake_signal(struct omni_exec *h, int sig)
 {
-	struct fake *f = h;
+	struct fake *f = (struct fake *)h;
 
 	atomic_fetch_add(&signals_seen, 1);
 	atomic_store(&last_signal, sig);
@@ -134,7 +134,8 @@ static int fake_signal(void *h, int sig)
 	return 0;
 }
 
-static int fake_resize(void *h, unsigned short rows, unsigned short cols)
+static int fake_resize(struct omni_exec *h, unsigned short rows,
+                       unsigned short cols)
 {
 	(void)h;
 	atomic_store(&rows_seen, rows);
@@ -142,9 +143,9 @@ static int fake_resize(void *h, unsigned short rows, unsigned short cols)
 	return 0;
 }
 
-static void fake_free(void *h)
+static void fake_free(struct omni_exec *h)
 {
-	struct fake *f = h;
+	struct fake *f = (struct fake *)h;
 
 	pthread_mutex_destroy(&f->lock);
 	pthread_cond_destroy(&f->cond);

@@ -13,7 +13,7 @@
  * A command's life on the connection thread, with a reader thread that
  * takes STDIN, SIGNAL and RESIZE frames meanwhile:
  *
- *	decode EXEC (ERROR -EPROTO when malformed)
+ *	decode EXEC (ERROR -EPROTO when malformed) into an omni_exec_request
  *	ops->exec_start            ERROR with its errno and message on failure
  *	STARTED pid
  *	ops->exec_wait             output -> STDOUT / STDERR frames
@@ -46,27 +46,35 @@ struct omni__ipc_conn;
  * What a server does with a connection. payload is the config's; handle is
  * what exec_start made. Slots may be called from several connection
  * threads at once.
+ *
+ * A command is a struct omni_exec (omni/vfs.h) and its slots have the types
+ * of omni_vfs_exec_wait() and its siblings, so that the control server
+ * plugs the backend's functions in as they are; omni-agent's commands are
+ * omni_proc handles behind that opaque type.
  */
 struct omni__ipc_server_ops {
 	/* Optional. Before the first frame: 0 serves the peer on fd, -errno
 	 * with omni_error_set() refuses it with an ERROR frame. */
 	int (*check_peer)(void *payload, int fd);
-	/* Start the command of a decoded request: set *handle, and *pid for
-	 * the STARTED frame (0 when it means nothing). -errno with
-	 * omni_error_set() is answered with an ERROR frame. */
-	int (*exec_start)(void *payload, const struct omni_ipc_request *req,
-	                  void **handle, uint32_t *pid);
+	/* Start the command of a decoded request (req->cwd is the client's
+	 * CWD field as it came, or NULL): set *handle, and *pid for the
+	 * STARTED frame (it starts 0: nothing to set when a pid means
+	 * nothing). -errno with omni_error_set() is answered with an ERROR
+	 * frame. */
+	int (*exec_start)(void *payload, const struct omni_exec_request *req,
+	                  struct omni_exec **handle, uint32_t *pid);
 	/* Pump the command's output into cb until it ends. */
-	int (*exec_wait)(void *handle, omni_output_cb cb, void *cb_payload,
-	                 struct omni_exec_status *status);
+	int (*exec_wait)(struct omni_exec *handle, omni_output_cb cb,
+	                 void *cb_payload, struct omni_exec_status *status);
 	/* From the reader thread while exec_wait runs. */
-	int (*exec_input)(void *handle, const void *data, size_t len);
+	int (*exec_input)(struct omni_exec *handle, const void *data,
+	                  size_t len);
 	/* Also called with the server's lock held (stop, a vanished
 	 * client): must not block. */
-	int (*exec_signal)(void *handle, int sig);
-	int (*exec_resize)(void *handle, unsigned short rows,
+	int (*exec_signal)(struct omni_exec *handle, int sig);
+	int (*exec_resize)(struct omni_exec *handle, unsigned short rows,
 	                   unsigned short cols);
-	void (*exec_free)(void *handle);
+	void (*exec_free)(struct omni_exec *handle);
 	/* Optional. After a command ended and before its EXIT (or ERROR)
 	 * frame is sent. */
 	void (*exec_done)(void *payload);

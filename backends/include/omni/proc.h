@@ -36,6 +36,25 @@ int omni_proc_resize(struct omni_proc *p, unsigned short rows,
 void omni_proc_free(struct omni_proc *p);
 
 /*
+ * A proc as a command: a struct omni_exec (omni/sys/backend_impl.h) with
+ * the proc behind it, for a backend (b) or for omni-agent's exec server
+ * (b NULL). The functions after omni__proc_exec_spawn() have the types of
+ * the exec slots of struct omni_backend_ops and of struct
+ * omni__ipc_server_ops, so a table names them as they are; free also
+ * kills a command still running.
+ */
+int omni__proc_exec_spawn(struct omni_exec **out, struct omni_backend *b,
+                          const struct omni_exec_request *req, int dir_fd);
+pid_t omni__proc_exec_pid(struct omni_exec *e);
+int omni__proc_exec_wait(struct omni_exec *e, omni_output_cb cb, void *payload,
+                         struct omni_exec_status *status);
+int omni__proc_exec_input(struct omni_exec *e, const void *data, size_t len);
+int omni__proc_exec_signal(struct omni_exec *e, int sig);
+int omni__proc_exec_resize(struct omni_exec *e, unsigned short rows,
+                           unsigned short cols);
+void omni__proc_exec_free(struct omni_exec *e);
+
+/*
  * For a process that is PID 1 (omni-agent): another thread reaps every
  * child with waitpid(-1) and reports each status here, so that the
  * commands' waiters still learn their exit status. Call

@@ -114,6 +114,17 @@ struct omni_backend_ops {
 	int (*invalidate)(struct omni_backend *b, const char *path);
 };
 
+/*
+ * The six command slots of a table whose functions are named
+ * PREFIX_exec_start, _wait, _input, _signal, _resize and _free: one line
+ * names them all, so that exec_start never comes without exec_free.
+ */
+#define OMNI_BACKEND_EXEC_OPS(prefix)                                          \
+	.exec_start = prefix##_exec_start, .exec_wait = prefix##_exec_wait,    \
+	.exec_input = prefix##_exec_input,                                     \
+	.exec_signal = prefix##_exec_signal,                                   \
+	.exec_resize = prefix##_exec_resize, .exec_free = prefix##_exec_free
+
 struct omni__session;
 
 /*

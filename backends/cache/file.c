@@ -356,9 +356,10 @@ int omni__cache_fallocate(struct omni_file *f, int mode, off_t off, off_t len)
 	return 0;
 }
 
-/* Was f opened for reading only? Its close never reports an upload error:
- * the failure belongs to whoever wrote, and that writer's close, fsync or
- * the background uploader deal with it. */
+/* Was f opened for reading only? Its close still sends a dirty copy that
+ * an earlier close could not (any close retries it), but never reports an
+ * upload error: the failure belongs to whoever wrote, and that writer's
+ * close, fsync or the background uploader deal with it. */
 static bool read_only(const struct omni_file *f)
 {
 	return (((const struct cfile *)f)->flags & O_ACCMODE) == O_RDONLY;
@@ -370,9 +371,6 @@ int omni__cache_flush(struct omni_file *f)
 	struct cnode *n = node_of(f);
 	struct stat local;
 
-	if (read_only(f))
-		return 0;
-
 	/* `cmd > file` closes the new, still empty file once before the
 	 * command writes to its duplicate: an empty copy that was only
 	 * created or truncated waits for the next flush or the release,
@@ -383,7 +381,12 @@ int omni__cache_flush(struct omni_file *f)
 	pthread_mutex_unlock(&c->lock);
 	if (only_cut)
 		return 0;
-	return omni__cache_node_flush(c, n);
+	int rc = omni__cache_node_flush(c, n);
+	if (rc < 0 && read_only(f)) {
+		omni_log(OMNI_LOG_WARN, "%s", omni_error_last());
+		rc = 0;
+	}
+	return rc;
 }
 
 int omni__cache_fsync(struct omni_file *f, bool datasync)

@@ -814,7 +814,8 @@ static void docker_destroy(struct omni_backend *b)
 static const struct omni_backend_ops docker_ops = {
 	.version = OMNI_BACKEND_OPS_VERSION,
 	.name = "docker",
-	.caps = OMNI_CAP_HARDLINKS | OMNI_CAP_FILE_FD | OMNI_CAP_TTY,
+	.caps = OMNI_CAP_HARDLINKS | OMNI_CAP_FILE_FD | OMNI_CAP_TTY |
+	        OMNI_CAP_NODES,
 	.start = docker_start,
 	.shutdown = docker_shutdown,
 	.status = docker_status,

@@ -152,7 +152,8 @@ static void local_exec_free(struct omni_exec *e)
 static const struct omni_backend_ops local_ops = {
 	.version = OMNI_BACKEND_OPS_VERSION,
 	.name = "local",
-	.caps = OMNI_CAP_HARDLINKS | OMNI_CAP_FILE_FD | OMNI_CAP_TTY,
+	.caps = OMNI_CAP_HARDLINKS | OMNI_CAP_FILE_FD | OMNI_CAP_TTY |
+	        OMNI_CAP_NODES,
 	.start = local_start,
 	.shutdown = local_shutdown,
 	.destroy = local_destroy,

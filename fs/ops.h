@@ -4,7 +4,8 @@
  * ops.c holds the operations table, the file I/O, and the operations of a
  * path table (remote backends, through the cache); ops_node.c those of a
  * node table (host backends: every call on the backing files' own
- * descriptors, see inode.h); ops_dir.c the directory handles of both.
+ * descriptors, see inode.h); ops_dir.c the directory handles of both;
+ * ops_notify.c the invalidation and the counters.
  * Each operation in ops.c hands over to ops_node.c when fs->nodes is set.
  */
 #ifndef OMNIFS_OPS_H

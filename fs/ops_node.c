@@ -56,18 +56,24 @@ static int thread_setgroups(size_t n, const gid_t *groups)
 	return (int)syscall(SYS_setgroups, n, groups);
 }
 
+/* This thread's own supplementary groups, put back after each call. */
+static __thread gid_t own_groups[MAX_GROUPS];
+static __thread int own_ngroups = -1;
+
 static void as_caller(fuse_req_t req, struct caller *c)
 {
-	static __thread bool own_umask;
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	gid_t groups[MAX_GROUPS];
 	int n;
 
 	c->switched = false;
-	if (!own_umask) {
-		own_umask = true;
+	if (own_ngroups < 0) {
+		/* First use on this thread: its own umask of 0. */
 		if (unshare(CLONE_FS) == 0)
 			umask(0);
+		own_ngroups = getgroups(MAX_GROUPS, own_groups);
+		if (own_ngroups < 0)
+			own_ngroups = 0;
 	}
 	if (geteuid() != 0 || (ctx->uid == 0 && ctx->gid == getegid()))
 		return;
@@ -87,7 +93,7 @@ static void end_caller(struct caller *c)
 		return;
 	setfsuid(0);
 	setfsgid(getegid());
-	thread_setgroups(0, NULL);
+	thread_setgroups((size_t)own_ngroups, own_groups);
 }
 
 /* --- entries ----------------------------------------------------------------

@@ -17,6 +17,8 @@
 
 #include "helpers.h"
 #include "omni/backend.h"
+#include "omni/error.h"
+#include "omni/sys/backend_impl.h"
 #include "omni/vfs.h"
 
 static struct omni_fixture fx;
@@ -140,4 +142,39 @@ Test(nodes_api, a_node_keeps_its_identity_across_renames)
 	cr_assert_eq(st2.st_ino, st.st_ino);
 	cr_assert_eq(st2.st_nlink, 2);
 	close(fd);
+}
+
+static int fake_stat(struct omni_backend *b, const char *path, struct stat *st)
+{
+	(void)b;
+	(void)path;
+	(void)st;
+	return -ENOENT;
+}
+
+static void fake_destroy(struct omni_backend *b)
+{
+	(void)b;
+}
+
+static int fake_root(struct omni_backend *b)
+{
+	(void)b;
+	return -ENOSYS;
+}
+
+Test(nodes_api, node_slots_come_all_or_none)
+{
+	const struct omni_backend_ops ops = {
+		.version = OMNI_BACKEND_OPS_VERSION,
+		.name = "fake",
+		.stat = fake_stat,
+		.destroy = fake_destroy,
+		.node_root = fake_root,
+	};
+	struct omni_backend b;
+
+	cr_assert_eq(omni__backend_init(&b, &ops, "p", "/w", NULL), -EINVAL);
+	cr_assert(strstr(omni_error_last(), "node_root"), "%s",
+	          omni_error_last());
 }

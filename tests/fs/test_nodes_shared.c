@@ -171,7 +171,7 @@ TestSuite(nodes_race, .init = setup_race, .fini = teardown, .timeout = 60);
 struct race {
 	char host_dir[PATH_MAX];  /* the workspace's d, on the host */
 	char host_real[PATH_MAX]; /* where d goes while swapped */
-	char outside[PATH_MAX];   /* what the symlink leads to */
+	char target[PATH_MAX];    /* what the symlink leads to */
 	atomic_bool stop;
 	atomic_int swaps;
 };
@@ -183,7 +183,7 @@ static void *swapper(void *arg)
 	while (!atomic_load(&r->stop)) {
 		if (rename(r->host_dir, r->host_real) < 0)
 			continue;
-		if (symlink(r->outside, r->host_dir) == 0) {
+		if (symlink(r->target, r->host_dir) == 0) {
 			usleep(50);
 			unlink(r->host_dir);
 		}
@@ -200,7 +200,7 @@ static void work(int dfd, int rootfd, int i)
 	char name[32];
 	struct stat st;
 
-	snprintf(name, sizeof(name), "new%d", i % 8);
+	snprintf(name, sizeof(name), "omnifs-race-%d", i % 8);
 	int fd = openat(dfd, name, O_CREAT | O_WRONLY | O_TRUNC, 0644);
 	if (fd >= 0) {
 		if (write(fd, "in", 2) < 0) {
@@ -210,8 +210,8 @@ static void work(int dfd, int rootfd, int i)
 	}
 	fchmodat(dfd, "f", (i & 1) ? 0600 : 0644, 0);
 	fstatat(dfd, "f", &st, AT_SYMLINK_NOFOLLOW);
-	mkdirat(dfd, "sub", 0755);
-	unlinkat(dfd, "sub", AT_REMOVEDIR);
+	mkdirat(dfd, "omnifs-race-dir", 0755);
+	unlinkat(dfd, "omnifs-race-dir", AT_REMOVEDIR);
 	unlinkat(dfd, name, 0);
 	fstatat(rootfd, "d", &st, AT_SYMLINK_NOFOLLOW);
 	fd = openat(rootfd, "d", O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
@@ -226,33 +226,23 @@ static void work(int dfd, int rootfd, int i)
 	}
 }
 
-Test(nodes_race, symlink_swap_never_leads_outside)
+/* Swap d for a symlink to target for 1.5 s while working through the
+ * mount on descriptors of d and of the root. */
+static void race(const char *target)
 {
 	struct race r = { 0 };
 	char p[PATH_MAX];
-	struct stat st;
 	pthread_t t;
 
-	omni_test_fmt(r.outside, sizeof(r.outside), "%s/outside", m.tmp);
+	omni_test_fmt(r.target, sizeof(r.target), "%s", target);
 	omni_test_fmt(r.host_dir, sizeof(r.host_dir), "%s/d", m.host);
 	omni_test_fmt(r.host_real, sizeof(r.host_real), "%s/d.real", m.host);
-	cr_assert(mkdir(r.outside, 0755) == 0);
-	omni_test_fmt(p, sizeof(p), "%s/f", r.outside);
-	omni_test_write_host(p, "outside", 7);
-	cr_assert(chmod(p, 0640) == 0);
-	cr_assert(lstat(p, &st) == 0);
-	struct stat outside_before = st;
-	omni_test_fmt(p, sizeof(p), "%s/d", m.mnt);
-	cr_assert(mkdir(p, 0755) == 0);
-	omni_test_fmt(p, sizeof(p), "%s/d/f", m.mnt);
-	omni_test_write_host(p, "inside", 6);
 	omni_test_fmt(p, sizeof(p), "%s/d", m.mnt);
 	int dfd = open(p, O_RDONLY | O_DIRECTORY);
 	int rootfd = open(m.mnt, O_RDONLY | O_DIRECTORY);
 	cr_assert(dfd >= 0 && rootfd >= 0);
-
 	cr_assert(pthread_create(&t, NULL, swapper, &r) == 0);
-	long long end = omni_test_now_ms() + 3000;
+	long long end = omni_test_now_ms() + 1500;
 	for (int i = 0; omni_test_now_ms() < end; i++)
 		work(dfd, rootfd, i);
 	atomic_store(&r.stop, true);
@@ -261,9 +251,27 @@ Test(nodes_race, symlink_swap_never_leads_outside)
 	close(rootfd);
 	cr_assert(atomic_load(&r.swaps) > 10, "only %d swaps",
 	          atomic_load(&r.swaps));
+}
 
+Test(nodes_race, symlink_swap_never_leads_outside)
+{
+	char outside[PATH_MAX], p[PATH_MAX];
+	struct stat st, before;
+
+	omni_test_fmt(outside, sizeof(outside), "%s/outside", m.tmp);
+	cr_assert(mkdir(outside, 0755) == 0);
+	omni_test_fmt(p, sizeof(p), "%s/f", outside);
+	omni_test_write_host(p, "outside", 7);
+	cr_assert(chmod(p, 0640) == 0);
+	cr_assert(lstat(p, &before) == 0);
+	omni_test_fmt(p, sizeof(p), "%s/d", m.mnt);
+	cr_assert(mkdir(p, 0755) == 0);
+	omni_test_fmt(p, sizeof(p), "%s/d/f", m.mnt);
+	omni_test_write_host(p, "inside", 6);
+
+	race(outside);
 	/* Outside: the same single file, same mode, same content. */
-	DIR *dir = opendir(r.outside);
+	DIR *dir = opendir(outside);
 	struct dirent *de;
 	int entries = 0;
 	cr_assert(dir);
@@ -272,12 +280,20 @@ Test(nodes_race, symlink_swap_never_leads_outside)
 			entries++;
 	closedir(dir);
 	cr_assert_eq(entries, 1, "something was made outside the workspace");
-	omni_test_fmt(p, sizeof(p), "%s/f", r.outside);
+	omni_test_fmt(p, sizeof(p), "%s/f", outside);
 	cr_assert(lstat(p, &st) == 0);
-	cr_assert_eq(st.st_mode, outside_before.st_mode);
-	cr_assert_eq(st.st_ctim.tv_sec, outside_before.st_ctim.tv_sec);
-	cr_assert_eq(st.st_ctim.tv_nsec, outside_before.st_ctim.tv_nsec);
+	cr_assert_eq(st.st_mode, before.st_mode);
+	cr_assert_eq(st.st_ctim.tv_sec, before.st_ctim.tv_sec);
+	cr_assert_eq(st.st_ctim.tv_nsec, before.st_ctim.tv_nsec);
 	char *got = omni_test_read_host(p, NULL);
 	cr_assert_str_eq(got, "outside");
 	free(got);
+
+	/* And with the host's own root as the target. */
+	race("/");
+	for (int i = 0; i < 8; i++) {
+		omni_test_fmt(p, sizeof(p), "/omnifs-race-%d", i);
+		cr_assert_not(omni_test_host_exists(p), "%s was made", p);
+	}
+	cr_assert_not(omni_test_host_exists("/omnifs-race-dir"));
 }

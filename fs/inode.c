@@ -1,45 +1,77 @@
 /*
  * inode.c - the inode table (see inode.h for the model and the locking).
  *
- * Two chained hash tables index the nodes: by ino, and by (parent, name).
- * Inode numbers come from a 64-bit counter and are never reused within a
- * mount, so the generation can stay constant. Both tables double when
- * their load passes 1.
+ * Three chained hash tables index it: nodes by ino, nodes by backing
+ * (st_dev, st_ino) (host backends only), and names by (parent, name). A
+ * name links a parent node to a child node; a node lists its names (at
+ * most one for a path table). Inode numbers come from a 64-bit counter and
+ * are never reused within a mount, so the generation can stay constant.
+ * The tables double when their load passes 1.
+ *
+ * A node is freed when the kernel has forgotten it, no handle is open on
+ * it, no name has it as parent and no request pins it; its names go with
+ * it, and its descriptor is closed.
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/fnv.h"
 #include "inode.h"
 
+struct node;
+
+struct name {
+	struct node *parent;
+	struct node *node;
+	char *name;
+	struct name *node_next; /* the node's other names */
+	struct name *hash_next;
+};
+
 struct node {
 	fuse_ino_t ino;
-	struct node *parent; /* NULL for the root and when detached */
-	char *name;          /* NULL for the root and when detached */
 	uint64_t nlookup;
-	unsigned int children;         /* nodes whose parent this is */
+	unsigned int children;         /* names whose parent this is */
+	unsigned int pins;             /* requests using fd */
+	struct name *names;            /* NULL for the root and detached */
 	struct omnifs_handle *handles; /* open files of this node */
+	int fd;                        /* O_PATH of the backing file, or -1 */
+	dev_t dev;
+	ino_t bino;
 	struct node *ino_next;
-	struct node *name_next;
+	struct node *id_next;
 };
 
 struct omnifs_inodes {
 	pthread_mutex_t lock;
 	struct node **by_ino;
-	size_t ino_buckets;
-	struct node **by_name;
-	size_t name_buckets;
+	struct node **by_id;
+	struct name **by_name;
+	size_t buckets; /* of each table */
 	size_t count;
+	size_t names;
 	fuse_ino_t next_ino;
+	bool nodes; /* host table: nodes are backing files */
 	struct node root;
 };
 
 static size_t hash_ino(fuse_ino_t ino, size_t buckets)
 {
 	uint64_t h = ino * 0x9e3779b97f4a7c15ull;
+
+	return (size_t)(h >> 17) & (buckets - 1);
+}
+
+static size_t hash_id(dev_t dev, ino_t bino, size_t buckets)
+{
+	uint64_t h =
+	    ((uint64_t)bino ^ ((uint64_t)dev << 40)) * 0x9e3779b97f4a7c15ull;
 
 	return (size_t)(h >> 17) & (buckets - 1);
 }
@@ -60,11 +92,13 @@ int omnifs_inodes_new(struct omnifs_inodes **out)
 	*out = NULL;
 	if (!t)
 		return -ENOMEM;
-	t->ino_buckets = t->name_buckets = 1024;
-	t->by_ino = calloc(t->ino_buckets, sizeof(*t->by_ino));
-	t->by_name = calloc(t->name_buckets, sizeof(*t->by_name));
-	if (!t->by_ino || !t->by_name) {
+	t->buckets = 1024;
+	t->by_ino = calloc(t->buckets, sizeof(*t->by_ino));
+	t->by_id = calloc(t->buckets, sizeof(*t->by_id));
+	t->by_name = calloc(t->buckets, sizeof(*t->by_name));
+	if (!t->by_ino || !t->by_id || !t->by_name) {
 		free(t->by_ino);
+		free(t->by_id);
 		free(t->by_name);
 		free(t);
 		return -ENOMEM;
@@ -72,8 +106,9 @@ int omnifs_inodes_new(struct omnifs_inodes **out)
 	pthread_mutex_init(&t->lock, NULL);
 	t->root.ino = FUSE_ROOT_ID;
 	t->root.nlookup = 1;
+	t->root.fd = -1;
 	t->next_ino = FUSE_ROOT_ID + 1;
-	t->by_ino[hash_ino(FUSE_ROOT_ID, t->ino_buckets)] = &t->root;
+	t->by_ino[hash_ino(FUSE_ROOT_ID, t->buckets)] = &t->root;
 	t->count = 1;
 	*out = t;
 	return 0;
@@ -83,16 +118,22 @@ void omnifs_inodes_free(struct omnifs_inodes *t)
 {
 	if (!t)
 		return;
-	for (size_t i = 0; i < t->ino_buckets; i++) {
+	for (size_t i = 0; i < t->buckets; i++) {
+		for (struct name *nm = t->by_name[i], *next; nm; nm = next) {
+			next = nm->hash_next;
+			free(nm->name);
+			free(nm);
+		}
 		for (struct node *n = t->by_ino[i], *next; n; n = next) {
 			next = n->ino_next;
-			if (n != &t->root) {
-				free(n->name);
+			if (n->fd >= 0)
+				close(n->fd);
+			if (n != &t->root)
 				free(n);
-			}
 		}
 	}
 	free(t->by_ino);
+	free(t->by_id);
 	free(t->by_name);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
@@ -100,111 +141,218 @@ void omnifs_inodes_free(struct omnifs_inodes *t)
 
 static struct node *find_ino(struct omnifs_inodes *t, fuse_ino_t ino)
 {
-	for (struct node *n = t->by_ino[hash_ino(ino, t->ino_buckets)]; n;
+	for (struct node *n = t->by_ino[hash_ino(ino, t->buckets)]; n;
 	     n = n->ino_next)
 		if (n->ino == ino)
 			return n;
 	return NULL;
 }
 
-static struct node *find_name(struct omnifs_inodes *t, struct node *parent,
-                              const char *name)
+static struct node *find_id(struct omnifs_inodes *t, dev_t dev, ino_t bino)
 {
-	for (struct node *n =
-	         t->by_name[hash_name(parent, name, t->name_buckets)];
-	     n; n = n->name_next)
-		if (n->parent == parent && strcmp(n->name, name) == 0)
+	for (struct node *n = t->by_id[hash_id(dev, bino, t->buckets)]; n;
+	     n = n->id_next)
+		if (n->dev == dev && n->bino == bino)
 			return n;
 	return NULL;
 }
 
-static void unlink_name(struct omnifs_inodes *t, struct node *n)
+static struct name *find_name(struct omnifs_inodes *t, struct node *parent,
+                              const char *name)
 {
-	if (!n->name)
-		return;
-	struct node **pp =
-	    &t->by_name[hash_name(n->parent, n->name, t->name_buckets)];
-	while (*pp && *pp != n)
-		pp = &(*pp)->name_next;
+	for (struct name *nm = t->by_name[hash_name(parent, name, t->buckets)];
+	     nm; nm = nm->hash_next)
+		if (nm->parent == parent && strcmp(nm->name, name) == 0)
+			return nm;
+	return NULL;
+}
+
+static void name_unhash(struct omnifs_inodes *t, struct name *nm)
+{
+	struct name **pp =
+	    &t->by_name[hash_name(nm->parent, nm->name, t->buckets)];
+	while (*pp && *pp != nm)
+		pp = &(*pp)->hash_next;
 	if (*pp)
-		*pp = n->name_next;
-	n->name_next = NULL;
+		*pp = nm->hash_next;
+	nm->hash_next = NULL;
 }
 
-static void link_name(struct omnifs_inodes *t, struct node *n)
+static void name_hash(struct omnifs_inodes *t, struct name *nm)
 {
-	size_t h = hash_name(n->parent, n->name, t->name_buckets);
+	size_t h = hash_name(nm->parent, nm->name, t->buckets);
 
-	n->name_next = t->by_name[h];
-	t->by_name[h] = n;
+	nm->hash_next = t->by_name[h];
+	t->by_name[h] = nm;
 }
 
-/* Take n out of the name index and off its parent; it keeps its ino. */
-static void detach(struct omnifs_inodes *t, struct node *n)
+/* Unlink nm from the indexes and its node's list and free it; its parent
+ * loses a child (the caller then calls maybe_free on both nodes). */
+static void name_drop(struct omnifs_inodes *t, struct name *nm)
 {
-	unlink_name(t, n);
-	if (n->parent)
-		n->parent->children--;
-	n->parent = NULL;
-	free(n->name);
-	n->name = NULL;
+	struct name **pp = &nm->node->names;
+
+	name_unhash(t, nm);
+	while (*pp && *pp != nm)
+		pp = &(*pp)->node_next;
+	if (*pp)
+		*pp = nm->node_next;
+	nm->parent->children--;
+	t->names--;
+	free(nm->name);
+	free(nm);
 }
 
-static void maybe_grow(struct omnifs_inodes *t)
+/* A new name of n in parent (NULL on -ENOMEM). */
+static struct name *name_add(struct omnifs_inodes *t, struct node *parent,
+                             const char *name, struct node *n)
 {
-	if (t->count < t->ino_buckets)
-		return;
-	size_t nb = t->ino_buckets * 2;
-	struct node **bi = calloc(nb, sizeof(*bi));
-	struct node **bn = calloc(nb, sizeof(*bn));
-	if (!bi || !bn) {
-		/* Longer chains, still correct. */
-		free(bi);
-		free(bn);
-		return;
+	struct name *nm = calloc(1, sizeof(*nm));
+
+	if (!nm || !(nm->name = strdup(name))) {
+		free(nm);
+		return NULL;
 	}
-	for (size_t i = 0; i < t->ino_buckets; i++) {
+	nm->parent = parent;
+	nm->node = n;
+	nm->node_next = n->names;
+	n->names = nm;
+	parent->children++;
+	t->names++;
+	name_hash(t, nm);
+	return nm;
+}
+
+static void rehash(struct omnifs_inodes *t, size_t nb, struct node **bi,
+                   struct node **bd, struct name **bn)
+{
+	for (size_t i = 0; i < t->buckets; i++) {
 		for (struct node *n = t->by_ino[i], *next; n; n = next) {
 			next = n->ino_next;
 			size_t h = hash_ino(n->ino, nb);
 			n->ino_next = bi[h];
 			bi[h] = n;
 		}
-		for (struct node *n = t->by_name[i], *next; n; n = next) {
-			next = n->name_next;
-			size_t h = hash_name(n->parent, n->name, nb);
-			n->name_next = bn[h];
-			bn[h] = n;
+		for (struct node *n = t->by_id[i], *next; n; n = next) {
+			next = n->id_next;
+			size_t h = hash_id(n->dev, n->bino, nb);
+			n->id_next = bd[h];
+			bd[h] = n;
+		}
+		for (struct name *nm = t->by_name[i], *next; nm; nm = next) {
+			next = nm->hash_next;
+			size_t h = hash_name(nm->parent, nm->name, nb);
+			nm->hash_next = bn[h];
+			bn[h] = nm;
 		}
 	}
-	free(t->by_ino);
-	free(t->by_name);
-	t->by_ino = bi;
-	t->by_name = bn;
-	t->ino_buckets = t->name_buckets = nb;
 }
 
-/* Build n's path into out; the caller holds the lock. */
-static int build_path(struct node *n, char *out, size_t size)
+static void maybe_grow(struct omnifs_inodes *t)
+{
+	if (t->count < t->buckets && t->names < t->buckets)
+		return;
+	size_t nb = t->buckets * 2;
+	struct node **bi = calloc(nb, sizeof(*bi));
+	struct node **bd = calloc(nb, sizeof(*bd));
+	struct name **bn = calloc(nb, sizeof(*bn));
+	if (!bi || !bd || !bn) {
+		/* Longer chains, still correct. */
+		free(bi);
+		free(bd);
+		free(bn);
+		return;
+	}
+	rehash(t, nb, bi, bd, bn);
+	free(t->by_ino);
+	free(t->by_id);
+	free(t->by_name);
+	t->by_ino = bi;
+	t->by_id = bd;
+	t->by_name = bn;
+	t->buckets = nb;
+}
+
+/* A new node with no name (NULL on -ENOMEM). */
+static struct node *node_new(struct omnifs_inodes *t)
+{
+	struct node *n = calloc(1, sizeof(*n));
+
+	if (!n)
+		return NULL;
+	n->fd = -1;
+	n->ino = t->next_ino++;
+	size_t h = hash_ino(n->ino, t->buckets);
+	n->ino_next = t->by_ino[h];
+	t->by_ino[h] = n;
+	t->count++;
+	return n;
+}
+
+static void id_link(struct omnifs_inodes *t, struct node *n)
+{
+	size_t h = hash_id(n->dev, n->bino, t->buckets);
+
+	n->id_next = t->by_id[h];
+	t->by_id[h] = n;
+}
+
+static void id_unlink(struct omnifs_inodes *t, struct node *n)
+{
+	struct node **pp = &t->by_id[hash_id(n->dev, n->bino, t->buckets)];
+
+	while (*pp && *pp != n)
+		pp = &(*pp)->id_next;
+	if (*pp)
+		*pp = n->id_next;
+}
+
+/* Free n if nothing refers to it any more. The lock is held. */
+static void maybe_free(struct omnifs_inodes *t, struct node *n)
+{
+	if (n == &t->root || n->nlookup > 0 || n->children > 0 || n->handles ||
+	    n->pins > 0)
+		return;
+	while (n->names) {
+		struct node *parent = n->names->parent;
+		name_drop(t, n->names);
+		/* A forgotten directory may have kept its parent alive. */
+		maybe_free(t, parent);
+	}
+	struct node **pp = &t->by_ino[hash_ino(n->ino, t->buckets)];
+	while (*pp && *pp != n)
+		pp = &(*pp)->ino_next;
+	if (*pp)
+		*pp = n->ino_next;
+	if (t->nodes && n->fd >= 0)
+		id_unlink(t, n);
+	if (n->fd >= 0)
+		close(n->fd);
+	t->count--;
+	free(n);
+}
+
+/* Build n's path into out (its first names up to the root); the caller
+ * holds the lock. */
+static int build_path(struct omnifs_inodes *t, struct node *n, char *out,
+                      size_t size)
 {
 	size_t pos = size;
 
 	if (size == 0)
 		return -ENAMETOOLONG;
 	out[--pos] = '\0';
-	for (; n && n->name; n = n->parent) {
-		size_t len = strlen(n->name);
+	for (; n != &t->root; n = n->names->parent) {
+		if (!n->names)
+			return -ESTALE; /* detached somewhere up the chain */
+		size_t len = strlen(n->names->name);
 		if (len + 1 > pos)
 			return -ENAMETOOLONG;
 		pos -= len;
-		memcpy(out + pos, n->name, len);
-		if (n->parent && n->parent->name)
+		memcpy(out + pos, n->names->name, len);
+		if (n->names->parent != &t->root)
 			out[--pos] = '/';
 	}
-	if (n == NULL)
-		return -ESTALE; /* detached somewhere up the chain */
-	if (n->ino != FUSE_ROOT_ID)
-		return -ESTALE;
 	memmove(out, out + pos, size - pos);
 	return 0;
 }
@@ -217,7 +365,7 @@ int omnifs_inode_path(struct omnifs_inodes *t, fuse_ino_t ino, char *out,
 	pthread_mutex_lock(&t->lock);
 	struct node *n = find_ino(t, ino);
 	if (n)
-		rc = build_path(n, out, size);
+		rc = build_path(t, n, out, size);
 	pthread_mutex_unlock(&t->lock);
 	return rc;
 }
@@ -245,27 +393,19 @@ fuse_ino_t omnifs_inode_lookup(struct omnifs_inodes *t, fuse_ino_t parent,
 
 	*generation = 1;
 	pthread_mutex_lock(&t->lock);
-	struct node *p = find_ino(t, parent);
+	struct node *p = find_ino(t, parent), *n = NULL;
 	if (!p)
 		goto out;
-	struct node *n = find_name(t, p, name);
-	if (!n) {
-		n = calloc(1, sizeof(*n));
-		if (!n)
+	struct name *nm = find_name(t, p, name);
+	if (nm) {
+		n = nm->node;
+	} else {
+		if (!(n = node_new(t)))
 			goto out;
-		n->name = strdup(name);
-		if (!n->name) {
-			free(n);
+		if (!name_add(t, p, name, n)) {
+			maybe_free(t, n);
 			goto out;
 		}
-		n->ino = t->next_ino++;
-		n->parent = p;
-		p->children++;
-		size_t h = hash_ino(n->ino, t->ino_buckets);
-		n->ino_next = t->by_ino[h];
-		t->by_ino[h] = n;
-		link_name(t, n);
-		t->count++;
 		maybe_grow(t);
 	}
 	n->nlookup++;
@@ -275,23 +415,102 @@ out:
 	return ino;
 }
 
-/* Free n if nothing refers to it any more. The lock is held. */
-static void maybe_free(struct omnifs_inodes *t, struct node *n)
+void omnifs_inode_set_root(struct omnifs_inodes *t, int fd,
+                           const struct stat *st)
 {
-	if (n == &t->root || n->nlookup > 0 || n->children > 0 || n->handles)
-		return;
-	struct node *parent = n->parent;
-	detach(t, n);
-	struct node **pp = &t->by_ino[hash_ino(n->ino, t->ino_buckets)];
-	while (*pp && *pp != n)
-		pp = &(*pp)->ino_next;
-	if (*pp)
-		*pp = n->ino_next;
-	t->count--;
-	free(n);
-	/* A forgotten directory may have kept its parent alive. */
-	if (parent)
-		maybe_free(t, parent);
+	pthread_mutex_lock(&t->lock);
+	t->nodes = true;
+	t->root.fd = fd;
+	t->root.dev = st->st_dev;
+	t->root.bino = st->st_ino;
+	id_link(t, &t->root);
+	pthread_mutex_unlock(&t->lock);
+}
+
+int omnifs_inode_pin(struct omnifs_inodes *t, fuse_ino_t ino, int *fd)
+{
+	int rc = -ESTALE;
+
+	pthread_mutex_lock(&t->lock);
+	struct node *n = find_ino(t, ino);
+	if (n && n->fd >= 0) {
+		n->pins++;
+		*fd = n->fd;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
+void omnifs_inode_unpin(struct omnifs_inodes *t, fuse_ino_t ino)
+{
+	pthread_mutex_lock(&t->lock);
+	struct node *n = find_ino(t, ino);
+	if (n && n->pins > 0) {
+		n->pins--;
+		maybe_free(t, n);
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* Point (p, name) at n: a name that named another file (replaced behind
+ * our back) moves. -ENOMEM. The lock is held. */
+static int set_name(struct omnifs_inodes *t, struct node *p, const char *name,
+                    struct node *n)
+{
+	struct name *nm = find_name(t, p, name);
+
+	if (nm && nm->node == n)
+		return 0;
+	if (nm) {
+		struct node *old = nm->node;
+		name_drop(t, nm);
+		maybe_free(t, old);
+	}
+	if (!name_add(t, p, name, n))
+		return -ENOMEM;
+	maybe_grow(t);
+	return 0;
+}
+
+int omnifs_inode_lookup_node(struct omnifs_inodes *t, fuse_ino_t parent,
+                             const char *name, const struct stat *st, int *fd,
+                             fuse_ino_t *ino)
+{
+	int rc = 0;
+
+	*ino = 0;
+	pthread_mutex_lock(&t->lock);
+	struct node *p = find_ino(t, parent);
+	struct node *n = find_id(t, st->st_dev, st->st_ino);
+	if (!p) {
+		rc = -ESTALE;
+		goto out;
+	}
+	if (!n) {
+		if (*fd < 0) {
+			rc = -ENOENT;
+			goto out;
+		}
+		if (!(n = node_new(t))) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		n->fd = *fd;
+		*fd = -1;
+		n->dev = st->st_dev;
+		n->bino = st->st_ino;
+		id_link(t, n);
+	}
+	n->nlookup++;
+	if (set_name(t, p, name, n) < 0) {
+		/* The kernel still gets the node; only invalidation by this
+		 * name is lost. */
+	}
+	*ino = n->ino;
+out:
+	pthread_mutex_unlock(&t->lock);
+	return rc;
 }
 
 void omnifs_inode_forget(struct omnifs_inodes *t, fuse_ino_t ino,
@@ -311,13 +530,27 @@ void omnifs_inode_remove(struct omnifs_inodes *t, fuse_ino_t parent,
 {
 	pthread_mutex_lock(&t->lock);
 	struct node *p = find_ino(t, parent);
-	struct node *n = p ? find_name(t, p, name) : NULL;
-	if (n) {
-		detach(t, n);
+	struct name *nm = p ? find_name(t, p, name) : NULL;
+	if (nm) {
+		struct node *n = nm->node;
+		name_drop(t, nm);
 		maybe_free(t, n);
 		maybe_free(t, p);
 	}
 	pthread_mutex_unlock(&t->lock);
+}
+
+/* Move nm to (np, newname) (newname already copied). */
+static void name_move(struct omnifs_inodes *t, struct name *nm, struct node *np,
+                      char *newname)
+{
+	name_unhash(t, nm);
+	nm->parent->children--;
+	nm->parent = np;
+	np->children++;
+	free(nm->name);
+	nm->name = newname;
+	name_hash(t, nm);
 }
 
 void omnifs_inode_rename(struct omnifs_inodes *t, fuse_ino_t parent,
@@ -326,56 +559,60 @@ void omnifs_inode_rename(struct omnifs_inodes *t, fuse_ino_t parent,
 {
 	pthread_mutex_lock(&t->lock);
 	struct node *p = find_ino(t, parent), *np = find_ino(t, newparent);
-	struct node *src = p ? find_name(t, p, name) : NULL;
-	struct node *dst = np ? find_name(t, np, newname) : NULL;
+	struct name *src = p ? find_name(t, p, name) : NULL;
+	struct name *dst = np ? find_name(t, np, newname) : NULL;
+	struct node *gone = NULL;
 	char *n1 = strdup(newname), *n2 = exchange ? strdup(name) : NULL;
 
 	if (!p || !np || !n1 || (exchange && !n2)) {
 		/* Out of memory: forget both names; lookups rebuild them. */
+		struct node *a = src ? src->node : NULL;
+		struct node *b = dst ? dst->node : NULL;
 		if (src)
-			detach(t, src);
+			name_drop(t, src);
 		if (dst)
-			detach(t, dst);
+			name_drop(t, dst);
 		free(n1);
 		free(n2);
+		if (a)
+			maybe_free(t, a);
+		if (b)
+			maybe_free(t, b);
 		goto out;
 	}
-	if (src)
-		unlink_name(t, src);
-	if (dst)
-		unlink_name(t, dst);
 	if (dst && !exchange) {
-		/* Renamed over: the old target has no name any more. */
-		dst->parent->children--;
-		dst->parent = NULL;
-		free(dst->name);
-		dst->name = NULL;
+		/* Renamed over: the old target loses that name. */
+		gone = dst->node;
+		name_drop(t, dst);
+		dst = NULL;
 	}
 	if (src) {
-		src->parent->children--;
-		src->parent = np;
-		np->children++;
-		free(src->name);
-		src->name = n1;
+		name_move(t, src, np, n1);
 		n1 = NULL;
-		link_name(t, src);
 	}
-	if (dst && exchange) {
-		dst->parent->children--;
-		dst->parent = p;
-		p->children++;
-		free(dst->name);
-		dst->name = n2;
+	if (dst) {
+		name_move(t, dst, p, n2);
 		n2 = NULL;
-		link_name(t, dst);
 	}
 	free(n1);
 	free(n2);
-	if (dst && !exchange)
-		maybe_free(t, dst);
+	if (gone)
+		maybe_free(t, gone);
 	maybe_free(t, p);
 out:
 	pthread_mutex_unlock(&t->lock);
+}
+
+/* One ref for n (with name nm, or none); -ENOMEM. */
+static int ref_of(struct omnifs_inode_ref *ref, struct node *n,
+                  const struct name *nm)
+{
+	ref->ino = n->ino;
+	if (!nm)
+		return 0;
+	ref->parent = nm->parent->ino;
+	ref->name = strdup(nm->name);
+	return ref->name ? 0 : -ENOMEM;
 }
 
 int omnifs_inode_snapshot(struct omnifs_inodes *t,
@@ -385,23 +622,20 @@ int omnifs_inode_snapshot(struct omnifs_inodes *t,
 	int rc = 0;
 
 	pthread_mutex_lock(&t->lock);
-	struct omnifs_inode_ref *refs = calloc(t->count, sizeof(*refs));
+	struct omnifs_inode_ref *refs =
+	    calloc(t->count + t->names, sizeof(*refs));
 	if (!refs) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	for (size_t i = 0; i < t->ino_buckets && rc == 0; i++) {
-		for (struct node *n = t->by_ino[i]; n; n = n->ino_next) {
-			refs[k].ino = n->ino;
-			if (n->name && n->parent) {
-				refs[k].parent = n->parent->ino;
-				refs[k].name = strdup(n->name);
-				if (!refs[k].name) {
-					rc = -ENOMEM;
-					break;
-				}
-			}
-			k++;
+	for (size_t i = 0; i < t->buckets && rc == 0; i++) {
+		for (struct node *n = t->by_ino[i]; n && rc == 0;
+		     n = n->ino_next) {
+			if (!n->names)
+				rc = ref_of(&refs[k++], n, NULL);
+			for (struct name *nm = n->names; nm && rc == 0;
+			     nm = nm->node_next)
+				rc = ref_of(&refs[k++], n, nm);
 		}
 	}
 out:
@@ -504,7 +738,8 @@ void omnifs_inode_find_path(struct omnifs_inodes *t, const char *path,
 		memcpy(name, p, len);
 		name[len] = '\0';
 		dir = n;
-		n = find_name(t, dir, name);
+		struct name *nm = find_name(t, dir, name);
+		n = nm ? nm->node : NULL;
 		p += len + (slash ? 1 : 0);
 		if (slash && !n)
 			dir = NULL; /* an ancestor is unknown */

@@ -10,6 +10,14 @@
  * until the kernel forgets it, but leaves the name index: it has no path
  * any more ("detached"), and only operations on open handles reach it.
  *
+ * Two kinds of table share this code. For a remote backend (e2b, behind
+ * the cache) a node is a path: each node has exactly one name and paths
+ * are built from the names. For a host backend (local, docker: the
+ * backend has OMNI_CAP_NODES) a node is the backing file: it is found by
+ * the file's (st_dev, st_ino), holds an O_PATH descriptor of it, and has
+ * as many names as the kernel looked it up by (hard links are one node).
+ * Names are kept in both kinds for invalidation ((parent, name) pairs).
+ *
  * Locking: one mutex guards both indexes and every node's links. Paths are
  * copied out under it; nothing calls the backend or the kernel with it
  * held (a notification sent while holding it could deadlock against a
@@ -63,7 +71,8 @@ void omnifs_inode_rename(struct omnifs_inodes *t, fuse_ino_t parent,
                          const char *name, fuse_ino_t newparent,
                          const char *newname, bool exchange);
 
-/* One (parent, name) pair the kernel may have cached, for invalidation. */
+/* One (parent, name) pair the kernel may have cached, for invalidation
+ * (a node with several names gives one per name). */
 struct omnifs_inode_ref {
 	fuse_ino_t ino;
 	fuse_ino_t parent; /* 0 for the root and detached nodes */
@@ -98,6 +107,32 @@ struct omnifs_handle *omnifs_inode_get_handle(struct omnifs_inodes *t,
 /* Drop a reference; the last one releases the backend file and frees h.
  * Returns the release's error, or 0. */
 int omnifs_handle_put(struct omnifs_handle *h);
+
+/* --- host backends: nodes that hold descriptors ----------------------------
+ */
+
+/* Make the root a node of the backing root directory, holding fd (taken
+ * over). Before any request. */
+void omnifs_inode_set_root(struct omnifs_inodes *t, int fd,
+                           const struct stat *st);
+
+/*
+ * Pin ino and give its O_PATH descriptor (valid until omnifs_inode_unpin;
+ * the node is not freed meanwhile). -ESTALE for an unknown ino.
+ */
+int omnifs_inode_pin(struct omnifs_inodes *t, fuse_ino_t ino, int *fd);
+void omnifs_inode_unpin(struct omnifs_inodes *t, fuse_ino_t ino);
+
+/*
+ * Record that the kernel looked up name in parent and found the backing
+ * file st (one more reference). A node of (st_dev, st_ino) that exists is
+ * used (*fd is left alone); else, when *fd >= 0, a node is made that takes
+ * the descriptor (*fd becomes -1). -ENOENT when there is no node and no
+ * descriptor (the caller opens one and calls again), -ENOMEM.
+ */
+int omnifs_inode_lookup_node(struct omnifs_inodes *t, fuse_ino_t parent,
+                             const char *name, const struct stat *st, int *fd,
+                             fuse_ino_t *ino);
 
 /* Number of nodes (root included), for statistics. */
 size_t omnifs_inode_count(struct omnifs_inodes *t);

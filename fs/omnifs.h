@@ -3,9 +3,9 @@
  *
  * main.c fills a struct omnifs from the command line, starts the backend
  * session, and hands the struct to libfuse as the session's userdata.
- * ops.c implements the low-level FUSE operations on top of the backend's
- * vfs calls; ctl.c runs omni-exec commands and calls
- * omnifs_invalidate_all() after each.
+ * ops.c, ops_node.c and ops_dir.c implement the low-level FUSE operations
+ * on top of the backend's vfs calls (ops.h); ctl.c runs omni-exec commands and
+ * calls omnifs_invalidate_all() after each.
  */
 #ifndef OMNIFS_OMNIFS_H
 #define OMNIFS_OMNIFS_H
@@ -58,6 +58,9 @@ struct omnifs {
 	/* The backend's files are host descriptors (local, docker): flock(2)
 	 * is forwarded to them, and close needs no flush. */
 	bool host_files;
+	/* The inode table is one of backing files with descriptors
+	 * (OMNI_CAP_NODES: local, docker), set by the init operation. */
+	bool nodes;
 	/* The backend is remote and wrapped in the cache (cache.h). */
 	bool remote;
 	/* The kernel can expire names without dropping them (Linux >= 6.2);

@@ -1,27 +1,30 @@
 /*
- * ops.c - the FUSE low-level operations, on top of the backend's vfs calls.
+ * ops.c - the FUSE low-level operations table, the file I/O, and the
+ * operations of a path table (remote backends behind the cache).
  *
- * Each operation turns the kernel's inode numbers into workspace-relative
- * paths (inode.c), calls one omni_vfs_* function, and hands its 0 or
- * -errno straight back to the kernel. Nothing is cached here but what the
- * kernel caches on our word: entries and attributes for entry_timeout and
- * attr_timeout, and file pages (keep_cache) until omnifs_invalidate_all()
- * says otherwise after a command ran in the sandbox.
+ * With a path table (e2b) each operation turns the kernel's inode numbers
+ * into workspace-relative paths (inode.c), calls one omni_vfs_* function,
+ * and hands its 0 or -errno straight back to the kernel. With a node table
+ * (local, docker: fs->nodes) the name operations hand over to ops_node.c,
+ * which works on the backing files' own descriptors; directories are in
+ * ops_dir.c (see ops.h). Nothing is cached here but what the kernel caches
+ * on our word: entries and attributes for entry_timeout and attr_timeout,
+ * and file pages (keep_cache) until omnifs_invalidate_all() says otherwise
+ * after a command ran in the sandbox.
  *
  * Reads of a backend with host descriptors are answered with the
  * descriptor itself, so libfuse can splice file pages to the kernel without
- * copying them through this process. Open directories are read whole on
- * the first readdir and served by offset from memory, so a directory of
- * any size lists consistently; READDIRPLUS returns attributes with every
- * entry, which spares the kernel one LOOKUP per file for `ls -l`.
+ * copying them through this process.
  *
  * Handles: fi->fh holds a struct omnifs_handle * for files (kept in its
  * node's list, see inode.h) and a struct dir_handle * for directories;
  * both are freed in release.
  *
- * Hard links: each name is a node of its own, so a file with several links
- * is never cached by the kernel (attribute timeout 0, no keep_cache); a
- * change through one name is then seen through the others at once.
+ * Hard links: in a path table each name is a node of its own, so a file
+ * with several links is never cached by the kernel (attribute timeout 0,
+ * no keep_cache); a change through one name is then seen through the
+ * others at once. In a node table a file is one node whatever its names,
+ * and is cached like any other.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -31,41 +34,45 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "omni/error.h"
 #include "omni/log.h"
 #include "omni/vfs.h"
-#include "omnifs.h"
+#include "ops.h"
 
 /* Below this many bytes a copy is cheaper than setting up a splice. */
 #define SPLICE_MIN (64 * 1024)
 
-static struct omnifs *fs_of(fuse_req_t req)
+struct omnifs *omni__fs_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
 }
 
-static void count(struct omnifs *fs, enum omnifs_op op)
+void omni__fs_count(struct omnifs *fs, enum omnifs_op op)
 {
 	atomic_fetch_add_explicit(&fs->op_count[op], 1, memory_order_relaxed);
 }
 
-static struct omnifs_handle *handle_of(const struct fuse_file_info *fi)
+struct omnifs_handle *omni__fs_handle_of(const struct fuse_file_info *fi)
 {
 	return (struct omnifs_handle *)(uintptr_t)fi->fh;
 }
 
-static struct omni_file *file_of(const struct fuse_file_info *fi)
+struct omni_file *omni__fs_file_of(const struct fuse_file_info *fi)
 {
-	return handle_of(fi)->file;
+	return omni__fs_handle_of(fi)->file;
 }
 
 /* How long the kernel may keep these attributes. */
-static double attr_ttl(const struct omnifs *fs, const struct stat *st)
+double omni__fs_attr_ttl(const struct omnifs *fs, const struct stat *st)
 {
-	if (!S_ISDIR(st->st_mode) && st->st_nlink > 1)
+	/* A path table has a node per name: a file with other names must
+	 * not be cached, or a change through one would not show through
+	 * the others. A node table has one node per file. */
+	if (!fs->nodes && !S_ISDIR(st->st_mode) && st->st_nlink > 1)
 		return 0;
 	return fs->attr_timeout;
 }
@@ -75,33 +82,33 @@ static int host_fd(const struct fuse_file_info *fi)
 {
 	if (!fi || !fi->fh)
 		return -1;
-	int fd = omni_vfs_file_fd(file_of(fi));
+	int fd = omni_vfs_file_fd(omni__fs_file_of(fi));
 	return fd >= 0 ? fd : -1;
 }
 
-static void reply_err(fuse_req_t req, int rc)
+void omni__fs_reply_err(fuse_req_t req, int rc)
 {
 	fuse_reply_err(req, rc < 0 ? -rc : rc);
 }
 
 /* Fill a fuse_entry_param for name in parent after a successful call, and
  * count the lookup the reply will give the kernel. */
-static int make_entry(struct omnifs *fs, fuse_ino_t parent, const char *name,
-                      const struct stat *st, struct fuse_entry_param *e)
+int omni__fs_make_entry(struct omnifs *fs, fuse_ino_t parent, const char *name,
+                        const struct stat *st, struct fuse_entry_param *e)
 {
 	memset(e, 0, sizeof(*e));
 	e->ino = omnifs_inode_lookup(fs->inodes, parent, name, &e->generation);
 	if (!e->ino)
 		return -ENOMEM;
 	e->attr = *st;
-	e->attr_timeout = attr_ttl(fs, st);
+	e->attr_timeout = omni__fs_attr_ttl(fs, st);
 	e->entry_timeout = fs->entry_timeout;
 	return 0;
 }
 
 /* Reply with an entry; if the kernel did not take it, undo the lookup. */
-static void reply_entry(struct omnifs *fs, fuse_req_t req,
-                        const struct fuse_entry_param *e)
+void omni__fs_reply_entry(struct omnifs *fs, fuse_req_t req,
+                          const struct fuse_entry_param *e)
 {
 	if (fuse_reply_entry(req, e) != 0)
 		omnifs_inode_forget(fs->inodes, e->ino, 1);
@@ -111,13 +118,17 @@ static void reply_entry(struct omnifs *fs, fuse_req_t req,
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct omnifs *fs = fs_of(req);
+	if (omni__fs_of(req)->nodes) {
+		omni__fs_node_lookup(req, parent, name);
+		return;
+	}
+	struct omnifs *fs = omni__fs_of(req);
 	char path[PATH_MAX];
 	struct fuse_entry_param e;
 	struct stat st;
 	int rc;
 
-	count(fs, OMNIFS_OP_LOOKUP);
+	omni__fs_count(fs, OMNIFS_OP_LOOKUP);
 	rc = omnifs_inode_child_path(fs->inodes, parent, name, path,
 	                             sizeof(path));
 	if (rc == 0)
@@ -130,19 +141,19 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	if (rc == 0)
-		rc = make_entry(fs, parent, name, &st, &e);
+		rc = omni__fs_make_entry(fs, parent, name, &st, &e);
 	if (rc < 0) {
-		reply_err(req, rc);
+		omni__fs_reply_err(req, rc);
 		return;
 	}
-	reply_entry(fs, req, &e);
+	omni__fs_reply_entry(fs, req, &e);
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	struct omnifs *fs = fs_of(req);
+	struct omnifs *fs = omni__fs_of(req);
 
-	count(fs, OMNIFS_OP_FORGET);
+	omni__fs_count(fs, OMNIFS_OP_FORGET);
 	omnifs_inode_forget(fs->inodes, ino, nlookup);
 	fuse_reply_none(req);
 }
@@ -150,9 +161,9 @@ static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 static void op_forget_multi(fuse_req_t req, size_t n,
                             struct fuse_forget_data *forgets)
 {
-	struct omnifs *fs = fs_of(req);
+	struct omnifs *fs = omni__fs_of(req);
 
-	count(fs, OMNIFS_OP_FORGET);
+	omni__fs_count(fs, OMNIFS_OP_FORGET);
 	for (size_t i = 0; i < n; i++)
 		omnifs_inode_forget(fs->inodes, forgets[i].ino,
 		                    forgets[i].nlookup);
@@ -160,14 +171,16 @@ static void op_forget_multi(fuse_req_t req, size_t n,
 }
 
 /* stat through the open handle when there is one, else by path. */
-static int getattr_of(struct omnifs *fs, fuse_ino_t ino,
-                      struct fuse_file_info *fi, struct stat *st)
+int omni__fs_getattr_of(struct omnifs *fs, fuse_ino_t ino,
+                        struct fuse_file_info *fi, struct stat *st)
 {
 	char path[PATH_MAX];
 	int rc;
 
 	if (fi && fi->fh)
-		return omni_vfs_fstat(file_of(fi), st);
+		return omni_vfs_fstat(omni__fs_file_of(fi), st);
+	if (fs->nodes)
+		return omni__fs_node_getattr(fs, ino, fi, st);
 	rc = omnifs_inode_path(fs->inodes, ino, path, sizeof(path));
 	if (rc == -ESTALE) {
 		/* Unlinked, maybe still open (fstat after unlink). */
@@ -187,16 +200,16 @@ static int getattr_of(struct omnifs *fs, fuse_ino_t ino,
 static void op_getattr(fuse_req_t req, fuse_ino_t ino,
                        struct fuse_file_info *fi)
 {
-	struct omnifs *fs = fs_of(req);
+	struct omnifs *fs = omni__fs_of(req);
 	struct stat st;
 	int rc;
 
-	count(fs, OMNIFS_OP_GETATTR);
-	rc = getattr_of(fs, ino, fi, &st);
+	omni__fs_count(fs, OMNIFS_OP_GETATTR);
+	rc = omni__fs_getattr_of(fs, ino, fi, &st);
 	if (rc < 0)
-		reply_err(req, rc);
+		omni__fs_reply_err(req, rc);
 	else
-		fuse_reply_attr(req, &st, attr_ttl(fs, &st));
+		fuse_reply_attr(req, &st, omni__fs_attr_ttl(fs, &st));
 }
 
 static int setattr_times(struct omnifs *fs, const char *path, int fd,
@@ -223,15 +236,19 @@ static int setattr_times(struct omnifs *fs, const char *path, int fd,
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
                        int to_set, struct fuse_file_info *fi)
 {
-	struct omnifs *fs = fs_of(req);
+	if (omni__fs_of(req)->nodes) {
+		omni__fs_node_setattr(req, ino, attr, to_set, fi);
+		return;
+	}
+	struct omnifs *fs = omni__fs_of(req);
 	char pathbuf[PATH_MAX];
 	const char *path = pathbuf;
-	struct omnifs_handle *h = fi && fi->fh ? handle_of(fi) : NULL;
+	struct omnifs_handle *h = fi && fi->fh ? omni__fs_handle_of(fi) : NULL;
 	struct omnifs_handle *taken = NULL;
 	struct stat st;
 	int rc, fd;
 
-	count(fs, OMNIFS_OP_SETATTR);
+	omni__fs_count(fs, OMNIFS_OP_SETATTR);
 	rc = omnifs_inode_path(fs->inodes, ino, pathbuf, sizeof(pathbuf));
 	if (rc == -ESTALE) {
 		/* Unlinked while open: only a handle reaches the file. */
@@ -289,29 +306,33 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 out:
 	omnifs_handle_put(taken);
 	if (rc < 0)
-		reply_err(req, rc);
+		omni__fs_reply_err(req, rc);
 	else
-		fuse_reply_attr(req, &st, attr_ttl(fs, &st));
+		fuse_reply_attr(req, &st, omni__fs_attr_ttl(fs, &st));
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-	struct omnifs *fs = fs_of(req);
+	if (omni__fs_of(req)->nodes) {
+		omni__fs_node_readlink(req, ino);
+		return;
+	}
+	struct omnifs *fs = omni__fs_of(req);
 	char path[PATH_MAX], target[PATH_MAX];
 	ssize_t n;
 	int rc;
 
-	count(fs, OMNIFS_OP_READLINK);
+	omni__fs_count(fs, OMNIFS_OP_READLINK);
 	rc = omnifs_inode_path(fs->inodes, ino, path, sizeof(path));
 	if (rc < 0) {
-		reply_err(req, rc);
+		omni__fs_reply_err(req, rc);
 		return;
 	}
 	n = omni_vfs_readlink(fs->backend, path, target, sizeof(target));
 	if (n < 0)
-		reply_err(req, (int)n);
+		omni__fs_reply_err(req, (int)n);
 	else if ((size_t)n >= sizeof(target))
-		reply_err(req, -ENAMETOOLONG);
+		omni__fs_reply_err(req, -ENAMETOOLONG);
 	else
 		fuse_reply_readlink(req, target);
 }
@@ -326,27 +347,31 @@ static void reply_new_entry(fuse_req_t req, struct omnifs *fs,
 	int rc = omni_vfs_stat(fs->backend, path, &st);
 
 	if (rc == 0)
-		rc = make_entry(fs, parent, name, &st, &e);
+		rc = omni__fs_make_entry(fs, parent, name, &st, &e);
 	if (rc < 0)
-		reply_err(req, rc);
+		omni__fs_reply_err(req, rc);
 	else
-		reply_entry(fs, req, &e);
+		omni__fs_reply_entry(fs, req, &e);
 }
 
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
                      mode_t mode, dev_t rdev)
 {
-	struct omnifs *fs = fs_of(req);
+	if (omni__fs_of(req)->nodes) {
+		omni__fs_node_mknod(req, parent, name, mode, rdev);
+		return;
+	}
+	struct omnifs *fs = omni__fs_of(req);
 	char path[PATH_MAX];
 	struct omni_file *f;
 	int rc;
 
 	(void)rdev;
-	count(fs, OMNIFS_OP_MKNOD);
+	omni__fs_count(fs, OMNIFS_OP_MKNOD);
 	if (!S_ISREG(mode)) {
 		/* Device nodes, FIFOs and sockets do not travel to every
 		 * backend; say so rather than pretend. */
-		reply_err(req, -EPERM);
+		omni__fs_reply_err(req, -EPERM);
 		return;
 	}
 	rc = omnifs_inode_child_path(fs->inodes, parent, name, path,
@@ -358,7 +383,7 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (rc == 0)
 		rc = omni_vfs_release(f);
 	if (rc < 0)
-		reply_err(req, rc);
+		omni__fs_reply_err(req, rc);
 	else
 		reply_new_entry(req, fs, parent, name, path);
 }
@@ -366,17 +391,21 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
                      mode_t mode)
 {
-	struct omnifs *fs = fs_of(req);
+	if (omni__fs_of(req)->nodes) {
+		omni__fs_node_mkdir(req, parent, name, mode);
+		return;
+	}
+	struct omnifs *fs = omni__fs_of(req);
 	char path[PATH_MAX];
 	int rc;
 
-	count(fs, OMNIFS_OP_MKDIR);
+	omni__fs_count(fs, OMNIFS_OP_MKDIR);
 	rc = omnifs_inode_child_path(fs->inodes, parent, name, path,
 	                             sizeof(path));
 	if (rc == 0)
 		rc = omni_vfs_mkdir(fs->backend, path, mode & 07777);
 	if (rc < 0)
-		reply_err(req, rc);
+		omni__fs_reply_err(req, rc);
 	else
 		reply_new_entry(req, fs, parent, name, path);
 }
@@ -384,11 +413,15 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name,
                         bool dir)
 {
-	struct omnifs *fs = fs_of(req);
+	if (omni__fs_of(req)->nodes) {
+		omni__fs_node_remove(req, parent, name, dir);
+		return;
+	}
+	struct omnifs *fs = omni__fs_of(req);
 	char path[PATH_MAX];
 	int rc;
 
-	count(fs, dir ? OMNIFS_OP_RMDIR : OMNIFS_OP_UNLINK);
+	omni__fs_count(fs, dir ? OMNIFS_OP_RMDIR : OMNIFS_OP_UNLINK);
 	rc = omnifs_inode_child_path(fs->inodes, parent, name, path,
 	                             sizeof(path));
 	if (rc == 0)
@@ -396,7 +429,7 @@ static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name,
 		         : omni_vfs_unlink(fs->backend, path);
 	if (rc == 0)
 		omnifs_inode_remove(fs->inodes, parent, name);
-	reply_err(req, rc);
+	omni__fs_reply_err(req, rc);
 }
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -412,17 +445,21 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent,
                        const char *name)
 {
-	struct omnifs *fs = fs_of(req);
+	if (omni__fs_of(req)->nodes) {
+		omni__fs_node_symlink(req, target, parent, name);
+		return;
+	}
+	struct omnifs *fs = omni__fs_of(req);
 	char path[PATH_MAX];
 	int rc;
 
-	count(fs, OMNIFS_OP_SYMLINK);
+	omni__fs_count(fs, OMNIFS_OP_SYMLINK);
 	rc = omnifs_inode_child_path(fs->inodes, parent, name, path,
 	                             sizeof(path));
 	if (rc == 0)
 		rc = omni_vfs_symlink(fs->backend, target, path);
 	if (rc < 0)
-		reply_err(req, rc);
+		omni__fs_reply_err(req, rc);
 	else
 		reply_new_entry(req, fs, parent, name, path);
 }
@@ -431,11 +468,16 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
                       fuse_ino_t newparent, const char *newname,
                       unsigned int flags)
 {
-	struct omnifs *fs = fs_of(req);
+	if (omni__fs_of(req)->nodes) {
+		omni__fs_node_rename(req, parent, name, newparent, newname,
+		                     flags);
+		return;
+	}
+	struct omnifs *fs = omni__fs_of(req);
 	char from[PATH_MAX], to[PATH_MAX];
 	int rc;
 
-	count(fs, OMNIFS_OP_RENAME);
+	omni__fs_count(fs, OMNIFS_OP_RENAME);
 	rc = omnifs_inode_child_path(fs->inodes, parent, name, from,
 	                             sizeof(from));
 	if (rc == 0)
@@ -446,17 +488,21 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (rc == 0)
 		omnifs_inode_rename(fs->inodes, parent, name, newparent,
 		                    newname, (flags & RENAME_EXCHANGE) != 0);
-	reply_err(req, rc);
+	omni__fs_reply_err(req, rc);
 }
 
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
                     const char *newname)
 {
-	struct omnifs *fs = fs_of(req);
+	if (omni__fs_of(req)->nodes) {
+		omni__fs_node_link(req, ino, newparent, newname);
+		return;
+	}
+	struct omnifs *fs = omni__fs_of(req);
 	char from[PATH_MAX], to[PATH_MAX];
 	int rc;
 
-	count(fs, OMNIFS_OP_LINK);
+	omni__fs_count(fs, OMNIFS_OP_LINK);
 	rc = omnifs_inode_path(fs->inodes, ino, from, sizeof(from));
 	if (rc == 0)
 		rc = omnifs_inode_child_path(fs->inodes, newparent, newname, to,
@@ -464,7 +510,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 	if (rc == 0)
 		rc = omni_vfs_link(fs->backend, from, to);
 	if (rc < 0)
-		reply_err(req, rc == -ESTALE ? -ENOENT : rc);
+		omni__fs_reply_err(req, rc == -ESTALE ? -ENOENT : rc);
 	else
 		reply_new_entry(req, fs, newparent, newname, to);
 }
@@ -477,7 +523,7 @@ static void set_open_flags(struct omnifs *fs, const struct stat *st,
 	/* Our pages stay valid until omnifs_invalidate_all() (after a
 	 * command) or a change through the mount, which the kernel sees;
 	 * not so for a file with other names (see the head comment). */
-	fi->keep_cache = st->st_nlink <= 1;
+	fi->keep_cache = fs->nodes || st->st_nlink <= 1;
 	/* Files backed by a host descriptor have nothing to flush on close:
 	 * spare the kernel that round trip. */
 	if (fs->host_files)
@@ -486,8 +532,8 @@ static void set_open_flags(struct omnifs *fs, const struct stat *st,
 
 /* Wrap an open backend file in a handle listed on its node, and set the
  * open flags. Returns -ENOMEM (the file is then released). */
-static int attach_file(struct omnifs *fs, fuse_ino_t ino, struct omni_file *f,
-                       const struct stat *st, struct fuse_file_info *fi)
+int omni__fs_attach_file(struct omnifs *fs, fuse_ino_t ino, struct omni_file *f,
+                         const struct stat *st, struct fuse_file_info *fi)
 {
 	struct omnifs_handle *h = calloc(1, sizeof(*h));
 
@@ -505,32 +551,27 @@ static int attach_file(struct omnifs *fs, fuse_ino_t ino, struct omni_file *f,
 }
 
 /* The kernel did not take the handle (interrupted): undo attach_file. */
-static void detach_file(struct omnifs *fs, struct fuse_file_info *fi)
+void omni__fs_detach_file(struct omnifs *fs, struct fuse_file_info *fi)
 {
-	struct omnifs_handle *h = handle_of(fi);
+	struct omnifs_handle *h = omni__fs_handle_of(fi);
 
 	omnifs_inode_remove_handle(fs->inodes, h);
 	omnifs_handle_put(h);
 }
 
-/* The open flags a backing open(2) accepts. The kernel hands FUSE its own
- * internal bits too (FMODE_EXEC, 0x20, on the open of an execve), which
- * openat2 rejects with EINVAL: without this mask no program or script on
- * the mount could run. O_CREAT, O_EXCL and O_NOCTTY are the kernel's
- * business (it has resolved the name already) and are dropped too. */
-#define OMNIFS_OPEN_FLAGS                                                      \
-	(O_ACCMODE | O_APPEND | O_TRUNC | O_NONBLOCK | O_DSYNC | O_SYNC |      \
-	 O_DIRECT | O_NOATIME | O_LARGEFILE | O_DIRECTORY | O_NOFOLLOW)
-
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct omnifs *fs = fs_of(req);
+	if (omni__fs_of(req)->nodes) {
+		omni__fs_node_open(req, ino, fi);
+		return;
+	}
+	struct omnifs *fs = omni__fs_of(req);
 	char path[PATH_MAX];
 	struct omni_file *f = NULL;
 	struct stat st;
 	int rc;
 
-	count(fs, OMNIFS_OP_OPEN);
+	omni__fs_count(fs, OMNIFS_OP_OPEN);
 	rc = omnifs_inode_path(fs->inodes, ino, path, sizeof(path));
 	if (rc == 0)
 		rc = omni_vfs_open(fs->backend, path,
@@ -538,26 +579,30 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (rc == 0 && (rc = omni_vfs_fstat(f, &st)) < 0)
 		omni_vfs_release(f);
 	if (rc == 0)
-		rc = attach_file(fs, ino, f, &st, fi);
+		rc = omni__fs_attach_file(fs, ino, f, &st, fi);
 	if (rc < 0) {
-		reply_err(req, rc == -ESTALE ? -ENOENT : rc);
+		omni__fs_reply_err(req, rc == -ESTALE ? -ENOENT : rc);
 		return;
 	}
 	if (fuse_reply_open(req, fi) != 0)
-		detach_file(fs, fi);
+		omni__fs_detach_file(fs, fi);
 }
 
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
                       mode_t mode, struct fuse_file_info *fi)
 {
-	struct omnifs *fs = fs_of(req);
+	if (omni__fs_of(req)->nodes) {
+		omni__fs_node_create(req, parent, name, mode, fi);
+		return;
+	}
+	struct omnifs *fs = omni__fs_of(req);
 	char path[PATH_MAX];
 	struct fuse_entry_param e;
 	struct omni_file *f = NULL;
 	struct stat st;
 	int rc;
 
-	count(fs, OMNIFS_OP_CREATE);
+	omni__fs_count(fs, OMNIFS_OP_CREATE);
 	rc = omnifs_inode_child_path(fs->inodes, parent, name, path,
 	                             sizeof(path));
 	if (rc == 0)
@@ -568,20 +613,20 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (rc == 0)
 		rc = omni_vfs_fstat(f, &st);
 	if (rc == 0)
-		rc = make_entry(fs, parent, name, &st, &e);
+		rc = omni__fs_make_entry(fs, parent, name, &st, &e);
 	if (rc < 0) {
 		if (f)
 			omni_vfs_release(f);
-		reply_err(req, rc);
+		omni__fs_reply_err(req, rc);
 		return;
 	}
-	if ((rc = attach_file(fs, e.ino, f, &st, fi)) < 0) {
+	if ((rc = omni__fs_attach_file(fs, e.ino, f, &st, fi)) < 0) {
 		omnifs_inode_forget(fs->inodes, e.ino, 1);
-		reply_err(req, rc);
+		omni__fs_reply_err(req, rc);
 		return;
 	}
 	if (fuse_reply_create(req, &e, fi) != 0) {
-		detach_file(fs, fi);
+		omni__fs_detach_file(fs, fi);
 		omnifs_inode_forget(fs->inodes, e.ino, 1);
 	}
 }
@@ -589,11 +634,11 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
-	struct omnifs *fs = fs_of(req);
+	struct omnifs *fs = omni__fs_of(req);
 	int fd = host_fd(fi);
 
 	(void)ino;
-	count(fs, OMNIFS_OP_READ);
+	omni__fs_count(fs, OMNIFS_OP_READ);
 	if (fd >= 0 && size > SPLICE_MIN) {
 		/* Let libfuse move the pages with splice where it can. */
 		struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
@@ -605,7 +650,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	char *buf = malloc(size ? size : 1);
 	if (!buf) {
-		reply_err(req, -ENOMEM);
+		omni__fs_reply_err(req, -ENOMEM);
 		return;
 	}
 	ssize_t n;
@@ -616,10 +661,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		if (n < 0)
 			n = -errno;
 	} else {
-		n = omni_vfs_read(file_of(fi), buf, size, off);
+		n = omni_vfs_read(omni__fs_file_of(fi), buf, size, off);
 	}
 	if (n < 0)
-		reply_err(req, (int)n);
+		omni__fs_reply_err(req, (int)n);
 	else
 		fuse_reply_buf(req, buf, (size_t)n);
 	free(buf);
@@ -628,242 +673,71 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
                      size_t size, off_t off, struct fuse_file_info *fi)
 {
-	struct omnifs *fs = fs_of(req);
+	struct omnifs *fs = omni__fs_of(req);
 
 	(void)ino;
-	count(fs, OMNIFS_OP_WRITE);
-	ssize_t n = omni_vfs_write(file_of(fi), buf, size, off);
+	omni__fs_count(fs, OMNIFS_OP_WRITE);
+	ssize_t n = omni_vfs_write(omni__fs_file_of(fi), buf, size, off);
 	if (n < 0)
-		reply_err(req, (int)n);
+		omni__fs_reply_err(req, (int)n);
 	else
 		fuse_reply_write(req, (size_t)n);
 }
 
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct omnifs *fs = fs_of(req);
+	struct omnifs *fs = omni__fs_of(req);
 
 	(void)ino;
-	count(fs, OMNIFS_OP_FLUSH);
-	reply_err(req, omni_vfs_flush(file_of(fi)));
+	omni__fs_count(fs, OMNIFS_OP_FLUSH);
+	omni__fs_reply_err(req, omni_vfs_flush(omni__fs_file_of(fi)));
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino,
                        struct fuse_file_info *fi)
 {
-	struct omnifs *fs = fs_of(req);
+	struct omnifs *fs = omni__fs_of(req);
 
 	(void)ino;
-	count(fs, OMNIFS_OP_RELEASE);
-	struct omnifs_handle *h = handle_of(fi);
+	omni__fs_count(fs, OMNIFS_OP_RELEASE);
+	struct omnifs_handle *h = omni__fs_handle_of(fi);
 	omnifs_inode_remove_handle(fs->inodes, h);
 	int rc = omnifs_handle_put(h);
 	if (rc < 0)
 		omni_log(OMNI_LOG_WARN, "release: %s", omni_error_last());
-	reply_err(req, rc);
+	omni__fs_reply_err(req, rc);
 }
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
                      struct fuse_file_info *fi)
 {
-	struct omnifs *fs = fs_of(req);
+	struct omnifs *fs = omni__fs_of(req);
 
 	(void)ino;
-	count(fs, OMNIFS_OP_FSYNC);
-	reply_err(req, omni_vfs_fsync(file_of(fi), datasync != 0));
+	omni__fs_count(fs, OMNIFS_OP_FSYNC);
+	omni__fs_reply_err(req,
+	                   omni_vfs_fsync(omni__fs_file_of(fi), datasync != 0));
 }
 
 static void op_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
                      int op)
 {
-	struct omnifs *fs = fs_of(req);
+	struct omnifs *fs = omni__fs_of(req);
 
 	(void)ino;
-	count(fs, OMNIFS_OP_FLOCK);
-	reply_err(req, omni_vfs_flock(file_of(fi), op));
+	omni__fs_count(fs, OMNIFS_OP_FLOCK);
+	omni__fs_reply_err(req, omni_vfs_flock(omni__fs_file_of(fi), op));
 }
 
 static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
                          off_t length, struct fuse_file_info *fi)
 {
-	struct omnifs *fs = fs_of(req);
+	struct omnifs *fs = omni__fs_of(req);
 
 	(void)ino;
-	count(fs, OMNIFS_OP_FALLOCATE);
-	reply_err(req, omni_vfs_fallocate(file_of(fi), mode, offset, length));
-}
-
-/* --- directories --------------------------------------------------------- */
-
-struct dir_entry {
-	char *name;
-	struct stat st;
-};
-
-struct dir_handle {
-	char path[PATH_MAX];
-	struct dir_entry *entries;
-	size_t count, cap;
-	bool loaded;
-};
-
-static void dir_clear(struct dir_handle *d)
-{
-	for (size_t i = 0; i < d->count; i++)
-		free(d->entries[i].name);
-	free(d->entries);
-	d->entries = NULL;
-	d->count = d->cap = 0;
-	d->loaded = false;
-}
-
-static int dir_add(const char *name, const struct stat *st, void *payload)
-{
-	struct dir_handle *d = payload;
-
-	if (d->count == d->cap) {
-		size_t cap = d->cap ? d->cap * 2 : 64;
-		struct dir_entry *e = realloc(d->entries, cap * sizeof(*e));
-		if (!e)
-			return -ENOMEM;
-		d->entries = e;
-		d->cap = cap;
-	}
-	d->entries[d->count].name = strdup(name);
-	if (!d->entries[d->count].name)
-		return -ENOMEM;
-	d->entries[d->count].st = *st;
-	d->count++;
-	return 0;
-}
-
-static void op_opendir(fuse_req_t req, fuse_ino_t ino,
-                       struct fuse_file_info *fi)
-{
-	struct omnifs *fs = fs_of(req);
-	struct dir_handle *d = calloc(1, sizeof(*d));
-	int rc;
-
-	count(fs, OMNIFS_OP_OPENDIR);
-	if (!d) {
-		reply_err(req, -ENOMEM);
-		return;
-	}
-	rc = omnifs_inode_path(fs->inodes, ino, d->path, sizeof(d->path));
-	if (rc < 0) {
-		free(d);
-		reply_err(req, rc == -ESTALE ? -ENOENT : rc);
-		return;
-	}
-	fi->fh = (uint64_t)(uintptr_t)d;
-	if (fs->host_files) {
-		/* The kernel may keep the listing: every change through the
-		 * mount drops it, so does omnifs_invalidate_all() after a
-		 * command, and so does a changed mtime once the directory's
-		 * attributes expire. */
-		fi->cache_readdir = 1;
-		fi->keep_cache = 1;
-	}
-	if (fuse_reply_open(req, fi) != 0)
-		free(d);
-}
-
-static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                       struct fuse_file_info *fi, bool plus)
-{
-	struct omnifs *fs = fs_of(req);
-	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
-	int rc;
-
-	count(fs, OMNIFS_OP_READDIR);
-	if (off == 0 || !d->loaded) {
-		/* (Re)read the whole directory: a rewinddir sees changes. */
-		dir_clear(d);
-		rc = omni_vfs_readdir(fs->backend, d->path, dir_add, d);
-		if (rc < 0) {
-			dir_clear(d);
-			reply_err(req, rc);
-			return;
-		}
-		d->loaded = true;
-	}
-	char *buf = malloc(size);
-	if (!buf) {
-		reply_err(req, -ENOMEM);
-		return;
-	}
-	size_t pos = 0;
-	/* Offsets: 1 and 2 follow "." and "..", then entry i is i + 3. */
-	for (off_t i = off; i < (off_t)d->count + 2; i++) {
-		const char *name;
-		struct stat st = { 0 };
-		bool real = i >= 2;
-		size_t used;
-
-		if (real) {
-			name = d->entries[i - 2].name;
-			st = d->entries[i - 2].st;
-		} else {
-			/* glibc hides entries whose inode number is 0. */
-			name = i == 0 ? "." : "..";
-			st.st_mode = S_IFDIR;
-			st.st_ino = i == 0 ? ino : FUSE_ROOT_ID;
-		}
-		if (!plus) {
-			used = fuse_add_direntry(req, buf + pos, size - pos,
-			                         name, &st, i + 1);
-			if (used > size - pos)
-				break;
-			pos += used;
-			continue;
-		}
-		struct fuse_entry_param e = { .attr = st };
-		used = fuse_add_direntry_plus(req, NULL, 0, name, &e, i + 1);
-		if (used > size - pos)
-			break;
-		if (real && make_entry(fs, ino, name, &st, &e) < 0)
-			break;
-		fuse_add_direntry_plus(req, buf + pos, size - pos, name, &e,
-		                       i + 1);
-		pos += used;
-	}
-	fuse_reply_buf(req, buf, pos);
-	free(buf);
-}
-
-static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                       struct fuse_file_info *fi)
-{
-	do_readdir(req, ino, size, off, fi, false);
-}
-
-static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
-                           off_t off, struct fuse_file_info *fi)
-{
-	do_readdir(req, ino, size, off, fi, true);
-}
-
-static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
-                          struct fuse_file_info *fi)
-{
-	struct omnifs *fs = fs_of(req);
-	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
-
-	(void)ino;
-	count(fs, OMNIFS_OP_RELEASEDIR);
-	dir_clear(d);
-	free(d);
-	fuse_reply_err(req, 0);
-}
-
-static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
-                        struct fuse_file_info *fi)
-{
-	(void)ino;
-	(void)datasync;
-	(void)fi;
-	/* Directory changes are made by synchronous backend calls. */
-	fuse_reply_err(req, 0);
+	omni__fs_count(fs, OMNIFS_OP_FALLOCATE);
+	omni__fs_reply_err(req, omni_vfs_fallocate(omni__fs_file_of(fi), mode,
+	                                           offset, length));
 }
 
 /*
@@ -873,18 +747,19 @@ static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
  */
 static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
-	struct omnifs *fs = fs_of(req);
+	struct omnifs *fs = omni__fs_of(req);
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct stat st;
-	int rc = getattr_of(fs, ino, NULL, &st);
+	int rc = omni__fs_getattr_of(fs, ino, NULL, &st);
 
 	if (rc < 0 || mask == F_OK) {
-		reply_err(req, rc);
+		omni__fs_reply_err(req, rc);
 		return;
 	}
 	if (ctx->uid == 0) {
 		bool exec_ok = S_ISDIR(st.st_mode) || (st.st_mode & 0111);
-		reply_err(req, (mask & X_OK) && !exec_ok ? -EACCES : 0);
+		omni__fs_reply_err(req,
+		                   (mask & X_OK) && !exec_ok ? -EACCES : 0);
 		return;
 	}
 	mode_t bits = st.st_mode;
@@ -895,27 +770,58 @@ static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
 	if (((mask & R_OK) && !(bits & 4)) || ((mask & W_OK) && !(bits & 2)) ||
 	    ((mask & X_OK) && !(bits & 1)))
 		rc = -EACCES;
-	reply_err(req, rc);
+	omni__fs_reply_err(req, rc);
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
-	struct omnifs *fs = fs_of(req);
+	struct omnifs *fs = omni__fs_of(req);
 	struct statvfs st;
 	int rc;
 
 	(void)ino;
-	count(fs, OMNIFS_OP_STATFS);
+	omni__fs_count(fs, OMNIFS_OP_STATFS);
 	rc = omni_vfs_statfs(fs->backend, &st);
 	if (rc < 0)
-		reply_err(req, rc);
+		omni__fs_reply_err(req, rc);
 	else
 		fuse_reply_statfs(req, &st);
+}
+
+/* A host backend: the inode table becomes one of backing files, rooted
+ * at the workspace's own descriptor (inode.h). Each node keeps a
+ * descriptor open: allow as many as we may. */
+static void init_nodes(struct omnifs *fs)
+{
+	struct rlimit rl;
+	struct stat st;
+	int fd;
+
+	if (!(omni_vfs_caps(fs->backend) & OMNI_CAP_NODES))
+		return;
+	fd = omni_vfs_node_root(fs->backend);
+	if (fd < 0) {
+		omni_log(OMNI_LOG_WARN, "workspace root: %s",
+		         omni_error_last());
+		return;
+	}
+	if (omni_vfs_node_stat(fs->backend, fd, "", &st) < 0) {
+		close(fd);
+		return;
+	}
+	omnifs_inode_set_root(fs->inodes, fd, &st);
+	fs->nodes = true;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 }
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct omnifs *fs = userdata;
+
+	init_nodes(fs);
 
 	/* Move file pages with splice where possible; 1 MiB requests. */
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
@@ -965,118 +871,14 @@ const struct fuse_lowlevel_ops omnifs_ops = {
 	.flush = op_flush,
 	.release = op_release,
 	.fsync = op_fsync,
-	.opendir = op_opendir,
-	.readdir = op_readdir,
-	.readdirplus = op_readdirplus,
-	.releasedir = op_releasedir,
-	.fsyncdir = op_fsyncdir,
+	.opendir = omni__fs_opendir,
+	.readdir = omni__fs_readdir,
+	.readdirplus = omni__fs_readdirplus,
+	.releasedir = omni__fs_releasedir,
+	.fsyncdir = omni__fs_fsyncdir,
 	.statfs = op_statfs,
 	.access = op_access,
 	.create = op_create,
 	.flock = op_flock,
 	.fallocate = op_fallocate,
 };
-
-/* --- invalidation and statistics ------------------------------------------ */
-
-void omnifs_invalidate_all(struct omnifs *fs)
-{
-	struct omnifs_inode_ref *refs;
-	size_t n;
-
-	if (!fs->se || omnifs_inode_snapshot(fs->inodes, &refs, &n) < 0)
-		return;
-	for (size_t i = 0; i < n; i++) {
-		if (!refs[i].name) {
-			/* The root or a detached node: no name to expire. */
-		} else if (fs->expire_only) {
-			/* Expire, do not drop: the next use of the name asks
-			 * us again, but a process whose working directory it
-			 * is keeps it (a dropped dentry breaks getcwd). */
-			fuse_lowlevel_notify_expire_entry(
-			    fs->se, refs[i].parent, refs[i].name,
-			    strlen(refs[i].name), FUSE_LL_EXPIRE_ONLY);
-		} else {
-			fuse_lowlevel_notify_inval_entry(fs->se, refs[i].parent,
-			                                 refs[i].name,
-			                                 strlen(refs[i].name));
-		}
-		fuse_lowlevel_notify_inval_inode(fs->se, refs[i].ino, 0, 0);
-	}
-	omnifs_inode_refs_free(refs, n);
-	atomic_fetch_add(&fs->invalidations, 1);
-}
-
-void omnifs_invalidate_path(struct omnifs *fs, const char *path,
-                            const struct stat *st)
-{
-	fuse_ino_t ino, parent;
-
-	if (!fs->se)
-		return;
-	if (!path[0]) {
-		omnifs_invalidate_all(fs);
-		return;
-	}
-	omnifs_inode_find_path(fs->inodes, path, &ino, &parent);
-	/* A directory that is still there keeps its name: dropping that
-	 * would also strand processes whose working directory it is. */
-	if (parent && !(st && S_ISDIR(st->st_mode) && ino)) {
-		const char *name = strrchr(path, '/');
-		name = name ? name + 1 : path;
-		/* Also drops a negative entry the kernel keeps. */
-		fuse_lowlevel_notify_inval_entry(fs->se, parent, name,
-		                                 strlen(name));
-		fuse_lowlevel_notify_inval_inode(fs->se, parent, 0, 0);
-	}
-	if (ino)
-		fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
-	atomic_fetch_add(&fs->invalidations, 1);
-}
-
-static const char *const op_names[OMNIFS_OP_COUNT] = {
-	[OMNIFS_OP_LOOKUP] = "lookup",   [OMNIFS_OP_GETATTR] = "getattr",
-	[OMNIFS_OP_SETATTR] = "setattr", [OMNIFS_OP_READLINK] = "readlink",
-	[OMNIFS_OP_MKNOD] = "mknod",     [OMNIFS_OP_MKDIR] = "mkdir",
-	[OMNIFS_OP_UNLINK] = "unlink",   [OMNIFS_OP_RMDIR] = "rmdir",
-	[OMNIFS_OP_SYMLINK] = "symlink", [OMNIFS_OP_RENAME] = "rename",
-	[OMNIFS_OP_LINK] = "link",       [OMNIFS_OP_OPEN] = "open",
-	[OMNIFS_OP_READ] = "read",       [OMNIFS_OP_WRITE] = "write",
-	[OMNIFS_OP_FLUSH] = "flush",     [OMNIFS_OP_RELEASE] = "release",
-	[OMNIFS_OP_FSYNC] = "fsync",     [OMNIFS_OP_OPENDIR] = "opendir",
-	[OMNIFS_OP_READDIR] = "readdir", [OMNIFS_OP_RELEASEDIR] = "releasedir",
-	[OMNIFS_OP_STATFS] = "statfs",   [OMNIFS_OP_CREATE] = "create",
-	[OMNIFS_OP_FLOCK] = "flock",     [OMNIFS_OP_FALLOCATE] = "fallocate",
-	[OMNIFS_OP_FORGET] = "forget",
-};
-
-char *omnifs_stats_text(struct omnifs *fs)
-{
-	size_t cap = 4096, len = 0;
-	char *out = malloc(cap);
-
-	if (!out)
-		return NULL;
-	len += (size_t)snprintf(
-	    out + len, cap - len,
-	    "backend %s\nproject %s\ninodes %zu\ninvalidations %llu\n",
-	    omni_backend_name(fs->backend),
-	    omni_backend_project_id(fs->backend),
-	    omnifs_inode_count(fs->inodes),
-	    (unsigned long long)atomic_load(&fs->invalidations));
-	for (int i = 0; i < OMNIFS_OP_COUNT && len < cap; i++)
-		len += (size_t)snprintf(
-		    out + len, cap - len, "fuse.%s %llu\n", op_names[i],
-		    (unsigned long long)atomic_load(&fs->op_count[i]));
-	/* The backend's own counters (requests by method, cache hits). */
-	char *more = omni_vfs_stats(fs->backend);
-	if (more && len < cap) {
-		char *grown = realloc(out, len + strlen(more) + 1);
-		if (grown) {
-			out = grown;
-			memcpy(out + len, more, strlen(more) + 1);
-		}
-	}
-	free(more);
-	return out;
-}

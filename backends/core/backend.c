@@ -56,6 +56,22 @@ static const char *unpaired_slots(const struct omni_backend_ops *ops)
 		return "open and release";
 	if (!ops->exec_start != !ops->exec_free)
 		return "exec_start and exec_free";
+	if (ops->version >= 3 && ops->node_root) {
+		const bool nodes[] = {
+			ops->node_stat,     ops->node_lookup,
+			ops->node_mkdir,    ops->node_mknod,
+			ops->node_symlink,  ops->node_link,
+			ops->node_unlink,   ops->node_rename,
+			ops->node_readlink, ops->node_readdir,
+			ops->node_chmod,    ops->node_chown,
+			ops->node_utimens,  ops->node_truncate,
+			ops->node_open,     ops->node_create,
+			ops->open,
+		};
+		for (size_t i = 0; i < sizeof(nodes) / sizeof(nodes[0]); i++)
+			if (!nodes[i])
+				return "node_root and the other node slots";
+	}
 	return NULL;
 }
 
@@ -605,4 +621,113 @@ int omni_vfs_invalidate(struct omni_backend *b, const char *path)
 	if (b->ops->version < 2 || !b->ops->invalidate)
 		return 0;
 	return b->ops->invalidate(b, path ? path : "");
+}
+
+/* Slots of version 3: the nodes (omni/vfs.h). */
+#define NCALL(b, slot, what, ...)                                              \
+	do {                                                                   \
+		if ((b)->ops->version < 3)                                     \
+			return no_op((b), (what));                             \
+		CALL(b, slot, what, __VA_ARGS__);                              \
+	} while (0)
+
+int omni_vfs_node_root(struct omni_backend *b)
+{
+	NCALL(b, node_root, "node_root", b);
+}
+
+int omni_vfs_node_stat(struct omni_backend *b, int dirfd, const char *name,
+                       struct stat *st)
+{
+	NCALL(b, node_stat, "node_stat", b, dirfd, name, st);
+}
+
+int omni_vfs_node_lookup(struct omni_backend *b, int dirfd, const char *name,
+                         struct stat *st)
+{
+	NCALL(b, node_lookup, "node_lookup", b, dirfd, name, st);
+}
+
+int omni_vfs_node_mkdir(struct omni_backend *b, int dirfd, const char *name,
+                        mode_t mode)
+{
+	NCALL(b, node_mkdir, "node_mkdir", b, dirfd, name, mode);
+}
+
+int omni_vfs_node_mknod(struct omni_backend *b, int dirfd, const char *name,
+                        mode_t mode, dev_t rdev)
+{
+	NCALL(b, node_mknod, "node_mknod", b, dirfd, name, mode, rdev);
+}
+
+int omni_vfs_node_symlink(struct omni_backend *b, const char *target, int dirfd,
+                          const char *name)
+{
+	NCALL(b, node_symlink, "node_symlink", b, target, dirfd, name);
+}
+
+int omni_vfs_node_link(struct omni_backend *b, int fd, int newdirfd,
+                       const char *newname)
+{
+	NCALL(b, node_link, "node_link", b, fd, newdirfd, newname);
+}
+
+int omni_vfs_node_unlink(struct omni_backend *b, int dirfd, const char *name,
+                         bool dir)
+{
+	NCALL(b, node_unlink, "node_unlink", b, dirfd, name, dir);
+}
+
+int omni_vfs_node_rename(struct omni_backend *b, int dirfd, const char *name,
+                         int newdirfd, const char *newname, unsigned int flags)
+{
+	NCALL(b, node_rename, "node_rename", b, dirfd, name, newdirfd, newname,
+	      flags);
+}
+
+ssize_t omni_vfs_node_readlink(struct omni_backend *b, int fd, char *buf,
+                               size_t size)
+{
+	NCALL(b, node_readlink, "node_readlink", b, fd, buf, size);
+}
+
+int omni_vfs_node_readdir(struct omni_backend *b, int fd, omni_dirent_cb cb,
+                          void *payload)
+{
+	NCALL(b, node_readdir, "node_readdir", b, fd, cb, payload);
+}
+
+int omni_vfs_node_chmod(struct omni_backend *b, int fd, mode_t mode)
+{
+	NCALL(b, node_chmod, "node_chmod", b, fd, mode);
+}
+
+int omni_vfs_node_chown(struct omni_backend *b, int fd, uid_t uid, gid_t gid)
+{
+	NCALL(b, node_chown, "node_chown", b, fd, uid, gid);
+}
+
+int omni_vfs_node_utimens(struct omni_backend *b, int fd,
+                          const struct timespec ts[2])
+{
+	NCALL(b, node_utimens, "node_utimens", b, fd, ts);
+}
+
+int omni_vfs_node_truncate(struct omni_backend *b, int fd, off_t size)
+{
+	NCALL(b, node_truncate, "node_truncate", b, fd, size);
+}
+
+int omni_vfs_node_open(struct omni_backend *b, int fd, int flags,
+                       struct omni_file **out)
+{
+	*out = NULL;
+	NCALL(b, node_open, "node_open", b, fd, flags, out);
+}
+
+int omni_vfs_node_create(struct omni_backend *b, int dirfd, const char *name,
+                         int flags, mode_t mode, struct omni_file **out)
+{
+	*out = NULL;
+	NCALL(b, node_create, "node_create", b, dirfd, name, flags, mode, out);
 }

@@ -199,16 +199,14 @@ int omni__confined_stat(const struct omni__confined *c, const char *path,
 	return rc < 0 ? fail(rc, "stat", path) : 0;
 }
 
-int omni__confined_readdir(const struct omni__confined *c, const char *path,
-                           omni_dirent_cb cb, void *payload)
+/* List the open directory fd (taken over and closed), with lstat-like
+ * attributes; path names it in messages. */
+static int list_dir(int fd, const char *path, omni_dirent_cb cb, void *payload)
 {
-	int fd = omni__confined_openat(c, path, O_RDONLY | O_DIRECTORY, 0);
 	struct dirent *de;
 	DIR *dir;
 	int rc = 0;
 
-	if (fd < 0)
-		return fail(fd, "readdir", path);
 	dir = fdopendir(fd);
 	if (!dir) {
 		rc = -errno;
@@ -241,6 +239,16 @@ int omni__confined_readdir(const struct omni__confined *c, const char *path,
 	}
 	closedir(dir);
 	return rc;
+}
+
+int omni__confined_readdir(const struct omni__confined *c, const char *path,
+                           omni_dirent_cb cb, void *payload)
+{
+	int fd = omni__confined_openat(c, path, O_RDONLY | O_DIRECTORY, 0);
+
+	if (fd < 0)
+		return fail(fd, "readdir", path);
+	return list_dir(fd, path, cb, payload);
 }
 
 /* The pattern of every "act on the last name" operation. */
@@ -584,4 +592,311 @@ int omni__host_open(struct omni_backend *b, const char *path, int flags,
 {
 	return omni__confined_file_open(host_root(b), b, path, flags, mode,
 	                                out);
+}
+
+/* --- nodes: calls on descriptors (ops version 3) ---------------------------
+ *
+ * fs/ keeps one O_PATH descriptor per inode the kernel knows and names
+ * every file by (directory descriptor, one name). Nothing here resolves
+ * more than one component: a name with a '/', "." or ".." is refused, and
+ * every open also carries RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, so the
+ * result is always a direct child of a directory that is itself in the
+ * workspace, and a symlink swapped in by the sandbox is never followed.
+ * Calls on a node's own descriptor go through the descriptor (AT_EMPTY_PATH)
+ * or its /proc/self/fd entry, which names the inode, never a path.
+ */
+
+#define NODE_RESOLVE                                                           \
+	(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
+
+/* One path component, as the kernel would hand it over. */
+static int check_name(const char *op, const char *name)
+{
+	size_t len = strlen(name);
+
+	if (len == 0 || strchr(name, '/') || strcmp(name, ".") == 0 ||
+	    strcmp(name, "..") == 0)
+		return omni_error_set(-EINVAL, "%s: '%s' is not a file name",
+		                      op, name);
+	if (len > NAME_MAX)
+		return omni_error_set(-ENAMETOOLONG, "%s: name too long", op);
+	return 0;
+}
+
+/* openat2 of one name beneath dirfd, never following a symlink. */
+static int open_child(int dirfd, const char *name, int flags, mode_t mode)
+{
+	struct open_how how = {
+		.flags = (unsigned long long)(flags | O_NOFOLLOW | O_CLOEXEC),
+		.mode = (flags & O_CREAT) ? mode : 0,
+		.resolve = NODE_RESOLVE,
+	};
+	long fd;
+
+	do {
+		fd = syscall(SYS_openat2, dirfd, name, &how, sizeof(how));
+	} while (fd < 0 && (errno == EINTR || errno == EAGAIN));
+	return fd < 0 ? -errno : (int)fd;
+}
+
+/* Open the inode fd names (its /proc/self/fd entry) with flags. */
+static int reopen(int fd, int flags)
+{
+	char proc[64];
+	int nfd;
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	do {
+		nfd = open(proc, flags | O_CLOEXEC);
+	} while (nfd < 0 && errno == EINTR);
+	return nfd < 0 ? -errno : nfd;
+}
+
+int omni__host_node_root(struct omni_backend *b)
+{
+	int fd = reopen(host_root(b)->root_fd, O_PATH | O_DIRECTORY);
+
+	return fd < 0 ? fail(fd, "root", "") : fd;
+}
+
+int omni__host_node_stat(struct omni_backend *b, int dirfd, const char *name,
+                         struct stat *st)
+{
+	int rc;
+
+	(void)b;
+	if (*name && (rc = check_name("stat", name)) < 0)
+		return rc;
+	if (fstatat(dirfd, name, st,
+	            AT_SYMLINK_NOFOLLOW | (*name ? 0 : AT_EMPTY_PATH)) < 0)
+		return fail(-errno, "stat", name);
+	return 0;
+}
+
+int omni__host_node_lookup(struct omni_backend *b, int dirfd, const char *name,
+                           struct stat *st)
+{
+	int fd, rc;
+
+	(void)b;
+	if (!*name)
+		fd = reopen(dirfd, O_PATH);
+	else if ((rc = check_name("lookup", name)) < 0)
+		return rc;
+	else
+		fd = open_child(dirfd, name, O_PATH, 0);
+	if (fd < 0)
+		return fail(fd, "lookup", name);
+	if (fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
+		rc = -errno;
+		close(fd);
+		return fail(rc, "lookup", name);
+	}
+	return fd;
+}
+
+int omni__host_node_mkdir(struct omni_backend *b, int dirfd, const char *name,
+                          mode_t mode)
+{
+	int rc = check_name("mkdir", name);
+
+	(void)b;
+	if (rc < 0)
+		return rc;
+	return mkdirat(dirfd, name, mode) < 0 ? fail(-errno, "mkdir", name) : 0;
+}
+
+int omni__host_node_mknod(struct omni_backend *b, int dirfd, const char *name,
+                          mode_t mode, dev_t rdev)
+{
+	int rc = check_name("mknod", name);
+
+	(void)b;
+	if (rc < 0)
+		return rc;
+	if (mknodat(dirfd, name, mode, rdev) < 0)
+		return fail(-errno, "mknod", name);
+	return 0;
+}
+
+int omni__host_node_symlink(struct omni_backend *b, const char *target,
+                            int dirfd, const char *name)
+{
+	int rc = check_name("symlink", name);
+
+	(void)b;
+	if (rc < 0)
+		return rc;
+	/* Stored, never followed by any call here. */
+	if (symlinkat(target, dirfd, name) < 0)
+		return fail(-errno, "symlink", name);
+	return 0;
+}
+
+int omni__host_node_link(struct omni_backend *b, int fd, int newdirfd,
+                         const char *newname)
+{
+	char proc[64];
+	int rc = check_name("link", newname);
+
+	(void)b;
+	if (rc < 0)
+		return rc;
+	/* linkat(fd, "", AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH; the
+	 * /proc entry names the same inode for any user. */
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	if (linkat(AT_FDCWD, proc, newdirfd, newname, AT_SYMLINK_FOLLOW) < 0)
+		return fail(-errno, "link", newname);
+	return 0;
+}
+
+int omni__host_node_unlink(struct omni_backend *b, int dirfd, const char *name,
+                           bool dir)
+{
+	int rc = check_name(dir ? "rmdir" : "unlink", name);
+
+	(void)b;
+	if (rc < 0)
+		return rc;
+	if (unlinkat(dirfd, name, dir ? AT_REMOVEDIR : 0) < 0)
+		return fail(-errno, dir ? "rmdir" : "unlink", name);
+	return 0;
+}
+
+int omni__host_node_rename(struct omni_backend *b, int dirfd, const char *name,
+                           int newdirfd, const char *newname,
+                           unsigned int flags)
+{
+	int rc = check_name("rename", name);
+
+	(void)b;
+	if (rc == 0)
+		rc = check_name("rename", newname);
+	if (rc < 0)
+		return rc;
+	if (renameat2(dirfd, name, newdirfd, newname, flags) < 0)
+		return fail(-errno, "rename", name);
+	return 0;
+}
+
+ssize_t omni__host_node_readlink(struct omni_backend *b, int fd, char *buf,
+                                 size_t size)
+{
+	ssize_t n;
+
+	(void)b;
+	n = readlinkat(fd, "", buf, size);
+	if (n < 0)
+		return fail(-errno, "readlink", "");
+	if ((size_t)n < size)
+		buf[n] = '\0';
+	else if (size > 0)
+		buf[size - 1] = '\0';
+	return n;
+}
+
+int omni__host_node_readdir(struct omni_backend *b, int fd, omni_dirent_cb cb,
+                            void *payload)
+{
+	int dfd;
+
+	(void)b;
+	do {
+		dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	} while (dfd < 0 && errno == EINTR);
+	if (dfd < 0)
+		return fail(-errno, "readdir", "");
+	return list_dir(dfd, "", cb, payload);
+}
+
+int omni__host_node_chmod(struct omni_backend *b, int fd, mode_t mode)
+{
+	char proc[64];
+
+	(void)b;
+	/* fchmod takes no O_PATH descriptor; the /proc entry is the inode. */
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	if (chmod(proc, mode) < 0)
+		return fail(-errno, "chmod", "");
+	return 0;
+}
+
+int omni__host_node_chown(struct omni_backend *b, int fd, uid_t uid, gid_t gid)
+{
+	(void)b;
+	if (fchownat(fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		return fail(-errno, "chown", "");
+	return 0;
+}
+
+int omni__host_node_utimens(struct omni_backend *b, int fd,
+                            const struct timespec ts[2])
+{
+	(void)b;
+	if (utimensat(fd, "", ts, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		return fail(-errno, "utimens", "");
+	return 0;
+}
+
+int omni__host_node_truncate(struct omni_backend *b, int fd, off_t size)
+{
+	struct stat st;
+	int wfd, rc = 0;
+
+	(void)b;
+	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		return fail(-errno, "truncate", "");
+	if (S_ISDIR(st.st_mode))
+		return fail(-EISDIR, "truncate", "");
+	if (!S_ISREG(st.st_mode))
+		return fail(-EINVAL, "truncate", "");
+	if ((wfd = reopen(fd, O_WRONLY | O_NONBLOCK)) < 0)
+		return fail(wfd, "truncate", "");
+	if (ftruncate(wfd, size) < 0)
+		rc = fail(-errno, "truncate", "");
+	close(wfd);
+	return rc;
+}
+
+/* Wrap a descriptor in an omni_file of backend b. */
+static int wrap_file(struct omni_backend *b, int fd, struct omni_file **out)
+{
+	struct omni__confined_file *f = malloc(sizeof(*f));
+
+	if (!f) {
+		close(fd);
+		return omni_error_set(-ENOMEM, "open: out of memory");
+	}
+	f->base.backend = b;
+	f->fd = fd;
+	*out = &f->base;
+	return 0;
+}
+
+int omni__host_node_open(struct omni_backend *b, int fd, int flags,
+                         struct omni_file **out)
+{
+	int nfd;
+
+	*out = NULL;
+	/* The name was resolved when fd was made: what is opened is that
+	 * inode, whatever its names are now. */
+	nfd = reopen(fd, flags & ~(O_CREAT | O_EXCL | O_NOFOLLOW | O_TMPFILE));
+	if (nfd < 0)
+		return fail(nfd, "open", "");
+	return wrap_file(b, nfd, out);
+}
+
+int omni__host_node_create(struct omni_backend *b, int dirfd, const char *name,
+                           int flags, mode_t mode, struct omni_file **out)
+{
+	int fd, rc = check_name("create", name);
+
+	*out = NULL;
+	if (rc < 0)
+		return rc;
+	fd = open_child(dirfd, name, flags | O_CREAT, mode);
+	if (fd < 0)
+		return fail(fd, "create", name);
+	return wrap_file(b, fd, out);
 }

@@ -89,10 +89,12 @@ int omni__confined_file_release(struct omni_file *f);
  * A backend whose workspace is a host directory (local, and docker on the
  * host side of its bind mount) embeds this first, and starts its ops table
  * with OMNI__HOST_BACKEND_OPS: the table's version, the capabilities both
- * have (hard links and a file's descriptor from the host's files, a
- * pseudo-terminal for commands) and the file slots, which point at the
- * omni__host_* functions (OMNI_HOST_FILE_OPS), so the two backends share
- * one implementation and list only what differs.
+ * have (hard links, a file's descriptor from the host's files, a
+ * pseudo-terminal for commands, inodes that are the backing files) and
+ * the file slots, which point at the omni__host_* functions
+ * (OMNI_HOST_FILE_OPS, which includes the node slots, OMNI_HOST_NODE_OPS),
+ * so the two backends share one implementation and list only what
+ * differs.
  */
 struct omni__host_backend {
 	struct omni_backend base;
@@ -122,6 +124,60 @@ int omni__host_statfs(struct omni_backend *b, struct statvfs *st);
 int omni__host_open(struct omni_backend *b, const char *path, int flags,
                     mode_t mode, struct omni_file **out);
 
+/*
+ * The node slots (ops version 3, omni/vfs.h "nodes"): calls on O_PATH
+ * descriptors and single names, for fs/'s inode table. See confined.c.
+ */
+int omni__host_node_root(struct omni_backend *b);
+int omni__host_node_stat(struct omni_backend *b, int dirfd, const char *name,
+                         struct stat *st);
+int omni__host_node_lookup(struct omni_backend *b, int dirfd, const char *name,
+                           struct stat *st);
+int omni__host_node_mkdir(struct omni_backend *b, int dirfd, const char *name,
+                          mode_t mode);
+int omni__host_node_mknod(struct omni_backend *b, int dirfd, const char *name,
+                          mode_t mode, dev_t rdev);
+int omni__host_node_symlink(struct omni_backend *b, const char *target,
+                            int dirfd, const char *name);
+int omni__host_node_link(struct omni_backend *b, int fd, int newdirfd,
+                         const char *newname);
+int omni__host_node_unlink(struct omni_backend *b, int dirfd, const char *name,
+                           bool dir);
+int omni__host_node_rename(struct omni_backend *b, int dirfd, const char *name,
+                           int newdirfd, const char *newname,
+                           unsigned int flags);
+ssize_t omni__host_node_readlink(struct omni_backend *b, int fd, char *buf,
+                                 size_t size);
+int omni__host_node_readdir(struct omni_backend *b, int fd, omni_dirent_cb cb,
+                            void *payload);
+int omni__host_node_chmod(struct omni_backend *b, int fd, mode_t mode);
+int omni__host_node_chown(struct omni_backend *b, int fd, uid_t uid, gid_t gid);
+int omni__host_node_utimens(struct omni_backend *b, int fd,
+                            const struct timespec ts[2]);
+int omni__host_node_truncate(struct omni_backend *b, int fd, off_t size);
+int omni__host_node_open(struct omni_backend *b, int fd, int flags,
+                         struct omni_file **out);
+int omni__host_node_create(struct omni_backend *b, int dirfd, const char *name,
+                           int flags, mode_t mode, struct omni_file **out);
+
+#define OMNI_HOST_NODE_OPS                                                     \
+	.node_root = omni__host_node_root, .node_stat = omni__host_node_stat,  \
+	.node_lookup = omni__host_node_lookup,                                 \
+	.node_mkdir = omni__host_node_mkdir,                                   \
+	.node_mknod = omni__host_node_mknod,                                   \
+	.node_symlink = omni__host_node_symlink,                               \
+	.node_link = omni__host_node_link,                                     \
+	.node_unlink = omni__host_node_unlink,                                 \
+	.node_rename = omni__host_node_rename,                                 \
+	.node_readlink = omni__host_node_readlink,                             \
+	.node_readdir = omni__host_node_readdir,                               \
+	.node_chmod = omni__host_node_chmod,                                   \
+	.node_chown = omni__host_node_chown,                                   \
+	.node_utimens = omni__host_node_utimens,                               \
+	.node_truncate = omni__host_node_truncate,                             \
+	.node_open = omni__host_node_open,                                     \
+	.node_create = omni__host_node_create
+
 #define OMNI_HOST_FILE_OPS                                                     \
 	.stat = omni__host_stat, .readdir = omni__host_readdir,                \
 	.mkdir = omni__host_mkdir, .rmdir = omni__host_rmdir,                  \
@@ -138,11 +194,12 @@ int omni__host_open(struct omni_backend *b, const char *path, int flags,
 	.flock = omni__confined_file_flock,                                    \
 	.fallocate = omni__confined_file_fallocate,                            \
 	.file_fd = omni__confined_file_fd,                                     \
-	.release = omni__confined_file_release
+	.release = omni__confined_file_release, OMNI_HOST_NODE_OPS
 
 #define OMNI__HOST_BACKEND_OPS                                                 \
 	.version = OMNI_BACKEND_OPS_VERSION,                                   \
-	.caps = OMNI_CAP_HARDLINKS | OMNI_CAP_FILE_FD | OMNI_CAP_TTY,          \
+	.caps = OMNI_CAP_HARDLINKS | OMNI_CAP_FILE_FD | OMNI_CAP_TTY |         \
+	        OMNI_CAP_NODES,                                                \
 	OMNI_HOST_FILE_OPS
 
 #endif

@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <grp.h>
 #include <fcntl.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -237,4 +238,23 @@ char *sh_out(int *status, const char *dir, const char *fmt, ...)
 	if (status)
 		*status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 	return buf;
+}
+
+int run_as_user(uid_t uid, gid_t gid, size_t ngroups, const gid_t *groups,
+                int (*fn)(void *arg), void *arg)
+{
+	pid_t pid = fork();
+	int st;
+
+	cr_assert(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		if (setgroups(ngroups, groups) < 0 ||
+		    setresgid(gid, gid, gid) < 0 ||
+		    setresuid(uid, uid, uid) < 0)
+			_exit(127);
+		_exit(fn(arg));
+	}
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }

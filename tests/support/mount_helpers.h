@@ -44,6 +44,15 @@ int sh_in(const char *dir, const char *fmt, ...)
 char *sh_out(int *status, const char *dir, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/*
+ * Run fn(arg) in a forked child that has become uid:gid with the given
+ * supplementary groups (setgroups, setresgid, setresuid; the caller must
+ * be root). Returns the child's exit status: fn's return value, or 128+N
+ * when a signal ended it, or 127 when the child could not switch.
+ */
+int run_as_user(uid_t uid, gid_t gid, size_t ngroups, const gid_t *groups,
+                int (*fn)(void *arg), void *arg);
+
 /* The build directory ($OMNI_BUILD_DIR, else <source>/build). */
 void test_build_dir(char *out, size_t size);
 

@@ -43,6 +43,8 @@ struct omni_exec; /* a running command of a backend */
 /* unlink also removes a directory, with what it holds: a caller that
  * knows a directory is empty may remove it with one unlink. */
 #define OMNI_CAP_REMOVE_DIRS (1u << 5)
+/* The omni_vfs_node_* calls work: the workspace is a host directory. */
+#define OMNI_CAP_NODES (1u << 6)
 
 unsigned int omni_vfs_caps(struct omni_backend *b);
 
@@ -195,6 +197,57 @@ char *omni_vfs_stats(struct omni_backend *b);
 /* Drop what the backend caches about path and below ("" for all); 0 when
  * it caches nothing. */
 int omni_vfs_invalidate(struct omni_backend *b, const char *path);
+
+/* --- nodes: the backing files' own descriptors (OMNI_CAP_NODES) -----------
+ *
+ * For a backend whose workspace is a host directory (local, docker), a
+ * file can be named by descriptor instead of by path: an O_PATH
+ * descriptor of each file (a "node"), and of a directory plus ONE name
+ * ("." and ".." and names with '/' are refused with -EINVAL). Nothing is
+ * resolved again from the workspace root, nothing follows a symlink, so a
+ * file keeps its identity across renames and hard links, and no rename or
+ * symlink swap in the sandbox can lead a call outside the workspace.
+ * Descriptors returned are the caller's to close; -ENOSYS elsewhere.
+ */
+
+/* A new O_PATH descriptor of the workspace root. */
+int omni_vfs_node_root(struct omni_backend *b);
+/* lstat of name in dirfd; name "" for dirfd itself. */
+int omni_vfs_node_stat(struct omni_backend *b, int dirfd, const char *name,
+                       struct stat *st);
+/* A new O_PATH descriptor of name in dirfd (not followed if a symlink),
+ * with its attributes; name "" for a new descriptor of dirfd's inode. */
+int omni_vfs_node_lookup(struct omni_backend *b, int dirfd, const char *name,
+                         struct stat *st);
+int omni_vfs_node_mkdir(struct omni_backend *b, int dirfd, const char *name,
+                        mode_t mode);
+/* Any type mknod(2) makes: regular, FIFO, socket, devices. */
+int omni_vfs_node_mknod(struct omni_backend *b, int dirfd, const char *name,
+                        mode_t mode, dev_t rdev);
+int omni_vfs_node_symlink(struct omni_backend *b, const char *target, int dirfd,
+                          const char *name);
+/* A new name for the node fd. */
+int omni_vfs_node_link(struct omni_backend *b, int fd, int newdirfd,
+                       const char *newname);
+int omni_vfs_node_unlink(struct omni_backend *b, int dirfd, const char *name,
+                         bool dir);
+int omni_vfs_node_rename(struct omni_backend *b, int dirfd, const char *name,
+                         int newdirfd, const char *newname, unsigned int flags);
+ssize_t omni_vfs_node_readlink(struct omni_backend *b, int fd, char *buf,
+                               size_t size);
+int omni_vfs_node_readdir(struct omni_backend *b, int fd, omni_dirent_cb cb,
+                          void *payload);
+int omni_vfs_node_chmod(struct omni_backend *b, int fd, mode_t mode);
+int omni_vfs_node_chown(struct omni_backend *b, int fd, uid_t uid, gid_t gid);
+int omni_vfs_node_utimens(struct omni_backend *b, int fd,
+                          const struct timespec ts[2]);
+int omni_vfs_node_truncate(struct omni_backend *b, int fd, off_t size);
+/* Open the node itself for I/O (O_CREAT, O_EXCL, O_NOFOLLOW ignored). */
+int omni_vfs_node_open(struct omni_backend *b, int fd, int flags,
+                       struct omni_file **out);
+/* Create (or with flags lacking O_EXCL, open) name in dirfd. */
+int omni_vfs_node_create(struct omni_backend *b, int dirfd, const char *name,
+                         int flags, mode_t mode, struct omni_file **out);
 
 #ifdef __cplusplus
 }

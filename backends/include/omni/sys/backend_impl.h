@@ -34,8 +34,8 @@
 extern "C" {
 #endif
 
-/* 2 added stats and invalidate. */
-#define OMNI_BACKEND_OPS_VERSION 2
+/* 2 added stats and invalidate; 3 the node slots. */
+#define OMNI_BACKEND_OPS_VERSION 3
 
 struct omni_backend_ops {
 	unsigned int version;
@@ -112,6 +112,43 @@ struct omni_backend_ops {
 	char *(*stats)(struct omni_backend *b);
 	/* Forget what the backend caches about path and below ("": all). */
 	int (*invalidate)(struct omni_backend *b, const char *path);
+
+	/* --- version 3 --- */
+
+	/* Nodes (omni/vfs.h): calls on the backing files' own descriptors,
+	 * for a backend whose workspace is a host directory (with
+	 * OMNI_CAP_NODES). All set or all NULL; open and release too. */
+	int (*node_root)(struct omni_backend *b);
+	int (*node_stat)(struct omni_backend *b, int dirfd, const char *name,
+	                 struct stat *st);
+	int (*node_lookup)(struct omni_backend *b, int dirfd, const char *name,
+	                   struct stat *st);
+	int (*node_mkdir)(struct omni_backend *b, int dirfd, const char *name,
+	                  mode_t mode);
+	int (*node_mknod)(struct omni_backend *b, int dirfd, const char *name,
+	                  mode_t mode, dev_t rdev);
+	int (*node_symlink)(struct omni_backend *b, const char *target,
+	                    int dirfd, const char *name);
+	int (*node_link)(struct omni_backend *b, int fd, int newdirfd,
+	                 const char *newname);
+	int (*node_unlink)(struct omni_backend *b, int dirfd, const char *name,
+	                   bool dir);
+	int (*node_rename)(struct omni_backend *b, int dirfd, const char *name,
+	                   int newdirfd, const char *newname,
+	                   unsigned int flags);
+	ssize_t (*node_readlink)(struct omni_backend *b, int fd, char *buf,
+	                         size_t size);
+	int (*node_readdir)(struct omni_backend *b, int fd, omni_dirent_cb cb,
+	                    void *payload);
+	int (*node_chmod)(struct omni_backend *b, int fd, mode_t mode);
+	int (*node_chown)(struct omni_backend *b, int fd, uid_t uid, gid_t gid);
+	int (*node_utimens)(struct omni_backend *b, int fd,
+	                    const struct timespec ts[2]);
+	int (*node_truncate)(struct omni_backend *b, int fd, off_t size);
+	int (*node_open)(struct omni_backend *b, int fd, int flags,
+	                 struct omni_file **out);
+	int (*node_create)(struct omni_backend *b, int dirfd, const char *name,
+	                   int flags, mode_t mode, struct omni_file **out);
 };
 
 /*

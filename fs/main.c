@@ -38,6 +38,7 @@
 #include <fuse_lowlevel.h>
 
 #include "base/datapath.h"
+#include "base/tempfile.h"
 #include "cache/cache.h"
 #include "core/session.h"
 #include "ctl.h"
@@ -167,6 +168,7 @@ struct daemon {
 	struct omnifs_session_info info;
 	char last_save_id[128];
 	pthread_mutex_t info_lock;
+	int fuse_dup; /* see hold_fuse_device() */
 };
 
 /* What a step returns to go on to the next one (else an exit code). */
@@ -438,6 +440,77 @@ static int start_session(struct daemon *d)
 	return 0;
 }
 
+/*
+ * auto_unmount races with the kernel. When the daemon is killed, its
+ * descriptors are released last-closed first, so the socket to the
+ * fusermount3 helper (opened after /dev/fuse) goes before /dev/fuse: the
+ * helper can wake, open the mount point while the connection still lives,
+ * get ECONNABORTED instead of ENOTCONN, and leave the mount dead. A
+ * duplicate of the /dev/fuse descriptor at a high number is closed after
+ * every other, so released before them: the connection is gone by the
+ * time the helper looks.
+ */
+static void hold_fuse_device(struct daemon *d)
+{
+	struct rlimit rl;
+	int high = 1023;
+
+	if (d->cli.no_auto_unmount)
+		return;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+	    rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur <= (rlim_t)high)
+		high = (int)rl.rlim_cur - 1;
+	d->fuse_dup = fcntl(fuse_session_fd(d->fs.se), F_DUPFD_CLOEXEC, high);
+}
+
+/*
+ * fuse_session_mount(). With auto_unmount, libfuse leaves a fusermount3
+ * process running for the life of the mount, holding the descriptors it
+ * inherited: the caller's terminal or, in out=$(omnifs ...), a pipe that
+ * would then never end. So in the background it runs with stdin and
+ * stdout on /dev/null and stderr in an unlinked file, whose text (what
+ * fusermount3 said) goes into the error when the mount fails.
+ */
+static int mount_session(struct daemon *d)
+{
+	int null = -1, err = -1, saved[3] = { -1, -1, -1 }, rc;
+	char why[512] = "";
+
+	if (!d->opts.foreground) {
+		null = open("/dev/null", O_RDWR | O_CLOEXEC);
+		err = omni__temp_fd("omnifs-mount");
+		for (int fd = 0; fd < 3 && null >= 0; fd++) {
+			saved[fd] = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+			dup2(fd == 2 && err >= 0 ? err : null, fd);
+		}
+	}
+	rc = fuse_session_mount(d->fs.se, d->mountpoint);
+	for (int fd = 0; fd < 3; fd++)
+		if (saved[fd] >= 0) {
+			dup2(saved[fd], fd);
+			close(saved[fd]);
+		}
+	if (rc != 0 && err >= 0) {
+		ssize_t n = pread(err, why, sizeof(why) - 1, 0);
+		why[n > 0 ? n : 0] = '\0';
+		why[strcspn(why, "\n")] = '\0';
+	}
+	if (null >= 0)
+		close(null);
+	if (err >= 0)
+		close(err);
+	if (rc != 0) {
+		fail("cannot mount on %s: %s", d->mountpoint,
+		     why[0] ? why
+		            : "is /dev/fuse there, and fusermount3? (see the "
+		              "log)");
+		return -1;
+	}
+	d->mounted = true;
+	hold_fuse_device(d);
+	return 0;
+}
+
 /* Create the FUSE session and mount it. */
 static int mount_fs(struct daemon *d)
 {
@@ -471,14 +544,7 @@ static int mount_fs(struct daemon *d)
 		return -1;
 	}
 	d->handlers = true;
-	if (fuse_session_mount(d->fs.se, d->mountpoint) != 0) {
-		fail(
-		    "cannot mount on %s (is /dev/fuse there, and fusermount3?)",
-		    d->mountpoint);
-		return -1;
-	}
-	d->mounted = true;
-	return 0;
+	return mount_session(d);
 }
 
 /* The control socket for omni-exec, and the backend's change watch. */
@@ -570,6 +636,9 @@ static void unmount_fs(struct daemon *d)
 	if (d->published)
 		omnifs_session_unpublish(d->project);
 	d->published = false;
+	if (d->fuse_dup >= 0)
+		close(d->fuse_dup);
+	d->fuse_dup = -1;
 	if (d->mounted)
 		fuse_session_unmount(d->fs.se);
 	if (d->handlers)
@@ -648,6 +717,7 @@ int main(int argc, char *argv[])
 		.eopts = OMNI_E2B_OPTIONS_INIT,
 		.copts = OMNI__CACHE_OPTIONS_INIT,
 		.info_lock = PTHREAD_MUTEX_INITIALIZER,
+		.fuse_dup = -1,
 	};
 	int ret;
 

@@ -396,7 +396,14 @@ Test(mount_daemon, background_start_and_errors, .timeout = 60)
 	                    "'already mounted' err && exit $r",
 	                    bin, project),
 	              0);
-	cr_assert_eq(sh_in(tmp, "fusermount3 -u '%s'", mnt), 0);
+	/* Unmounted, and the daemon gone (its control socket with it), so
+	 * the next start is not refused as "already mounted". */
+	cr_assert_eq(sh_in(tmp,
+	                   "fusermount3 -u '%s' && for i in $(seq 200); do "
+	                   "test -e run/%s.sock || exit 0; sleep 0.05; done; "
+	                   "exit 1",
+	                   mnt, project),
+	             0);
 	/* Errors reach the terminal with a non-zero exit. */
 	cr_assert_eq(sh_in(tmp,
 	                   "'%s/omnifs' --backend nope '%s' 2>err; "

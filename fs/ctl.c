@@ -180,6 +180,8 @@ static void ctl_save(struct omnifs_ctl *ctl, struct omni__ipc_conn *conn,
 		                                        : strerror(-rc));
 	else
 		omni__ipc_conn_reply(conn, 0, id ? id : "nothing to save");
+	if (rc == 0 && id && ctl->hooks.after_save)
+		ctl->hooks.after_save(id, ctl->hooks.payload);
 	free(id);
 }
 

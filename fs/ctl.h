@@ -30,6 +30,8 @@ struct omnifs_ctl_hooks {
 	 * this hook's reply. Hooks run on the server's threads, possibly
 	 * several at once, and until omnifs_ctl_stop() returns. */
 	int (*control)(const char *request, char **reply, void *payload);
+	/* After a "save" request that saved a snapshot (id names it). */
+	void (*after_save)(const char *id, void *payload);
 	void *payload;
 };
 

@@ -1,245 +1,54 @@
 /*
  * main.c - omnifs: mount a backend session's workspace on a directory.
  *
- *	omnifs [options] MOUNTPOINT
+ *	omnifs [options] [PROJECT] MOUNTPOINT
+ *	omnifs --list [--json]
  *
- * Order of events: parse options; unless -f, fork, and let the parent wait
- * on a pipe until the child reports "mounted" or an error (so a startup
- * failure reaches the terminal with a non-zero exit, and the shell gets
- * its prompt back only once the mount works); start the backend session
+ * Order of events: parse options (cli.c); check the mount point
+ * (mountpoint.c: a directory with nothing mounted on it, a dead mount of
+ * ours cleared); unless -f, fork, and let the parent wait on a pipe until
+ * the child reports "mounted" or an error (so a startup failure reaches
+ * the terminal with a non-zero exit, and the shell, or mount(8), gets its
+ * prompt back only once the mount works); start the backend session
  * (core/session.h: the backend, its state manager and, for a remote
  * backend, the cache in front of it; start loads the latest snapshot);
- * create and mount the FUSE session; open the control socket for
- * omni-exec; serve. When the loop ends (fusermount3 -u, umount, SIGTERM,
- * SIGINT, SIGHUP) the control server stops, the mount goes away, and the
- * session shuts down, saving a snapshot through the state manager. main()
- * runs these steps one function each, in that order.
+ * create and mount the FUSE session (with auto_unmount unless turned off,
+ * so a killed daemon leaves no dead mount); open the control socket for
+ * omni-exec; publish the session file --list reads (sessions.c); serve.
+ * When the loop ends (fusermount3 -u, umount, SIGTERM, SIGINT, SIGHUP) the
+ * control server stops, the session file goes, the mount goes away, and
+ * the session shuts down, saving a snapshot through the state manager.
+ * main() runs these steps one function each, in that order.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <fuse_lowlevel.h>
 
 #include "base/datapath.h"
+#include "base/tempfile.h"
 #include "cache/cache.h"
 #include "core/session.h"
 #include "ctl.h"
+#include "mountpoint.h"
+#include "omni/ipc.h"
 #include "omni/omni.h"
 #include "omni/session.h"
 #include "omnifs.h"
-
-struct cli {
-	char *backend;
-	char *project;
-	char *state;
-	char *image;
-	char *network;
-	char *data_path;
-	char *memory;
-	char *cpus;
-	char *pids_limit;
-	char *template;
-	char *attr_timeout;
-	char *entry_timeout;
-	char *negative_timeout;
-	char *cache_ttl;
-	char *request_timeout;
-	char **env;
-	size_t nenv;
-	int quiet;
-	int verbose;
-};
-
-enum { KEY_ENV };
-
-#define CLI_OPT(t, p)                                                          \
-	{                                                                      \
-		t, offsetof(struct cli, p), 1                                  \
-	}
-
-static const struct fuse_opt cli_spec[] = {
-	CLI_OPT("--backend=%s", backend),
-	CLI_OPT("--backend %s", backend),
-	CLI_OPT("--project=%s", project),
-	CLI_OPT("--project %s", project),
-	CLI_OPT("--state=%s", state),
-	CLI_OPT("--state %s", state),
-	CLI_OPT("--image=%s", image),
-	CLI_OPT("--image %s", image),
-	CLI_OPT("--network=%s", network),
-	CLI_OPT("--network %s", network),
-	CLI_OPT("--data-path=%s", data_path),
-	CLI_OPT("--data-path %s", data_path),
-	CLI_OPT("--memory=%s", memory),
-	CLI_OPT("--memory %s", memory),
-	CLI_OPT("--cpus=%s", cpus),
-	CLI_OPT("--cpus %s", cpus),
-	CLI_OPT("--pids-limit=%s", pids_limit),
-	CLI_OPT("--pids-limit %s", pids_limit),
-	CLI_OPT("--template=%s", template),
-	CLI_OPT("--template %s", template),
-	CLI_OPT("attr_timeout=%s", attr_timeout),
-	CLI_OPT("entry_timeout=%s", entry_timeout),
-	CLI_OPT("negative_timeout=%s", negative_timeout),
-	CLI_OPT("cache_ttl=%s", cache_ttl),
-	CLI_OPT("--request-timeout=%s", request_timeout),
-	CLI_OPT("--request-timeout %s", request_timeout),
-	CLI_OPT("--quiet", quiet),
-	CLI_OPT("-q", quiet),
-	CLI_OPT("--verbose", verbose),
-	FUSE_OPT_KEY("--env ", KEY_ENV),
-	FUSE_OPT_KEY("--env=", KEY_ENV),
-	FUSE_OPT_KEY("-e ", KEY_ENV),
-	FUSE_OPT_END,
-};
-
-static int cli_proc(void *data, const char *arg, int key,
-                    struct fuse_args *outargs)
-{
-	struct cli *cli = data;
-
-	(void)outargs;
-	if (key != KEY_ENV)
-		return 1;
-	/* arg is the whole "--env=K=V" or "-eK=V" text. */
-	const char *kv = arg;
-	if (strncmp(kv, "--env=", 6) == 0)
-		kv += 6;
-	else if (strncmp(kv, "--env", 5) == 0)
-		kv += 5;
-	else if (strncmp(kv, "-e", 2) == 0)
-		kv += 2;
-	if (!strchr(kv, '=')) {
-		fprintf(stderr, "omnifs: --env wants KEY=VALUE, not '%s'\n",
-		        kv);
-		return -1;
-	}
-	char **env = realloc(cli->env, (cli->nenv + 2) * sizeof(*env));
-	if (!env)
-		return -1;
-	cli->env = env;
-	if (!(env[cli->nenv] = strdup(kv)))
-		return -1;
-	env[++cli->nenv] = NULL;
-	return 0;
-}
-
-static void usage(const char *prog)
-{
-	printf(
-	    "usage: %s [options] MOUNTPOINT\n"
-	    "\n"
-	    "Mount the workspace of a sandbox session on MOUNTPOINT. Run "
-	    "commands\n"
-	    "in the same session with omni-exec; unmount with fusermount3 -u.\n"
-	    "\n"
-	    "omnifs options:\n"
-	    "    --backend=NAME         local, docker or e2b (default: local)\n"
-	    "    --project=ID           project id (default: MOUNTPOINT's "
-	    "name)\n"
-	    "    --state=NAME           state manager: none, git or gcs "
-	    "(default: none);\n"
-	    "                           git:REMOTE and gcs://BUCKET[/PREFIX] "
-	    "name\n"
-	    "                           the remote or bucket (else from the "
-	    "environment)\n"
-	    "    --data-path=DIR        where workspaces live (default: "
-	    "$OMNI_DATA_PATH\n"
-	    "                           or ./data); the workspace is DIR/ID\n"
-	    "    --env=KEY=VALUE        environment for the sandbox "
-	    "(repeatable)\n"
-	    "    --image=IMAGE          docker: image (default "
-	    "ghcr.io/astral-sh/uv:debian)\n"
-	    "    --network=MODE         docker: network mode (none, bridge, "
-	    "...)\n"
-	    "    --memory=BYTES         docker: memory limit (k, m, g "
-	    "suffixes)\n"
-	    "    --cpus=N               docker: CPU limit\n"
-	    "    --pids-limit=N         docker: process limit\n"
-	    "    --template=NAME        e2b: sandbox template (default: base)\n"
-	    "    -o attr_timeout=S      seconds the kernel keeps attributes "
-	    "(1)\n"
-	    "    -o entry_timeout=S     seconds the kernel keeps names (1)\n"
-	    "    -o negative_timeout=S  seconds the kernel remembers missing "
-	    "names (0)\n"
-	    "    -o cache_ttl=S         remote backends (e2b): seconds "
-	    "attributes,\n"
-	    "                           listings and file content are trusted "
-	    "(5);\n"
-	    "                           also the kernel's timeouts unless "
-	    "given\n"
-	    "    --request-timeout=S    e2b: bound of each request (10); calls "
-	    "on\n"
-	    "                           the mount fail after it when the "
-	    "sandbox\n"
-	    "                           does not answer\n"
-	    "    -q, --quiet            no progress output\n"
-	    "    --verbose              log what the library does\n"
-	    "    -h, --help             this help\n"
-	    "    -V, --version          version\n"
-	    "\n"
-	    "Secrets (E2B_API_KEY, tokens) are read from the environment "
-	    "only.\n"
-	    "\n",
-	    prog);
-	printf("FUSE options:\n");
-	fuse_cmdline_help();
-	fuse_lowlevel_help();
-}
-
-static int parse_double(const char *s, double *out, const char *what)
-{
-	char *end;
-
-	if (!s)
-		return 0;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || end == s || *end || v < 0) {
-		fprintf(stderr, "omnifs: bad %s '%s'\n", what, s);
-		return -1;
-	}
-	*out = v;
-	return 0;
-}
-
-static int parse_size(const char *s, long long *out, const char *what)
-{
-	char *end;
-
-	if (!s)
-		return 0;
-	errno = 0;
-	long long v = strtoll(s, &end, 10);
-	long long mul = 1;
-	if (*end == 'k' || *end == 'K')
-		mul = 1024;
-	else if (*end == 'm' || *end == 'M')
-		mul = 1024 * 1024;
-	else if (*end == 'g' || *end == 'G')
-		mul = 1024LL * 1024 * 1024;
-	if (mul != 1)
-		end++;
-	if (errno || end == s || *end || v < 0) {
-		fprintf(stderr, "omnifs: bad %s '%s'\n", what, s);
-		return -1;
-	}
-	*out = v * mul;
-	return 0;
-}
+#include "cli.h"
+#include "sessions.h"
 
 /* --- reporting to the waiting parent -------------------------------------- */
 
@@ -335,38 +144,49 @@ static void detach_stdio(void)
 		close(fd);
 }
 
-/* Is a daemon already answering on this socket? */
-static bool socket_alive(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	bool alive;
+/* --- the daemon's life, step by step -------------------------------------- */
 
-	if (fd < 0)
-		return false;
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		close(fd);
-		return false;
-	}
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	alive = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-	close(fd);
-	return alive;
-}
+/* What main() carries from one step to the next. */
+struct daemon {
+	struct fuse_args args;
+	struct fuse_cmdline_opts opts;
+	struct omnifs_cli cli;
+	struct omnifs fs;
+	struct omni_backend_options bopts;
+	struct omni_docker_options dopts;
+	struct omni_e2b_options eopts;
+	struct omni__cache_options copts;
+	double request_timeout;
+	struct omni__session *session;
+	struct omnifs_ctl *ctl;
+	struct fuse_loop_config *loop;
+	char mountpoint[PATH_MAX], data_path[PATH_MAX], sock[PATH_MAX];
+	char project[256];
+	bool mounted, handlers, watching, published;
+	/* What --list shows (sessions.h); info_lock guards it once the
+	 * control server runs (saves come on its threads). */
+	struct omnifs_session_info info;
+	char last_save_id[128];
+	pthread_mutex_t info_lock;
+	int fuse_dup; /* see hold_fuse_device() */
+};
+
+/* What a step returns to go on to the next one (else an exit code). */
+#define GO_ON (-1)
 
 /* --- control hooks -------------------------------------------------------- */
 
 /* Before a command: what was written through the mount goes up first. */
 static int hook_before_exec(void *payload)
 {
-	struct omnifs *fs = payload;
+	struct omnifs *fs = &((struct daemon *)payload)->fs;
 
 	return fs->remote ? omni__cache_flush_all(fs->backend) : 0;
 }
 
 static void hook_after_exec(void *payload)
 {
-	struct omnifs *fs = payload;
+	struct omnifs *fs = &((struct daemon *)payload)->fs;
 
 	/* The daemon's caches, then the kernel's; nothing is fetched until
 	 * asked for. */
@@ -385,41 +205,36 @@ static void on_change(const char *path, const struct stat *st, void *payload)
 static int hook_control(const char *request, char **reply, void *payload)
 {
 	if (strcmp(request, "stats") == 0) {
-		*reply = omnifs_stats_text(payload);
+		*reply = omnifs_stats_text(&((struct daemon *)payload)->fs);
 		return *reply ? 0 : -ENOMEM;
 	}
 	return -EINVAL;
 }
 
-/* --- the daemon's life, step by step -------------------------------------- */
+/* A snapshot was saved on request: --list shows when. */
+static void hook_after_save(const char *id, void *payload)
+{
+	struct daemon *d = payload;
 
-/* What main() carries from one step to the next. */
-struct daemon {
-	struct fuse_args args;
-	struct fuse_cmdline_opts opts;
-	struct cli cli;
-	struct omnifs fs;
-	struct omni_backend_options bopts;
-	struct omni_docker_options dopts;
-	struct omni_e2b_options eopts;
-	struct omni__cache_options copts;
-	double request_timeout;
-	struct omni__session *session;
-	struct omnifs_ctl *ctl;
-	struct fuse_loop_config *loop;
-	char mountpoint[PATH_MAX], data_path[PATH_MAX], sock[PATH_MAX];
-	char project[256];
-	bool mounted, handlers, watching;
-};
+	pthread_mutex_lock(&d->info_lock);
+	snprintf(d->last_save_id, sizeof(d->last_save_id), "%s", id);
+	d->info.last_save = (long long)time(NULL);
+	d->info.last_save_id = d->last_save_id;
+	if (d->published && omnifs_session_publish(&d->info) < 0)
+		omni_log(OMNI_LOG_WARN, "session file: %s", omni_error_last());
+	pthread_mutex_unlock(&d->info_lock);
+}
 
-/* What a step returns to go on to the next one (else an exit code). */
-#define GO_ON (-1)
-
-/* --help, --version, and the mount point. */
+/* --help, --version, --list, and the mount point. */
 static int check_command_line(struct daemon *d, const char *prog)
 {
+	const char *mnt = omnifs_cli_mountpoint(&d->cli);
+
 	if (d->opts.show_help) {
-		usage(prog);
+		omnifs_cli_usage(prog);
+		printf("FUSE options:\n");
+		fuse_cmdline_help();
+		fuse_lowlevel_help();
 		return 0;
 	}
 	if (d->opts.show_version) {
@@ -429,48 +244,52 @@ static int check_command_line(struct daemon *d, const char *prog)
 		fuse_lowlevel_version();
 		return 0;
 	}
-	if (!d->opts.mountpoint) {
-		fprintf(stderr, "usage: %s [options] MOUNTPOINT (try --help)\n",
-		        prog);
+	if (d->cli.list)
+		return omnifs_session_list(stdout, d->cli.json);
+	if (!mnt) {
+		fprintf(
+		    stderr,
+		    "usage: %s [options] [PROJECT] MOUNTPOINT (try --help)\n",
+		    prog);
 		return 2;
 	}
-	if (!realpath(d->opts.mountpoint, d->mountpoint)) {
-		fprintf(stderr, "omnifs: %s: %s\n", d->opts.mountpoint,
-		        strerror(errno));
+	if (omnifs_mountpoint_check(mnt, d->mountpoint, sizeof(d->mountpoint)))
 		return 1;
-	}
 	return GO_ON;
 }
 
 /* The numbers of the command line; 2 for a bad one. */
 static int parse_numbers(struct daemon *d)
 {
-	const struct cli *cli = &d->cli;
+	const struct omnifs_cli *cli = &d->cli;
 
-	if (parse_double(cli->attr_timeout, &d->fs.attr_timeout,
-	                 "attr_timeout") ||
-	    parse_double(cli->entry_timeout, &d->fs.entry_timeout,
-	                 "entry_timeout") ||
-	    parse_double(cli->negative_timeout, &d->fs.negative_timeout,
-	                 "negative_timeout") ||
-	    parse_double(cli->cache_ttl, &d->copts.ttl, "cache_ttl") ||
-	    parse_double(cli->request_timeout, &d->request_timeout,
-	                 "--request-timeout") ||
-	    parse_size(cli->memory, &d->dopts.memory_bytes, "--memory") ||
-	    parse_size(cli->pids_limit, &d->dopts.pids_limit, "--pids-limit") ||
-	    parse_double(cli->cpus, &d->dopts.cpus, "--cpus"))
+	if (omnifs_parse_double(cli->attr_timeout, &d->fs.attr_timeout,
+	                        "attr_timeout") ||
+	    omnifs_parse_double(cli->entry_timeout, &d->fs.entry_timeout,
+	                        "entry_timeout") ||
+	    omnifs_parse_double(cli->negative_timeout, &d->fs.negative_timeout,
+	                        "negative_timeout") ||
+	    omnifs_parse_double(cli->cache_ttl, &d->copts.ttl, "cache_ttl") ||
+	    omnifs_parse_double(cli->request_timeout, &d->request_timeout,
+	                        "--request-timeout") ||
+	    omnifs_parse_size(cli->memory, &d->dopts.memory_bytes,
+	                      "--memory") ||
+	    omnifs_parse_size(cli->pids_limit, &d->dopts.pids_limit,
+	                      "--pids-limit") ||
+	    omnifs_parse_double(cli->cpus, &d->dopts.cpus, "--cpus"))
 		return 2;
 	return GO_ON;
 }
 
-/* The project id: --project, else the mount point's name. */
+/* The project id: PROJECT or --project, else the mount point's name. */
 static int choose_project(struct daemon *d)
 {
-	const char *base = strrchr(d->mountpoint, '/');
+	const char *base = strrchr(d->mountpoint, '/'), *given;
 
+	if (omnifs_cli_project(&d->cli, &given))
+		return 2;
 	snprintf(d->project, sizeof(d->project), "%s",
-	         d->cli.project ? d->cli.project
-	                        : (base && base[1] ? base + 1 : "root"));
+	         given ? given : (base && base[1] ? base + 1 : "root"));
 	if (!omni_project_id_valid(d->project)) {
 		fprintf(stderr,
 		        "omnifs: invalid project id '%s' (use letters, digits, "
@@ -550,7 +369,9 @@ static int check_not_mounted(struct daemon *d)
 		fail("%s", omni_error_last());
 		return -1;
 	}
-	if (socket_alive(d->sock)) {
+	int fd;
+	if (omni__unix_connect(d->sock, &fd) == 0) {
+		close(fd);
 		fail("project '%s' is already mounted (control socket %s "
 		     "answers)",
 		     d->project, d->sock);
@@ -619,6 +440,77 @@ static int start_session(struct daemon *d)
 	return 0;
 }
 
+/*
+ * auto_unmount races with the kernel. When the daemon is killed, its
+ * descriptors are released last-closed first, so the socket to the
+ * fusermount3 helper (opened after /dev/fuse) goes before /dev/fuse: the
+ * helper can wake, open the mount point while the connection still lives,
+ * get ECONNABORTED instead of ENOTCONN, and leave the mount dead. A
+ * duplicate of the /dev/fuse descriptor at a high number is closed after
+ * every other, so released before them: the connection is gone by the
+ * time the helper looks.
+ */
+static void hold_fuse_device(struct daemon *d)
+{
+	struct rlimit rl;
+	int high = 1023;
+
+	if (d->cli.no_auto_unmount)
+		return;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+	    rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur <= (rlim_t)high)
+		high = (int)rl.rlim_cur - 1;
+	d->fuse_dup = fcntl(fuse_session_fd(d->fs.se), F_DUPFD_CLOEXEC, high);
+}
+
+/*
+ * fuse_session_mount(). With auto_unmount, libfuse leaves a fusermount3
+ * process running for the life of the mount, holding the descriptors it
+ * inherited: the caller's terminal or, in out=$(omnifs ...), a pipe that
+ * would then never end. So in the background it runs with stdin and
+ * stdout on /dev/null and stderr in an unlinked file, whose text (what
+ * fusermount3 said) goes into the error when the mount fails.
+ */
+static int mount_session(struct daemon *d)
+{
+	int null = -1, err = -1, saved[3] = { -1, -1, -1 }, rc;
+	char why[512] = "";
+
+	if (!d->opts.foreground) {
+		null = open("/dev/null", O_RDWR | O_CLOEXEC);
+		err = omni__temp_fd("omnifs-mount");
+		for (int fd = 0; fd < 3 && null >= 0; fd++) {
+			saved[fd] = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+			dup2(fd == 2 && err >= 0 ? err : null, fd);
+		}
+	}
+	rc = fuse_session_mount(d->fs.se, d->mountpoint);
+	for (int fd = 0; fd < 3; fd++)
+		if (saved[fd] >= 0) {
+			dup2(saved[fd], fd);
+			close(saved[fd]);
+		}
+	if (rc != 0 && err >= 0) {
+		ssize_t n = pread(err, why, sizeof(why) - 1, 0);
+		why[n > 0 ? n : 0] = '\0';
+		why[strcspn(why, "\n")] = '\0';
+	}
+	if (null >= 0)
+		close(null);
+	if (err >= 0)
+		close(err);
+	if (rc != 0) {
+		fail("cannot mount on %s: %s", d->mountpoint,
+		     why[0] ? why
+		            : "is /dev/fuse there, and fusermount3? (see the "
+		              "log)");
+		return -1;
+	}
+	d->mounted = true;
+	hold_fuse_device(d);
+	return 0;
+}
+
 /* Create the FUSE session and mount it. */
 static int mount_fs(struct daemon *d)
 {
@@ -652,14 +544,7 @@ static int mount_fs(struct daemon *d)
 		return -1;
 	}
 	d->handlers = true;
-	if (fuse_session_mount(d->fs.se, d->mountpoint) != 0) {
-		fail(
-		    "cannot mount on %s (is /dev/fuse there, and fusermount3?)",
-		    d->mountpoint);
-		return -1;
-	}
-	d->mounted = true;
-	return 0;
+	return mount_session(d);
 }
 
 /* The control socket for omni-exec, and the backend's change watch. */
@@ -669,7 +554,8 @@ static int start_control(struct daemon *d)
 		.before_exec = hook_before_exec,
 		.after_exec = hook_after_exec,
 		.control = hook_control,
-		.payload = &d->fs,
+		.after_save = hook_after_save,
+		.payload = d,
 	};
 
 	if (omnifs_ctl_start(&d->ctl, d->fs.backend, d->sock, &hooks) < 0) {
@@ -684,6 +570,26 @@ static int start_control(struct daemon *d)
 			         omni_error_last());
 	}
 	return 0;
+}
+
+/* The session file --list reads (sessions.h). Not fatal: the mount works
+ * without it. */
+static void publish(struct daemon *d)
+{
+	d->info = (struct omnifs_session_info){
+		.project = d->project,
+		.backend = d->cli.backend ? d->cli.backend : "local",
+		.mountpoint = d->mountpoint,
+		.state = omni_state_name(omni__session_state(d->session)),
+		.socket = d->sock,
+		.pid = getpid(),
+		.started = (long long)time(NULL),
+	};
+	pthread_mutex_lock(&d->info_lock);
+	d->published = omnifs_session_publish(&d->info) == 0;
+	if (!d->published)
+		omni_log(OMNI_LOG_WARN, "session file: %s", omni_error_last());
+	pthread_mutex_unlock(&d->info_lock);
 }
 
 /* Unless -f: logs to syslog, no terminal, cwd "/". Then the parent is
@@ -727,6 +633,12 @@ static void unmount_fs(struct daemon *d)
 		return;
 	omnifs_ctl_stop(d->ctl);
 	d->ctl = NULL;
+	if (d->published)
+		omnifs_session_unpublish(d->project);
+	d->published = false;
+	if (d->fuse_dup >= 0)
+		close(d->fuse_dup);
+	d->fuse_dup = -1;
 	if (d->mounted)
 		fuse_session_unmount(d->fs.se);
 	if (d->handlers)
@@ -774,6 +686,7 @@ static int run(struct daemon *d)
 	if (check_not_mounted(d) == 0) {
 		if (start_session(d) == 0 && mount_fs(d) == 0 &&
 		    start_control(d) == 0) {
+			publish(d);
 			go_background(d);
 			ret = serve(d);
 		}
@@ -787,31 +700,9 @@ static int run(struct daemon *d)
 /* What the command line left to free; the parent learns of a failure. */
 static void finish(struct daemon *d, int ret)
 {
-	struct cli *cli = &d->cli;
-
 	if (report_fd >= 0)
 		report(ret == 0 ? "" : "failed to start");
-	for (size_t i = 0; i < cli->nenv; i++)
-		free(cli->env[i]);
-	free(cli->env);
-	/* fuse_opt_parse() strdup()s every string option. */
-	char *strings[] = { cli->backend,
-		            cli->project,
-		            cli->state,
-		            cli->image,
-		            cli->network,
-		            cli->data_path,
-		            cli->memory,
-		            cli->cpus,
-		            cli->pids_limit,
-		            cli->template,
-		            cli->attr_timeout,
-		            cli->entry_timeout,
-		            cli->negative_timeout,
-		            cli->cache_ttl,
-		            cli->request_timeout };
-	for (size_t i = 0; i < sizeof(strings) / sizeof(*strings); i++)
-		free(strings[i]);
+	omnifs_cli_free(&d->cli);
 	free(d->opts.mountpoint);
 	fuse_opt_free_args(&d->args);
 }
@@ -825,13 +716,17 @@ int main(int argc, char *argv[])
 		.dopts = OMNI_DOCKER_OPTIONS_INIT,
 		.eopts = OMNI_E2B_OPTIONS_INIT,
 		.copts = OMNI__CACHE_OPTIONS_INIT,
+		.info_lock = PTHREAD_MUTEX_INITIALIZER,
+		.fuse_dup = -1,
 	};
 	int ret;
 
 	signal(SIGPIPE, SIG_IGN);
 	omni_log_set_prefix("omnifs");
-	if (fuse_opt_parse(&d.args, &d.cli, cli_spec, cli_proc) != 0)
+	if (omnifs_cli_parse(&d.args, &d.cli) != 0) {
+		finish(&d, 2);
 		return 2;
+	}
 	if (fuse_parse_cmdline(&d.args, &d.opts) != 0)
 		return 2;
 	ret = configure(&d, argv[0]);

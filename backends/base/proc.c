@@ -260,9 +260,9 @@ static int spawn_pipes(struct spawn *sp, const struct omni_exec_request *req)
 }
 
 /* File actions, attributes (own group or session, default signals) and
- * environment of the child. */
+ * environment of the child: base with the request's variables on top. */
 static int spawn_prepare(struct spawn *sp, const struct omni_exec_request *req,
-                         int dir_fd)
+                         int dir_fd, const char *const *base)
 {
 	int rc;
 
@@ -293,8 +293,7 @@ static int spawn_prepare(struct spawn *sp, const struct omni_exec_request *req,
 	}
 	posix_spawnattr_setflags(&sp->attr, flags);
 
-	sp->env =
-	    (char **)omni__env_merge((const char *const *)environ, req->env);
+	sp->env = (char **)omni__env_merge(base, req->env);
 	if (!sp->env)
 		return omni_error_set(-ENOMEM, "exec: out of memory");
 	return 0;
@@ -364,6 +363,14 @@ static void spawn_take_fds(struct omni_proc *p, struct spawn *sp, bool tty)
 int omni_proc_spawn(struct omni_proc **out, const struct omni_exec_request *req,
                     int dir_fd)
 {
+	return omni_proc_spawn_env(out, req, dir_fd,
+	                           (const char *const *)environ);
+}
+
+int omni_proc_spawn_env(struct omni_proc **out,
+                        const struct omni_exec_request *req, int dir_fd,
+                        const char *const *base)
+{
 	struct spawn sp = {
 		.outp = { -1, -1 },
 		.errp = { -1, -1 },
@@ -385,7 +392,7 @@ int omni_proc_spawn(struct omni_proc **out, const struct omni_exec_request *req,
 	p->timeout_ms = req->timeout_ms;
 	pthread_mutex_init(&p->in_lock, NULL);
 
-	rc = spawn_prepare(&sp, req, dir_fd);
+	rc = spawn_prepare(&sp, req, dir_fd, base);
 	if (rc == 0)
 		rc = spawn_run(p, &sp, req);
 	if (rc == 0) {

@@ -2,9 +2,9 @@
  * backends/base/runtime.c - the runtime directory, control socket paths, and
  * finding the omnifs mount around a directory (omni/session.h).
  *
- * The mount table is read from /proc/self/mountinfo: field 5 is the mount
- * point, and after the " - " separator come the file system type and the
- * source. Octal escapes (\040 for a space) in both are decoded.
+ * The mount table is read with base/mountinfo.h; the omnifs mount around
+ * a directory is the deepest fuse.omnifs mount whose source is
+ * "omnifs:<project>" and whose mount point holds the directory.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/mountinfo.h"
 #include "omni/error.h"
 #include "omni/session.h"
 
@@ -75,79 +76,53 @@ int omni_session_socket_path(const char *project_id, char *out, size_t size)
 	return 0;
 }
 
-/* Decode mountinfo's octal escapes in place. */
-static void unescape(char *s)
-{
-	char *w = s;
+/* The deepest omnifs mount that holds a directory. */
+struct find {
+	const char *real;
+	size_t best_len;
+	char mp[PATH_MAX], src[PATH_MAX];
+};
 
-	for (char *r = s; *r; r++) {
-		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '7' && r[2] >= '0' &&
-		    r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
-			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 +
-			              (r[3] - '0'));
-			r += 3;
-		} else {
-			*w++ = *r;
-		}
-	}
-	*w = '\0';
+static int find_one(const struct omni__mount *m, void *payload)
+{
+	struct find *f = payload;
+	size_t ml = strlen(m->point);
+
+	if (strcmp(m->fstype, "fuse.omnifs") != 0 ||
+	    strncmp(m->source, "omnifs:", 7) != 0)
+		return 0;
+	bool inside = strncmp(f->real, m->point, ml) == 0 &&
+	              (f->real[ml] == '\0' || f->real[ml] == '/' ||
+	               strcmp(m->point, "/") == 0);
+	if (!inside || ml < f->best_len)
+		return 0;
+	f->best_len = ml;
+	snprintf(f->mp, sizeof(f->mp), "%s", m->point);
+	snprintf(f->src, sizeof(f->src), "%s", m->source + 7);
+	return 0;
 }
 
 int omni_session_find(const char *dir, char *project, size_t project_size,
                       char *mountpoint, size_t mountpoint_size, char *rel,
                       size_t rel_size)
 {
-	char real[PATH_MAX], best_mp[PATH_MAX] = "", best_src[PATH_MAX] = "";
-	size_t best_len = 0;
-	char *line = NULL;
-	size_t cap = 0;
-	FILE *f;
+	char real[PATH_MAX];
+	struct find f = { .real = real };
+	int rc;
 
 	if (!realpath(dir, real))
 		return omni_error_set_errno(-errno, "%s", dir);
-	f = fopen("/proc/self/mountinfo", "re");
-	if (!f)
-		return omni_error_set_errno(-errno, "/proc/self/mountinfo");
-	while (getline(&line, &cap, f) > 0) {
-		char *fields[6] = { 0 }, *save = NULL, *p = line;
-		int i;
-
-		for (i = 0; i < 5; i++, p = NULL)
-			if (!(fields[i] = strtok_r(p, " ", &save)))
-				break;
-		if (i < 5)
-			continue;
-		char *sep = strstr(save ? save : "", " - ");
-		if (!sep)
-			continue;
-		char *fstype = strtok_r(sep + 3, " ", &save);
-		char *source = strtok_r(NULL, " ", &save);
-		if (!fstype || !source || strcmp(fstype, "fuse.omnifs") != 0)
-			continue;
-		char *mp = fields[4];
-		unescape(mp);
-		unescape(source);
-		size_t ml = strlen(mp);
-		bool inside = strncmp(real, mp, ml) == 0 &&
-		              (real[ml] == '\0' || real[ml] == '/' ||
-		               strcmp(mp, "/") == 0);
-		if (!inside || ml < best_len || strncmp(source, "omnifs:", 7))
-			continue;
-		best_len = ml;
-		snprintf(best_mp, sizeof(best_mp), "%s", mp);
-		snprintf(best_src, sizeof(best_src), "%s", source + 7);
-	}
-	free(line);
-	fclose(f);
-	if (!best_mp[0])
+	if ((rc = omni__mountinfo_each(find_one, &f)) < 0)
+		return rc;
+	if (!f.mp[0])
 		return omni_error_set(-ENOENT,
 		                      "%s is not inside an omnifs mount", real);
-	const char *r = real + best_len;
+	const char *r = real + f.best_len;
 	while (*r == '/')
 		r++;
-	if ((size_t)snprintf(project, project_size, "%s", best_src) >=
+	if ((size_t)snprintf(project, project_size, "%s", f.src) >=
 	        project_size ||
-	    (size_t)snprintf(mountpoint, mountpoint_size, "%s", best_mp) >=
+	    (size_t)snprintf(mountpoint, mountpoint_size, "%s", f.mp) >=
 	        mountpoint_size ||
 	    (size_t)snprintf(rel, rel_size, "%s", r) >= rel_size)
 		return omni_error_set(-ENAMETOOLONG, "path too long");

@@ -13,8 +13,10 @@
  * Files go through confined.c (openat2 beneath the workspace), so no path
  * or symlink escapes it. Commands run on the host, in the workspace (or
  * a directory in it), with /bin/sh -c or an argv, each in its own process
- * group (proc.c), inheriting the caller's environment. There is no
- * isolation: a command itself may touch anything its user can.
+ * group (proc.c), with the caller's environment minus the credentials
+ * (base/env.h: E2B_*, GOOGLE_*, *_TOKEN, ...) plus env= and the request's
+ * own variables. There is no isolation: a command itself may touch
+ * anything its user can.
  *
  * Locking: none needed. The root descriptor is set by start and cleared by
  * shutdown, which run with nothing else in flight; every other call only
@@ -34,6 +36,8 @@
 #include "omni/error.h"
 #include "omni/proc.h"
 #include "core/registry.h"
+
+extern char **environ;
 
 struct local_exec {
 	struct omni_exec base;
@@ -72,13 +76,31 @@ static void local_destroy(struct omni_backend *b)
 
 /* --- commands ------------------------------------------------------------- */
 
+/*
+ * The environment a command starts from: the daemon's own without its
+ * credentials (base/env.h), with the session's env= on top (those pass
+ * whatever their names). The request's variables go on top of that in
+ * proc.c. A malloc'd array of borrowed strings; *pub is freed with it.
+ */
+static const char **local_exec_env(struct omni_backend *b, const char ***pub)
+{
+	*pub = omni__env_public((const char *const *)environ);
+	if (!*pub)
+		return NULL;
+	const char **env = omni__env_merge(*pub, b->opts.env);
+	if (!env) {
+		free(*pub);
+		*pub = NULL;
+	}
+	return env;
+}
+
 static int local_exec_start(struct omni_backend *b,
                             const struct omni_exec_request *req,
                             struct omni_exec **out)
 {
 	const char *cwd = req->cwd ? req->cwd : "";
-	struct omni_exec_request r = *req;
-	const char **env = NULL;
+	const char **pub = NULL, **env = NULL;
 	struct local_exec *e;
 	int dir_fd, rc;
 
@@ -93,24 +115,16 @@ static int local_exec_start(struct omni_backend *b,
 		                            b->workdir, cwd);
 	}
 	e = calloc(1, sizeof(*e));
-	if (!e) {
+	if (!e || !(env = local_exec_env(b, &pub))) {
 		close(dir_fd);
+		free(e);
 		return omni_error_set(-ENOMEM, "exec: out of memory");
 	}
 	e->base.backend = b;
-	if (b->opts.env && b->opts.env[0]) {
-		/* The session's env= with the request's own on top. */
-		env = omni__env_merge(b->opts.env, req->env);
-		if (!env) {
-			close(dir_fd);
-			free(e);
-			return omni_error_set(-ENOMEM, "exec: out of memory");
-		}
-		r.env = env;
-	}
-	rc = omni_proc_spawn(&e->proc, &r, dir_fd);
+	rc = omni_proc_spawn_env(&e->proc, req, dir_fd, env);
 	close(dir_fd);
 	free(env);
+	free(pub);
 	if (rc < 0) {
 		free(e);
 		return rc;

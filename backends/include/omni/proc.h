@@ -26,6 +26,14 @@ struct omni_proc;
  */
 int omni_proc_spawn(struct omni_proc **out, const struct omni_exec_request *req,
                     int dir_fd);
+/*
+ * The same with base (NULL-terminated, or NULL for none) in place of the
+ * process's environment under req->env: the local backend passes its
+ * environment without credentials (base/env.h), omni-agent its own.
+ */
+int omni_proc_spawn_env(struct omni_proc **out,
+                        const struct omni_exec_request *req, int dir_fd,
+                        const char *const *base);
 pid_t omni_proc_pid(const struct omni_proc *p);
 int omni_proc_wait(struct omni_proc *p, omni_output_cb cb, void *payload,
                    struct omni_exec_status *status);

@@ -111,7 +111,7 @@ static int agent_exec_start(void *payload, const struct omni_exec_request *req,
 	dir_fd = open_cwd(req->cwd);
 	if (dir_fd < 0)
 		return dir_fd;
-	rc = omni__proc_exec_spawn(handle, NULL, req, dir_fd);
+	rc = omni__proc_exec_spawn(handle, NULL, req, dir_fd, NULL);
 	close(dir_fd);
 	if (rc < 0)
 		return rc;

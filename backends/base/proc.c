@@ -704,7 +704,8 @@ static struct omni_proc *proc_of(struct omni_exec *e)
 }
 
 int omni__proc_exec_spawn(struct omni_exec **out, struct omni_backend *b,
-                          const struct omni_exec_request *req, int dir_fd)
+                          const struct omni_exec_request *req, int dir_fd,
+                          const char *const *base_env)
 {
 	struct proc_exec *e = calloc(1, sizeof(*e));
 	int rc;
@@ -712,7 +713,8 @@ int omni__proc_exec_spawn(struct omni_exec **out, struct omni_backend *b,
 	if (!e)
 		return omni_error_set(-ENOMEM, "exec: out of memory");
 	e->base.backend = b;
-	rc = omni_proc_spawn(&e->proc, req, dir_fd);
+	rc = base_env ? omni_proc_spawn_env(&e->proc, req, dir_fd, base_env)
+	              : omni_proc_spawn(&e->proc, req, dir_fd);
 	if (rc < 0) {
 		free(e);
 		return rc;

@@ -39,11 +39,6 @@
 
 extern char **environ;
 
-struct local_exec {
-	struct omni_exec base;
-	struct omni_proc *proc;
-};
-
 static struct omni__confined *root_of(struct omni_backend *b)
 {
 	return &((struct omni__host_backend *)b)->root;
@@ -101,7 +96,6 @@ static int local_exec_start(struct omni_backend *b,
 {
 	const char *cwd = req->cwd ? req->cwd : "";
 	const char **pub = NULL, **env = NULL;
-	struct local_exec *e;
 	int dir_fd, rc;
 
 	dir_fd =
@@ -114,62 +108,30 @@ static int local_exec_start(struct omni_backend *b,
 		return omni_error_set_errno(dir_fd, "exec: directory %s/%s",
 		                            b->workdir, cwd);
 	}
-	e = calloc(1, sizeof(*e));
-	if (!e || !(env = local_exec_env(b, &pub))) {
+	if (!(env = local_exec_env(b, &pub))) {
 		close(dir_fd);
-		free(e);
 		return omni_error_set(-ENOMEM, "exec: out of memory");
 	}
-	e->base.backend = b;
-	rc = omni_proc_spawn_env(&e->proc, req, dir_fd, env);
+	rc = omni__proc_exec_spawn(out, b, req, dir_fd,
+	                           (const char *const *)env);
 	close(dir_fd);
 	free(env);
 	free(pub);
-	if (rc < 0) {
-		free(e);
-		return rc;
-	}
-	*out = &e->base;
-	return 0;
-}
-
-static struct omni_proc *proc_of(struct omni_exec *e)
-{
-	return ((struct local_exec *)e)->proc;
-}
-
-static int local_exec_wait(struct omni_exec *e, omni_output_cb cb,
-                           void *payload, struct omni_exec_status *status)
-{
-	return omni_proc_wait(proc_of(e), cb, payload, status);
-}
-
-static int local_exec_input(struct omni_exec *e, const void *data, size_t len)
-{
-	return omni_proc_input(proc_of(e), data, len);
-}
-
-static int local_exec_signal(struct omni_exec *e, int sig)
-{
-	return omni_proc_signal(proc_of(e), sig);
-}
-
-static int local_exec_resize(struct omni_exec *e, unsigned short rows,
-                             unsigned short cols)
-{
-	return omni_proc_resize(proc_of(e), rows, cols);
-}
-
-static void local_exec_free(struct omni_exec *e)
-{
-	omni_proc_free(proc_of(e));
-	free(e);
+	return rc;
 }
 
 static const struct omni_backend_ops local_ops = {
-	OMNI__HOST_BACKEND_OPS,   .name = "local",
-	.start = local_start,     .shutdown = local_shutdown,
-	.destroy = local_destroy, OMNI_BACKEND_EXEC_OPS(local),
+	OMNI__HOST_BACKEND_OPS,
+	.name = "local",
+	.start = local_start,
+	.shutdown = local_shutdown,
+	.destroy = local_destroy,
+	.exec_start = local_exec_start,
+	.exec_wait = omni__proc_exec_wait,
+	.exec_input = omni__proc_exec_input,
+	.exec_signal = omni__proc_exec_signal,
+	.exec_resize = omni__proc_exec_resize,
+	.exec_free = omni__proc_exec_free,
 };
 
 /*

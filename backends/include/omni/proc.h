@@ -49,10 +49,12 @@ void omni_proc_free(struct omni_proc *p);
  * (b NULL). The functions after omni__proc_exec_spawn() have the types of
  * the exec slots of struct omni_backend_ops and of struct
  * omni__ipc_server_ops, so a table names them as they are; free also
- * kills a command still running.
+ * kills a command still running. base_env is as omni_proc_spawn_env()'s
+ * base; NULL: the process's own environment.
  */
 int omni__proc_exec_spawn(struct omni_exec **out, struct omni_backend *b,
-                          const struct omni_exec_request *req, int dir_fd);
+                          const struct omni_exec_request *req, int dir_fd,
+                          const char *const *base_env);
 pid_t omni__proc_exec_pid(struct omni_exec *e);
 int omni__proc_exec_wait(struct omni_exec *e, omni_output_cb cb, void *payload,
                          struct omni_exec_status *status);

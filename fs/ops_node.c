@@ -227,6 +227,12 @@ static int apply_setattr(struct omnifs *fs, int fd, int ofd,
 	struct omni_backend *b = fs->backend;
 	int rc = 0;
 
+	/* chown(2) with both ids -1 changes the ctime alone: the kernel
+	 * sends it as a setattr of nothing (or of the ctime only). */
+	if (!(to_set & ~FUSE_SET_ATTR_CTIME))
+		return ofd >= 0
+		           ? sys(fchown(ofd, (uid_t)-1, (gid_t)-1))
+		           : omni_vfs_node_chown(b, fd, (uid_t)-1, (gid_t)-1);
 	if (to_set & FUSE_SET_ATTR_MODE)
 		rc = ofd >= 0 ? sys(fchmod(ofd, attr->st_mode))
 		              : omni_vfs_node_chmod(b, fd, attr->st_mode);
@@ -258,6 +264,7 @@ void omni__fs_node_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 {
 	struct omnifs *fs = omni__fs_of(req);
 	int ofd = -1, fd, rc;
+	struct caller c;
 	struct stat st;
 
 	omni__fs_count(fs, OMNIFS_OP_SETATTR);
@@ -267,7 +274,19 @@ void omni__fs_node_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	}
 	if (fi && fi->fh)
 		ofd = omni_vfs_file_fd(omni__fs_file_of(fi));
+	/* A truncation as the caller, so that the host clears setuid and
+	 * setgid bits as it would for that caller (the kernel's own rule
+	 * keeps a setgid bit without group execute). A mode the kernel sets
+	 * to clear them after a write is its own: that stays the daemon's,
+	 * as do the checked chmod, chown and utimens. */
+	if ((to_set & FUSE_SET_ATTR_SIZE) &&
+	    !(to_set &
+	      (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)))
+		as_caller(req, &c);
+	else
+		c.switched = false;
 	rc = apply_setattr(fs, fd, ofd >= 0 ? ofd : -1, fi, attr, to_set);
+	end_caller(&c);
 	if (rc == 0)
 		rc = omni_vfs_node_stat(fs->backend, fd, "", &st);
 	omnifs_inode_unpin(fs->inodes, ino);
@@ -425,6 +444,7 @@ void omni__fs_node_open(fuse_req_t req, fuse_ino_t ino,
 {
 	struct omnifs *fs = omni__fs_of(req);
 	struct omni_file *f = NULL;
+	struct caller c;
 	struct stat st;
 	int fd, rc;
 
@@ -433,8 +453,15 @@ void omni__fs_node_open(fuse_req_t req, fuse_ino_t ino,
 		omni__fs_reply_err(req, rc);
 		return;
 	}
+	/* O_TRUNC as the caller: the host clears setuid and setgid bits as
+	 * it would for that caller (see omni__fs_node_write). */
+	if (fi->flags & O_TRUNC)
+		as_caller(req, &c);
+	else
+		c.switched = false;
 	rc = omni_vfs_node_open(fs->backend, fd, fi->flags & OMNIFS_OPEN_FLAGS,
 	                        &f);
+	end_caller(&c);
 	omnifs_inode_unpin(fs->inodes, ino);
 	if (rc == 0 && (rc = omni_vfs_fstat(f, &st)) < 0)
 		omni_vfs_release(f);
@@ -446,6 +473,18 @@ void omni__fs_node_open(fuse_req_t req, fuse_ino_t ino,
 	}
 	if (fuse_reply_open(req, fi) != 0)
 		omni__fs_detach_file(fs, fi);
+}
+
+ssize_t omni__fs_node_write(fuse_req_t req, struct omni_file *f,
+                            const char *buf, size_t size, off_t off)
+{
+	struct caller c;
+	ssize_t n;
+
+	as_caller(req, &c);
+	n = omni_vfs_write(f, buf, size, off);
+	end_caller(&c);
+	return n;
 }
 
 /* The node of a file just created as f in parent, entry in e. */

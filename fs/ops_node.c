@@ -220,11 +220,12 @@ static void setattr_times(const struct stat *attr, int to_set,
 
 /* Apply a setattr: through the open file ofd when there is one (fchmod,
  * fchown, futimens, ftruncate act on the open file), else on the node. */
-static int apply_setattr(struct omnifs *fs, int fd, int ofd,
+static int apply_setattr(fuse_req_t req, int fd, int ofd,
                          struct fuse_file_info *fi, const struct stat *attr,
                          int to_set)
 {
-	struct omni_backend *b = fs->backend;
+	struct omni_backend *b = omni__fs_of(req)->backend;
+	struct caller c;
 	int rc = 0;
 
 	/* chown(2) with both ids -1 changes the ctime alone: the kernel
@@ -244,10 +245,18 @@ static int apply_setattr(struct omnifs *fs, int fd, int ofd,
 		rc = ofd >= 0 ? sys(fchown(ofd, uid, gid))
 		              : omni_vfs_node_chown(b, fd, uid, gid);
 	}
-	if (rc == 0 && (to_set & FUSE_SET_ATTR_SIZE))
+	/* The truncation as the caller, so that the host clears setuid and
+	 * setgid bits as it would for that caller (the kernel's own rule,
+	 * in the mode it sends, keeps a setgid bit without group execute).
+	 * The mode, owner and times are the daemon's: the kernel checked
+	 * them, or computed the mode itself to clear those bits. */
+	if (rc == 0 && (to_set & FUSE_SET_ATTR_SIZE)) {
+		as_caller(req, &c);
 		rc = ofd >= 0 ? omni_vfs_ftruncate(omni__fs_file_of(fi),
 		                                   attr->st_size)
 		              : omni_vfs_node_truncate(b, fd, attr->st_size);
+		end_caller(&c);
+	}
 	if (rc == 0 &&
 	    (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
 	               FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW))) {
@@ -264,7 +273,6 @@ void omni__fs_node_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 {
 	struct omnifs *fs = omni__fs_of(req);
 	int ofd = -1, fd, rc;
-	struct caller c;
 	struct stat st;
 
 	omni__fs_count(fs, OMNIFS_OP_SETATTR);
@@ -274,19 +282,7 @@ void omni__fs_node_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	}
 	if (fi && fi->fh)
 		ofd = omni_vfs_file_fd(omni__fs_file_of(fi));
-	/* A truncation as the caller, so that the host clears setuid and
-	 * setgid bits as it would for that caller (the kernel's own rule
-	 * keeps a setgid bit without group execute). A mode the kernel sets
-	 * to clear them after a write is its own: that stays the daemon's,
-	 * as do the checked chmod, chown and utimens. */
-	if ((to_set & FUSE_SET_ATTR_SIZE) &&
-	    !(to_set &
-	      (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)))
-		as_caller(req, &c);
-	else
-		c.switched = false;
-	rc = apply_setattr(fs, fd, ofd >= 0 ? ofd : -1, fi, attr, to_set);
-	end_caller(&c);
+	rc = apply_setattr(req, fd, ofd >= 0 ? ofd : -1, fi, attr, to_set);
 	if (rc == 0)
 		rc = omni_vfs_node_stat(fs->backend, fd, "", &st);
 	omnifs_inode_unpin(fs->inodes, ino);

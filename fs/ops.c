@@ -677,7 +677,9 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 
 	(void)ino;
 	omni__fs_count(fs, OMNIFS_OP_WRITE);
-	ssize_t n = omni_vfs_write(omni__fs_file_of(fi), buf, size, off);
+	struct omni_file *f = omni__fs_file_of(fi);
+	ssize_t n = fs->nodes ? omni__fs_node_write(req, f, buf, size, off)
+	                      : omni_vfs_write(f, buf, size, off);
 	if (n < 0)
 		omni__fs_reply_err(req, (int)n);
 	else

@@ -74,6 +74,11 @@ void omni__fs_node_open(fuse_req_t req, fuse_ino_t ino,
                         struct fuse_file_info *fi);
 void omni__fs_node_create(fuse_req_t req, fuse_ino_t parent, const char *name,
                           mode_t mode, struct fuse_file_info *fi);
+/* A write to a host file, made as the caller: the kernel leaves clearing
+ * setuid and setgid bits to us (FUSE_CAP_HANDLE_KILLPRIV), and the host
+ * then clears them exactly as it would for that caller. */
+ssize_t omni__fs_node_write(fuse_req_t req, struct omni_file *f,
+                            const char *buf, size_t size, off_t off);
 /* The entry of name in dirfd (the node of parent), with the lookup
  * counted; st when the caller has the name's attributes already. */
 int omni__fs_node_entry(struct omnifs *fs, fuse_ino_t parent, int dirfd,

@@ -220,13 +220,20 @@ static void setattr_times(const struct stat *attr, int to_set,
 
 /* Apply a setattr: through the open file ofd when there is one (fchmod,
  * fchown, futimens, ftruncate act on the open file), else on the node. */
-static int apply_setattr(struct omnifs *fs, int fd, int ofd,
+static int apply_setattr(fuse_req_t req, int fd, int ofd,
                          struct fuse_file_info *fi, const struct stat *attr,
                          int to_set)
 {
-	struct omni_backend *b = fs->backend;
+	struct omni_backend *b = omni__fs_of(req)->backend;
+	struct caller c;
 	int rc = 0;
 
+	/* chown(2) with both ids -1 changes the ctime alone: the kernel
+	 * sends it as a setattr of nothing (or of the ctime only). */
+	if (!(to_set & ~FUSE_SET_ATTR_CTIME))
+		return ofd >= 0
+		           ? sys(fchown(ofd, (uid_t)-1, (gid_t)-1))
+		           : omni_vfs_node_chown(b, fd, (uid_t)-1, (gid_t)-1);
 	if (to_set & FUSE_SET_ATTR_MODE)
 		rc = ofd >= 0 ? sys(fchmod(ofd, attr->st_mode))
 		              : omni_vfs_node_chmod(b, fd, attr->st_mode);
@@ -238,10 +245,18 @@ static int apply_setattr(struct omnifs *fs, int fd, int ofd,
 		rc = ofd >= 0 ? sys(fchown(ofd, uid, gid))
 		              : omni_vfs_node_chown(b, fd, uid, gid);
 	}
-	if (rc == 0 && (to_set & FUSE_SET_ATTR_SIZE))
+	/* The truncation as the caller, so that the host clears setuid and
+	 * setgid bits as it would for that caller (the kernel's own rule,
+	 * in the mode it sends, keeps a setgid bit without group execute).
+	 * The mode, owner and times are the daemon's: the kernel checked
+	 * them, or computed the mode itself to clear those bits. */
+	if (rc == 0 && (to_set & FUSE_SET_ATTR_SIZE)) {
+		as_caller(req, &c);
 		rc = ofd >= 0 ? omni_vfs_ftruncate(omni__fs_file_of(fi),
 		                                   attr->st_size)
 		              : omni_vfs_node_truncate(b, fd, attr->st_size);
+		end_caller(&c);
+	}
 	if (rc == 0 &&
 	    (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
 	               FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW))) {
@@ -267,7 +282,7 @@ void omni__fs_node_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	}
 	if (fi && fi->fh)
 		ofd = omni_vfs_file_fd(omni__fs_file_of(fi));
-	rc = apply_setattr(fs, fd, ofd >= 0 ? ofd : -1, fi, attr, to_set);
+	rc = apply_setattr(req, fd, ofd >= 0 ? ofd : -1, fi, attr, to_set);
 	if (rc == 0)
 		rc = omni_vfs_node_stat(fs->backend, fd, "", &st);
 	omnifs_inode_unpin(fs->inodes, ino);
@@ -425,6 +440,7 @@ void omni__fs_node_open(fuse_req_t req, fuse_ino_t ino,
 {
 	struct omnifs *fs = omni__fs_of(req);
 	struct omni_file *f = NULL;
+	struct caller c;
 	struct stat st;
 	int fd, rc;
 
@@ -433,8 +449,15 @@ void omni__fs_node_open(fuse_req_t req, fuse_ino_t ino,
 		omni__fs_reply_err(req, rc);
 		return;
 	}
+	/* O_TRUNC as the caller: the host clears setuid and setgid bits as
+	 * it would for that caller (see omni__fs_node_write). */
+	if (fi->flags & O_TRUNC)
+		as_caller(req, &c);
+	else
+		c.switched = false;
 	rc = omni_vfs_node_open(fs->backend, fd, fi->flags & OMNIFS_OPEN_FLAGS,
 	                        &f);
+	end_caller(&c);
 	omnifs_inode_unpin(fs->inodes, ino);
 	if (rc == 0 && (rc = omni_vfs_fstat(f, &st)) < 0)
 		omni_vfs_release(f);
@@ -446,6 +469,18 @@ void omni__fs_node_open(fuse_req_t req, fuse_ino_t ino,
 	}
 	if (fuse_reply_open(req, fi) != 0)
 		omni__fs_detach_file(fs, fi);
+}
+
+ssize_t omni__fs_node_write(fuse_req_t req, struct omni_file *f,
+                            const char *buf, size_t size, off_t off)
+{
+	struct caller c;
+	ssize_t n;
+
+	as_caller(req, &c);
+	n = omni_vfs_write(f, buf, size, off);
+	end_caller(&c);
+	return n;
 }
 
 /* The node of a file just created as f in parent, entry in e. */

@@ -16,6 +16,9 @@ packages=(
 	libcurl4-openssl-dev libcjson-dev libgit2-dev libarchive-dev libssl-dev
 	# tests
 	libcriterion-dev git bindfs curl util-linux procps bc python3
+	# real programs on the mount (tests/fs/test_programs.c): an autotools
+	# project, a Python venv, tar and cp -a round trips
+	autoconf automake python3-venv tar diffutils findutils
 	# state manager tests: service-account keys (openssl genrsa)
 	openssl
 	# docker backend tests: the engine and the local test images

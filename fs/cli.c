@@ -43,6 +43,9 @@ static const struct fuse_opt cli_spec[] = {
 	CLI_STR("pids-limit", "pids_limit", pids_limit),
 	CLI_STR("template", "template", template),
 	CLI_STR("request-timeout", "request_timeout", request_timeout),
+	CLI_STR("journal", "journal", journal),
+	CLI_STR("log", "log", log),
+	CLI_STR("since", "since", since),
 	CLI_OPT("attr_timeout=%s", attr_timeout),
 	CLI_OPT("entry_timeout=%s", entry_timeout),
 	CLI_OPT("negative_timeout=%s", negative_timeout),
@@ -181,6 +184,9 @@ void omnifs_cli_free(struct omnifs_cli *cli)
 		cli->negative_timeout,
 		cli->cache_ttl,
 		cli->request_timeout,
+		cli->journal,
+		cli->log,
+		cli->since,
 		cli->pos[0],
 		cli->pos[1],
 	};
@@ -242,6 +248,7 @@ void omnifs_cli_usage(const char *prog)
 	printf(
 	    "usage: %s [options] [PROJECT] MOUNTPOINT\n"
 	    "       %s --list [--json]\n"
+	    "       %s --log PROJECT [--since T] [--json]\n"
 	    "       mount -t fuse.omnifs PROJECT MOUNTPOINT -o OPTIONS\n"
 	    "\n"
 	    "Mount the workspace of a sandbox session on MOUNTPOINT. Run "
@@ -290,7 +297,20 @@ void omnifs_cli_usage(const char *prog)
 	    "(project,\n"
 	    "                           backend, mount point, pid, uptime, "
 	    "state, last save)\n"
-	    "    --json                 with --list: one JSON array\n"
+	    "    --json                 with --list: one JSON array; with "
+	    "--log: one\n"
+	    "                           JSON object a line\n"
+	    "    --journal=on|off       [journal] record every change and "
+	    "command in\n"
+	    "                           DIR/.omnifs-journal/ID.sqlite "
+	    "(default: "
+	    "on)\n"
+	    "    --log=PROJECT          print PROJECT's journal (what the "
+	    "agent did)\n"
+	    "    --since=T              with --log: only records of the last "
+	    "T (30s, 10m,\n"
+	    "                           2h, 1d) or since an ISO time "
+	    "(2026-01-31T12:00:00Z)\n"
 	    "    -h, --help             this help\n"
 	    "    -V, --version          version\n"
 	    "\n"
@@ -328,5 +348,5 @@ void omnifs_cli_usage(const char *prog)
 	    "*_API_KEY,\n"
 	    "*_SECRET*); --env passes any variable on purpose.\n"
 	    "\n",
-	    prog, prog);
+	    prog, prog, prog);
 }

@@ -40,6 +40,11 @@ struct omnifs_cli {
 	char *negative_timeout;
 	char *cache_ttl;
 	char *request_timeout;
+	/* The journal (journal_cmd.h): -o journal=on|off, --log PROJECT,
+	 * --since T. */
+	char *journal;
+	char *log;
+	char *since;
 	char **env;
 	size_t nenv;
 	/* The positional arguments: [PROJECT] MOUNTPOINT. */

@@ -48,6 +48,7 @@
 #include "omni/session.h"
 #include "omnifs.h"
 #include "cli.h"
+#include "journal_cmd.h"
 #include "sessions.h"
 
 /* --- reporting to the waiting parent -------------------------------------- */
@@ -246,6 +247,10 @@ static int check_command_line(struct daemon *d, const char *prog)
 	}
 	if (d->cli.list)
 		return omnifs_session_list(stdout, d->cli.json);
+	if (d->cli.log)
+		return omnifs_journal_log(&d->cli, stdout);
+	if (omnifs_journal_wanted(&d->cli) < 0)
+		return 2;
 	if (!mnt) {
 		fprintf(
 		    stderr,
@@ -426,6 +431,9 @@ static int start_session(struct daemon *d)
 		rc = add_cache(d);
 	if (rc == 0)
 		rc = omni__session_start(d->session);
+	if (rc == 0 && omnifs_journal_wanted(&d->cli) == 1 &&
+	    (rc = omni__session_journal(d->session)) < 0)
+		omni__session_shutdown(d->session);
 	if (rc < 0) {
 		fail("%s", omni_error_last());
 		return -1;

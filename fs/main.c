@@ -212,6 +212,12 @@ static int hook_control(const char *request, char **reply, void *payload)
 	return -EINVAL;
 }
 
+/* A rollback made path where the kernel may remember nothing. */
+static void hook_invalidate_path(const char *path, void *payload)
+{
+	omnifs_invalidate_path(&((struct daemon *)payload)->fs, path, NULL);
+}
+
 /* A snapshot was saved on request: --list shows when. */
 static void hook_after_save(const char *id, void *payload)
 {
@@ -563,6 +569,7 @@ static int start_control(struct daemon *d)
 		.after_exec = hook_after_exec,
 		.control = hook_control,
 		.after_save = hook_after_save,
+		.invalidate_path = hook_invalidate_path,
 		.payload = d,
 	};
 

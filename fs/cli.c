@@ -46,6 +46,7 @@ static const struct fuse_opt cli_spec[] = {
 	CLI_STR("journal", "journal", journal),
 	CLI_STR("log", "log", log),
 	CLI_STR("since", "since", since),
+	CLI_STR("from", "from", from),
 	CLI_OPT("attr_timeout=%s", attr_timeout),
 	CLI_OPT("entry_timeout=%s", entry_timeout),
 	CLI_OPT("negative_timeout=%s", negative_timeout),
@@ -187,6 +188,7 @@ void omnifs_cli_free(struct omnifs_cli *cli)
 		cli->journal,
 		cli->log,
 		cli->since,
+		cli->from,
 		cli->pos[0],
 		cli->pos[1],
 	};
@@ -300,6 +302,11 @@ void omnifs_cli_usage(const char *prog)
 	    "    --json                 with --list: one JSON array; with "
 	    "--log: one\n"
 	    "                           JSON object a line\n"
+	    "    --from=PROJECT[@ID]    [from] start from a copy of "
+	    "PROJECT's checkpoint ID\n"
+	    "                           (default: its newest) in a new, "
+	    "empty project; on\n"
+	    "                           any backend\n"
 	    "    --journal=on|off       [journal] record every change and "
 	    "command in\n"
 	    "                           DIR/.omnifs-journal/ID.sqlite "

@@ -45,6 +45,8 @@ struct omnifs_cli {
 	char *journal;
 	char *log;
 	char *since;
+	/* --from PROJECT[@CHECKPOINT] (fork.h). */
+	char *from;
 	char **env;
 	size_t nenv;
 	/* The positional arguments: [PROJECT] MOUNTPOINT. */

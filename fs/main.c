@@ -48,6 +48,7 @@
 #include "omni/session.h"
 #include "omnifs.h"
 #include "cli.h"
+#include "fork.h"
 #include "journal_cmd.h"
 #include "sessions.h"
 
@@ -437,6 +438,10 @@ static int start_session(struct daemon *d)
 		rc = add_cache(d);
 	if (rc == 0)
 		rc = omni__session_start(d->session);
+	if (rc == 0 && d->cli.from &&
+	    (rc = omnifs_fork(omni__session_backend(d->session), d->cli.from)) <
+	        0)
+		omni__session_shutdown(d->session);
 	if (rc == 0 && omnifs_journal_wanted(&d->cli) == 1 &&
 	    (rc = omni__session_journal(d->session)) < 0)
 		omni__session_shutdown(d->session);

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <git2.h>
 
@@ -385,6 +386,136 @@ out:
 	added_free(&ad);
 	git_tree_free(tree);
 	git_commit_free(target);
+	cp_end(&c);
+	return rc;
+}
+
+/* --- fork ----------------------------------------------------------------- */
+
+/* The commit to fork from in src: id, else the newest checkpoint of
+ * project from, else its newest save. */
+static int fork_source(git_repository *src, const char *from, const char *id,
+                       git_commit **out)
+{
+	static const char *const kinds[] = { "refs/omnifs/checkpoints/%s",
+		                             "refs/heads/%s" };
+	char branch[OMNI__GIT_REF_MAX], ref[OMNI__GIT_REF_MAX + 32];
+	git_object *obj = NULL;
+	git_oid oid;
+	int rc;
+
+	if (id) {
+		rc = git_revparse_single(&obj, src, id);
+		if (rc == 0)
+			rc = git_object_peel((git_object **)out, obj,
+			                     GIT_OBJECT_COMMIT);
+		git_object_free(obj);
+		if (rc < 0) {
+			git_error_clear();
+			return omni_error_set(-ENOENT,
+			                      "project '%s' has no "
+			                      "checkpoint '%s'",
+			                      from, id);
+		}
+		return 0;
+	}
+	if ((rc = omni__git_branch_name("state/", from, branch,
+	                                sizeof(branch))) < 0)
+		return rc;
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(ref, sizeof(ref), kinds[i], branch);
+		if (git_reference_name_to_id(&oid, src, ref) == 0 &&
+		    git_commit_lookup(out, src, &oid) == 0)
+			return 0;
+		git_error_clear();
+	}
+	return omni_error_set(-ENOENT,
+	                      "project '%s' has no checkpoint and no "
+	                      "snapshot to fork from",
+	                      from);
+}
+
+/* Write the tree of commit (in src) into the empty workspace of c. */
+static int fork_write(struct cp *c, git_repository *src, git_commit *commit,
+                      const char *hex)
+{
+	struct tree_apply ta;
+	struct omni__apply a;
+	git_repository *own = c->op.repo;
+	git_tree *tree = NULL;
+	char what[96];
+	int rc;
+
+	if ((rc = git_commit_tree(&tree, commit)) < 0)
+		return omni__git_fail(rc, "reading %s", hex);
+	snprintf(what, sizeof(what), "fork of %s", hex);
+	/* The blobs are read from the source's store; the stat cache the
+	 * write fills is this project's, and is dropped after: it would
+	 * name blobs this store lacks. */
+	c->op.repo = src;
+	omni__journal_quiet(true);
+	rc = omni__git_apply_begin(&c->op, &ta, &a, tree, what);
+	if (rc == 0) {
+		if (!omni__apply_workspace_empty(&a))
+			rc = omni_error_set(
+			    -EEXIST,
+			    "the workspace of '%s' is not empty: "
+			    "a fork starts a new project",
+			    c->op.b->project_id);
+		else
+			rc = omni__git_apply_write(&c->op, &ta, tree, hex);
+		omni__apply_cleanup(&a);
+	}
+	git_odb_free(ta.odb);
+	omni__journal_quiet(false);
+	c->op.repo = own;
+	unlink(c->op.cache);
+	git_tree_free(tree);
+	return rc;
+}
+
+int omni__checkpoint_fork(struct omni_backend *b, const char *from,
+                          const char *checkpoint, char **text_out)
+{
+	char path[PATH_MAX], hex[13], new_hex[13], msg[OMNI__GIT_REF_MAX];
+	git_repository *src = NULL;
+	git_commit *commit = NULL;
+	git_oid oid;
+	struct cp c;
+	int rc;
+
+	*text_out = NULL;
+	if (strcmp(from, b->project_id) == 0)
+		return omni_error_set(-EINVAL, "a project cannot be forked "
+		                               "into itself");
+	if ((rc = cp_begin(&c, b, "fork")) < 0)
+		return rc;
+	rc = snprintf(path, sizeof(path), "%s/%s.git", c.op.dir, from);
+	if (rc < 0 || (size_t)rc >= sizeof(path)) {
+		rc = omni_error_set(-ENAMETOOLONG, "fork: path too long");
+		goto out;
+	}
+	if ((rc = git_repository_open_bare(&src, path)) < 0) {
+		git_error_clear();
+		rc = omni_error_set(-ENOENT,
+		                    "project '%s' has no history in %s "
+		                    "(make a checkpoint of it first)",
+		                    from, c.op.dir);
+		goto out;
+	}
+	if ((rc = fork_source(src, from, checkpoint, &commit)) < 0)
+		goto out;
+	git_oid_tostr(hex, sizeof(hex), git_commit_id(commit));
+	if ((rc = fork_write(&c, src, commit, hex)) < 0)
+		goto out;
+	snprintf(msg, sizeof(msg), "forked from %s@%s", from, hex);
+	if ((rc = commit_workspace(&c, msg, &oid, new_hex)) < 0)
+		goto out;
+	if (asprintf(text_out, "%s (checkpoint %s)", msg, new_hex) < 0)
+		rc = omni_error_set(-ENOMEM, "out of memory");
+out:
+	git_commit_free(commit);
+	git_repository_free(src);
 	cp_end(&c);
 	return rc;
 }

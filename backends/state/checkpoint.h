@@ -39,4 +39,15 @@ int omni__checkpoint_rollback_cb(struct omni_backend *b, const char *id,
                                  omni__checkpoint_new_cb added, void *payload,
                                  char **text_out);
 
+/*
+ * Fork: fill the workspace of b (a new project, empty: else -EEXIST) with
+ * a checkpoint of project from in the same data folder: checkpoint (hex
+ * prefix) or, NULL, its newest checkpoint, else its newest snapshot of
+ * the git state manager. The new workspace starts its own chain with a
+ * checkpoint "forked from FROM@ID"; *text_out (malloc'd) says so. Any
+ * backend: the tree is written through b's vfs ops.
+ */
+int omni__checkpoint_fork(struct omni_backend *b, const char *from,
+                          const char *checkpoint, char **text_out);
+
 #endif

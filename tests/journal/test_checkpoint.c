@@ -7,7 +7,9 @@
  * removed and added, a rollback; then the mount and a command in the
  * sandbox both see the checkpoint's files, and nothing else. The docker
  * suite is named docker_checkpoint, so it runs with the docker suites
- * (under their flock); the e2b one needs the local E2B server.
+ * (under their flock); the e2b one needs the local E2B server. Forks:
+ * a local project's checkpoints copied into a new local project and into
+ * an e2b one.
  */
 #define _GNU_SOURCE
 #include <signal.h>
@@ -243,4 +245,103 @@ TestSuite(e2b_checkpoint, .init = e2b_up, .fini = down, .timeout = 180);
 Test(e2b_checkpoint, round_trip)
 {
 	round_trip();
+}
+
+/* --- forks ---------------------------------------------------------------- */
+
+static struct mount_fx src;
+
+/* A local project with two checkpoints: the id of the first in first. */
+static void make_source(char *first, size_t size)
+{
+	int st;
+
+	mount_up(&src, NULL);
+	cr_assert_eq(sh_in(src.mnt, "echo one > a && mkdir -p d && "
+	                            "echo two > d/b"),
+	             0);
+	char *out = sh_out(&st, src.mnt, "omni-exec --checkpoint first");
+	cr_assert_eq(st, 0, "%s", out);
+	snprintf(first, size, "%.12s", out);
+	free(out);
+	cr_assert_eq(sh_in(src.mnt, "echo three > c && omni-exec --checkpoint "
+	                            "second >/dev/null"),
+	             0);
+}
+
+static void fork_down(void)
+{
+	mount_down(&m);
+	mount_down(&src);
+	e2b_test_server_stop(&srv);
+}
+
+static void no_setup(void)
+{
+}
+
+TestSuite(fork, .init = no_setup, .fini = fork_down, .timeout = 120);
+
+Test(fork, newest_checkpoint_onto_local)
+{
+	char first[16], from[128], data[PATH_MAX + 16];
+
+	make_source(first, sizeof(first));
+	snprintf(from, sizeof(from), "--from=%s", src.project);
+	omni_test_fmt(data, sizeof(data), "--data-path=%s", src.data);
+	const char *extra[] = { data, from, NULL };
+	mount_up(&m, extra);
+	expect_file("a", "one\n");
+	expect_file("d/b", "two\n");
+	expect_file("c", "three\n");
+	/* The fork has a history of its own, starting at the fork. */
+	int st;
+	char *list = omni_exec(&st, "--checkpoints");
+	cr_assert_eq(st, 0, "%s", list);
+	cr_expect_not_null(strstr(list, "forked from"), "%s", list);
+	free(list);
+	/* The source is untouched by what the fork does. */
+	cr_assert_eq(sh_in(m.mnt, "rm a"), 0);
+	char path[PATH_MAX + 8];
+	omni_test_fmt(path, sizeof(path), "%s/a", src.mnt);
+	cr_expect_eq(access(path, F_OK), 0);
+}
+
+Test(fork, a_bad_source_is_refused)
+{
+	char data[PATH_MAX + 16];
+
+	make_source(data, sizeof(data));
+	omni_test_fmt(data, sizeof(data), "--data-path=%s", src.data);
+	int st;
+	char *out = sh_out(&st, src.tmp,
+	                   "mkdir -p forkmnt && omnifs %s --from=nosuch "
+	                   "forkmnt 2>&1",
+	                   data);
+	cr_expect_neq(st, 0);
+	cr_expect_not_null(strstr(out, "nosuch"), "%s", out);
+	free(out);
+}
+
+TestSuite(e2b_fork, .init = no_setup, .fini = fork_down, .timeout = 180);
+
+Test(e2b_fork, a_checkpoint_of_local_onto_e2b)
+{
+	char first[16], from[128], data[PATH_MAX + 16];
+
+	e2b_test_require();
+	make_source(first, sizeof(first));
+	e2b_test_server_start(&srv, NULL);
+	snprintf(from, sizeof(from), "--from=%s@%s", src.project, first);
+	omni_test_fmt(data, sizeof(data), "--data-path=%s", src.data);
+	const char *extra[] = { "--backend", "e2b", data, from, NULL };
+	mount_up(&m, extra);
+	expect_file("a", "one\n");
+	expect_file("d/b", "two\n");
+	expect_missing("c");
+	int st;
+	char *out = omni_exec(&st, "-c 'cat a d/b; ls'");
+	cr_assert_eq(st, 0, "%s", out);
+	cr_expect_str_eq(out, "one\ntwo\na\nd", "%s", out);
+	free(out);
 }

@@ -47,6 +47,10 @@ struct omnifs_cli {
 	char *since;
 	/* --from PROJECT[@CHECKPOINT] (fork.h). */
 	char *from;
+	/* --overlay DIR, --diff PROJECT, --apply PROJECT (overlay.h). */
+	char *overlay;
+	char *diff;
+	char *apply;
 	char **env;
 	size_t nenv;
 	/* The positional arguments: [PROJECT] MOUNTPOINT. */

@@ -49,6 +49,7 @@
 #include "omnifs.h"
 #include "cli.h"
 #include "fork.h"
+#include "overlay.h"
 #include "journal_cmd.h"
 #include "sessions.h"
 
@@ -170,7 +171,8 @@ struct daemon {
 	struct omnifs_session_info info;
 	char last_save_id[128];
 	pthread_mutex_t info_lock;
-	int fuse_dup; /* see hold_fuse_device() */
+	int fuse_dup;                   /* see hold_fuse_device() */
+	struct omnifs_overlay *overlay; /* --overlay, while mounted */
 };
 
 /* What a step returns to go on to the next one (else an exit code). */
@@ -256,6 +258,12 @@ static int check_command_line(struct daemon *d, const char *prog)
 		return omnifs_session_list(stdout, d->cli.json);
 	if (d->cli.log)
 		return omnifs_journal_log(&d->cli, stdout);
+	if (d->cli.diff)
+		return omnifs_overlay_diff(d->cli.data_path, d->cli.diff,
+		                           stdout);
+	if (d->cli.apply)
+		return omnifs_overlay_apply(d->cli.data_path, d->cli.apply,
+		                            stdout);
 	if (omnifs_journal_wanted(&d->cli) < 0)
 		return 2;
 	if (!mnt) {
@@ -422,12 +430,38 @@ static int add_cache(struct daemon *d)
 	return rc;
 }
 
+/* --overlay DIR: the workspace the local backend serves is an overlayfs
+ * of DIR (overlay.h), mounted before the backend starts. */
+static int start_overlay(struct daemon *d)
+{
+	if (d->cli.backend && strcmp(d->cli.backend, "local") != 0) {
+		fail("--overlay works with the local backend only");
+		return -1;
+	}
+	if (!(d->overlay = calloc(1, sizeof(*d->overlay)))) {
+		fail("out of memory");
+		return -1;
+	}
+	if (omnifs_overlay_mount(d->overlay, d->cli.overlay, d->data_path,
+	                         d->project) < 0) {
+		fail("%s", omni_error_last());
+		free(d->overlay);
+		d->overlay = NULL;
+		return -1;
+	}
+	return 0;
+}
+
 /* Make the session (state manager, backend, cache) and start it, which
  * loads the latest snapshot. */
 static int start_session(struct daemon *d)
 {
 	struct omni_state *state = NULL;
-	int rc = omni_state_new(&state, d->cli.state ? d->cli.state : "none");
+	int rc;
+
+	if (d->cli.overlay && start_overlay(d) < 0)
+		return -1;
+	rc = omni_state_new(&state, d->cli.state ? d->cli.state : "none");
 
 	if (rc == 0)
 		rc = omni__session_open(
@@ -689,6 +723,10 @@ static int stop_session(struct daemon *d, int ret)
 	}
 	omnifs_inodes_free(d->fs.inodes);
 	d->fs.inodes = NULL;
+	if (d->overlay)
+		omnifs_overlay_unmount(d->overlay);
+	free(d->overlay);
+	d->overlay = NULL;
 	return ret;
 }
 

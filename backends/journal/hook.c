@@ -9,8 +9,16 @@
  * mutating call; a read-only open costs nothing); the workspace root's
  * own path is read once at attach and dropped from the front.
  *
+ * A readlink costs more than the rest of the record together (3 us), so
+ * the path of a descriptor is cached, by descriptor number, checked with
+ * an fstat (device and inode) and with a generation that every rename
+ * through the hooks, and the end of every command (which may have renamed
+ * anything), moves on: a cached path is never older than the last rename
+ * the journal could know of.
+ *
  * Locking: a file's write counter has its own mutex (FUSE may write to
- * one handle from several threads); the rest is read-only after attach.
+ * one handle from several threads); the path cache has the hook's mutex;
+ * the rest is read-only after attach.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -19,7 +27,9 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,10 +40,23 @@
 #include "omni/error.h"
 #include "omni/sys/backend_impl.h"
 
+#define PATH_CACHE 256
+
+struct path_slot {
+	int fd;
+	unsigned int gen;
+	dev_t dev;
+	ino_t ino;
+	char *rel; /* workspace-relative, malloc'd */
+};
+
 struct omni__journal_hook {
 	struct omni__journal *journal;
 	char root[PATH_MAX]; /* the workspace root's host path, or "" */
 	size_t root_len;
+	pthread_mutex_t lock; /* the cache */
+	atomic_uint gen;
+	struct path_slot cache[PATH_CACHE];
 };
 
 struct omni__journal_file {
@@ -44,6 +67,7 @@ struct omni__journal_file {
 
 struct omni__journal_exec {
 	struct omni__journal *journal;
+	struct omni__journal_hook *hook;
 	long long start_ms, start_mono;
 	bool done;
 	char *argv, *cwd;
@@ -62,7 +86,10 @@ int omni__journal_attach(struct omni_backend *b, const char *db_path)
 
 	if (!h)
 		return omni_error_set(-ENOMEM, "journal: out of memory");
+	pthread_mutex_init(&h->lock, NULL);
+	atomic_init(&h->gen, 1);
 	if ((rc = omni__journal_open(&h->journal, db_path)) < 0) {
+		pthread_mutex_destroy(&h->lock);
 		free(h);
 		return rc;
 	}
@@ -83,6 +110,9 @@ void omni__journal_detach(struct omni_backend *b)
 	if (!b || !b->journal)
 		return;
 	omni__journal_close(b->journal->journal);
+	for (size_t i = 0; i < PATH_CACHE; i++)
+		free(b->journal->cache[i].rel);
+	pthread_mutex_destroy(&b->journal->lock);
 	free(b->journal);
 	b->journal = NULL;
 }
@@ -104,18 +134,16 @@ static const char *rel_path(const struct omni_backend *b, const char *path)
 	return path;
 }
 
-/* name in fd as a workspace-relative path into out; NULL when fd < 0. */
-static const char *node_path(const struct omni__journal_hook *h, int fd,
-                             const char *name, char *out, size_t size)
+/* The workspace-relative path of fd, by readlink, into host. */
+static const char *read_path(const struct omni__journal_hook *h, int fd,
+                             char *host, size_t size)
 {
-	char link[64], host[PATH_MAX];
+	char link[64];
 	const char *rel = host;
 	ssize_t n;
 
-	if (fd < 0)
-		return NULL;
 	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-	if ((n = readlink(link, host, sizeof(host) - 1)) < 0)
+	if ((n = readlink(link, host, size - 1)) < 0)
 		n = 0;
 	host[n] = '\0';
 	if (h->root_len && strncmp(host, h->root, h->root_len) == 0 &&
@@ -123,6 +151,53 @@ static const char *node_path(const struct omni__journal_hook *h, int fd,
 		rel = host + h->root_len;
 	while (*rel == '/')
 		rel++;
+	return rel;
+}
+
+/* The same through the cache, into out. */
+static void fd_path(struct omni__journal_hook *h, int fd, char *out,
+                    size_t size)
+{
+	struct path_slot *s = &h->cache[(unsigned int)fd % PATH_CACHE];
+	unsigned int gen = atomic_load(&h->gen);
+	char host[PATH_MAX];
+	struct stat st;
+	bool known = fstat(fd, &st) == 0;
+
+	pthread_mutex_lock(&h->lock);
+	if (known && s->rel && s->fd == fd && s->gen == gen &&
+	    s->dev == st.st_dev && s->ino == st.st_ino) {
+		snprintf(out, size, "%s", s->rel);
+		pthread_mutex_unlock(&h->lock);
+		return;
+	}
+	pthread_mutex_unlock(&h->lock);
+	const char *rel = read_path(h, fd, host, sizeof(host));
+	snprintf(out, size, "%s", rel);
+	if (!known)
+		return;
+	char *copy = strdup(rel);
+	pthread_mutex_lock(&h->lock);
+	free(s->rel);
+	*s = (struct path_slot){ fd, gen, st.st_dev, st.st_ino, copy };
+	pthread_mutex_unlock(&h->lock);
+}
+
+/* Paths may have changed: the cache is stale. */
+static void paths_moved(struct omni__journal_hook *h)
+{
+	atomic_fetch_add(&h->gen, 1);
+}
+
+/* name in fd as a workspace-relative path into out; NULL when fd < 0. */
+static const char *node_path(struct omni__journal_hook *h, int fd,
+                             const char *name, char *out, size_t size)
+{
+	char rel[PATH_MAX];
+
+	if (fd < 0)
+		return NULL;
+	fd_path(h, fd, rel, sizeof(rel));
 	int len = snprintf(out, size, "%s%s%s", rel,
 	                   *rel && name && *name ? "/" : "", name ? name : "");
 	if (len < 0 || (size_t)len >= size)
@@ -151,6 +226,8 @@ void omni__journal_path_op(struct omni_backend *b, const char *op,
                            const char *path, const char *path2, long long size,
                            long long mode, int result)
 {
+	if (strcmp(op, "rename") == 0)
+		paths_moved(b->journal);
 	if (omni__journal_is_quiet())
 		return;
 	record(b, op, rel_path(b, path),
@@ -164,8 +241,20 @@ void omni__journal_node_op(struct omni_backend *b, const char *op, int fd,
 {
 	char p1[PATH_MAX], p2[PATH_MAX];
 
-	if (omni__journal_is_quiet())
+	if (omni__journal_is_quiet()) {
+		if (strcmp(op, "rename") == 0)
+			paths_moved(b->journal);
 		return;
+	}
+	if (strcmp(op, "rename") == 0) {
+		/* Resolved before the generation moves on: the directories
+		 * themselves did not move. */
+		record(b, op, node_path(b->journal, fd, name, p1, sizeof(p1)),
+		       node_path(b->journal, fd2, name2, p2, sizeof(p2)), size,
+		       mode, result);
+		paths_moved(b->journal);
+		return;
+	}
 	record(b, op, node_path(b->journal, fd, name, p1, sizeof(p1)),
 	       fd2 >= 0 ? node_path(b->journal, fd2, name2, p2, sizeof(p2))
 	                : name2,
@@ -296,6 +385,7 @@ static void record_exec(struct omni__journal_exec *je,
 		.stderr_bytes = c ? c->err : 0,
 	};
 	je->done = true;
+	paths_moved(je->hook); /* the command may have renamed anything */
 	omni__journal_record_cmd(je->journal, &cmd);
 }
 
@@ -311,6 +401,7 @@ void omni__journal_exec_started(struct omni_backend *b,
 	if (!je)
 		return;
 	je->journal = b->journal->journal;
+	je->hook = b->journal;
 	clock_gettime(CLOCK_REALTIME, &now);
 	je->start_ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 	je->start_mono = mono_ms();

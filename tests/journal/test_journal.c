@@ -330,3 +330,20 @@ Test(journal, off_keeps_none)
 	cr_expect_neq(stat(path, &st), 0);
 	mount_down(&mo);
 }
+
+/* Paths of descriptors are cached: a directory renamed through the
+ * mount, or by a command, must not leave old names behind. */
+Test(journal_mount, paths_follow_renamed_directories)
+{
+	cr_assert_eq(sh_in(m.mnt, "mkdir a && echo 1 > a/f && mv a b && "
+	                          "echo 2 > b/f && chmod 600 b/f"),
+	             0);
+	cr_assert_eq(sh_in(m.mnt, "omni-exec mv b c >/dev/null"), 0);
+	cr_assert_eq(sh_in(m.mnt, "echo 3 > c/f && chmod 640 c/f"), 0);
+	char *out = log_until("", "chmod     c/f");
+	cr_expect_not_null(strstr(out, "write     b/f  size=2"), "%s", out);
+	cr_expect_not_null(strstr(out, "chmod     b/f mode=600"), "%s", out);
+	cr_expect_not_null(strstr(out, "chmod     c/f mode=640"), "%s", out);
+	cr_expect_not_null(strstr(out, "write     c/f  size=2"), "%s", out);
+	free(out);
+}

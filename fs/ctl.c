@@ -178,6 +178,18 @@ static char *ctl_stats_text(struct omnifs_ctl *ctl)
 	return text;
 }
 
+/* An error (with its message) or text (freed), to the client. */
+static void reply_result(struct omni__ipc_conn *conn, int rc, char *text)
+{
+	if (rc < 0)
+		omni__ipc_conn_reply(conn, (unsigned int)-rc,
+		                     *omni_error_last() ? omni_error_last()
+		                                        : strerror(-rc));
+	else
+		omni__ipc_conn_reply(conn, 0, text ? text : "");
+	free(text);
+}
+
 static void ctl_save(struct omnifs_ctl *ctl, struct omni__ipc_conn *conn,
                      const char *message)
 {
@@ -186,15 +198,11 @@ static void ctl_save(struct omnifs_ctl *ctl, struct omni__ipc_conn *conn,
 
 	omni_error_clear();
 	rc = omni_backend_save_snapshot(ctl->b, message, &id);
-	if (rc < 0)
-		omni__ipc_conn_reply(conn, (unsigned int)-rc,
-		                     *omni_error_last() ? omni_error_last()
-		                                        : strerror(-rc));
-	else
-		omni__ipc_conn_reply(conn, 0, id ? id : "nothing to save");
 	if (rc == 0 && id && ctl->hooks.after_save)
 		ctl->hooks.after_save(id, ctl->hooks.payload);
-	free(id);
+	if (rc == 0 && !id)
+		id = strdup("nothing to save");
+	reply_result(conn, rc, id);
 }
 
 /* The server's own counters, then the daemon's (hook). */
@@ -243,17 +251,6 @@ static void ctl_other(struct omnifs_ctl *ctl, struct omni__ipc_conn *conn,
 		omni__ipc_conn_reply(conn, 0, reply ? reply : "");
 	}
 	free(reply);
-}
-
-static void reply_result(struct omni__ipc_conn *conn, int rc, char *text)
-{
-	if (rc < 0)
-		omni__ipc_conn_reply(conn, (unsigned int)-rc,
-		                     *omni_error_last() ? omni_error_last()
-		                                        : strerror(-rc));
-	else
-		omni__ipc_conn_reply(conn, 0, text ? text : "");
-	free(text);
 }
 
 static void ctl_added(const char *path, void *payload)

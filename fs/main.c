@@ -3,15 +3,20 @@
  *
  *	omnifs [options] [PROJECT] MOUNTPOINT
  *	omnifs --list [--json]
+ *	omnifs --log PROJECT [--since T] [--json]
+ *	omnifs --diff PROJECT | --apply PROJECT
  *
  * Order of events: parse options (cli.c); check the mount point
  * (mountpoint.c: a directory with nothing mounted on it, a dead mount of
  * ours cleared); unless -f, fork, and let the parent wait on a pipe until
  * the child reports "mounted" or an error (so a startup failure reaches
  * the terminal with a non-zero exit, and the shell, or mount(8), gets its
- * prompt back only once the mount works); start the backend session
- * (core/session.h: the backend, its state manager and, for a remote
- * backend, the cache in front of it; start loads the latest snapshot);
+ * prompt back only once the mount works); with --overlay, mount the
+ * overlayfs the local backend will serve (overlay.h); start the backend
+ * session (core/session.h: the backend, its state manager and, for a
+ * remote backend, the cache in front of it; start loads the latest
+ * snapshot); with --from, fill the new workspace from a checkpoint
+ * (fork.h); unless -o journal=off, start the journal (journal_cmd.h);
  * create and mount the FUSE session (with auto_unmount unless turned off,
  * so a killed daemon leaves no dead mount); open the control socket for
  * omni-exec; publish the session file --list reads (sessions.c); serve.

@@ -40,7 +40,7 @@ ifeq ($(SAN),1)
 EXTRA_FLAGS := $(SAN_FLAGS)
 endif
 
-LIB_PKGS := libcurl libcjson libgit2 libarchive libcrypto
+LIB_PKGS := libcurl libcjson libgit2 libarchive libcrypto sqlite3
 FS_PKGS := fuse3
 TEST_PKGS := criterion
 

@@ -51,7 +51,7 @@ _omni_exec() {
 		mapfile -t COMPREPLY < <(compgen -v -- "$cur")
 		return 0
 		;;
-	--timeout | -c | --save)
+	--timeout | -c | --save | --checkpoint | --rollback)
 		return 0
 		;;
 	esac

@@ -17,7 +17,8 @@ _omnifs_o_options() {
 			sed 's/^-o //'
 		printf '%s\n' backend= project= state= data_path= env= image= \
 			network= memory= cpus= pids_limit= template= \
-			request_timeout= cache_ttl= auto_unmount no_auto_unmount \
+			request_timeout= cache_ttl= journal= from= overlay= auto_unmount \
+			no_auto_unmount \
 			noauto user users _netdev nofail
 	} | sort -u
 }
@@ -32,7 +33,9 @@ _omnifs_values() {
 	case $1 in
 	--backend | backend) compgen -W "local docker e2b" -- "$2" ;;
 	--state | state) compgen -W "none git gcs" -- "$2" ;;
-	--project | project) compgen -W "$(_omnifs_projects "$3")" -- "$2" ;;
+	--overlay | overlay) compgen -d -- "$2" ;;
+	--project | project | --log | --from | from | --diff | --apply) compgen -W "$(_omnifs_projects "$3")" -- "$2" ;;
+	--journal | journal) compgen -W "on off" -- "$2" ;;
 	--data-path | data_path) compgen -d -- "$2" ;;
 	esac
 }

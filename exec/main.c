@@ -66,6 +66,15 @@ static int run_control(const struct omni__exec_options *o,
 		snprintf(request, sizeof(request), "ping");
 	else if (o->mode == OMNI_EXEC_MODE_STATS)
 		snprintf(request, sizeof(request), "stats");
+	else if (o->mode == OMNI_EXEC_MODE_CHECKPOINTS)
+		snprintf(request, sizeof(request), "checkpoints");
+	else if (o->mode == OMNI_EXEC_MODE_ROLLBACK)
+		snprintf(request, sizeof(request), "rollback %s",
+		         o->rollback_id);
+	else if (o->mode == OMNI_EXEC_MODE_CHECKPOINT)
+		snprintf(request, sizeof(request), "checkpoint%s%s",
+		         o->save_message ? " " : "",
+		         o->save_message ? o->save_message : "");
 	else if (o->save_message)
 		snprintf(request, sizeof(request), "save %s", o->save_message);
 	else

@@ -24,6 +24,9 @@ enum {
 	OPT_STATS,
 	OPT_SAVE,
 	OPT_PING,
+	OPT_CHECKPOINT,
+	OPT_CHECKPOINTS,
+	OPT_ROLLBACK,
 };
 
 static const struct option long_options[] = {
@@ -36,6 +39,9 @@ static const struct option long_options[] = {
 	{ "stats", no_argument, NULL, OPT_STATS },
 	{ "save", optional_argument, NULL, OPT_SAVE },
 	{ "ping", no_argument, NULL, OPT_PING },
+	{ "checkpoint", optional_argument, NULL, OPT_CHECKPOINT },
+	{ "checkpoints", no_argument, NULL, OPT_CHECKPOINTS },
+	{ "rollback", required_argument, NULL, OPT_ROLLBACK },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -46,7 +52,10 @@ void omni__exec_usage(FILE *f, bool full)
 	fputs("Usage: omni-exec [OPTION]... [--] COMMAND [ARG]...\n"
 	      "       omni-exec [OPTION]... -c 'SHELL COMMAND'\n"
 	      "       omni-exec [-C DIR | --project ID] --ping | --stats | "
-	      "--save [MESSAGE]\n",
+	      "--save [MESSAGE]\n"
+	      "       omni-exec [-C DIR | --project ID] --checkpoint [MESSAGE] "
+	      "| --checkpoints\n"
+	      "                 | --rollback ID\n",
 	      f);
 	if (!full) {
 		fputs("Try 'omni-exec --help' for more information.\n", f);
@@ -85,6 +94,20 @@ void omni__exec_usage(FILE *f, bool full)
 	    "      --ping            check that the session's daemon answers\n"
 	    "      --stats           print the daemon's statistics\n"
 	    "      --save [MESSAGE]  save a snapshot of the workspace now\n"
+	    "      --checkpoint [MESSAGE]\n"
+	    "                        record the workspace as a local "
+	    "checkpoint (no remote\n"
+	    "                        needed; unchanged files cost nothing); "
+	    "prints its id\n"
+	    "      --checkpoints     list the checkpoints, newest first, with "
+	    "what the\n"
+	    "                        journal recorded since the one before\n"
+	    "      --rollback ID     bring the workspace back to checkpoint "
+	    "ID: changed\n"
+	    "                        files restored, new ones removed (the "
+	    "state before is\n"
+	    "                        kept as a checkpoint); refused while a "
+	    "command runs\n"
 	    "  -h, --help            show this help and exit\n"
 	    "  -V, --version         show the version and exit\n"
 	    "\n"
@@ -176,7 +199,8 @@ static int set_mode(struct omni__exec_options *o, enum omni_exec_mode mode,
 	if (o->mode != OMNI_EXEC_MODE_RUN && o->mode != mode)
 		return omni_error_set(-EINVAL,
 		                      "%s cannot be combined with --ping, "
-		                      "--stats or --save",
+		                      "--stats, --save or the checkpoint "
+		                      "options",
 		                      name);
 	o->mode = mode;
 	return 0;
@@ -215,8 +239,15 @@ static int parse_mode_option(struct omni__exec_options *o, int c,
 		return set_mode(o, OMNI_EXEC_MODE_PING, "--ping");
 	case OPT_STATS:
 		return set_mode(o, OMNI_EXEC_MODE_STATS, "--stats");
+	case OPT_CHECKPOINTS:
+		return set_mode(o, OMNI_EXEC_MODE_CHECKPOINTS, "--checkpoints");
+	case OPT_ROLLBACK:
+		o->rollback_id = arg;
+		return set_mode(o, OMNI_EXEC_MODE_ROLLBACK, "--rollback");
 	default:
-		rc = set_mode(o, OMNI_EXEC_MODE_SAVE, "--save");
+		rc = c == OPT_SAVE ? set_mode(o, OMNI_EXEC_MODE_SAVE, "--save")
+		                   : set_mode(o, OMNI_EXEC_MODE_CHECKPOINT,
+		                              "--checkpoint");
 		if (rc < 0 || !arg)
 			return rc;
 		free(o->save_message);
@@ -258,6 +289,9 @@ static int parse_option(struct omni__exec_options *o, int c, const char *bad,
 	case OPT_PING:
 	case OPT_STATS:
 	case OPT_SAVE:
+	case OPT_CHECKPOINT:
+	case OPT_CHECKPOINTS:
+	case OPT_ROLLBACK:
 		return parse_mode_option(o, c, optarg);
 	case 'h':
 		*help = true;
@@ -293,14 +327,15 @@ static int parse_operands(struct omni__exec_options *o, char **operands,
 			o->argv = operands;
 		return 0;
 	case OMNI_EXEC_MODE_SAVE:
+	case OMNI_EXEC_MODE_CHECKPOINT:
 		if (o->shell || o->tty || o->nenv || o->timeout_ms)
-			return omni_error_set(
-			    -EINVAL, "--save takes no command options");
+			return omni_error_set(-EINVAL,
+			                      "--save and --checkpoint take no "
+			                      "command options");
 		if (have_operands) {
 			if (o->save_message)
 				return omni_error_set(-EINVAL,
-				                      "--save: message given "
-				                      "twice");
+				                      "message given twice");
 			o->save_message = join_words(operands);
 			if (!o->save_message)
 				return omni_error_set(-ENOMEM, "out of memory");
@@ -309,9 +344,9 @@ static int parse_operands(struct omni__exec_options *o, char **operands,
 	default:
 		if (o->shell || o->tty || o->nenv || o->timeout_ms ||
 		    have_operands)
-			return omni_error_set(-EINVAL,
-			                      "--ping and --stats take no "
-			                      "command");
+			return omni_error_set(
+			    -EINVAL, "--ping, --stats, --checkpoints and "
+			             "--rollback take no command");
 		return 0;
 	}
 }

@@ -26,6 +26,9 @@ enum omni_exec_mode {
 	OMNI_EXEC_MODE_PING,
 	OMNI_EXEC_MODE_STATS,
 	OMNI_EXEC_MODE_SAVE,
+	OMNI_EXEC_MODE_CHECKPOINT,  /* --checkpoint [MESSAGE] */
+	OMNI_EXEC_MODE_CHECKPOINTS, /* --checkpoints */
+	OMNI_EXEC_MODE_ROLLBACK,    /* --rollback ID */
 	OMNI_EXEC_MODE_HELP,
 	OMNI_EXEC_MODE_VERSION,
 };
@@ -43,9 +46,11 @@ struct omni__exec_options {
 	size_t nenv;
 	unsigned int timeout_ms; /* 0: none */
 	double timeout_s;
-	bool tty;           /* -t */
-	bool no_stdin;      /* -n */
-	char *save_message; /* --save: NULL or the message (malloc'd) */
+	bool tty;      /* -t */
+	bool no_stdin; /* -n */
+	/* --save, --checkpoint: NULL or the message (malloc'd). */
+	char *save_message;
+	const char *rollback_id; /* --rollback */
 };
 
 /*

@@ -43,6 +43,13 @@ static const struct fuse_opt cli_spec[] = {
 	CLI_STR("pids-limit", "pids_limit", pids_limit),
 	CLI_STR("template", "template", template),
 	CLI_STR("request-timeout", "request_timeout", request_timeout),
+	CLI_STR("journal", "journal", journal),
+	CLI_STR("log", "log", log),
+	CLI_STR("since", "since", since),
+	CLI_STR("from", "from", from),
+	CLI_STR("overlay", "overlay", overlay),
+	CLI_STR("diff", "diff", diff),
+	CLI_STR("apply", "apply", apply),
 	CLI_OPT("attr_timeout=%s", attr_timeout),
 	CLI_OPT("entry_timeout=%s", entry_timeout),
 	CLI_OPT("negative_timeout=%s", negative_timeout),
@@ -181,6 +188,13 @@ void omnifs_cli_free(struct omnifs_cli *cli)
 		cli->negative_timeout,
 		cli->cache_ttl,
 		cli->request_timeout,
+		cli->journal,
+		cli->log,
+		cli->since,
+		cli->from,
+		cli->overlay,
+		cli->diff,
+		cli->apply,
 		cli->pos[0],
 		cli->pos[1],
 	};
@@ -242,6 +256,9 @@ void omnifs_cli_usage(const char *prog)
 	printf(
 	    "usage: %s [options] [PROJECT] MOUNTPOINT\n"
 	    "       %s --list [--json]\n"
+	    "       %s --log PROJECT [--since T] [--json]\n"
+	    "       %s --overlay DIR [options] MOUNTPOINT\n"
+	    "       %s --diff PROJECT | --apply PROJECT\n"
 	    "       mount -t fuse.omnifs PROJECT MOUNTPOINT -o OPTIONS\n"
 	    "\n"
 	    "Mount the workspace of a sandbox session on MOUNTPOINT. Run "
@@ -290,10 +307,43 @@ void omnifs_cli_usage(const char *prog)
 	    "(project,\n"
 	    "                           backend, mount point, pid, uptime, "
 	    "state, last save)\n"
-	    "    --json                 with --list: one JSON array\n"
+	    "    --json                 with --list: one JSON array; with "
+	    "--log: one\n"
+	    "                           JSON object a line\n"
+	    "    --from=PROJECT[@ID]    [from] start from a copy of "
+	    "PROJECT's checkpoint ID\n"
+	    "                           (default: its newest) in a new, "
+	    "empty project; on\n"
+	    "                           any backend\n"
+	    "    --overlay=DIR          [overlay] local: show DIR, keep what "
+	    "changes in the\n"
+	    "                           project's data folder; DIR is never "
+	    "written (kernel\n"
+	    "                           overlayfs: root or CAP_SYS_ADMIN)\n"
+	    "    --diff=PROJECT         the changes of PROJECT's overlay "
+	    "against DIR, as a\n"
+	    "                           unified diff (deletions, binary files "
+	    "named)\n"
+	    "    --apply=PROJECT        write them into DIR (PROJECT "
+	    "unmounted); nothing is\n"
+	    "                           written when DIR changed a file "
+	    "meanwhile\n"
+	    "    --journal=on|off       [journal] record every change and "
+	    "command in\n"
+	    "                           DIR/.omnifs-journal/ID.sqlite "
+	    "(default: "
+	    "on)\n"
+	    "    --log=PROJECT          print PROJECT's journal (what the "
+	    "agent did)\n"
+	    "    --since=T              with --log: only records of the last "
+	    "T (30s, 10m,\n"
+	    "                           2h, 1d) or since an ISO time "
+	    "(2026-01-31T12:00:00Z)\n"
 	    "    -h, --help             this help\n"
 	    "    -V, --version          version\n"
-	    "\n"
+	    "\n",
+	    prog, prog, prog, prog, prog);
+	fputs(
 	    "omnifs -o options:\n"
 	    "    -o attr_timeout=S      seconds the kernel keeps attributes "
 	    "(1)\n"
@@ -328,5 +378,5 @@ void omnifs_cli_usage(const char *prog)
 	    "*_API_KEY,\n"
 	    "*_SECRET*); --env passes any variable on purpose.\n"
 	    "\n",
-	    prog, prog);
+	    stdout);
 }

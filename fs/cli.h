@@ -40,6 +40,17 @@ struct omnifs_cli {
 	char *negative_timeout;
 	char *cache_ttl;
 	char *request_timeout;
+	/* The journal (journal_cmd.h): -o journal=on|off, --log PROJECT,
+	 * --since T. */
+	char *journal;
+	char *log;
+	char *since;
+	/* --from PROJECT[@CHECKPOINT] (fork.h). */
+	char *from;
+	/* --overlay DIR, --diff PROJECT, --apply PROJECT (overlay.h). */
+	char *overlay;
+	char *diff;
+	char *apply;
 	char **env;
 	size_t nenv;
 	/* The positional arguments: [PROJECT] MOUNTPOINT. */

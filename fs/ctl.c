@@ -14,10 +14,17 @@
  *	exec_*       omni_vfs_exec_wait, _input, _signal, _resize, _free,
  *	             as they are (the server's handles are backend commands)
  *	exec_done    hooks.after_exec, before the EXIT frame is sent
- *	control      "save", "invalidate", "stats" and the daemon's hook
+ *	control      "save", "invalidate", "stats", the checkpoints
+ *	             ("checkpoint [MESSAGE]", "checkpoints", "rollback ID":
+ *	             state/checkpoint.h) and the daemon's hook
  *
  * So a client that has read EXIT also sees the command's changes through
  * the mount.
+ *
+ * A rollback runs with no command: it is refused while one runs, and
+ * commands that come during it are refused (-EBUSY); after it the
+ * daemon's and the kernel's caches are dropped (hooks.after_exec), as
+ * after a command.
  *
  * The socket is made mode 0600 before it exists (omni__unix_listen()), in
  * the private runtime directory. A stale socket (nobody answers) is
@@ -49,6 +56,7 @@
 #include "omni/ipc_server.h"
 #include "omni/log.h"
 #include "omni/vfs.h"
+#include "state/checkpoint.h"
 
 /* More simultaneous connections than this are refused with -EAGAIN. */
 #define CTL_MAX_CONNS 512
@@ -63,6 +71,7 @@ struct omnifs_ctl {
 	char *path;
 	struct omni__ipc_server *server;
 	atomic_ullong refused; /* peers of another uid */
+	atomic_bool rolling_back;
 };
 
 static void block_async_signals(sigset_t *old)
@@ -118,6 +127,9 @@ static int ctl_exec_start(void *payload, const struct omni_exec_request *req,
 	int rc;
 
 	(void)pid; /* not meaningful across backends: it stays 0 */
+	if (atomic_load(&ctl->rolling_back))
+		return omni_error_set(-EBUSY, "a rollback of the workspace is "
+		                              "running: try again after it");
 	rc = omni_vfs_path(ctl->b, req->cwd ? req->cwd : "", cwd, sizeof(cwd));
 	if (rc < 0)
 		return rc;
@@ -166,6 +178,18 @@ static char *ctl_stats_text(struct omnifs_ctl *ctl)
 	return text;
 }
 
+/* An error (with its message) or text (freed), to the client. */
+static void reply_result(struct omni__ipc_conn *conn, int rc, char *text)
+{
+	if (rc < 0)
+		omni__ipc_conn_reply(conn, (unsigned int)-rc,
+		                     *omni_error_last() ? omni_error_last()
+		                                        : strerror(-rc));
+	else
+		omni__ipc_conn_reply(conn, 0, text ? text : "");
+	free(text);
+}
+
 static void ctl_save(struct omnifs_ctl *ctl, struct omni__ipc_conn *conn,
                      const char *message)
 {
@@ -174,15 +198,11 @@ static void ctl_save(struct omnifs_ctl *ctl, struct omni__ipc_conn *conn,
 
 	omni_error_clear();
 	rc = omni_backend_save_snapshot(ctl->b, message, &id);
-	if (rc < 0)
-		omni__ipc_conn_reply(conn, (unsigned int)-rc,
-		                     *omni_error_last() ? omni_error_last()
-		                                        : strerror(-rc));
-	else
-		omni__ipc_conn_reply(conn, 0, id ? id : "nothing to save");
 	if (rc == 0 && id && ctl->hooks.after_save)
 		ctl->hooks.after_save(id, ctl->hooks.payload);
-	free(id);
+	if (rc == 0 && !id)
+		id = strdup("nothing to save");
+	reply_result(conn, rc, id);
 }
 
 /* The server's own counters, then the daemon's (hook). */
@@ -233,6 +253,63 @@ static void ctl_other(struct omnifs_ctl *ctl, struct omni__ipc_conn *conn,
 	free(reply);
 }
 
+static void ctl_added(const char *path, void *payload)
+{
+	struct omnifs_ctl *ctl = payload;
+
+	if (ctl->hooks.invalidate_path)
+		ctl->hooks.invalidate_path(path, ctl->hooks.payload);
+}
+
+/* No command runs during a rollback: refused while one runs, and new
+ * ones are refused until it is over. Then the caches go. */
+static int ctl_rollback(struct omnifs_ctl *ctl, const char *id, char **text)
+{
+	struct omni__ipc_server_stats st;
+	bool idle = false;
+	int rc;
+
+	if (!atomic_compare_exchange_strong(&ctl->rolling_back, &idle, true))
+		return omni_error_set(-EBUSY, "another rollback is running");
+	omni__ipc_server_stats(ctl->server, &st);
+	if (st.running > 0) {
+		atomic_store(&ctl->rolling_back, false);
+		return omni_error_set(-EBUSY,
+		                      "%u command%s running: rollback refused "
+		                      "(wait for %s to end)",
+		                      st.running, st.running == 1 ? "" : "s",
+		                      st.running == 1 ? "it" : "them");
+	}
+	rc = omni__checkpoint_rollback_cb(ctl->b, id, ctl_added, ctl, text);
+	if (ctl->hooks.after_exec)
+		ctl->hooks.after_exec(ctl->hooks.payload);
+	atomic_store(&ctl->rolling_back, false);
+	return rc;
+}
+
+/* "checkpoint [MESSAGE]", "checkpoints", "rollback ID"; false for
+ * another request. */
+static bool ctl_checkpoints(struct omnifs_ctl *ctl, struct omni__ipc_conn *conn,
+                            const char *text)
+{
+	char *out = NULL;
+	int rc;
+
+	omni_error_clear();
+	if (strcmp(text, "checkpoint") == 0 ||
+	    strncmp(text, "checkpoint ", 11) == 0)
+		rc = omni__checkpoint_create(ctl->b,
+		                             text[10] ? text + 11 : NULL, &out);
+	else if (strcmp(text, "checkpoints") == 0)
+		rc = omni__checkpoint_list(ctl->b, &out);
+	else if (strncmp(text, "rollback ", 9) == 0)
+		rc = ctl_rollback(ctl, text + 9, &out);
+	else
+		return false;
+	reply_result(conn, rc, out);
+	return true;
+}
+
 /* Everything but "ping", which the server answers. */
 static void ctl_control(void *payload, struct omni__ipc_conn *conn,
                         const char *text)
@@ -247,7 +324,7 @@ static void ctl_control(void *payload, struct omni__ipc_conn *conn,
 		omni__ipc_conn_reply(conn, 0, "invalidated");
 	} else if (strcmp(text, "stats") == 0) {
 		ctl_stats(ctl, conn, text);
-	} else {
+	} else if (!ctl_checkpoints(ctl, conn, text)) {
 		ctl_other(ctl, conn, text);
 	}
 }
@@ -289,6 +366,7 @@ int omnifs_ctl_start(struct omnifs_ctl **out, struct omni_backend *b,
 	if (hooks)
 		ctl->hooks = *hooks;
 	atomic_init(&ctl->refused, 0);
+	atomic_init(&ctl->rolling_back, false);
 	ctl->path = strdup(socket_path);
 	if (!ctl->path) {
 		rc = omni_error_set(-ENOMEM, "control server: out of memory");

@@ -32,6 +32,10 @@ struct omnifs_ctl_hooks {
 	int (*control)(const char *request, char **reply, void *payload);
 	/* After a "save" request that saved a snapshot (id names it). */
 	void (*after_save)(const char *id, void *payload);
+	/* After a rollback, before after_exec: path (workspace-relative)
+	 * was made by it where nothing was (the kernel may remember the
+	 * name as missing). */
+	void (*invalidate_path)(const char *path, void *payload);
 	void *payload;
 };
 

@@ -3,15 +3,20 @@
  *
  *	omnifs [options] [PROJECT] MOUNTPOINT
  *	omnifs --list [--json]
+ *	omnifs --log PROJECT [--since T] [--json]
+ *	omnifs --diff PROJECT | --apply PROJECT
  *
  * Order of events: parse options (cli.c); check the mount point
  * (mountpoint.c: a directory with nothing mounted on it, a dead mount of
  * ours cleared); unless -f, fork, and let the parent wait on a pipe until
  * the child reports "mounted" or an error (so a startup failure reaches
  * the terminal with a non-zero exit, and the shell, or mount(8), gets its
- * prompt back only once the mount works); start the backend session
- * (core/session.h: the backend, its state manager and, for a remote
- * backend, the cache in front of it; start loads the latest snapshot);
+ * prompt back only once the mount works); with --overlay, mount the
+ * overlayfs the local backend will serve (overlay.h); start the backend
+ * session (core/session.h: the backend, its state manager and, for a
+ * remote backend, the cache in front of it; start loads the latest
+ * snapshot); with --from, fill the new workspace from a checkpoint
+ * (fork.h); unless -o journal=off, start the journal (journal_cmd.h);
  * create and mount the FUSE session (with auto_unmount unless turned off,
  * so a killed daemon leaves no dead mount); open the control socket for
  * omni-exec; publish the session file --list reads (sessions.c); serve.
@@ -48,6 +53,9 @@
 #include "omni/session.h"
 #include "omnifs.h"
 #include "cli.h"
+#include "fork.h"
+#include "overlay.h"
+#include "journal_cmd.h"
 #include "sessions.h"
 
 /* --- reporting to the waiting parent -------------------------------------- */
@@ -168,7 +176,8 @@ struct daemon {
 	struct omnifs_session_info info;
 	char last_save_id[128];
 	pthread_mutex_t info_lock;
-	int fuse_dup; /* see hold_fuse_device() */
+	int fuse_dup;                   /* see hold_fuse_device() */
+	struct omnifs_overlay *overlay; /* --overlay, while mounted */
 };
 
 /* What a step returns to go on to the next one (else an exit code). */
@@ -211,6 +220,12 @@ static int hook_control(const char *request, char **reply, void *payload)
 	return -EINVAL;
 }
 
+/* A rollback made path where the kernel may remember nothing. */
+static void hook_invalidate_path(const char *path, void *payload)
+{
+	omnifs_invalidate_path(&((struct daemon *)payload)->fs, path, NULL);
+}
+
 /* A snapshot was saved on request: --list shows when. */
 static void hook_after_save(const char *id, void *payload)
 {
@@ -246,6 +261,16 @@ static int check_command_line(struct daemon *d, const char *prog)
 	}
 	if (d->cli.list)
 		return omnifs_session_list(stdout, d->cli.json);
+	if (d->cli.log)
+		return omnifs_journal_log(&d->cli, stdout);
+	if (d->cli.diff)
+		return omnifs_overlay_diff(d->cli.data_path, d->cli.diff,
+		                           stdout);
+	if (d->cli.apply)
+		return omnifs_overlay_apply(d->cli.data_path, d->cli.apply,
+		                            stdout);
+	if (omnifs_journal_wanted(&d->cli) < 0)
+		return 2;
 	if (!mnt) {
 		fprintf(
 		    stderr,
@@ -410,12 +435,38 @@ static int add_cache(struct daemon *d)
 	return rc;
 }
 
+/* --overlay DIR: the workspace the local backend serves is an overlayfs
+ * of DIR (overlay.h), mounted before the backend starts. */
+static int start_overlay(struct daemon *d)
+{
+	if (d->cli.backend && strcmp(d->cli.backend, "local") != 0) {
+		fail("--overlay works with the local backend only");
+		return -1;
+	}
+	if (!(d->overlay = calloc(1, sizeof(*d->overlay)))) {
+		fail("out of memory");
+		return -1;
+	}
+	if (omnifs_overlay_mount(d->overlay, d->cli.overlay, d->data_path,
+	                         d->project) < 0) {
+		fail("%s", omni_error_last());
+		free(d->overlay);
+		d->overlay = NULL;
+		return -1;
+	}
+	return 0;
+}
+
 /* Make the session (state manager, backend, cache) and start it, which
  * loads the latest snapshot. */
 static int start_session(struct daemon *d)
 {
 	struct omni_state *state = NULL;
-	int rc = omni_state_new(&state, d->cli.state ? d->cli.state : "none");
+	int rc;
+
+	if (d->cli.overlay && start_overlay(d) < 0)
+		return -1;
+	rc = omni_state_new(&state, d->cli.state ? d->cli.state : "none");
 
 	if (rc == 0)
 		rc = omni__session_open(
@@ -426,6 +477,13 @@ static int start_session(struct daemon *d)
 		rc = add_cache(d);
 	if (rc == 0)
 		rc = omni__session_start(d->session);
+	if (rc == 0 && d->cli.from &&
+	    (rc = omnifs_fork(omni__session_backend(d->session), d->cli.from)) <
+	        0)
+		omni__session_shutdown(d->session);
+	if (rc == 0 && omnifs_journal_wanted(&d->cli) == 1 &&
+	    (rc = omni__session_journal(d->session)) < 0)
+		omni__session_shutdown(d->session);
 	if (rc < 0) {
 		fail("%s", omni_error_last());
 		return -1;
@@ -555,6 +613,7 @@ static int start_control(struct daemon *d)
 		.after_exec = hook_after_exec,
 		.control = hook_control,
 		.after_save = hook_after_save,
+		.invalidate_path = hook_invalidate_path,
 		.payload = d,
 	};
 
@@ -669,6 +728,10 @@ static int stop_session(struct daemon *d, int ret)
 	}
 	omnifs_inodes_free(d->fs.inodes);
 	d->fs.inodes = NULL;
+	if (d->overlay)
+		omnifs_overlay_unmount(d->overlay);
+	free(d->overlay);
+	d->overlay = NULL;
 	return ret;
 }
 

@@ -14,6 +14,7 @@ packages=(
 	gcc make pkg-config libc6-dev
 	libfuse3-dev fuse3
 	libcurl4-openssl-dev libcjson-dev libgit2-dev libarchive-dev libssl-dev
+	libsqlite3-dev sqlite3
 	# tests
 	libcriterion-dev git bindfs curl util-linux procps bc python3
 	# real programs on the mount (tests/fs/test_programs.c): an autotools

@@ -17,6 +17,7 @@
  * set before the session starts or belongs to the backend.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,7 @@
 #include "omni/error.h"
 #include "omni/log.h"
 #include "core/session.h"
+#include "journal/hook.h"
 
 const char *omni_status_name(enum omni_status status)
 {
@@ -383,6 +385,15 @@ static int check_running(struct omni_backend *b)
 		return (b)->ops->slot(__VA_ARGS__);                            \
 	} while (0)
 
+/* The same, for a call whose result the journal records: into rc. */
+#define CALL_RC(rc, b, slot, what, ...)                                        \
+	do {                                                                   \
+		(rc) = check_running(b);                                       \
+		if ((rc) == 0)                                                 \
+			(rc) = (b)->ops->slot ? (b)->ops->slot(__VA_ARGS__)    \
+			                      : no_op((b), (what));            \
+	} while (0)
+
 #define FCALL(f, slot, what, ...)                                              \
 	do {                                                                   \
 		if (!(f)->backend->ops->slot)                                  \
@@ -435,29 +446,54 @@ int omni_vfs_readdir(struct omni_backend *b, const char *path,
 
 int omni_vfs_mkdir(struct omni_backend *b, const char *path, mode_t mode)
 {
-	CALL(b, mkdir, "mkdir", b, path, mode);
+	int rc;
+
+	CALL_RC(rc, b, mkdir, "mkdir", b, path, mode);
+	if (b->journal)
+		omni__journal_path_op(b, "mkdir", path, NULL, -1, mode, rc);
+	return rc;
 }
 
 int omni_vfs_rmdir(struct omni_backend *b, const char *path)
 {
-	CALL(b, rmdir, "rmdir", b, path);
+	int rc;
+
+	CALL_RC(rc, b, rmdir, "rmdir", b, path);
+	if (b->journal)
+		omni__journal_path_op(b, "rmdir", path, NULL, -1, -1, rc);
+	return rc;
 }
 
 int omni_vfs_unlink(struct omni_backend *b, const char *path)
 {
-	CALL(b, unlink, "unlink", b, path);
+	int rc;
+
+	CALL_RC(rc, b, unlink, "unlink", b, path);
+	if (b->journal)
+		omni__journal_path_op(b, "unlink", path, NULL, -1, -1, rc);
+	return rc;
 }
 
 int omni_vfs_rename(struct omni_backend *b, const char *from, const char *to,
                     unsigned int flags)
 {
-	CALL(b, rename, "rename", b, from, to, flags);
+	int rc;
+
+	CALL_RC(rc, b, rename, "rename", b, from, to, flags);
+	if (b->journal)
+		omni__journal_path_op(b, "rename", from, to, -1, -1, rc);
+	return rc;
 }
 
 int omni_vfs_symlink(struct omni_backend *b, const char *target,
                      const char *path)
 {
-	CALL(b, symlink, "symlink", b, target, path);
+	int rc;
+
+	CALL_RC(rc, b, symlink, "symlink", b, target, path);
+	if (b->journal)
+		omni__journal_path_op(b, "symlink", path, target, -1, -1, rc);
+	return rc;
 }
 
 ssize_t omni_vfs_readlink(struct omni_backend *b, const char *path, char *buf,
@@ -468,29 +504,58 @@ ssize_t omni_vfs_readlink(struct omni_backend *b, const char *path, char *buf,
 
 int omni_vfs_link(struct omni_backend *b, const char *from, const char *to)
 {
-	CALL(b, link, "link", b, from, to);
+	int rc;
+
+	CALL_RC(rc, b, link, "link", b, from, to);
+	if (b->journal)
+		omni__journal_path_op(b, "link", from, to, -1, -1, rc);
+	return rc;
 }
 
 int omni_vfs_chmod(struct omni_backend *b, const char *path, mode_t mode)
 {
-	CALL(b, chmod, "chmod", b, path, mode);
+	int rc;
+
+	CALL_RC(rc, b, chmod, "chmod", b, path, mode);
+	if (b->journal)
+		omni__journal_path_op(b, "chmod", path, NULL, -1, mode & 07777,
+		                      rc);
+	return rc;
 }
 
 int omni_vfs_chown(struct omni_backend *b, const char *path, uid_t uid,
                    gid_t gid)
 {
-	CALL(b, chown, "chown", b, path, uid, gid);
+	int rc;
+
+	CALL_RC(rc, b, chown, "chown", b, path, uid, gid);
+	if (b->journal) {
+		char ids[48];
+		snprintf(ids, sizeof(ids), "%d:%d", (int)uid, (int)gid);
+		omni__journal_path_op(b, "chown", path, ids, -1, -1, rc);
+	}
+	return rc;
 }
 
 int omni_vfs_utimens(struct omni_backend *b, const char *path,
                      const struct timespec ts[2])
 {
-	CALL(b, utimens, "utimens", b, path, ts);
+	int rc;
+
+	CALL_RC(rc, b, utimens, "utimens", b, path, ts);
+	if (b->journal)
+		omni__journal_path_op(b, "utimens", path, NULL, -1, -1, rc);
+	return rc;
 }
 
 int omni_vfs_truncate(struct omni_backend *b, const char *path, off_t size)
 {
-	CALL(b, truncate, "truncate", b, path, size);
+	int rc;
+
+	CALL_RC(rc, b, truncate, "truncate", b, path, size);
+	if (b->journal)
+		omni__journal_path_op(b, "truncate", path, NULL, size, -1, rc);
+	return rc;
 }
 
 int omni_vfs_statfs(struct omni_backend *b, struct statvfs *st)
@@ -501,8 +566,16 @@ int omni_vfs_statfs(struct omni_backend *b, struct statvfs *st)
 int omni_vfs_open(struct omni_backend *b, const char *path, int flags,
                   mode_t mode, struct omni_file **out)
 {
+	int rc;
+
 	*out = NULL;
-	CALL(b, open, "open", b, path, flags, mode, out);
+	CALL_RC(rc, b, open, "open", b, path, flags, mode, out);
+	if (*out)
+		(*out)->journal = NULL;
+	if (b->journal)
+		omni__journal_opened(b, rc < 0 ? NULL : *out, path, -1, NULL,
+		                     flags, mode, (flags & O_CREAT) != 0, rc);
+	return rc;
 }
 
 ssize_t omni_vfs_read(struct omni_file *f, void *buf, size_t size, off_t off)
@@ -513,7 +586,14 @@ ssize_t omni_vfs_read(struct omni_file *f, void *buf, size_t size, off_t off)
 ssize_t omni_vfs_write(struct omni_file *f, const void *buf, size_t size,
                        off_t off)
 {
-	FCALL(f, write, "write", f, buf, size, off);
+	ssize_t n;
+
+	if (!f->backend->ops->write)
+		return no_op(f->backend, "write");
+	n = f->backend->ops->write(f, buf, size, off);
+	if (f->journal && f->backend->journal)
+		omni__journal_wrote(f, off, n);
+	return n;
 }
 
 int omni_vfs_fstat(struct omni_file *f, struct stat *st)
@@ -523,7 +603,14 @@ int omni_vfs_fstat(struct omni_file *f, struct stat *st)
 
 int omni_vfs_ftruncate(struct omni_file *f, off_t size)
 {
-	FCALL(f, ftruncate, "ftruncate", f, size);
+	int rc;
+
+	if (!f->backend->ops->ftruncate)
+		return no_op(f->backend, "ftruncate");
+	rc = f->backend->ops->ftruncate(f, size);
+	if (f->journal && f->backend->journal)
+		omni__journal_ftruncated(f, size, rc);
+	return rc;
 }
 
 int omni_vfs_flush(struct omni_file *f)
@@ -564,6 +651,8 @@ int omni_vfs_release(struct omni_file *f)
 {
 	if (!f)
 		return 0;
+	if (f->journal && f->backend->journal)
+		omni__journal_releasing(f);
 	return f->backend->ops->release(f);
 }
 
@@ -571,14 +660,32 @@ int omni_vfs_exec_start(struct omni_backend *b,
                         const struct omni_exec_request *req,
                         struct omni_exec **out)
 {
+	int rc;
+
 	*out = NULL;
-	CALL(b, exec_start, "running commands", b, req, out);
+	CALL_RC(rc, b, exec_start, "running commands", b, req, out);
+	if (*out)
+		(*out)->journal = NULL;
+	if (b->journal)
+		omni__journal_exec_started(b, req, rc < 0 ? NULL : *out, rc);
+	return rc;
 }
 
 int omni_vfs_exec_wait(struct omni_exec *e, omni_output_cb cb, void *payload,
                        struct omni_exec_status *status)
 {
-	FCALL(e, exec_wait, "exec wait", e, cb, payload, status);
+	struct omni__journal_counter c = { cb, payload, 0, 0 };
+	int rc;
+
+	if (!e->journal)
+		FCALL(e, exec_wait, "exec wait", e, cb, payload, status);
+	if (!e->backend->ops->exec_wait)
+		rc = no_op(e->backend, "exec wait");
+	else
+		rc = e->backend->ops->exec_wait(e, omni__journal_count_output,
+		                                &c, status);
+	omni__journal_exec_waited(e, &c, status, rc);
+	return rc;
 }
 
 int omni_vfs_exec_input(struct omni_exec *e, const void *data, size_t len)
@@ -599,8 +706,11 @@ int omni_vfs_exec_resize(struct omni_exec *e, unsigned short rows,
 
 void omni_vfs_exec_free(struct omni_exec *e)
 {
-	if (e)
-		e->backend->ops->exec_free(e);
+	if (!e)
+		return;
+	if (e->journal)
+		omni__journal_exec_freeing(e);
+	e->backend->ops->exec_free(e);
 }
 
 int omni_vfs_watch(struct omni_backend *b, omni_change_cb cb, void *payload)
@@ -631,6 +741,14 @@ int omni_vfs_invalidate(struct omni_backend *b, const char *path)
 		CALL(b, slot, what, __VA_ARGS__);                              \
 	} while (0)
 
+#define NCALL_RC(rc, b, slot, what, ...)                                       \
+	do {                                                                   \
+		if ((b)->ops->version < 3)                                     \
+			(rc) = no_op((b), (what));                             \
+		else                                                           \
+			CALL_RC(rc, b, slot, what, __VA_ARGS__);               \
+	} while (0)
+
 int omni_vfs_node_root(struct omni_backend *b)
 {
 	NCALL(b, node_root, "node_root", b);
@@ -651,38 +769,74 @@ int omni_vfs_node_lookup(struct omni_backend *b, int dirfd, const char *name,
 int omni_vfs_node_mkdir(struct omni_backend *b, int dirfd, const char *name,
                         mode_t mode)
 {
-	NCALL(b, node_mkdir, "node_mkdir", b, dirfd, name, mode);
+	int rc;
+
+	NCALL_RC(rc, b, node_mkdir, "node_mkdir", b, dirfd, name, mode);
+	if (b->journal)
+		omni__journal_node_op(b, "mkdir", dirfd, name, -1, NULL, -1,
+		                      mode, rc);
+	return rc;
 }
 
 int omni_vfs_node_mknod(struct omni_backend *b, int dirfd, const char *name,
                         mode_t mode, dev_t rdev)
 {
-	NCALL(b, node_mknod, "node_mknod", b, dirfd, name, mode, rdev);
+	int rc;
+
+	NCALL_RC(rc, b, node_mknod, "node_mknod", b, dirfd, name, mode, rdev);
+	if (b->journal)
+		omni__journal_node_op(b, "mknod", dirfd, name, -1, NULL, -1,
+		                      mode, rc);
+	return rc;
 }
 
 int omni_vfs_node_symlink(struct omni_backend *b, const char *target, int dirfd,
                           const char *name)
 {
-	NCALL(b, node_symlink, "node_symlink", b, target, dirfd, name);
+	int rc;
+
+	NCALL_RC(rc, b, node_symlink, "node_symlink", b, target, dirfd, name);
+	if (b->journal)
+		omni__journal_node_op(b, "symlink", dirfd, name, -1, target, -1,
+		                      -1, rc);
+	return rc;
 }
 
 int omni_vfs_node_link(struct omni_backend *b, int fd, int newdirfd,
                        const char *newname)
 {
-	NCALL(b, node_link, "node_link", b, fd, newdirfd, newname);
+	int rc;
+
+	NCALL_RC(rc, b, node_link, "node_link", b, fd, newdirfd, newname);
+	if (b->journal)
+		omni__journal_node_op(b, "link", fd, NULL, newdirfd, newname,
+		                      -1, -1, rc);
+	return rc;
 }
 
 int omni_vfs_node_unlink(struct omni_backend *b, int dirfd, const char *name,
                          bool dir)
 {
-	NCALL(b, node_unlink, "node_unlink", b, dirfd, name, dir);
+	int rc;
+
+	NCALL_RC(rc, b, node_unlink, "node_unlink", b, dirfd, name, dir);
+	if (b->journal)
+		omni__journal_node_op(b, dir ? "rmdir" : "unlink", dirfd, name,
+		                      -1, NULL, -1, -1, rc);
+	return rc;
 }
 
 int omni_vfs_node_rename(struct omni_backend *b, int dirfd, const char *name,
                          int newdirfd, const char *newname, unsigned int flags)
 {
-	NCALL(b, node_rename, "node_rename", b, dirfd, name, newdirfd, newname,
-	      flags);
+	int rc;
+
+	NCALL_RC(rc, b, node_rename, "node_rename", b, dirfd, name, newdirfd,
+	         newname, flags);
+	if (b->journal)
+		omni__journal_node_op(b, "rename", dirfd, name, newdirfd,
+		                      newname, -1, -1, rc);
+	return rc;
 }
 
 ssize_t omni_vfs_node_readlink(struct omni_backend *b, int fd, char *buf,
@@ -699,35 +853,79 @@ int omni_vfs_node_readdir(struct omni_backend *b, int fd, omni_dirent_cb cb,
 
 int omni_vfs_node_chmod(struct omni_backend *b, int fd, mode_t mode)
 {
-	NCALL(b, node_chmod, "node_chmod", b, fd, mode);
+	int rc;
+
+	NCALL_RC(rc, b, node_chmod, "node_chmod", b, fd, mode);
+	if (b->journal)
+		omni__journal_node_op(b, "chmod", fd, NULL, -1, NULL, -1,
+		                      mode & 07777, rc);
+	return rc;
 }
 
 int omni_vfs_node_chown(struct omni_backend *b, int fd, uid_t uid, gid_t gid)
 {
-	NCALL(b, node_chown, "node_chown", b, fd, uid, gid);
+	int rc;
+
+	NCALL_RC(rc, b, node_chown, "node_chown", b, fd, uid, gid);
+	if (b->journal) {
+		char ids[48];
+		snprintf(ids, sizeof(ids), "%d:%d", (int)uid, (int)gid);
+		omni__journal_node_op(b, "chown", fd, NULL, -1, ids, -1, -1,
+		                      rc);
+	}
+	return rc;
 }
 
 int omni_vfs_node_utimens(struct omni_backend *b, int fd,
                           const struct timespec ts[2])
 {
-	NCALL(b, node_utimens, "node_utimens", b, fd, ts);
+	int rc;
+
+	NCALL_RC(rc, b, node_utimens, "node_utimens", b, fd, ts);
+	if (b->journal)
+		omni__journal_node_op(b, "utimens", fd, NULL, -1, NULL, -1, -1,
+		                      rc);
+	return rc;
 }
 
 int omni_vfs_node_truncate(struct omni_backend *b, int fd, off_t size)
 {
-	NCALL(b, node_truncate, "node_truncate", b, fd, size);
+	int rc;
+
+	NCALL_RC(rc, b, node_truncate, "node_truncate", b, fd, size);
+	if (b->journal)
+		omni__journal_node_op(b, "truncate", fd, NULL, -1, NULL, size,
+		                      -1, rc);
+	return rc;
 }
 
 int omni_vfs_node_open(struct omni_backend *b, int fd, int flags,
                        struct omni_file **out)
 {
+	int rc;
+
 	*out = NULL;
-	NCALL(b, node_open, "node_open", b, fd, flags, out);
+	NCALL_RC(rc, b, node_open, "node_open", b, fd, flags, out);
+	if (*out)
+		(*out)->journal = NULL;
+	if (b->journal)
+		omni__journal_opened(b, rc < 0 ? NULL : *out, NULL, fd, NULL,
+		                     flags, 0, false, rc);
+	return rc;
 }
 
 int omni_vfs_node_create(struct omni_backend *b, int dirfd, const char *name,
                          int flags, mode_t mode, struct omni_file **out)
 {
+	int rc;
+
 	*out = NULL;
-	NCALL(b, node_create, "node_create", b, dirfd, name, flags, mode, out);
+	NCALL_RC(rc, b, node_create, "node_create", b, dirfd, name, flags, mode,
+	         out);
+	if (*out)
+		(*out)->journal = NULL;
+	if (b->journal)
+		omni__journal_opened(b, rc < 0 ? NULL : *out, NULL, dirfd, name,
+		                     flags, mode, true, rc);
+	return rc;
 }

@@ -774,8 +774,13 @@ int omni__host_node_rename(struct omni_backend *b, int dirfd, const char *name,
 		rc = check_name("rename", newname);
 	if (rc < 0)
 		return rc;
+	/* Single names resolve nowhere: EXDEV is the file system's own
+	 * (an overlayfs directory of the lower layer), which mv(1) meets by
+	 * copying; not the refusal fail() makes of it. */
 	if (renameat2(dirfd, name, newdirfd, newname, flags) < 0)
-		return fail(-errno, "rename", name);
+		return errno == EXDEV
+		           ? omni_error_set_errno(-EXDEV, "rename: %s", name)
+		           : fail(-errno, "rename", name);
 	return 0;
 }
 

@@ -14,6 +14,7 @@
  * stops the backend).
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,8 @@
 #include "omni/state.h"
 #include "core/registry.h"
 #include "core/session.h"
+#include "journal/hook.h"
+#include "journal/journal.h"
 
 struct omni__session {
 	/* The backend made for the session; owned by the cache when there
@@ -192,11 +195,26 @@ int omni__session_shutdown(struct omni__session *s)
 	src = omni_state_save(s->state, b, "session shutdown", NULL);
 	if (src < 0)
 		omni__error_save(&saved);
+	omni__journal_detach(b);
 	rc = omni__backend_stop(b);
 	if (src < 0)
 		return omni_error_set(src, "saving the snapshot: %s",
 		                      saved.msg);
 	return rc;
+}
+
+int omni__session_journal(struct omni__session *s)
+{
+	struct omni_backend *b = omni__session_backend(s);
+	char path[PATH_MAX];
+	int rc;
+
+	if (!b || !omni__backend_running(b) || b->journal)
+		return omni_error_set(-EINVAL, "journal: the session must run, "
+		                               "without a journal");
+	rc = omni__journal_path(b->opts.data_path, b->project_id, path,
+	                        sizeof(path));
+	return rc < 0 ? rc : omni__journal_attach(b, path);
 }
 
 void omni__session_free(struct omni__session *s)

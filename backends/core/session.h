@@ -70,6 +70,11 @@ int omni__session_start(struct omni__session *s);
  * error is returned). A session that is not running is left alone. */
 int omni__session_shutdown(struct omni__session *s);
 
+/* Start the journal (journal/journal.h) of the running session: every
+ * mutating call and command through what it shows is recorded in
+ * <data>/.omnifs-journal/<project>.sqlite until shutdown. */
+int omni__session_journal(struct omni__session *s);
+
 /* Shut down, then free the backend, the cache and the manager. NULL ok. */
 void omni__session_free(struct omni__session *s);
 

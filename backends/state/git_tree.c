@@ -486,3 +486,50 @@ out:
 	git_index_free(index);
 	omni__ws_list_finish(&list);
 }
+
+/* --- writing a tree into the workspace ------------------------------------ */
+
+int omni__git_apply_begin(struct git_op *op, struct tree_apply *ta,
+                          struct omni__apply *a, git_tree *tree,
+                          const char *what)
+{
+	int rc;
+
+	memset(ta, 0, sizeof(*ta));
+	ta->op = op;
+	ta->a = a;
+	ta->what = what;
+	if ((rc = omni__limits_init(&ta->limits)) < 0)
+		return rc;
+	if ((rc = git_repository_odb(&ta->odb, op->repo)) < 0)
+		return omni__git_fail(rc, "opening the object store");
+	if ((rc = git_tree_walk(tree, GIT_TREEWALK_PRE, omni__git_check_tree_cb,
+	                        ta)) < 0)
+		return ta->rc < 0 ? ta->rc
+		                  : omni__git_fail(rc, "checking %s", what);
+	return omni__apply_begin(a, op->b, OMNI__SCAN_SKIP_GIT, &op->progress,
+	                         what);
+}
+
+int omni__git_apply_write(struct git_op *op, struct tree_apply *ta,
+                          git_tree *tree, const char *hex)
+{
+	int rc;
+
+	if ((rc = git_index_open(&ta->cache, op->cache)) < 0) {
+		git_error_clear();
+		unlink(op->cache);
+		if ((rc = git_index_open(&ta->cache, op->cache)) < 0)
+			return omni__git_fail(rc, "opening %s", op->cache);
+	}
+	rc = git_tree_walk(tree, GIT_TREEWALK_PRE, omni__git_apply_walk_cb, ta);
+	git_index_free(ta->cache);
+	ta->cache = NULL;
+	if (rc < 0)
+		return ta->rc < 0 ? ta->rc
+		                  : omni__git_fail(rc, "loading %.12s", hex);
+	if ((rc = omni__apply_finish(ta->a)) < 0)
+		return rc;
+	omni__git_cache_after_load(op, tree);
+	return 0;
+}

@@ -152,7 +152,7 @@ static int path_in(char *out, const char *dir, const char *fmt,
 	return 0;
 }
 
-static void op_end(struct git_op *op)
+void omni__git_op_end(struct git_op *op)
 {
 	git_repository_free(op->repo);
 	op->repo = NULL;
@@ -179,8 +179,8 @@ static int open_store(struct git_op *op)
 	return 0;
 }
 
-static int op_begin(struct git_op *op, struct git_state *gs,
-                    struct omni_backend *b, const char *what)
+int omni__git_op_begin(struct git_op *op, struct git_state *gs,
+                       struct omni_backend *b, const char *what)
 {
 	const char *project = omni_backend_project_id(b);
 	char lock[PATH_MAX];
@@ -216,7 +216,7 @@ static int op_begin(struct git_op *op, struct git_state *gs,
 	                           &op->lock_fd)) < 0)
 		return rc;
 	if ((rc = open_store(op)) < 0) {
-		op_end(op);
+		omni__git_op_end(op);
 		return rc;
 	}
 	return 0;
@@ -351,7 +351,7 @@ static int git_save(struct omni_state *st, struct omni_backend *b,
 	int rc;
 
 	pthread_mutex_lock(&gs->mutex);
-	if ((rc = op_begin(&op, gs, b, "save")) < 0)
+	if ((rc = omni__git_op_begin(&op, gs, b, "save")) < 0)
 		goto unlock;
 	omni__progress_start(&op.progress, b->opts.progress,
 	                     "saving snapshot to git");
@@ -429,7 +429,7 @@ static int git_save(struct omni_state *st, struct omni_backend *b,
 	                 : "unchanged");
 out:
 	omni__progress_done(&op.progress, NULL);
-	op_end(&op);
+	omni__git_op_end(&op);
 unlock:
 	pthread_mutex_unlock(&gs->mutex);
 	return rc;
@@ -499,7 +499,7 @@ static int git_load(struct omni_state *st, struct omni_backend *b)
 	int rc;
 
 	pthread_mutex_lock(&gs->mutex);
-	if ((rc = op_begin(&op, gs, b, "load")) < 0)
+	if ((rc = omni__git_op_begin(&op, gs, b, "load")) < 0)
 		goto unlock;
 	omni__progress_start(&op.progress, b->opts.progress, "fetching %s",
 	                     op.branch);
@@ -519,24 +519,8 @@ static int git_load(struct omni_state *st, struct omni_backend *b)
 		rc = omni__git_fail(rc, "reading snapshot %.12s", hex);
 		goto out;
 	}
-	ta.op = &op;
-	ta.a = &a;
 	snprintf(what, sizeof(what), "git state: %.12s on %s", hex, op.branch);
-	ta.what = what;
-	if ((rc = omni__limits_init(&ta.limits)) < 0)
-		goto out;
-	if ((rc = git_repository_odb(&ta.odb, op.repo)) < 0) {
-		rc = omni__git_fail(rc, "opening the object store");
-		goto out;
-	}
-	if ((rc = git_tree_walk(tree, GIT_TREEWALK_PRE, omni__git_check_tree_cb,
-	                        &ta)) < 0) {
-		rc = ta.rc < 0 ? ta.rc
-		               : omni__git_fail(rc, "checking %.12s", hex);
-		goto out;
-	}
-	if ((rc = omni__apply_begin(&a, b, OMNI__SCAN_SKIP_GIT, &op.progress,
-	                            what)) < 0)
+	if ((rc = omni__git_apply_begin(&op, &ta, &a, tree, what)) < 0)
 		goto out;
 	applying = true;
 	if (t.is_local && !omni__apply_workspace_empty(&a)) {
@@ -557,27 +541,8 @@ static int git_load(struct omni_state *st, struct omni_backend *b)
 	if (!same) {
 		omni__progress_start(&op.progress, b->opts.progress,
 		                     "loading snapshot %.12s", hex);
-		if ((rc = git_index_open(&ta.cache, op.cache)) < 0) {
-			git_error_clear();
-			unlink(op.cache);
-			if ((rc = git_index_open(&ta.cache, op.cache)) < 0) {
-				rc = omni__git_fail(rc, "opening %s", op.cache);
-				goto out;
-			}
-		}
-		rc = git_tree_walk(tree, GIT_TREEWALK_PRE,
-		                   omni__git_apply_walk_cb, &ta);
-		git_index_free(ta.cache);
-		ta.cache = NULL;
-		if (rc < 0) {
-			rc = ta.rc < 0
-			         ? ta.rc
-			         : omni__git_fail(rc, "loading %.12s", hex);
+		if ((rc = omni__git_apply_write(&op, &ta, tree, hex)) < 0)
 			goto out;
-		}
-		if ((rc = omni__apply_finish(&a)) < 0)
-			goto out;
-		omni__git_cache_after_load(&op, tree);
 		omni__progress_done(&op.progress,
 		                    "loaded snapshot %.12s from %s", hex,
 		                    op.branch);
@@ -593,7 +558,7 @@ out:
 	git_odb_free(ta.odb);
 	git_tree_free(tree);
 	git_commit_free(commit);
-	op_end(&op);
+	omni__git_op_end(&op);
 unlock:
 	pthread_mutex_unlock(&gs->mutex);
 	return rc;
@@ -642,7 +607,7 @@ static int git_list(struct omni_state *st, struct omni_backend *b,
 	int rc;
 
 	pthread_mutex_lock(&gs->mutex);
-	if ((rc = op_begin(&op, gs, b, "list")) < 0)
+	if ((rc = omni__git_op_begin(&op, gs, b, "list")) < 0)
 		goto unlock;
 	if ((rc = pick_tip(&op, &t)) < 0 || !t.found)
 		goto out;
@@ -677,7 +642,7 @@ out:
 	if (rc < 0)
 		omni_snapshot_list_finish(out);
 	git_revwalk_free(walk);
-	op_end(&op);
+	omni__git_op_end(&op);
 unlock:
 	pthread_mutex_unlock(&gs->mutex);
 	return rc;
@@ -691,7 +656,7 @@ static int git_cleanup(struct omni_state *st, struct omni_backend *b)
 	int rc;
 
 	pthread_mutex_lock(&gs->mutex);
-	if ((rc = op_begin(&op, gs, b, "cleanup")) < 0)
+	if ((rc = omni__git_op_begin(&op, gs, b, "cleanup")) < 0)
 		goto unlock;
 	snprintf(spec, sizeof(spec), ":%s", op.ref_head);
 	if ((rc = omni__git_push(&op, spec)) < 0)
@@ -702,7 +667,7 @@ static int git_cleanup(struct omni_state *st, struct omni_backend *b)
 	omni_log(OMNI_LOG_DEBUG, "git state: deleted %s on %s and %s",
 	         op.branch, gs->remote, op.store);
 out:
-	op_end(&op);
+	omni__git_op_end(&op);
 unlock:
 	pthread_mutex_unlock(&gs->mutex);
 	return rc;

@@ -104,6 +104,12 @@ struct tree_apply {
 /* --- state_git.c ------------------------------------------------------------
  */
 
+/* Begin an operation on b's history store <state_dir>/<project>.git
+ * (made when missing): the refs of the project's branch, the store's
+ * flock (what names the operation), the repository. End releases them. */
+int omni__git_op_begin(struct git_op *op, struct git_state *gs,
+                       struct omni_backend *b, const char *what);
+void omni__git_op_end(struct git_op *op);
 /* Turn the last libgit2 failure into -errno and a message. */
 int omni__git_fail(int rc, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -146,5 +152,18 @@ int omni__git_check_tree_cb(const char *root, const git_tree_entry *te,
 /* Fill the stat cache from what was just written, so the next save does
  * not read it all back. */
 void omni__git_cache_after_load(struct git_op *op, git_tree *tree);
+/*
+ * Writing tree into the workspace of op->b, in two steps: begin (ta and
+ * a filled; every blob checked to be in the store, the limits counted,
+ * the workspace scanned: omni__apply_begin) and write (every entry
+ * staged, moved into place, what the tree lacks deleted, the stat cache
+ * refreshed). The caller frees ta->odb and, once begin succeeded,
+ * omni__apply_cleanup(a). what and hex name the tree in messages.
+ */
+int omni__git_apply_begin(struct git_op *op, struct tree_apply *ta,
+                          struct omni__apply *a, git_tree *tree,
+                          const char *what);
+int omni__git_apply_write(struct git_op *op, struct tree_apply *ta,
+                          git_tree *tree, const char *hex);
 
 #endif

@@ -118,6 +118,26 @@ Test(omni_exec, control_modes)
 	cr_assert_eq(o.mode, OMNI_EXEC_MODE_VERSION);
 }
 
+Test(omni_exec, checkpoint_modes)
+{
+	omni_assert_ok(PARSE("--checkpoint"));
+	cr_assert_eq(o.mode, OMNI_EXEC_MODE_CHECKPOINT);
+	cr_assert_null(o.save_message);
+	omni_assert_ok(PARSE("--checkpoint", "tests", "pass"));
+	cr_assert_str_eq(o.save_message, "tests pass");
+	omni_assert_ok(PARSE("--checkpoint=one"));
+	cr_assert_str_eq(o.save_message, "one");
+	omni_assert_ok(PARSE("--project", "p", "--checkpoints"));
+	cr_assert_eq(o.mode, OMNI_EXEC_MODE_CHECKPOINTS);
+	omni_assert_ok(PARSE("--rollback", "abc123"));
+	cr_assert_eq(o.mode, OMNI_EXEC_MODE_ROLLBACK);
+	cr_assert_str_eq(o.rollback_id, "abc123");
+	cr_assert_eq(PARSE("--rollback"), -EINVAL);
+	cr_assert_eq(PARSE("--rollback", "a", "--save"), -EINVAL);
+	cr_assert_eq(PARSE("--checkpoints", "x"), -EINVAL);
+	cr_assert_eq(PARSE("--checkpoint", "-t"), -EINVAL);
+}
+
 Test(omni_exec, misuse_is_refused_with_a_reason)
 {
 	static const struct {

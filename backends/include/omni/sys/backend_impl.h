@@ -186,14 +186,22 @@ struct omni_backend {
 	pthread_mutex_t lock; /* guards status across threads */
 	/* The session this backend belongs to, or NULL (set by session.c). */
 	struct omni__session *session;
+	/* The session's journal on the backend the mount calls, or NULL
+	 * (journal/hook.h; set by session.c while it runs). */
+	struct omni__journal_hook *journal;
 };
 
+/* journal: the write counter of a file open for writing under a journal,
+ * and the record of a command; set by the wrappers of backend.c after the
+ * open or start, whatever the backend put there. */
 struct omni_file {
 	struct omni_backend *backend;
+	struct omni__journal_file *journal;
 };
 
 struct omni_exec {
 	struct omni_backend *backend;
+	struct omni__journal_exec *journal;
 };
 
 /*

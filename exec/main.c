@@ -66,6 +66,8 @@ static int run_control(const struct omni__exec_options *o,
 		snprintf(request, sizeof(request), "ping");
 	else if (o->mode == OMNI_EXEC_MODE_STATS)
 		snprintf(request, sizeof(request), "stats");
+	else if (o->mode == OMNI_EXEC_MODE_SYNC)
+		snprintf(request, sizeof(request), "sync");
 	else if (o->save_message)
 		snprintf(request, sizeof(request), "save %s", o->save_message);
 	else

@@ -24,6 +24,7 @@ enum {
 	OPT_STATS,
 	OPT_SAVE,
 	OPT_PING,
+	OPT_SYNC,
 };
 
 static const struct option long_options[] = {
@@ -36,6 +37,7 @@ static const struct option long_options[] = {
 	{ "stats", no_argument, NULL, OPT_STATS },
 	{ "save", optional_argument, NULL, OPT_SAVE },
 	{ "ping", no_argument, NULL, OPT_PING },
+	{ "sync", no_argument, NULL, OPT_SYNC },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -46,7 +48,7 @@ void omni__exec_usage(FILE *f, bool full)
 	fputs("Usage: omni-exec [OPTION]... [--] COMMAND [ARG]...\n"
 	      "       omni-exec [OPTION]... -c 'SHELL COMMAND'\n"
 	      "       omni-exec [-C DIR | --project ID] --ping | --stats | "
-	      "--save [MESSAGE]\n",
+	      "--sync | --save [MESSAGE]\n",
 	      f);
 	if (!full) {
 		fputs("Try 'omni-exec --help' for more information.\n", f);
@@ -84,6 +86,9 @@ void omni__exec_usage(FILE *f, bool full)
 	    "/dev/null)\n"
 	    "      --ping            check that the session's daemon answers\n"
 	    "      --stats           print the daemon's statistics\n"
+	    "      --sync            wait until the sandbox has everything "
+	    "written through\n"
+	    "                        the mount (uploads and modes pending)\n"
 	    "      --save [MESSAGE]  save a snapshot of the workspace now\n"
 	    "  -h, --help            show this help and exit\n"
 	    "  -V, --version         show the version and exit\n"
@@ -176,7 +181,7 @@ static int set_mode(struct omni__exec_options *o, enum omni_exec_mode mode,
 	if (o->mode != OMNI_EXEC_MODE_RUN && o->mode != mode)
 		return omni_error_set(-EINVAL,
 		                      "%s cannot be combined with --ping, "
-		                      "--stats or --save",
+		                      "--stats, --sync or --save",
 		                      name);
 	o->mode = mode;
 	return 0;
@@ -204,7 +209,7 @@ static char *join_words(char **words)
 	return s;
 }
 
-/* A --ping, --stats or --save option. */
+/* A --ping, --stats, --sync or --save option. */
 static int parse_mode_option(struct omni__exec_options *o, int c,
                              const char *arg)
 {
@@ -215,6 +220,8 @@ static int parse_mode_option(struct omni__exec_options *o, int c,
 		return set_mode(o, OMNI_EXEC_MODE_PING, "--ping");
 	case OPT_STATS:
 		return set_mode(o, OMNI_EXEC_MODE_STATS, "--stats");
+	case OPT_SYNC:
+		return set_mode(o, OMNI_EXEC_MODE_SYNC, "--sync");
 	default:
 		rc = set_mode(o, OMNI_EXEC_MODE_SAVE, "--save");
 		if (rc < 0 || !arg)
@@ -257,6 +264,7 @@ static int parse_option(struct omni__exec_options *o, int c, const char *bad,
 		return 0;
 	case OPT_PING:
 	case OPT_STATS:
+	case OPT_SYNC:
 	case OPT_SAVE:
 		return parse_mode_option(o, c, optarg);
 	case 'h':
@@ -310,8 +318,8 @@ static int parse_operands(struct omni__exec_options *o, char **operands,
 		if (o->shell || o->tty || o->nenv || o->timeout_ms ||
 		    have_operands)
 			return omni_error_set(-EINVAL,
-			                      "--ping and --stats take no "
-			                      "command");
+			                      "--ping, --stats and --sync take "
+			                      "no command");
 		return 0;
 	}
 }

@@ -40,6 +40,7 @@ struct omnifs_cli {
 	char *negative_timeout;
 	char *cache_ttl;
 	char *request_timeout;
+	char *cache_mode;
 	char **env;
 	size_t nenv;
 	/* The positional arguments: [PROJECT] MOUNTPOINT. */

@@ -126,6 +126,9 @@ struct cnode {
 	mode_t set_mode;
 	bool set_times;
 	struct timespec times[2];
+	/* Uploaded, its mode and times still in the queue: base has them,
+	 * not what the sandbox says meanwhile. */
+	bool meta_pending;
 	/* The copy kept in the spool (spool.c, under spool_lock): its id (0:
 	 * none), the wgen it holds, and whether the name changed since. */
 	pthread_mutex_t spool_lock;

@@ -50,6 +50,15 @@ void omni__cache_node_attr(struct cache *c, struct cnode *n, struct stat *st)
 
 	*st =
 	    e && !e->negative && e->st.st_mode && n->in_table ? e->st : n->base;
+	/* Write-back: a mode and times not in the sandbox yet win over
+	 * what a listing brought meanwhile. */
+	if (n->set_mode)
+		st->st_mode = (st->st_mode & S_IFMT) | n->set_mode;
+	if (n->meta_pending) {
+		st->st_mode = n->base.st_mode;
+		st->st_atim = n->base.st_atim;
+		st->st_mtim = n->base.st_mtim;
+	}
 	if (fstat(n->fd, &local) == 0) {
 		st->st_size = local.st_size;
 		st->st_blocks = local.st_blocks;

@@ -117,6 +117,7 @@ void omni__cache_meta_uploaded_locked(struct cache *c, struct cnode *n)
 	}
 	n->set_mode = 0;
 	n->set_times = false;
+	n->meta_pending = true;
 }
 
 struct err_buf {
@@ -237,6 +238,9 @@ int omni__cache_meta_apply(struct cache *c)
 		rc = run_batch(c, m, count);
 		pthread_mutex_lock(&c->lock);
 		for (size_t i = 0; i < count; i++) {
+			struct cnode *n = omni__cache_node_find(c, m[i].path);
+			if (n && rc == 0)
+				n->meta_pending = false;
 			omni__cache_mark_self(c, m[i].path, false);
 			if (rc < 0)
 				omni__cache_meta_add_locked(

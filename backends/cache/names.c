@@ -417,6 +417,25 @@ static void set_mode(struct stat *st, const void *arg)
 	clock_gettime(CLOCK_REALTIME, &st->st_ctim);
 }
 
+/* Write-back: a mode or times kept on n go into its spooled record too.
+ * Called with the lock, which it releases. */
+static int attr_kept(struct cache *c, struct cnode *n)
+{
+	/* Not kept yet: its close will keep it, attributes and all. */
+	if (!n->spool_id) {
+		pthread_mutex_unlock(&c->lock);
+		return 0;
+	}
+	omni__cache_node_hold(c, n);
+	n->spool_stale = true;
+	pthread_mutex_unlock(&c->lock);
+	int rc = omni__cache_spool_put(c, n);
+	pthread_mutex_lock(&c->lock);
+	omni__cache_node_put_locked(c, n);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
 int omni__cache_chmod(struct omni_backend *b, const char *path, mode_t mode)
 {
 	struct cache *c = omni__cache_of(b);
@@ -427,9 +446,11 @@ int omni__cache_chmod(struct omni_backend *b, const char *path, mode_t mode)
 	if (n && !n->loading && !n->exists_remote) {
 		/* Not uploaded yet: the mode goes with the upload. */
 		n->create_mode = mode & 07777;
-		if (c->opts.writeback)
-			n->set_mode = mode & 07777;
 		update_attr(c, path, set_mode, &mode);
+		if (c->opts.writeback) {
+			n->set_mode = mode & 07777;
+			return attr_kept(c, n);
+		}
 		pthread_mutex_unlock(&c->lock);
 		return 0;
 	}
@@ -437,8 +458,7 @@ int omni__cache_chmod(struct omni_backend *b, const char *path, mode_t mode)
 		/* Write-back: set after the upload, with others (meta.c). */
 		n->set_mode = mode & 07777;
 		update_attr(c, path, set_mode, &mode);
-		pthread_mutex_unlock(&c->lock);
-		return 0;
+		return attr_kept(c, n);
 	}
 	omni__cache_mark_self(c, path, true);
 	pthread_mutex_unlock(&c->lock);
@@ -493,13 +513,15 @@ static int times_later(struct cache *c, struct cnode *n, const char *path,
 	}
 	n->set_times = true;
 	update_attr(c, path, set_times, ts);
+	bool kept = n->spool_stale = n->spool_id != 0;
 	pthread_mutex_unlock(&c->lock);
 	/* The copy's own times are what fstat and stat show meanwhile. */
 	futimens(n->fd, ts);
+	int rc = kept ? omni__cache_spool_put(c, n) : 0;
 	pthread_mutex_lock(&c->lock);
 	omni__cache_node_put_locked(c, n);
 	pthread_mutex_unlock(&c->lock);
-	return 0;
+	return rc;
 }
 
 int omni__cache_utimens(struct omni_backend *b, const char *path,

@@ -52,6 +52,10 @@
 #define PREFETCH_QUEUE    1024
 #define PREFETCH_MAX_SIZE (1 << 20)
 #define PREFETCH_PER_DIR  256
+/* A directory streamed in one command (stream.c) brings at most this. */
+#define PREFETCH_DIR_BYTES (16u << 20)
+/* Directories a reader going from one to its sibling queues at once. */
+#define PREFETCH_SIBLINGS 64
 
 /* Uploads at once (flush_all and the background uploader). */
 #define UPLOAD_THREADS 8
@@ -201,6 +205,12 @@ struct cache {
 	size_t pq_head, pq_len;
 	pthread_cond_t pq_cond;
 	bool pq_stop;
+	/* Streaming (stream.c): off once the inner backend has no
+	 * commands; where and when the last directory began streaming. */
+	bool no_stream;
+	char *stream_parent;
+	char *stream_dir;
+	long long stream_at;
 };
 
 struct cfile {
@@ -365,6 +375,12 @@ void omni__cache_meta_free(struct cache *c);
 
 void omni__cache_note_download(struct cache *c, const char *path);
 void omni__cache_prefetch_stop(struct cache *c);
+
+/* --- stream.c ------------------------------------------------------------- */
+
+/* Fetch dir's small files in one command; -ENOSYS (nothing fetched) when
+ * the inner backend runs no commands. Not with the lock. */
+int omni__cache_stream_dir(struct cache *c, const char *dir);
 
 /* --- names.c: name and attribute operations ------------------------------- */
 

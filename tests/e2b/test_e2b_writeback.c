@@ -297,3 +297,43 @@ Test(e2b_writeback, kill_9_with_pending_uploads_loses_nothing)
 	cr_assert_str_eq(out, "kept\n5000\n751\n");
 	free(out);
 }
+
+/* --- reads that hide latency ---------------------------------------------- */
+
+TestSuite(e2b_stream, .init = setup, .fini = teardown, .timeout = 180);
+
+/* A reader going through a tree file by file: after two files of a
+ * directory the rest of it comes in one stream (tar in the sandbox), and
+ * once it goes on to a sibling, the other directories too. */
+Test(e2b_stream, reading_a_tree_costs_a_command_per_directory)
+{
+	int code;
+
+	free(e2b_test_exec(&srv,
+	                   "mkdir -p /tmp/workspace/t && cd /tmp/workspace/t "
+	                   "&& for d in 1 2 3 4 5; do mkdir d$d; for f in "
+	                   "$(seq 30); do echo \"$d $f\" > d$d/f$f; done; "
+	                   "done && echo accent > d1/'é ✓' && chown -R user: "
+	                   "/tmp/workspace/t",
+	                   &code));
+	cr_assert_eq(code, 0);
+	/* The change events of making it come first. */
+	usleep(1000 * 1000);
+	ok_sh("ls -R t > /dev/null");
+	usleep(400 * 1000);
+	e2b_test_reset(&srv);
+	int code2;
+	char *sum =
+	    sh_out(&code2, m.mnt, "find t -type f | sort | xargs cat | md5sum");
+	cr_assert_eq(code2, 0);
+	long total = e2b_test_total(&srv);
+	cr_assert(total <= 12, "151 files read: %ld requests: %s", total,
+	          e2b_test_counts(&srv));
+	char *theirs = e2b_test_exec(&srv,
+	                             "cd /tmp/workspace && find t -type f | "
+	                             "sort | xargs cat | md5sum",
+	                             &code);
+	cr_assert_str_eq(sum, theirs);
+	free(sum);
+	free(theirs);
+}

@@ -58,7 +58,7 @@
 #define PREFETCH_SIBLINGS 64
 
 /* Uploads at once (flush_all and the background uploader). */
-#define UPLOAD_THREADS 8
+#define UPLOAD_THREADS 16
 /* Write-back: a closed file waits this long before its upload, so that a
  * file renamed or removed right away (temporary and lock files) costs no
  * upload. */

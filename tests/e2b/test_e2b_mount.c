@@ -830,6 +830,26 @@ Test(e2b_fault_close, dirty_file_retried_by_the_next_close)
 	free(text);
 }
 
+/* An upload against a black hole fails within the request timeout (3 s
+ * here): connecting and waiting for the answer share one bound. */
+Test(e2b_fault_close, upload_to_a_black_hole_fails_in_time)
+{
+	char p[PATH_MAX];
+
+	ok_sh("ls > /dev/null%s", "");
+	mpath(p, sizeof(p), "late.txt");
+	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	cr_assert(fd >= 0);
+	cr_assert_eq(write(fd, "abc", 3), 3);
+	e2b_test_fault(&srv, "hang", 0);
+	long long t0 = omni_test_now_ms();
+	cr_assert_eq(close(fd), -1, "close succeeded against a black hole");
+	long long took = omni_test_now_ms() - t0;
+	cr_assert(took < 4500, "close took %lld ms with a 3 s bound", took);
+	sandbox_may_live = true;
+	e2b_test_fault(&srv, "none", 0);
+}
+
 /* Run a shell command with a limit; its time in ms, *status its exit. */
 static long long timed_sh(int *status, const char *cmd)
 {

@@ -324,15 +324,17 @@ Test(e2b_stream, reading_a_tree_costs_a_command_per_directory)
 	e2b_test_reset(&srv);
 	int code2;
 	char *sum =
-	    sh_out(&code2, m.mnt, "find t -type f | sort | xargs cat | md5sum");
+	    sh_out(&code2, m.mnt,
+	           "find t -type f -print0 | sort -z | xargs -0 cat | md5sum");
 	cr_assert_eq(code2, 0);
 	long total = e2b_test_total(&srv);
 	cr_assert(total <= 12, "151 files read: %ld requests: %s", total,
 	          e2b_test_counts(&srv));
-	char *theirs = e2b_test_exec(&srv,
-	                             "cd /tmp/workspace && find t -type f | "
-	                             "sort | xargs cat | md5sum",
-	                             &code);
+	char *theirs =
+	    e2b_test_exec(&srv,
+	                  "cd /tmp/workspace && find t -type f -print0 | "
+	                  "sort -z | xargs -0 cat | md5sum",
+	                  &code);
 	cr_assert_str_eq(sum, theirs);
 	free(sum);
 	free(theirs);

@@ -454,6 +454,10 @@ static int start_session(struct daemon *d)
 		return -1;
 	}
 	d->fs.backend = omni__session_backend(d->session);
+	/* Uploads an earlier session left pending go up after the snapshot
+	 * load, so they win over it. */
+	if (d->fs.remote)
+		omni__cache_recover(d->fs.backend);
 	d->fs.host_files =
 	    (omni_vfs_caps(d->fs.backend) & OMNI_CAP_FILE_FD) != 0;
 	if (omnifs_inodes_new(&d->fs.inodes) < 0) {

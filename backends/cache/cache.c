@@ -19,9 +19,9 @@
  * Life. wrap takes ownership of inner. start starts inner, subscribes to
  * its change watch when it has one (OMNI_CAP_WATCH; without it, changes
  * made in the sandbox show after the TTL) and starts the background
- * uploader; in write-back mode it first uploads what an earlier session
- * left in the spool (spool.c). shutdown stops the uploader and the
- * prefetchers, uploads what is dirty (for at most opts.shutdown_wait
+ * uploader, and opens the spool (spool.c); omni__cache_recover() then
+ * uploads what an earlier session left there. shutdown stops the uploader and
+ * the prefetchers, uploads what is dirty (for at most opts.shutdown_wait
  * seconds; what is left is kept in the spool, named in a message), then
  * shuts inner down. destroy frees inner and
  * everything cached; a dirty copy still there is logged as lost.
@@ -153,17 +153,21 @@ static int cache_start(struct omni_backend *b)
 			c->watching = true;
 		}
 	}
-	/* Write-back: what an earlier session could not upload goes
-	 * first. */
+	/* The folder of pending uploads; what an earlier session left in
+	 * it goes up with omni__cache_recover(). */
 	if (omni__cache_spool_open(c) < 0) {
 		omni_log(OMNI_LOG_WARN,
 		         "cache: %s; pending uploads are kept in memory only",
 		         omni_error_last());
 		omni_error_clear();
 	}
-	omni__cache_spool_recover(c);
 	omni__cache_maint_start(c);
 	return 0;
+}
+
+void omni__cache_recover(struct omni_backend *b)
+{
+	omni__cache_spool_recover(omni__cache_of(b));
 }
 
 static int cache_shutdown(struct omni_backend *b)

@@ -67,6 +67,14 @@ bool omni__cache_is(const struct omni_backend *b);
  */
 int omni__cache_flush_all(struct omni_backend *cache);
 
+/*
+ * Upload what an earlier session left pending in opts.spool (a daemon
+ * killed, an unmount during an outage), with its modes and times; what
+ * cannot be uploaded stays, and a message says where. Called once the
+ * session has started, after the snapshot load, so the newer copies win.
+ */
+void omni__cache_recover(struct omni_backend *cache);
+
 /* Uploads and attribute changes not yet in the sandbox. */
 size_t omni__cache_pending(struct omni_backend *cache);
 

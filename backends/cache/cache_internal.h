@@ -351,7 +351,8 @@ int omni__cache_spool_put(struct cache *c, struct cnode *n);
 void omni__cache_spool_drop(struct cache *c, struct cnode *n, uint64_t upto);
 /* n is freed: its spooled copy goes (no lock taken). */
 void omni__cache_spool_forget(struct cache *c, struct cnode *n);
-/* Upload what an earlier session left in the spool (at start). */
+/* Upload what an earlier session left in the spool (after the
+ * session started and loaded its snapshot). */
 void omni__cache_spool_recover(struct cache *c);
 /* Shutdown: keep every dirty copy in the spool and name them in a
  * message. */

@@ -19,9 +19,10 @@
  * lands, or when the file is removed; a rename writes it again under the
  * new name.
  *
- * At start (omni__cache_spool_recover) what an earlier session left is
- * uploaded first, with its mode and times; what cannot be (the sandbox
- * is gone, an outage) stays, and a message says where. At shutdown
+ * Once the session has started, after its snapshot load (so the newer
+ * copies win; omni__cache_recover), what an earlier session left is
+ * uploaded, with its mode and times; what cannot be (the sandbox is
+ * gone, an outage) stays, and a message says where. At shutdown
  * (omni__cache_spool_keep_dirty) every copy still dirty is written there
  * and named in a message.
  *

@@ -11,7 +11,8 @@
  *
  *	sh -c SCRIPT sh  m MODE PATH  t ATIME MTIME PATH ...
  *
- * (ATIME "-" leaves the access time). It runs before every command and
+ * (ATIME "-" leaves the access time), or a chmod and utimens per change
+ * when the inner backend runs no commands. It runs before every command and
  * on omni-exec --sync, fsync and shutdown (flush_all), and in the
  * background once uploads are done. A path removed meanwhile is skipped;
  * a batch that cannot run (an outage) is queued again.
@@ -181,6 +182,27 @@ static const char **batch_argv(const struct pending_meta *m, size_t count,
 	return argv;
 }
 
+/* Without commands (the inner backend has none): a call per change. */
+static int run_each(struct cache *c, const struct pending_meta *m, size_t count)
+{
+	int first = 0;
+
+	omni_error_clear();
+	for (size_t i = 0; i < count; i++) {
+		int rc = m[i].mode
+		             ? omni_vfs_chmod(c->inner, m[i].path, m[i].mode)
+		             : 0;
+		if (rc == 0 && m[i].times)
+			rc = omni_vfs_utimens(c->inner, m[i].path, m[i].ts);
+		if (rc < 0 && rc != -ENOENT && first == 0)
+			first = rc;
+	}
+	if (first < 0)
+		omni_log(OMNI_LOG_WARN, "cache: %s", omni_error_last());
+	omni_error_clear();
+	return 0;
+}
+
 /* Run one batch; 0, or -errno when it could not run. */
 static int run_batch(struct cache *c, const struct pending_meta *m,
                      size_t count)
@@ -198,6 +220,11 @@ static int run_batch(struct cache *c, const struct pending_meta *m,
 		return omni_error_set(-ENOMEM, "cache: out of memory");
 	}
 	rc = omni_vfs_exec_start(c->inner, &req, &e);
+	if (rc == -ENOSYS) {
+		free(argv);
+		free(strs);
+		return run_each(c, m, count);
+	}
 	if (rc == 0) {
 		rc = omni_vfs_exec_wait(e, on_output, &err, &status);
 		omni_vfs_exec_free(e);

@@ -75,6 +75,8 @@ static int run_control(const struct omni__exec_options *o,
 		snprintf(request, sizeof(request), "checkpoint%s%s",
 		         o->save_message ? " " : "",
 		         o->save_message ? o->save_message : "");
+	else if (o->mode == OMNI_EXEC_MODE_SYNC)
+		snprintf(request, sizeof(request), "sync");
 	else if (o->save_message)
 		snprintf(request, sizeof(request), "save %s", o->save_message);
 	else

@@ -27,6 +27,7 @@ enum {
 	OPT_CHECKPOINT,
 	OPT_CHECKPOINTS,
 	OPT_ROLLBACK,
+	OPT_SYNC,
 };
 
 static const struct option long_options[] = {
@@ -42,6 +43,7 @@ static const struct option long_options[] = {
 	{ "checkpoint", optional_argument, NULL, OPT_CHECKPOINT },
 	{ "checkpoints", no_argument, NULL, OPT_CHECKPOINTS },
 	{ "rollback", required_argument, NULL, OPT_ROLLBACK },
+	{ "sync", no_argument, NULL, OPT_SYNC },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -52,7 +54,7 @@ void omni__exec_usage(FILE *f, bool full)
 	fputs("Usage: omni-exec [OPTION]... [--] COMMAND [ARG]...\n"
 	      "       omni-exec [OPTION]... -c 'SHELL COMMAND'\n"
 	      "       omni-exec [-C DIR | --project ID] --ping | --stats | "
-	      "--save [MESSAGE]\n"
+	      "--sync | --save [MESSAGE]\n"
 	      "       omni-exec [-C DIR | --project ID] --checkpoint [MESSAGE] "
 	      "| --checkpoints\n"
 	      "                 | --rollback ID\n",
@@ -93,6 +95,9 @@ void omni__exec_usage(FILE *f, bool full)
 	    "/dev/null)\n"
 	    "      --ping            check that the session's daemon answers\n"
 	    "      --stats           print the daemon's statistics\n"
+	    "      --sync            wait until the sandbox has everything "
+	    "written through\n"
+	    "                        the mount (uploads and modes pending)\n"
 	    "      --save [MESSAGE]  save a snapshot of the workspace now\n"
 	    "      --checkpoint [MESSAGE]\n"
 	    "                        record the workspace as a local "
@@ -199,8 +204,8 @@ static int set_mode(struct omni__exec_options *o, enum omni_exec_mode mode,
 	if (o->mode != OMNI_EXEC_MODE_RUN && o->mode != mode)
 		return omni_error_set(-EINVAL,
 		                      "%s cannot be combined with --ping, "
-		                      "--stats, --save or the checkpoint "
-		                      "options",
+		                      "--stats, --sync, --save or the "
+		                      "checkpoint options",
 		                      name);
 	o->mode = mode;
 	return 0;
@@ -228,7 +233,7 @@ static char *join_words(char **words)
 	return s;
 }
 
-/* A --ping, --stats or --save option. */
+/* A --ping, --stats, --sync or --save option. */
 static int parse_mode_option(struct omni__exec_options *o, int c,
                              const char *arg)
 {
@@ -244,6 +249,8 @@ static int parse_mode_option(struct omni__exec_options *o, int c,
 	case OPT_ROLLBACK:
 		o->rollback_id = arg;
 		return set_mode(o, OMNI_EXEC_MODE_ROLLBACK, "--rollback");
+	case OPT_SYNC:
+		return set_mode(o, OMNI_EXEC_MODE_SYNC, "--sync");
 	default:
 		rc = c == OPT_SAVE ? set_mode(o, OMNI_EXEC_MODE_SAVE, "--save")
 		                   : set_mode(o, OMNI_EXEC_MODE_CHECKPOINT,
@@ -288,6 +295,7 @@ static int parse_option(struct omni__exec_options *o, int c, const char *bad,
 		return 0;
 	case OPT_PING:
 	case OPT_STATS:
+	case OPT_SYNC:
 	case OPT_SAVE:
 	case OPT_CHECKPOINT:
 	case OPT_CHECKPOINTS:
@@ -345,8 +353,8 @@ static int parse_operands(struct omni__exec_options *o, char **operands,
 		if (o->shell || o->tty || o->nenv || o->timeout_ms ||
 		    have_operands)
 			return omni_error_set(
-			    -EINVAL, "--ping, --stats, --checkpoints and "
-			             "--rollback take no command");
+			    -EINVAL, "--ping, --stats, --sync, --checkpoints "
+			             "and --rollback take no command");
 		return 0;
 	}
 }

@@ -29,6 +29,7 @@ enum omni_exec_mode {
 	OMNI_EXEC_MODE_CHECKPOINT,  /* --checkpoint [MESSAGE] */
 	OMNI_EXEC_MODE_CHECKPOINTS, /* --checkpoints */
 	OMNI_EXEC_MODE_ROLLBACK,    /* --rollback ID */
+	OMNI_EXEC_MODE_SYNC,
 	OMNI_EXEC_MODE_HELP,
 	OMNI_EXEC_MODE_VERSION,
 };

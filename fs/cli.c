@@ -54,6 +54,7 @@ static const struct fuse_opt cli_spec[] = {
 	CLI_OPT("entry_timeout=%s", entry_timeout),
 	CLI_OPT("negative_timeout=%s", negative_timeout),
 	CLI_OPT("cache_ttl=%s", cache_ttl),
+	CLI_STR("cache-mode", "cache_mode", cache_mode),
 	CLI_OPT("--quiet", quiet),
 	CLI_OPT("-q", quiet),
 	CLI_OPT("quiet", quiet),
@@ -195,6 +196,7 @@ void omnifs_cli_free(struct omnifs_cli *cli)
 		cli->overlay,
 		cli->diff,
 		cli->apply,
+		cli->cache_mode,
 		cli->pos[0],
 		cli->pos[1],
 	};
@@ -356,6 +358,13 @@ void omnifs_cli_usage(const char *prog)
 	    "(5);\n"
 	    "                           also the kernel's timeouts unless "
 	    "given\n"
+	    "    -o cache_mode=M        remote backends (e2b): 'writes' "
+	    "(default) keeps\n"
+	    "                           what close writes on local disk "
+	    "and uploads it\n"
+	    "                           in the background; 'close' uploads "
+	    "at close\n"
+	    "                           (also --cache-mode=M)\n"
 	    "    -o no_auto_unmount     keep a dead mount point when the "
 	    "daemon is\n"
 	    "                           killed (auto_unmount is on by "

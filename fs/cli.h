@@ -51,6 +51,7 @@ struct omnifs_cli {
 	char *overlay;
 	char *diff;
 	char *apply;
+	char *cache_mode;
 	char **env;
 	size_t nenv;
 	/* The positional arguments: [PROJECT] MOUNTPOINT. */

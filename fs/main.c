@@ -213,8 +213,19 @@ static void on_change(const char *path, const struct stat *st, void *payload)
 
 static int hook_control(const char *request, char **reply, void *payload)
 {
+	struct omnifs *fs = &((struct daemon *)payload)->fs;
+
 	if (strcmp(request, "stats") == 0) {
-		*reply = omnifs_stats_text(&((struct daemon *)payload)->fs);
+		*reply = omnifs_stats_text(fs);
+		return *reply ? 0 : -ENOMEM;
+	}
+	/* omni-exec --sync: every pending upload and mode, then the
+	 * answer. */
+	if (strcmp(request, "sync") == 0) {
+		int rc = fs->remote ? omni__cache_flush_all(fs->backend) : 0;
+		if (rc < 0)
+			return rc;
+		*reply = strdup("synced");
 		return *reply ? 0 : -ENOMEM;
 	}
 	return -EINVAL;
@@ -424,6 +435,18 @@ static int add_cache(struct daemon *d)
 			d->copts.max_clean_files =
 			    rl.rlim_cur > 512 ? (rl.rlim_cur - 256) / 2 : 64;
 	}
+	/* Write-back keeps pending uploads under the data folder. */
+	const char *mode = d->cli.cache_mode ? d->cli.cache_mode : "writes";
+	if (strcmp(mode, "writes") != 0 && strcmp(mode, "close") != 0)
+		return omni_error_set(-EINVAL,
+		                      "cache_mode must be 'writes' or 'close', "
+		                      "not '%s'",
+		                      mode);
+	d->copts.writeback = strcmp(mode, "writes") == 0;
+	int n = snprintf(d->copts.spool, sizeof(d->copts.spool),
+	                 "%s/.omnifs-cache/%s", d->data_path, d->project);
+	if (n < 0 || (size_t)n >= sizeof(d->copts.spool))
+		d->copts.spool[0] = '\0';
 	int rc = omni__session_add_cache(d->session, &d->copts);
 	d->fs.remote = true;
 	if (!d->cli.attr_timeout)
@@ -489,6 +512,10 @@ static int start_session(struct daemon *d)
 		return -1;
 	}
 	d->fs.backend = omni__session_backend(d->session);
+	/* Uploads an earlier session left pending go up after the snapshot
+	 * load, so they win over it. */
+	if (d->fs.remote)
+		omni__cache_recover(d->fs.backend);
 	d->fs.host_files =
 	    (omni_vfs_caps(d->fs.backend) & OMNI_CAP_FILE_FD) != 0;
 	if (omnifs_inodes_new(&d->fs.inodes) < 0) {

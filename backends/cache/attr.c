@@ -435,7 +435,8 @@ int omni__cache_stat_locked(struct cache *c, const char *path, struct stat *st)
 	atomic_fetch_add(&c->n_stat, 1);
 	for (;;) {
 		struct cnode *n = omni__cache_node_find(c, path);
-		if (n && !n->loading && (n->dirty || !n->exists_remote)) {
+		if (n && !n->loading &&
+		    (n->dirty || !n->exists_remote || n->meta_pending)) {
 			omni__cache_node_attr(c, n, st);
 			return 0;
 		}

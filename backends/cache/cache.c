@@ -19,8 +19,11 @@
  * Life. wrap takes ownership of inner. start starts inner, subscribes to
  * its change watch when it has one (OMNI_CAP_WATCH; without it, changes
  * made in the sandbox show after the TTL) and starts the background
- * uploader. shutdown stops the uploader and the prefetchers, uploads
- * what is dirty, then shuts inner down. destroy frees inner and
+ * uploader, and opens the spool (spool.c); omni__cache_recover() then
+ * uploads what an earlier session left there. shutdown stops the uploader and
+ * the prefetchers, uploads what is dirty (for at most opts.shutdown_wait
+ * seconds; what is left is kept in the spool, named in a message), then
+ * shuts inner down. destroy frees inner and
  * everything cached; a dirty copy still there is logged as lost.
  *
  * Threads: the background uploader and up to PREFETCH_THREADS
@@ -31,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/error.h"
 #include "cache/cache_internal.h"
@@ -76,7 +80,7 @@ static char *cache_stats(struct omni_backend *b)
 				dirty++;
 		}
 	}
-	size_t entries = c->entries.n;
+	size_t entries = c->entries.n, nmeta = c->nmeta;
 	pthread_mutex_unlock(&c->lock);
 
 	size_t cap = 2048 + (inner ? strlen(inner) : 0);
@@ -95,7 +99,10 @@ static char *cache_stats(struct omni_backend *b)
 	         "cache.local_creates %llu\ncache.uploads %llu\n"
 	         "cache.upload_errors %llu\ncache.invalidations %llu\n"
 	         "cache.events %llu\ncache.events_ignored %llu\n"
-	         "cache.prefetched %llu\ncache.prefetch_used %llu\n%s",
+	         "cache.prefetched %llu\ncache.prefetch_used %llu\n"
+	         "cache.writeback %d\ncache.spooled %llu\n"
+	         "cache.recovered %llu\ncache.meta_pending %zu\n"
+	         "cache.meta_batches %llu\ncache.meta_changes %llu\n%s",
 	         omni__cache_ttl_ms(c), atomic_load(&c->watch_ok) ? 1 : 0,
 	         entries, copies, dirty,
 	         (unsigned long long)atomic_load(&c->n_stat),
@@ -115,6 +122,11 @@ static char *cache_stats(struct omni_backend *b)
 	         (unsigned long long)atomic_load(&c->n_events_ignored),
 	         (unsigned long long)atomic_load(&c->n_prefetched),
 	         (unsigned long long)atomic_load(&c->n_prefetch_used),
+	         c->opts.writeback ? 1 : 0,
+	         (unsigned long long)atomic_load(&c->n_spooled),
+	         (unsigned long long)atomic_load(&c->n_recovered), nmeta,
+	         (unsigned long long)atomic_load(&c->n_meta_batches),
+	         (unsigned long long)atomic_load(&c->n_meta_changes),
 	         inner ? inner : "");
 	free(inner);
 	return out;
@@ -141,8 +153,21 @@ static int cache_start(struct omni_backend *b)
 			c->watching = true;
 		}
 	}
+	/* The folder of pending uploads; what an earlier session left in
+	 * it goes up with omni__cache_recover(). */
+	if (omni__cache_spool_open(c) < 0) {
+		omni_log(OMNI_LOG_WARN,
+		         "cache: %s; pending uploads are kept in memory only",
+		         omni_error_last());
+		omni_error_clear();
+	}
 	omni__cache_maint_start(c);
 	return 0;
+}
+
+void omni__cache_recover(struct omni_backend *b)
+{
+	omni__cache_spool_recover(omni__cache_of(b));
 }
 
 static int cache_shutdown(struct omni_backend *b)
@@ -152,12 +177,17 @@ static int cache_shutdown(struct omni_backend *b)
 
 	omni__cache_maint_stop(c);
 	omni__cache_prefetch_stop(c);
-	int rc = omni__cache_flush_all(b);
+	long long until =
+	    omni__now_ms() + (long long)(c->opts.shutdown_wait * 1000);
+	int rc = omni__cache_flush_all_until(c, until);
 
 	if (rc < 0) {
 		omni__error_save(&saved);
 		omni_log(OMNI_LOG_ERROR, "%s", saved.msg);
 	}
+	/* What is left waits on disk for the next mount. */
+	if (c->spool_fd >= 0)
+		omni__cache_spool_keep_dirty(c);
 	int src = omni_backend_shutdown(c->inner);
 	if (rc < 0)
 		return omni__error_restore(&saved, rc);
@@ -182,15 +212,19 @@ static void cache_destroy(struct omni_backend *b)
 		for (struct cnode *n = (struct cnode *)c->nodes.b[i], *next; n;
 		     n = next) {
 			next = (struct cnode *)n->l.next;
-			if (n->dirty)
+			if (n->dirty && !n->spool_id)
 				omni_log(OMNI_LOG_ERROR,
 				         "cache: %s: changes never uploaded",
 				         n->l.path);
-			omni__cache_node_free(n);
+			omni__cache_node_free(NULL, n);
 		}
 	}
 	free(c->entries.b);
 	free(c->nodes.b);
+	omni__cache_meta_free(c);
+	if (c->spool_fd >= 0)
+		close(c->spool_fd);
+	pthread_mutex_destroy(&c->meta_lock);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->cond);
 	pthread_mutex_destroy(&c->listener_lock);
@@ -274,6 +308,8 @@ int omni__cache_wrap(struct omni_backend **out, struct omni_backend *inner,
 	pthread_mutex_init(&c->listener_lock, NULL);
 	pthread_cond_init(&c->maint_cond, NULL);
 	pthread_cond_init(&c->pq_cond, NULL);
+	pthread_mutex_init(&c->meta_lock, NULL);
+	c->spool_fd = -1;
 	if (omni__cache_table_init(&c->entries) < 0 ||
 	    omni__cache_table_init(&c->nodes) < 0) {
 		cache_destroy(&c->base);

@@ -8,6 +8,8 @@
  *	attr.c      attribute entries, listings, stat and readdir
  *	file.c      open files: local copies, download, read, write, release
  *	upload.c    uploads of dirty copies, flush_all, the background uploader
+ *	spool.c     write-back: pending uploads kept on disk, and recovered
+ *	meta.c      modes and times waiting for uploads, one command a batch
  *	prefetch.c  fetching a directory's small files ahead
  *	names.c     mkdir, rmdir, unlink, rename, symlinks, chmod, utimens...
  *	events.c    marks of our own changes, invalidation, change events
@@ -50,6 +52,21 @@
 #define PREFETCH_QUEUE    1024
 #define PREFETCH_MAX_SIZE (1 << 20)
 #define PREFETCH_PER_DIR  256
+/* A directory streamed in one command (stream.c) brings at most this. */
+#define PREFETCH_DIR_BYTES (16u << 20)
+/* Directories a reader going from one to its sibling queues at once. */
+#define PREFETCH_SIBLINGS 64
+
+/* Uploads at once (flush_all and the background uploader). */
+#define UPLOAD_THREADS 16
+/* Write-back: a closed file waits this long before its upload, so that a
+ * file renamed or removed right away (temporary and lock files) costs no
+ * upload. */
+#define WRITEBACK_DELAY_MS 200
+/* Attribute changes in one command at most; the background applies them
+ * once no upload is waiting and none was added for META_IDLE_MS. */
+#define META_BATCH   256
+#define META_IDLE_MS 1000
 
 /* How long our own changes make matching watch events ignored. */
 #define SELF_MARK_MS 3000
@@ -108,6 +125,27 @@ struct cnode {
 	struct cnode *lru_prev, *lru_next;
 	bool in_lru;
 	pthread_mutex_t flush_lock;
+	/* Write-back: modes and times set while dirty, applied after the
+	 * upload (meta.c); 0 / false for none. */
+	mode_t set_mode;
+	bool set_times;
+	struct timespec times[2];
+	/* Uploaded, its mode and times still in the queue: base has them,
+	 * not what the sandbox says meanwhile. */
+	bool meta_pending;
+	/* The copy kept in the spool (spool.c, under spool_lock): its id (0:
+	 * none), the wgen it holds, and whether the name changed since. */
+	pthread_mutex_t spool_lock;
+	uint64_t spool_id, spool_gen;
+	bool spool_stale;
+};
+
+/* A mode or times change waiting for its command (meta.c). */
+struct pending_meta {
+	char *path;
+	mode_t mode; /* 0: none */
+	bool times;
+	struct timespec ts[2];
 };
 
 struct table {
@@ -145,12 +183,21 @@ struct cache {
 	/* The background uploader. */
 	pthread_t maint;
 	pthread_cond_t maint_cond;
-	bool maint_running, maint_stop;
+	bool maint_running, maint_stop, maint_kick;
+	/* Write-back: the spool folder's descriptor (-1: none), the next
+	 * record id, and attribute changes waiting (meta.c). */
+	int spool_fd;
+	uint64_t spool_seq;
+	struct pending_meta *meta;
+	size_t nmeta, capmeta;
+	long long meta_at;
+	pthread_mutex_t meta_lock; /* one batch command at a time */
 	/* Counters. */
 	atomic_ullong n_stat, n_attr_hits, n_neg_hits, n_listings,
 	    n_listing_hits, n_stats_remote, n_opens, n_content_hits,
 	    n_downloads, n_uploads, n_upload_errors, n_invalidations, n_events,
-	    n_events_ignored, n_local_only, n_prefetched, n_prefetch_used;
+	    n_events_ignored, n_local_only, n_prefetched, n_prefetch_used,
+	    n_spooled, n_recovered, n_meta_batches, n_meta_changes;
 	/* Prefetching: a queue of paths and the threads that fetch them. */
 	pthread_t prefetchers[PREFETCH_THREADS];
 	int nprefetchers;
@@ -158,6 +205,12 @@ struct cache {
 	size_t pq_head, pq_len;
 	pthread_cond_t pq_cond;
 	bool pq_stop;
+	/* Streaming (stream.c): off once the inner backend has no
+	 * commands; where and when the last directory began streaming. */
+	bool no_stream;
+	char *stream_parent;
+	char *stream_dir;
+	long long stream_at;
 };
 
 struct cfile {
@@ -213,7 +266,8 @@ void omni__cache_table_add(struct table *t, void *item);
 void omni__cache_table_del(struct table *t, void *item);
 
 void omni__cache_lru_remove(struct cache *c, struct cnode *n);
-void omni__cache_node_free(struct cnode *n);
+/* Free n; with c, its spooled copy goes too (without: destroy keeps it). */
+void omni__cache_node_free(struct cache *c, struct cnode *n);
 void omni__cache_node_detach(struct cache *c, struct cnode *n);
 struct cnode *omni__cache_node_find(struct cache *c, const char *path);
 void omni__cache_node_put_locked(struct cache *c, struct cnode *n);
@@ -269,13 +323,65 @@ int omni__cache_release(struct omni_file *f);
 
 int omni__cache_node_flush_locked(struct cache *c, struct cnode *n);
 int omni__cache_node_flush(struct cache *c, struct cnode *n);
+/* Upload the copy in fd from offset from to its end to path through the
+ * inner backend (mode: for a new file, 0 for the backend's default); the
+ * new size and time go to *st. */
+int omni__cache_upload(struct cache *c, const char *path, int fd, off_t from,
+                       mode_t mode, struct stat *st);
+/* Copy from's bytes [off, end) to to's current position. */
+int omni__cache_copy_fd(int from, off_t off, int to, off_t end);
+/* Write-back: n is ready for the background uploader (after delay_ms). */
+void omni__cache_queue_upload(struct cache *c, struct cnode *n,
+                              long long delay_ms);
+/* flush_all, giving up on what is left after until_ms (0: no bound). */
+int omni__cache_flush_all_until(struct cache *c, long long until_ms);
 void omni__cache_maint_start(struct cache *c);
 void omni__cache_maint_stop(struct cache *c);
+
+/* --- spool.c: pending uploads on disk --------------------------------------
+ */
+
+/* Open (make) the spool folder; without one, write-back keeps pending
+ * copies in memory only. */
+int omni__cache_spool_open(struct cache *c);
+/* Keep n's content and record durably (written and synced) unless the
+ * spool holds this version already. Not with c->lock. */
+int omni__cache_spool_put(struct cache *c, struct cnode *n);
+/* Forget n's spooled copy when it holds wgen upto or older. */
+void omni__cache_spool_drop(struct cache *c, struct cnode *n, uint64_t upto);
+/* n is freed: its spooled copy goes (no lock taken). */
+void omni__cache_spool_forget(struct cache *c, struct cnode *n);
+/* Upload what an earlier session left in the spool (after the
+ * session started and loaded its snapshot). */
+void omni__cache_spool_recover(struct cache *c);
+/* Shutdown: keep every dirty copy in the spool and name them in a
+ * message. */
+void omni__cache_spool_keep_dirty(struct cache *c);
+
+/* --- meta.c: modes and times batched -------------------------------------- */
+
+void omni__cache_meta_add_locked(struct cache *c, const char *path, mode_t mode,
+                                 const struct timespec *ts);
+/* Run the waiting changes, one command per META_BATCH. */
+int omni__cache_meta_apply(struct cache *c);
+/* n was uploaded (wgen clean): its waiting mode and times are queued.
+ * Lock held. */
+void omni__cache_meta_uploaded_locked(struct cache *c, struct cnode *n);
+/* A rename moved from (and below) to to; lock held. */
+void omni__cache_meta_rename_locked(struct cache *c, const char *from,
+                                    const char *to);
+void omni__cache_meta_free(struct cache *c);
 
 /* --- prefetch.c ----------------------------------------------------------- */
 
 void omni__cache_note_download(struct cache *c, const char *path);
 void omni__cache_prefetch_stop(struct cache *c);
+
+/* --- stream.c ------------------------------------------------------------- */
+
+/* Fetch dir's small files in one command; -ENOSYS (nothing fetched) when
+ * the inner backend runs no commands. Not with the lock. */
+int omni__cache_stream_dir(struct cache *c, const char *dir);
 
 /* --- names.c: name and attribute operations ------------------------------- */
 

@@ -99,7 +99,8 @@ static void drop_all(struct cache *c)
 		for (struct cnode *n = (struct cnode *)c->nodes.b[i], *next; n;
 		     n = next) {
 			next = (struct cnode *)n->l.next;
-			if (!n->dirty && !n->loading && n->exists_remote)
+			if (!n->dirty && !n->loading && n->exists_remote &&
+			    !n->meta_pending)
 				omni__cache_node_detach(c, n);
 		}
 	}
@@ -115,7 +116,8 @@ int omni__cache_invalidate(struct omni_backend *b, const char *path)
 	} else {
 		omni__cache_note_changed(c, path);
 		struct cnode *n = omni__cache_node_find(c, path);
-		if (n && !n->dirty && !n->loading && n->exists_remote)
+		if (n && !n->dirty && !n->loading && n->exists_remote &&
+		    !n->meta_pending)
 			omni__cache_node_detach(c, n);
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -219,7 +221,8 @@ void omni__cache_on_change(const char *path, const struct stat *st,
 		            : "gone");
 		omni__cache_note_changed(c, path);
 		struct cnode *n = omni__cache_node_find(c, path);
-		if (n && !n->loading && !n->dirty && n->exists_remote)
+		if (n && !n->loading && !n->dirty && n->exists_remote &&
+		    !n->meta_pending)
 			omni__cache_node_detach(c, n);
 		else if (n && n->dirty)
 			omni_log(

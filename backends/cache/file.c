@@ -12,11 +12,14 @@
  * new file, or one opened with O_TRUNC, is made locally with no request.
  *
  * A changed copy is uploaded (upload.c) on flush (every close) and fsync
- * when dirty. Two exceptions keep `cmd > file` and lock files cheap: a
- * flush of a copy that is empty and was never written waits (the shell
- * closes the new file once before the command writes to its duplicate),
- * and a new file never written is uploaded by the background uploader a
- * second after its release, or before a command (git's index.lock,
+ * when dirty. In write-back mode (opts.writeback) close keeps it instead
+ * (spool.c: on local disk, synced, before close returns) and the last
+ * release queues it for the background uploader; fsync still uploads,
+ * with the modes and times waiting (meta.c). Two exceptions keep `cmd > file`
+ * and lock files cheap: a flush of a copy that is empty and was never written
+ * waits (the shell closes the new file once before the command writes to its
+ * duplicate), and a new file never written is uploaded by the background
+ * uploader a second after its release, or before a command (git's index.lock,
  * created and unlinked in milliseconds, then costs nothing).
  *
  * Locking: a node's fields are under c->lock, its content is not (reads
@@ -47,6 +50,15 @@ void omni__cache_node_attr(struct cache *c, struct cnode *n, struct stat *st)
 
 	*st =
 	    e && !e->negative && e->st.st_mode && n->in_table ? e->st : n->base;
+	/* Write-back: a mode and times not in the sandbox yet win over
+	 * what a listing brought meanwhile. */
+	if (n->set_mode)
+		st->st_mode = (st->st_mode & S_IFMT) | n->set_mode;
+	if (n->meta_pending) {
+		st->st_mode = n->base.st_mode;
+		st->st_atim = n->base.st_atim;
+		st->st_mtim = n->base.st_mtim;
+	}
 	if (fstat(n->fd, &local) == 0) {
 		st->st_size = local.st_size;
 		st->st_blocks = local.st_blocks;
@@ -217,6 +229,9 @@ static int open_new(struct cache *c, struct omni_backend *b, const char *path,
 	n->rmtime = n->base.st_mtim;
 	if (!exists) {
 		n->create_mode = mode & 07777;
+		if (c->opts.writeback && n->create_mode &&
+		    n->create_mode != 0644)
+			n->set_mode = n->create_mode;
 		omni__cache_mark_self(c, path, false);
 		omni__cache_note_exists(c, path, &n->base);
 		atomic_fetch_add(&c->n_local_only, 1);
@@ -312,6 +327,7 @@ ssize_t omni__cache_write(struct omni_file *f, const void *buf, size_t size,
 	pthread_mutex_lock(&c->lock);
 	omni__cache_mark_dirty_locked(n);
 	n->written = true;
+	n->set_times = false; /* a write sets the time again */
 	pthread_mutex_unlock(&c->lock);
 	do {
 		w = pwrite(n->fd, buf, size, off);
@@ -365,11 +381,30 @@ static bool read_only(const struct omni_file *f)
 	return (((const struct cfile *)f)->flags & O_ACCMODE) == O_RDONLY;
 }
 
+/* Write-back's close: the copy is kept (in the spool, synced) and the
+ * release queues its upload. 1 when done so, else 0 (then the close
+ * uploads as without write-back), or -errno. */
+static int keep_for_later(struct cache *c, struct cnode *n)
+{
+	pthread_mutex_lock(&c->lock);
+	bool dirty = n->dirty && !n->unlinked;
+	pthread_mutex_unlock(&c->lock);
+	if (!dirty)
+		return 1;
+	if (omni__cache_spool_put(c, n) == 0)
+		return 1;
+	omni_log(OMNI_LOG_WARN, "%s; uploading it now", omni_error_last());
+	return 0;
+}
+
 int omni__cache_flush(struct omni_file *f)
 {
 	struct cache *c = omni__cache_of(f->backend);
 	struct cnode *n = node_of(f);
 	struct stat local;
+
+	if (c->opts.writeback && keep_for_later(c, n))
+		return 0;
 
 	/* `cmd > file` closes the new, still empty file once before the
 	 * command writes to its duplicate: an empty copy that was only
@@ -391,13 +426,41 @@ int omni__cache_flush(struct omni_file *f)
 
 int omni__cache_fsync(struct omni_file *f, bool datasync)
 {
+	struct cache *c = omni__cache_of(f->backend);
+	int rc = omni__cache_node_flush(c, node_of(f));
+
 	(void)datasync;
-	return omni__cache_node_flush(omni__cache_of(f->backend), node_of(f));
+	/* Write-back: the modes and times waiting go too. */
+	if (rc == 0 && c->opts.writeback && !datasync)
+		rc = omni__cache_meta_apply(c);
+	return rc;
 }
 
 int omni__cache_file_fd(struct omni_file *f)
 {
 	return node_of(f)->fd;
+}
+
+/* Write-back's release: a copy changed after its last flush (through a
+ * mapping) is kept too; the last release queues the upload. */
+static int release_later(struct cache *c, struct cnode *n, struct omni_file *f)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&c->lock);
+	bool dirty = n->dirty && !n->unlinked;
+	pthread_mutex_unlock(&c->lock);
+	if (dirty && omni__cache_spool_put(c, n) < 0)
+		omni_log(OMNI_LOG_WARN, "%s", omni_error_last());
+	pthread_mutex_lock(&c->lock);
+	if (n->refs == 1 && n->dirty && !n->unlinked)
+		omni__cache_queue_upload(
+		    c, n,
+		    n->written || n->exists_remote ? WRITEBACK_DELAY_MS : 1000);
+	omni__cache_node_put_locked(c, n);
+	pthread_mutex_unlock(&c->lock);
+	free(f);
+	return rc;
 }
 
 int omni__cache_release(struct omni_file *f)
@@ -406,6 +469,8 @@ int omni__cache_release(struct omni_file *f)
 	struct cnode *n = node_of(f);
 	int rc = 0;
 
+	if (c->opts.writeback)
+		return release_later(c, n, f);
 	pthread_mutex_lock(&c->lock);
 	bool last = n->refs == 1;
 	/* Changed after the last flush (through a mapping, or emptied

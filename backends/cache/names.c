@@ -11,7 +11,9 @@
  * first uploads a dirty source that exists remotely (and dirty files
  * below a directory that moves); utimens a dirty file (an upload later
  * would reset its time). chown to the owner the file already has costs
- * nothing. Attributes that the remote side sets itself (the time of a
+ * nothing. In write-back mode chmod and utimens of a file whose copy is
+ * dirty cost nothing: they are set after its upload, with others, in one
+ * command (meta.c). Attributes that the remote side sets itself (the time of a
  * mkdir, of an upload) are our clock's until the change event or the
  * next listing brings the server's. A request that fails forgets what
  * was known of its paths.
@@ -33,6 +35,7 @@
 
 #include "cache/cache_internal.h"
 #include "omni/error.h"
+#include "omni/log.h"
 #include "omni/vfs.h"
 
 /* --- names ---------------------------------------------------------------- */
@@ -139,6 +142,8 @@ int omni__cache_unlink(struct omni_backend *b, const char *path)
 	pthread_mutex_unlock(&c->lock);
 	if (n) {
 		pthread_mutex_unlock(&n->flush_lock);
+		if (rc == 0)
+			omni__cache_spool_drop(c, n, UINT64_MAX);
 		pthread_mutex_lock(&c->lock);
 		omni__cache_node_put_locked(c, n);
 		pthread_mutex_unlock(&c->lock);
@@ -181,11 +186,12 @@ static void move_nodes(struct cache *c, const char *from, const char *to)
 			n->in_table = false;
 			omni__cache_lru_remove(c, n);
 			if (n->refs == 0)
-				omni__cache_node_free(n);
+				omni__cache_node_free(c, n);
 			continue;
 		}
 		free(n->l.path);
 		n->l.path = p;
+		n->spool_stale = n->spool_id != 0;
 		n->l.hash = omni__cache_hash_path(p);
 		n->base.st_ino = omni__cache_ino_of(p);
 		omni__cache_table_add(&c->nodes, n);
@@ -258,6 +264,7 @@ int omni__cache_rename(struct omni_backend *b, const char *from, const char *to,
 			st = e->st;
 		moved = st;
 		move_nodes(c, from, to);
+		omni__cache_meta_rename_locked(c, from, to);
 		omni__cache_note_gone(c, from);
 		omni__cache_drop_tree(c, to);
 		/* A directory's listings below are forgotten (they were
@@ -273,6 +280,9 @@ int omni__cache_rename(struct omni_backend *b, const char *from, const char *to,
 	pthread_mutex_unlock(&c->lock);
 	if (n)
 		pthread_mutex_unlock(&n->flush_lock);
+	/* A kept copy's record names the new path. */
+	if (n && rc == 0 && omni__cache_spool_put(c, n) < 0)
+		omni_log(OMNI_LOG_WARN, "%s", omni_error_last());
 	goto out;
 unmark:
 	pthread_mutex_lock(&c->lock);
@@ -407,6 +417,25 @@ static void set_mode(struct stat *st, const void *arg)
 	clock_gettime(CLOCK_REALTIME, &st->st_ctim);
 }
 
+/* Write-back: a mode or times kept on n go into its spooled record too.
+ * Called with the lock, which it releases. */
+static int attr_kept(struct cache *c, struct cnode *n)
+{
+	/* Not kept yet: its close will keep it, attributes and all. */
+	if (!n->spool_id) {
+		pthread_mutex_unlock(&c->lock);
+		return 0;
+	}
+	omni__cache_node_hold(c, n);
+	n->spool_stale = true;
+	pthread_mutex_unlock(&c->lock);
+	int rc = omni__cache_spool_put(c, n);
+	pthread_mutex_lock(&c->lock);
+	omni__cache_node_put_locked(c, n);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
 int omni__cache_chmod(struct omni_backend *b, const char *path, mode_t mode)
 {
 	struct cache *c = omni__cache_of(b);
@@ -418,8 +447,18 @@ int omni__cache_chmod(struct omni_backend *b, const char *path, mode_t mode)
 		/* Not uploaded yet: the mode goes with the upload. */
 		n->create_mode = mode & 07777;
 		update_attr(c, path, set_mode, &mode);
+		if (c->opts.writeback) {
+			n->set_mode = mode & 07777;
+			return attr_kept(c, n);
+		}
 		pthread_mutex_unlock(&c->lock);
 		return 0;
+	}
+	if (n && !n->loading && n->dirty && c->opts.writeback) {
+		/* Write-back: set after the upload, with others (meta.c). */
+		n->set_mode = mode & 07777;
+		update_attr(c, path, set_mode, &mode);
+		return attr_kept(c, n);
 	}
 	omni__cache_mark_self(c, path, true);
 	pthread_mutex_unlock(&c->lock);
@@ -458,6 +497,33 @@ static void set_times(struct stat *st, const void *arg)
 	st->st_ctim = now;
 }
 
+/* Write-back: the times of held dirty n are set on its copy now and in
+ * the sandbox after its upload (meta.c). Called with the lock, which it
+ * releases. */
+static int times_later(struct cache *c, struct cnode *n, const char *path,
+                       const struct timespec ts[2])
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	for (int i = 0; i < 2; i++) {
+		if (ts[i].tv_nsec == UTIME_OMIT && n->set_times)
+			continue;
+		n->times[i] = ts[i].tv_nsec == UTIME_NOW ? now : ts[i];
+	}
+	n->set_times = true;
+	update_attr(c, path, set_times, ts);
+	bool kept = n->spool_stale = n->spool_id != 0;
+	pthread_mutex_unlock(&c->lock);
+	/* The copy's own times are what fstat and stat show meanwhile. */
+	futimens(n->fd, ts);
+	int rc = kept ? omni__cache_spool_put(c, n) : 0;
+	pthread_mutex_lock(&c->lock);
+	omni__cache_node_put_locked(c, n);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
 int omni__cache_utimens(struct omni_backend *b, const char *path,
                         const struct timespec ts[2])
 {
@@ -466,6 +532,8 @@ int omni__cache_utimens(struct omni_backend *b, const char *path,
 
 	pthread_mutex_lock(&c->lock);
 	struct cnode *n = hold_copy(c, path, true);
+	if (n && c->opts.writeback)
+		return times_later(c, n, path, ts);
 	omni__cache_mark_self(c, path, true);
 	pthread_mutex_unlock(&c->lock);
 	/* An upload later would set the time to its own: upload first. */

@@ -156,11 +156,16 @@ void omni__cache_lru_remove(struct cache *c, struct cnode *n)
 	c->lru_bytes -= (unsigned long long)n->rsize;
 }
 
-void omni__cache_node_free(struct cnode *n)
+void omni__cache_node_free(struct cache *c, struct cnode *n)
 {
+	/* Gone from the table for good (unlinked, replaced): so is what
+	 * the spool kept of it. Without c (destroy) the spool keeps it. */
+	if (c && n->spool_id)
+		omni__cache_spool_forget(c, n);
 	if (n->fd >= 0)
 		close(n->fd);
 	pthread_mutex_destroy(&n->flush_lock);
+	pthread_mutex_destroy(&n->spool_lock);
 	free(n->l.path);
 	free(n);
 }
@@ -180,6 +185,7 @@ struct cnode *omni__cache_node_add_loading(struct cache *c, char *path)
 	n->loading = true;
 	n->in_table = true;
 	pthread_mutex_init(&n->flush_lock, NULL);
+	pthread_mutex_init(&n->spool_lock, NULL);
 	omni__cache_table_add(&c->nodes, n);
 	return n;
 }
@@ -211,7 +217,7 @@ void omni__cache_node_detach(struct cache *c, struct cnode *n)
 	}
 	omni__cache_lru_remove(c, n);
 	if (n->refs == 0 && !n->loading)
-		omni__cache_node_free(n);
+		omni__cache_node_free(c, n);
 }
 
 /* Keep at most the configured clean copies nobody has open. */
@@ -248,7 +254,7 @@ void omni__cache_node_put_locked(struct cache *c, struct cnode *n)
 	if (--n->refs > 0)
 		return;
 	if (!n->in_table) {
-		omni__cache_node_free(n);
+		omni__cache_node_free(c, n);
 	} else if (!n->dirty && !n->loading) {
 		lru_add(c, n);
 	}

@@ -24,10 +24,11 @@
  * Timeouts. Every request has a connect timeout and a total one (the
  * request timeout, 10 s by default, OMNI_E2B_REQUEST_TIMEOUT in seconds).
  * Content transfers (/files) are bounded by progress instead: they fail
- * when no byte moved for the request timeout, so a large file may take
- * its time but a dead server cannot hold a caller. The breaker: when envd
- * stops answering (timeout, refused or reset connection), the next
- * envd requests fail at once with the same errno, except one probe a
+ * when no byte moved for the request timeout, counted from the request's
+ * start (connecting included), so a large file may take its time but a
+ * dead server cannot hold a caller longer than the request timeout. The
+ * breaker: when envd stops answering (timeout, refused or reset connection),
+ * the next envd requests fail at once with the same errno, except one probe a
  * second that is let through; the first answer closes the breaker again.
  * So with the server black-holed a FUSE call waits at most one request
  * timeout, and calls succeed again about a second after it returns.
@@ -165,7 +166,36 @@ struct xfer {
 	size_t cap;
 	off_t in_off;
 	int err; /* set by a callback that aborted */
+	/* Transfers: when a byte last moved (the request's start before
+	 * the first), the counts then, and the idle bound. */
+	long long moved_ms;
+	curl_off_t moved_down, moved_up;
+	long idle_ms;
 };
+
+/* A transfer fails when no byte moved for the request timeout, counted
+ * from the request's start: connecting, sending and waiting for the
+ * answer share one bound (libcurl's low-speed limit starts only after
+ * the connection, so the two would add up). */
+static int on_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow,
+                       curl_off_t ultotal, curl_off_t ulnow)
+{
+	struct xfer *x = userdata;
+	long long now = omni__now_ms();
+
+	(void)dltotal;
+	(void)ultotal;
+	if (dlnow != x->moved_down || ulnow != x->moved_up) {
+		x->moved_down = dlnow;
+		x->moved_up = ulnow;
+		x->moved_ms = now;
+		return 0;
+	}
+	if (now - x->moved_ms < x->idle_ms)
+		return 0;
+	x->err = -ETIMEDOUT;
+	return 1;
+}
 
 static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
@@ -409,8 +439,8 @@ int omni__e2b_http(struct e2b_backend *eb, const struct e2b_http_req *req,
 	x.h = h;
 	atomic_fetch_add(&eb->count[req->m], 1);
 
-	/* Transfers are bounded by progress: they fail when not one byte a
-	 * second moved for the whole request timeout. */
+	/* Transfers are bounded by progress (on_progress), other requests
+	 * by the request timeout as a whole. */
 	omni__curl_setup(
 	    h, &(struct omni__curl_opts){
 	           .url = url,
@@ -422,9 +452,15 @@ int omni__e2b_http(struct e2b_backend *eb, const struct e2b_http_req *req,
 	                                     ? eb->connect_timeout_ms
 	                                     : timeout,
 	           .timeout_ms = req->transfer ? 0 : timeout,
-	           .low_speed_s = req->transfer ? (timeout + 999) / 1000 : 0,
 	           .user_agent = OMNI__HTTP_USER_AGENT,
 	       });
+	if (req->transfer) {
+		x.moved_ms = started;
+		x.idle_ms = timeout;
+		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+		curl_easy_setopt(h, CURLOPT_XFERINFODATA, &x);
+		curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	}
 	curl_easy_setopt(h, CURLOPT_FILETIME, 1L);
 	if (strcmp(req->method, "POST") == 0) {
 		curl_easy_setopt(h, CURLOPT_POST, 1L);
@@ -458,6 +494,11 @@ int omni__e2b_http(struct e2b_backend *eb, const struct e2b_http_req *req,
 	const char *what = omni__e2b_method_name(req->m);
 	if (cc == CURLE_OK) {
 		rc = 0;
+	} else if (x.err == -ETIMEDOUT) {
+		atomic_fetch_add(&eb->timeouts, 1);
+		rc = omni_error_set(
+		    x.err, "e2b: %s: sandbox %s: nothing moved for %ld ms",
+		    what, base, timeout);
 	} else if (x.err < 0) {
 		rc = omni_error_set_errno(x.err, "e2b: %s %s", what,
 		                          x.err == -EFBIG ? "reply too large"

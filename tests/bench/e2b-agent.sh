@@ -12,6 +12,10 @@
 #   git st 1   `git status` (cold for git's own files)
 #   git st 2   `git status` again, unchanged tree
 #   exec true  `omni-exec true`
+#   cp -a      `cp -a` of 200 files (modes and times kept) onto the mount,
+#              then `omni-exec --sync` (until the sandbox has all of it)
+#   git clone  `git clone` of a repository of 1 000 files onto the mount,
+#              then `omni-exec --sync`
 #
 # For each step it prints the wall time, the requests the server counted
 # (GET /_test/stats), and a naive count: one request per FUSE operation
@@ -84,9 +88,10 @@ sandbox_sh() { # run a command in the sandbox behind the mount's back
 now() { date +%s.%N; }
 
 declare -A T R N M
-steps=(lsR read write100 save git1 git2 exec)
+steps=(lsR read write100 save git1 git2 exec cpa clone)
 declare -A label=([lsR]="ls -lR" [read]="read all" [write100]="write 100" [save]="save"
-	[git1]="git st 1" [git2]="git st 2" [exec]="exec true")
+	[git1]="git st 1" [git2]="git st 2" [exec]="exec true" [cpa]="cp -a 200"
+	[clone]="git clone")
 
 run_step() { # KEY DELAY COMMAND...
 	local key=$1 d=$2 t0 t1 f0 f1
@@ -113,6 +118,18 @@ os.close(fd)
 os.rename(".notes.md.tmp", "notes.md")
 EOF
 }
+# Host-side sources for cp -a and git clone.
+mkdir -p "$work/cpsrc/s"
+for i in $(seq 200); do echo "copied $i" > "$work/cpsrc/s/c$i.txt"; done
+chmod 755 "$work"/cpsrc/s/c1*.txt
+touch -d 2001-02-03T04:05:06 "$work"/cpsrc/s/*
+mkdir -p "$work/repo"
+(cd "$work/repo" && git init -q . && git config user.email b@b && git config user.name b &&
+	for d in $(seq 20); do mkdir d$d; for f in $(seq 50); do
+		echo "file $f of directory $d" > d$d/f$f.txt; done; done &&
+	git add -A && git commit -qm repo)
+copy_200() { cp -a "$work/cpsrc/s" cpa && "$bin/omni-exec" --sync; }
+git_clone() { git clone -q "file://$work/repo" clone && "$bin/omni-exec" --sync; }
 write_100() { mkdir -p out && for i in $(seq 100); do echo "result $i" > "out/r$i.txt"; done; }
 read_all() { find tree -path tree/.git -prune -o -type f -print0 | xargs -0 cat > /dev/null; }
 
@@ -138,6 +155,8 @@ for d in "${delays[@]}"; do
 	run_step git1 "$d" git -C tree status --porcelain
 	run_step git2 "$d" git -C tree status --porcelain
 	run_step exec "$d" "$bin/omni-exec" -n true
+	run_step cpa "$d" copy_200
+	run_step clone "$d" git_clone
 	api POST /_test/delay '{"ms":0}' >/dev/null
 	fusermount3 -u "$mnt"
 	for _ in $(seq 100); do pgrep -f "omnifs --backend e2b --data-path $work/data $mnt" >/dev/null || break; sleep 0.1; done

@@ -11,7 +11,9 @@
  * back (WatchDir).
  * e2b_fault: a server that fails (HTTP 503) or does not answer at all:
  * errors come back in bounded time, dirty data stays until it can be
- * uploaded, and unmount works.
+ * uploaded, and unmount works; e2b_fault_close the same with uploads at
+ * close (-o cache_mode=close), whose close reports a failed upload.
+ * Write-back's own cases are in test_e2b_writeback.c.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -64,6 +66,18 @@ static void wait_watch(void)
 		usleep(100 * 1000);
 	}
 	cr_assert_fail("the change watch did not connect within 10 s");
+}
+
+/* omni-exec --sync: the sandbox has everything written through the
+ * mount (write-back uploads in the background). */
+static void sync_mount(void)
+{
+	struct exec_test_buf out = { 0 };
+	int st = exec_test_omni_exec(
+	    NULL, 0, &out, NULL,
+	    (const char *const[]){ "-C", m.mnt, "--sync", NULL });
+	cr_assert_eq(st, 0, "omni-exec --sync: %s", out.data ? out.data : "");
+	exec_test_buf_free(&out);
 }
 
 /* Under ASan, the daemon and omni-exec write their reports next to the
@@ -231,6 +245,8 @@ Test(e2b_budget, create_write_close_is_one_upload)
 	settle();
 	e2b_test_reset(&srv);
 	ok_sh("echo hello > new.txt%s", "");
+	/* Write-back: close returns first, the upload follows. */
+	sync_mount();
 	cr_assert_eq(e2b_test_count(&srv, "POST /files"), 1);
 	EXPECT_REQUESTS(1, "create, write, close");
 	/* Its attributes came with the upload. */
@@ -699,6 +715,7 @@ Test(e2b_mount, request_counts_are_readable)
 	struct exec_test_buf out = { 0 };
 
 	ok_sh("ls -l > /dev/null && echo x > counted%s", "");
+	sync_mount();
 	cr_assert_eq(omni_exec_in(m.mnt, NULL, &out, NULL,
 	                          (const char *const[]){ "--stats", NULL }),
 	             0);
@@ -743,7 +760,21 @@ static void fault_setup(void)
 
 TestSuite(e2b_fault, .init = fault_setup, .fini = teardown, .timeout = 180);
 
-Test(e2b_fault, failed_upload_keeps_the_data)
+/* Upload at close (-o cache_mode=close): close reports the failure. */
+static void fault_close_setup(void)
+{
+	e2b_test_require();
+	e2b_test_server_start(&srv, NULL);
+	sanitizer_reports_to_files();
+	up((const char *const[]){ "--request-timeout", "3", "-o",
+	                          "cache_mode=close", NULL });
+	wait_watch();
+}
+
+TestSuite(e2b_fault_close, .init = fault_close_setup, .fini = teardown,
+          .timeout = 180);
+
+Test(e2b_fault_close, failed_upload_keeps_the_data)
 {
 	char p[PATH_MAX];
 	char buf[64] = "";
@@ -777,7 +808,7 @@ Test(e2b_fault, failed_upload_keeps_the_data)
 	free(text);
 }
 
-Test(e2b_fault, dirty_file_retried_by_the_next_close)
+Test(e2b_fault_close, dirty_file_retried_by_the_next_close)
 {
 	char p[PATH_MAX];
 
@@ -797,6 +828,26 @@ Test(e2b_fault, dirty_file_retried_by_the_next_close)
 	char *text = e2b_test_exec(&srv, "cat /tmp/workspace/later.txt", &code);
 	cr_assert_str_eq(text, "abc");
 	free(text);
+}
+
+/* An upload against a black hole fails within the request timeout (3 s
+ * here): connecting and waiting for the answer share one bound. */
+Test(e2b_fault_close, upload_to_a_black_hole_fails_in_time)
+{
+	char p[PATH_MAX];
+
+	ok_sh("ls > /dev/null%s", "");
+	mpath(p, sizeof(p), "late.txt");
+	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	cr_assert(fd >= 0);
+	cr_assert_eq(write(fd, "abc", 3), 3);
+	e2b_test_fault(&srv, "hang", 0);
+	long long t0 = omni_test_now_ms();
+	cr_assert_eq(close(fd), -1, "close succeeded against a black hole");
+	long long took = omni_test_now_ms() - t0;
+	cr_assert(took < 4500, "close took %lld ms with a 3 s bound", took);
+	sandbox_may_live = true;
+	e2b_test_fault(&srv, "none", 0);
 }
 
 /* Run a shell command with a limit; its time in ms, *status its exit. */
@@ -824,8 +875,8 @@ Test(e2b_fault, black_hole_fails_every_call_in_bounded_time)
 	e2b_test_fault(&srv, "hang", 0);
 	/* What needs the server fails; nothing waits past the bound. */
 	static const char *const calls[] = {
-		"ls -l remote", "cat remote/r",      "echo x > newfile",
-		"mkdir newdir", "omni-exec -n true", "stat remote/r",
+		"ls -l remote",      "cat remote/r",  "mkdir newdir",
+		"omni-exec -n true", "stat remote/r",
 	};
 	for (size_t i = 0; i < sizeof(calls) / sizeof(*calls); i++) {
 		long long took = timed_sh(&status, calls[i]);
@@ -834,6 +885,11 @@ Test(e2b_fault, black_hole_fails_every_call_in_bounded_time)
 		              calls[i]);
 		cr_assert(took < 8000, "`%s` took %lld ms", calls[i], took);
 	}
+	/* A new file in a listed directory: kept here (write-back), or an
+	 * error when the listing had expired; in time either way. */
+	long long took_new = timed_sh(&status, "echo x > newfile");
+	cr_assert_neq(status, 137, "echo x > newfile hung");
+	cr_assert(took_new < 8000, "took %lld ms", took_new);
 	/* Listing what was listed: from the cache, or an error, in time. */
 	long long took = timed_sh(&status, "ls > /dev/null");
 	cr_assert_neq(status, 137, "ls hung");

@@ -62,7 +62,7 @@ step "the README's C example (LocalBackend: start, echo 'Hello', shutdown)"
 ex="$work/example"
 mkdir -p "$ex"
 cc -std=c11 -I"$here/backends/include" "$here/tests/example/readme_example.c" \
-	"$bin/libomni.a" $(pkg-config --libs libcurl libcjson libgit2 libarchive libcrypto) \
+	"$bin/libomni.a" $(pkg-config --libs libcurl libcjson libgit2 libarchive libcrypto sqlite3) \
 	-pthread -o "$ex/readme_example"
 (cd "$ex" && ./readme_example)
 

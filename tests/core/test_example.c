@@ -143,7 +143,7 @@ Test(example, readme_example_prints_hello)
 	find_build(src, build, sizeof(build));
 	omni_test_fmt(link, sizeof(link),
 	              "'%s/libomni.a' $(pkg-config --libs libcurl libcjson"
-	              " libgit2 libarchive libcrypto) -pthread",
+	              " libgit2 libarchive libcrypto sqlite3) -pthread",
 	              build);
 	build_and_run(src, link);
 }

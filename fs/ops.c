@@ -874,7 +874,21 @@ static void init_nodes(struct omnifs *fs)
 	}
 	omnifs_inode_set_root(fs->inodes, fd, &st);
 	fs->nodes = true;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	/* Root may raise the hard limit too, up to fs.nr_open: with long
+	 * timeouts the kernel holds many nodes. */
+	FILE *f = fopen("/proc/sys/fs/nr_open", "re");
+	unsigned long nr_open = 0;
+	if (f) {
+		if (fscanf(f, "%lu", &nr_open) != 1)
+			nr_open = 0;
+		fclose(f);
+	}
+	struct rlimit want = { nr_open, nr_open };
+	if (nr_open > rl.rlim_max && setrlimit(RLIMIT_NOFILE, &want) == 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}

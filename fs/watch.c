@@ -194,7 +194,7 @@ void omnifs_watch_dir(struct omnifs *fs, fuse_ino_t ino)
 		return;
 	pthread_mutex_lock(&w->lock);
 	known = map_get(&w->marked, ino);
-	count = w->marked.len;
+	count = w->dirs.len; /* one per directory, whatever its inos */
 	pthread_mutex_unlock(&w->lock);
 	if (known)
 		return;

@@ -30,6 +30,13 @@ here=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-build}
 case $BUILD in /*) bin=$BUILD ;; *) bin="$here/$BUILD" ;; esac
 touch_n=${OMNI_BENCH_TOUCH:-100000}
+# omnifs and passthrough_hp hold a descriptor per inode the kernel keeps:
+# past the descriptor limit their creates fail (EMFILE), so stay under it.
+fd_limit=$(ulimit -n)
+if [ "$fd_limit" != unlimited ] && [ "$touch_n" -gt $((fd_limit * 3 / 4)) ]; then
+	touch_n=$((fd_limit * 3 / 4))
+	echo "touch: $touch_n files (ulimit -n is $fd_limit)" >&2
+fi
 pthp=${PASSTHROUGH_HP:-}
 seq_mb=${OMNI_BENCH_SEQ_MB:-1024}
 work=${1:-$(mktemp -d /tmp/omnifs-bench.XXXXXX)}
@@ -118,11 +125,15 @@ for ((i = 0; i < rounds; i++)); do
 		quiet; runs[$t,remove]+=" $("$fsbench" remove "$r/small" 100 100)"
 		rmdir "$r/small" 2>/dev/null || true
 		if [ "$touch_n" -gt 0 ]; then
-			mkdir -p "$r/touch"
-			quiet; runs[$t,touch]+=" $(cd "$r/touch" && timeit sh -c "seq -f f%.0f $touch_n | xargs touch")"
-			# passthrough_hp's readdir can skip names while they
-			# are removed: a second pass takes the rest.
-			rm -rf "$r/touch" 2>/dev/null || rm -rf "$r/touch"
+			# A fresh directory each round; passthrough_hp's readdir
+			# skips names while they are removed, so what is left
+			# after removing through the mount goes from the backing
+			# directory (the stale name is never used again).
+			d=touch$i
+			mkdir "$r/$d"
+			quiet; runs[$t,touch]+=" $(cd "$r/$d" && timeit sh -c "seq -f f%.0f $touch_n | xargs touch")"
+			for _ in 1 2 3; do rm -rf "${r:?}/$d" 2>/dev/null && break; done
+			rm -rf "${backing[$t]:?}/$d"
 		fi
 	done
 done
@@ -135,6 +146,7 @@ workloads=(create stat lsR read seqwrite seqread git remove)
 [ "$touch_n" -gt 0 ] && workloads+=(touch)
 # One column per target, then omnifs against native and bindfs (time
 # ratios: 1.0 is native speed; 3.0 "vs bindfs" is three times faster).
+[ "$touch_n" -gt 0 ] && printf '\ntouch: %d files\n' "$touch_n"
 printf '\n%-10s' workload
 for t in "${targets[@]}"; do printf ' %10s' "$t"; done
 printf ' %10s %10s\n' "vs native" "vs bindfs"

@@ -63,6 +63,8 @@ static const struct fuse_opt cli_spec[] = {
 	CLI_OPT("--list", list),
 	CLI_OPT("--json", json),
 	CLI_OPT("no_auto_unmount", no_auto_unmount),
+	CLI_OPT("writeback", writeback),
+	CLI_OPT("no_writeback", no_writeback),
 	/* Takes "--env K=V" (as "--envK=V") and "--env=K=V" alike. */
 	FUSE_OPT_KEY("--env ", KEY_ENV),
 	FUSE_OPT_KEY("-e ", KEY_ENV),
@@ -348,10 +350,21 @@ void omnifs_cli_usage(const char *prog)
 	fputs(
 	    "omnifs -o options:\n"
 	    "    -o attr_timeout=S      seconds the kernel keeps attributes "
-	    "(1)\n"
-	    "    -o entry_timeout=S     seconds the kernel keeps names (1)\n"
+	    "(local,\n"
+	    "                           docker: 60, at most 1 without the "
+	    "change watch;\n"
+	    "                           e2b: cache_ttl)\n"
+	    "    -o entry_timeout=S     seconds the kernel keeps names "
+	    "(likewise)\n"
 	    "    -o negative_timeout=S  seconds the kernel remembers missing "
-	    "names (0)\n"
+	    "names\n"
+	    "                           (likewise; 0 without the change "
+	    "watch)\n"
+	    "    -o writeback           local, docker: the kernel's writeback "
+	    "cache even\n"
+	    "                           without the change watch (default: on "
+	    "with it)\n"
+	    "    -o no_writeback        local, docker: no writeback cache\n"
 	    "    -o cache_ttl=S         remote backends (e2b): seconds "
 	    "attributes,\n"
 	    "                           listings and file content are trusted "

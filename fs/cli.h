@@ -62,6 +62,8 @@ struct omnifs_cli {
 	int list;
 	int json;
 	int no_auto_unmount;
+	int writeback;
+	int no_writeback;
 };
 
 /*

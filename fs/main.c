@@ -185,11 +185,34 @@ struct daemon {
 
 /* --- control hooks -------------------------------------------------------- */
 
-/* Before a command: what was written through the mount goes up first. */
+/* Under the writeback cache, what was written through the mount may
+ * still be the kernel's dirty pages: syncfs(2) sends them (nothing to do
+ * when nothing is dirty). Opened for each command: a descriptor kept open
+ * would make the mount busy. */
+static int sync_mount(struct daemon *d)
+{
+	int fd = open(d->mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = 0;
+
+	if (fd < 0 || syncfs(fd) < 0) {
+		rc = -errno;
+		omni_log(OMNI_LOG_WARN, "syncfs %s: %s", d->mountpoint,
+		         strerror(errno));
+	}
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+/* Before a command: what was written through the mount goes down (host
+ * mounts with the writeback cache) or up (remote) first. */
 static int hook_before_exec(void *payload)
 {
-	struct omnifs *fs = &((struct daemon *)payload)->fs;
+	struct daemon *d = payload;
+	struct omnifs *fs = &d->fs;
 
+	if (fs->writeback)
+		return sync_mount(d);
 	return fs->remote ? omni__cache_flush_all(fs->backend) : 0;
 }
 
@@ -197,8 +220,10 @@ static void hook_after_exec(void *payload)
 {
 	struct omnifs *fs = &((struct daemon *)payload)->fs;
 
-	/* The daemon's caches, then the kernel's; nothing is fetched until
-	 * asked for. */
+	/* The command's changes as the watch saw them (exact, sizes under
+	 * the writeback cache included), the daemon's caches, then the
+	 * kernel's; nothing is fetched until asked for. */
+	omnifs_watch_drain(fs);
 	omni_vfs_invalidate(fs->backend, "");
 	omnifs_invalidate_all(fs);
 }
@@ -480,6 +505,22 @@ static int start_overlay(struct daemon *d)
 	return 0;
 }
 
+/* A host mount keeps names and attributes for long: the change watch
+ * (watch.h) invalidates what other writers change. Without the watch the
+ * operations cap them (ops.c). */
+#define HOST_TIMEOUT 60.0
+
+static void host_timeouts(struct daemon *d)
+{
+	if (!d->cli.attr_timeout)
+		d->fs.attr_timeout = HOST_TIMEOUT;
+	if (!d->cli.entry_timeout)
+		d->fs.entry_timeout = HOST_TIMEOUT;
+	if (!d->cli.negative_timeout)
+		d->fs.negative_timeout = HOST_TIMEOUT;
+	d->fs.writeback_mode = d->cli.no_writeback ? -1 : d->cli.writeback;
+}
+
 /* Make the session (state manager, backend, cache) and start it, which
  * loads the latest snapshot. */
 static int start_session(struct daemon *d)
@@ -518,6 +559,8 @@ static int start_session(struct daemon *d)
 		omni__cache_recover(d->fs.backend);
 	d->fs.host_files =
 	    (omni_vfs_caps(d->fs.backend) & OMNI_CAP_FILE_FD) != 0;
+	if (!d->fs.remote)
+		host_timeouts(d);
 	if (omnifs_inodes_new(&d->fs.inodes) < 0) {
 		fail("out of memory");
 		return -1;

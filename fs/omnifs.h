@@ -16,6 +16,7 @@
 #include <fuse_lowlevel.h>
 
 #include "inode.h"
+#include "watch.h"
 #include "omni/backend.h"
 
 /* FUSE operations counted for `omni-exec --stats`. */
@@ -67,6 +68,12 @@ struct omnifs {
 	 * older kernels drop them, which breaks getcwd() in a directory the
 	 * invalidation touched until it is looked up again. */
 	bool expire_only;
+	/* The change watch of a host mount (watch.h), or NULL. */
+	struct omnifs_watch *watch;
+	/* -o writeback (1), -o no_writeback (-1), else 0: on when the
+	 * watch runs. writeback says whether the kernel took it (op_init). */
+	int writeback_mode;
+	bool writeback;
 	atomic_ullong op_count[OMNIFS_OP_COUNT];
 	atomic_ullong invalidations;
 };

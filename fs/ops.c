@@ -20,6 +20,16 @@
  * node's list, see inode.h) and a struct dir_handle * for directories;
  * both are freed in release.
  *
+ * Host mounts (a node table) keep what the kernel caches for long
+ * (60 s by default, as libfuse's passthrough_hp does) and use the kernel's
+ * writeback cache, because the change watch (watch.c) invalidates exactly
+ * what another writer changes: every directory is watched before a name in
+ * it is cached (the name operations and opendir below call
+ * omnifs_watch_dir). Without a complete watch the timeouts fall back to
+ * SHORT_TTL and names are not remembered missing. Under the writeback
+ * cache the kernel appends and fills partial pages itself: files are
+ * opened read-write and without O_APPEND on the backing side.
+ *
  * Hard links: in a path table each name is a node of its own, so a file
  * with several links is never cached by the kernel (attribute timeout 0,
  * no keep_cache); a change through one name is then seen through the
@@ -66,6 +76,15 @@ struct omni_file *omni__fs_file_of(const struct fuse_file_info *fi)
 	return omni__fs_handle_of(fi)->file;
 }
 
+/* The timeouts of a host mount whose change watch is not complete. */
+#define SHORT_TTL 1.0
+
+/* A host mount without a complete watch: short timeouts only. */
+static bool unwatched(const struct omnifs *fs)
+{
+	return fs->nodes && !omnifs_watch_exact(fs);
+}
+
 /* How long the kernel may keep these attributes. */
 double omni__fs_attr_ttl(const struct omnifs *fs, const struct stat *st)
 {
@@ -74,7 +93,28 @@ double omni__fs_attr_ttl(const struct omnifs *fs, const struct stat *st)
 	 * the others. A node table has one node per file. */
 	if (!fs->nodes && !S_ISDIR(st->st_mode) && st->st_nlink > 1)
 		return 0;
+	if (unwatched(fs) && fs->attr_timeout > SHORT_TTL)
+		return SHORT_TTL;
 	return fs->attr_timeout;
+}
+
+double omni__fs_entry_ttl(const struct omnifs *fs)
+{
+	if (unwatched(fs) && fs->entry_timeout > SHORT_TTL)
+		return SHORT_TTL;
+	return fs->entry_timeout;
+}
+
+double omni__fs_negative_ttl(const struct omnifs *fs)
+{
+	return unwatched(fs) ? 0 : fs->negative_timeout;
+}
+
+/* Names are about to be cached in directory ino (a host mount). */
+static void watch_parent(struct omnifs *fs, fuse_ino_t ino)
+{
+	if (fs->watch)
+		omnifs_watch_dir(fs, ino);
 }
 
 /* A host descriptor behind an open file, or -1. */
@@ -102,7 +142,7 @@ int omni__fs_make_entry(struct omnifs *fs, fuse_ino_t parent, const char *name,
 		return -ENOMEM;
 	e->attr = *st;
 	e->attr_timeout = omni__fs_attr_ttl(fs, st);
-	e->entry_timeout = fs->entry_timeout;
+	e->entry_timeout = omni__fs_entry_ttl(fs);
 	return 0;
 }
 
@@ -119,6 +159,7 @@ void omni__fs_reply_entry(struct omnifs *fs, fuse_req_t req,
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	if (omni__fs_of(req)->nodes) {
+		watch_parent(omni__fs_of(req), parent);
 		omni__fs_node_lookup(req, parent, name);
 		return;
 	}
@@ -358,6 +399,7 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
                      mode_t mode, dev_t rdev)
 {
 	if (omni__fs_of(req)->nodes) {
+		watch_parent(omni__fs_of(req), parent);
 		omni__fs_node_mknod(req, parent, name, mode, rdev);
 		return;
 	}
@@ -392,6 +434,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
                      mode_t mode)
 {
 	if (omni__fs_of(req)->nodes) {
+		watch_parent(omni__fs_of(req), parent);
 		omni__fs_node_mkdir(req, parent, name, mode);
 		return;
 	}
@@ -446,6 +489,7 @@ static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent,
                        const char *name)
 {
 	if (omni__fs_of(req)->nodes) {
+		watch_parent(omni__fs_of(req), parent);
 		omni__fs_node_symlink(req, target, parent, name);
 		return;
 	}
@@ -469,6 +513,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
                       unsigned int flags)
 {
 	if (omni__fs_of(req)->nodes) {
+		watch_parent(omni__fs_of(req), newparent);
 		omni__fs_node_rename(req, parent, name, newparent, newname,
 		                     flags);
 		return;
@@ -495,6 +540,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
                     const char *newname)
 {
 	if (omni__fs_of(req)->nodes) {
+		watch_parent(omni__fs_of(req), newparent);
 		omni__fs_node_link(req, ino, newparent, newname);
 		return;
 	}
@@ -559,9 +605,24 @@ void omni__fs_detach_file(struct omnifs *fs, struct fuse_file_info *fi)
 	omnifs_handle_put(h);
 }
 
+/*
+ * Under the writeback cache the kernel writes whole pages, reading what it
+ * does not have first, and places appends itself: the backing file must be
+ * readable, and must not be O_APPEND (a pwrite there ignores its offset).
+ */
+static void writeback_flags(const struct omnifs *fs, struct fuse_file_info *fi)
+{
+	if (!fs->writeback)
+		return;
+	if ((fi->flags & O_ACCMODE) == O_WRONLY)
+		fi->flags = (fi->flags & ~O_ACCMODE) | O_RDWR;
+	fi->flags &= ~O_APPEND;
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	if (omni__fs_of(req)->nodes) {
+		writeback_flags(omni__fs_of(req), fi);
 		omni__fs_node_open(req, ino, fi);
 		return;
 	}
@@ -592,6 +653,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
                       mode_t mode, struct fuse_file_info *fi)
 {
 	if (omni__fs_of(req)->nodes) {
+		watch_parent(omni__fs_of(req), parent);
+		writeback_flags(omni__fs_of(req), fi);
 		omni__fs_node_create(req, parent, name, mode, fi);
 		return;
 	}
@@ -813,10 +876,58 @@ static void init_nodes(struct omnifs *fs)
 	}
 	omnifs_inode_set_root(fs->inodes, fd, &st);
 	fs->nodes = true;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	/* Root may raise the hard limit too, up to fs.nr_open: with long
+	 * timeouts the kernel holds many nodes. */
+	FILE *f = fopen("/proc/sys/fs/nr_open", "re");
+	unsigned long nr_open = 0;
+	if (f) {
+		if (fscanf(f, "%lu", &nr_open) != 1)
+			nr_open = 0;
+		fclose(f);
+	}
+	struct rlimit want = { nr_open, nr_open };
+	if (nr_open > rl.rlim_max && setrlimit(RLIMIT_NOFILE, &want) == 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+}
+
+/* A listing is about to be read (readdirplus caches its names). */
+static void op_opendir(fuse_req_t req, fuse_ino_t ino,
+                       struct fuse_file_info *fi)
+{
+	watch_parent(omni__fs_of(req), ino);
+	omni__fs_opendir(req, ino, fi);
+}
+
+/* A host mount: the change watch, then the writeback cache where the
+ * watch covers other writers (or -o writeback says so). */
+static void init_watch(struct omnifs *fs, struct fuse_conn_info *conn)
+{
+	int rc;
+
+	if (!fs->nodes)
+		return;
+	if ((rc = omnifs_watch_start(fs)) < 0)
+		omni_log(OMNI_LOG_WARN,
+		         "no change watch (fanotify: %s): short timeouts",
+		         strerror(-rc));
+	if (fs->writeback_mode > 0 ||
+	    (fs->writeback_mode == 0 && omnifs_watch_exact(fs))) {
+		if (conn->capable & FUSE_CAP_WRITEBACK_CACHE) {
+			conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+			fs->writeback = true;
+		}
+	}
+}
+
+static void op_destroy(void *userdata)
+{
+	omnifs_watch_stop(userdata);
 }
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
@@ -843,9 +954,10 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_EXPIRE_ONLY;
 		fs->expire_only = true;
 	}
-	/* The sandbox shares these files: no writeback cache (it would
-	 * delay writes past a command and break O_APPEND). */
+	/* Remote backends: no writeback cache (the cache decorator holds
+	 * the writes). Host mounts: see init_watch(). */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	init_watch(fs, conn);
 	if (!fs->host_files)
 		conn->want &= ~FUSE_CAP_FLOCK_LOCKS;
 	conn->max_write = 1u << 20;
@@ -854,6 +966,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 
 const struct fuse_lowlevel_ops omnifs_ops = {
 	.init = op_init,
+	.destroy = op_destroy,
 	.lookup = op_lookup,
 	.forget = op_forget,
 	.forget_multi = op_forget_multi,
@@ -873,7 +986,7 @@ const struct fuse_lowlevel_ops omnifs_ops = {
 	.flush = op_flush,
 	.release = op_release,
 	.fsync = op_fsync,
-	.opendir = omni__fs_opendir,
+	.opendir = op_opendir,
 	.readdir = omni__fs_readdir,
 	.readdirplus = omni__fs_readdirplus,
 	.releasedir = omni__fs_releasedir,

@@ -31,6 +31,9 @@ struct omnifs_handle *omni__fs_handle_of(const struct fuse_file_info *fi);
 struct omni_file *omni__fs_file_of(const struct fuse_file_info *fi);
 /* How long the kernel may keep these attributes. */
 double omni__fs_attr_ttl(const struct omnifs *fs, const struct stat *st);
+/* How long the kernel may keep a name, and a missing name. */
+double omni__fs_entry_ttl(const struct omnifs *fs);
+double omni__fs_negative_ttl(const struct omnifs *fs);
 void omni__fs_reply_err(fuse_req_t req, int rc);
 /* Path table: the entry of name in parent after a successful call, with
  * the lookup the reply gives the kernel counted. */

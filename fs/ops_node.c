@@ -128,7 +128,7 @@ int omni__fs_node_entry(struct omnifs *fs, fuse_ino_t parent, int dirfd,
 		return rc;
 	e->generation = 1;
 	e->attr_timeout = omni__fs_attr_ttl(fs, &e->attr);
-	e->entry_timeout = fs->entry_timeout;
+	e->entry_timeout = omni__fs_entry_ttl(fs);
 	return 0;
 }
 
@@ -153,10 +153,10 @@ void omni__fs_node_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	rc = omni__fs_node_entry(fs, parent, dirfd, name, NULL, &e);
 	omnifs_inode_unpin(fs->inodes, parent);
-	if (rc == -ENOENT && fs->negative_timeout > 0) {
+	if (rc == -ENOENT && omni__fs_negative_ttl(fs) > 0) {
 		/* A negative entry: the kernel remembers the name is free. */
 		memset(&e, 0, sizeof(e));
-		e.entry_timeout = fs->negative_timeout;
+		e.entry_timeout = omni__fs_negative_ttl(fs);
 		fuse_reply_entry(req, &e);
 	} else if (rc < 0) {
 		omni__fs_reply_err(req, rc);
@@ -502,7 +502,7 @@ static int created_entry(struct omnifs *fs, fuse_ino_t parent, const char *name,
 		close(fd);
 	e->generation = 1;
 	e->attr_timeout = omni__fs_attr_ttl(fs, &e->attr);
-	e->entry_timeout = fs->entry_timeout;
+	e->entry_timeout = omni__fs_entry_ttl(fs);
 	return rc;
 }
 

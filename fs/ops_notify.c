@@ -5,15 +5,32 @@
  *
  * Invalidation works on the (parent, name) pairs of the inode table
  * (inode.h), for both kinds of table; it never runs inside a FUSE request.
+ * Host mounts also have the change watch (watch.c), which invalidates
+ * exactly what other writers change; this file's omnifs_invalidate_all()
+ * is the blunt tool (after a command, on a queue overflow).
  */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "omni/vfs.h"
 #include "ops.h"
+
+/* Is node ino a directory? (A node table; false when unknown.) */
+static bool is_dir(struct omnifs *fs, fuse_ino_t ino)
+{
+	struct stat st;
+	int fd, rc;
+
+	if (omnifs_inode_pin(fs->inodes, ino, &fd) < 0)
+		return false;
+	rc = fstat(fd, &st);
+	omnifs_inode_unpin(fs->inodes, ino);
+	return rc == 0 && S_ISDIR(st.st_mode);
+}
 
 void omnifs_invalidate_all(struct omnifs *fs)
 {
@@ -25,10 +42,14 @@ void omnifs_invalidate_all(struct omnifs *fs)
 	for (size_t i = 0; i < n; i++) {
 		if (!refs[i].name) {
 			/* The root or a detached node: no name to expire. */
-		} else if (fs->expire_only) {
+		} else if (fs->expire_only &&
+		           !(fs->writeback && !is_dir(fs, refs[i].ino))) {
 			/* Expire, do not drop: the next use of the name asks
 			 * us again, but a process whose working directory it
-			 * is keeps it (a dropped dentry breaks getcwd). */
+			 * is keeps it (a dropped dentry breaks getcwd). Under
+			 * the writeback cache a file's name is dropped: the
+			 * kernel trusts the size of an inode it keeps, and an
+			 * unused one is evicted with its name. */
 			fuse_lowlevel_notify_expire_entry(
 			    fs->se, refs[i].parent, refs[i].name,
 			    strlen(refs[i].name), FUSE_LL_EXPIRE_ONLY);
@@ -95,11 +116,16 @@ char *omnifs_stats_text(struct omnifs *fs)
 		return NULL;
 	len += (size_t)snprintf(
 	    out + len, cap - len,
-	    "backend %s\nproject %s\ninodes %zu\ninvalidations %llu\n",
+	    "backend %s\nproject %s\ninodes %zu\ninvalidations %llu\n"
+	    "writeback %d\nwatch %s\n",
 	    omni_backend_name(fs->backend),
 	    omni_backend_project_id(fs->backend),
 	    omnifs_inode_count(fs->inodes),
-	    (unsigned long long)atomic_load(&fs->invalidations));
+	    (unsigned long long)atomic_load(&fs->invalidations),
+	    fs->writeback ? 1 : 0,
+	    !fs->nodes               ? "none"
+	    : omnifs_watch_exact(fs) ? "exact"
+	                             : "short-timeouts");
 	for (int i = 0; i < OMNIFS_OP_COUNT && len < cap; i++)
 		len += (size_t)snprintf(
 		    out + len, cap - len, "fuse.%s %llu\n", op_names[i],

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# local-fs.sh - omnifs on the local backend against the native directory
-# and a bindfs mount of it, the same workloads in one run:
+# local-fs.sh - omnifs on the local backend against the native directory,
+# a bindfs mount of it and, when PASSTHROUGH_HP names its binary, libfuse's
+# passthrough_hp example (not part of the project), the same workloads in
+# one run:
 #
 #   create   10 000 small files (100 bytes) in 100 directories
 #   stat     stat(2) of all of them
@@ -10,19 +12,32 @@
 #   seqread  the same file, page cache dropped first (cold)
 #   git      `git status` on a committed tree of 3 000 files (warm)
 #   remove   unlink all the small files and their directories
+#   touch    `touch` of 100 000 new files in one directory (xargs)
 #
 # Every workload runs three times (OMNI_BENCH_ROUNDS) on each target in
 # turn, and the median counts. Prints the time of each workload per target, then omnifs' speed relative
 # to native (native time / omnifs time: 1.0 is native speed) and to bindfs
 # (bindfs time / omnifs time: 3.0 means three times faster than bindfs).
 #
-# Usage: tests/bench/local-fs.sh [WORKDIR]   (root; BUILD=build by default;
-# OMNI_BENCH_SEQ_MB=1024 sets the sequential size)
+# Usage: tests/bench/local-fs.sh [WORKDIR]   (root; BUILD=build by default,
+# relative to the source tree or absolute; OMNI_BENCH_SEQ_MB=1024 sets the
+# sequential size, OMNI_BENCH_TOUCH=100000 the touch count (0: skip it),
+# OMNI_BENCH_OMNIFS_OPTS extra omnifs options, PASSTHROUGH_HP=/path adds a
+# column)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-build}
-bin="$here/$BUILD"
+case $BUILD in /*) bin=$BUILD ;; *) bin="$here/$BUILD" ;; esac
+touch_n=${OMNI_BENCH_TOUCH:-100000}
+# omnifs and passthrough_hp hold a descriptor per inode the kernel keeps:
+# past the descriptor limit their creates fail (EMFILE), so stay under it.
+fd_limit=$(ulimit -n)
+if [ "$fd_limit" != unlimited ] && [ "$touch_n" -gt $((fd_limit * 3 / 4)) ]; then
+	touch_n=$((fd_limit * 3 / 4))
+	echo "touch: $touch_n files (ulimit -n is $fd_limit)" >&2
+fi
+pthp=${PASSTHROUGH_HP:-}
 seq_mb=${OMNI_BENCH_SEQ_MB:-1024}
 work=${1:-$(mktemp -d /tmp/omnifs-bench.XXXXXX)}
 mkdir -p "$work"
@@ -34,10 +49,10 @@ fsbench="$work/fsbench"
 
 export OMNI_RUNTIME_DIR="$work/run"
 mkdir -m 0700 -p "$OMNI_RUNTIME_DIR"
-mkdir -p "$work/native" "$work/bind-src" "$work/bind" "$work/data/bench" "$work/omni/bench"
+mkdir -p "$work/native" "$work/bind-src" "$work/bind" "$work/pthp-src" "$work/pthp" "$work/data/bench" "$work/omni/bench"
 
 cleanup() {
-	for d in "$work/bind" "$work/omni/bench"; do
+	for d in "$work/bind" "$work/pthp" "$work/omni/bench"; do
 		mountpoint -q "$d" && { fusermount3 -u "$d" 2>/dev/null || fusermount -u "$d" 2>/dev/null || umount -l "$d"; }
 	done
 	rm -rf "$work"
@@ -50,6 +65,11 @@ bindfs "$work/bind-src" "$work/bind"
 targets=(native bindfs omnifs)
 declare -A root=([native]="$work/native" [bindfs]="$work/bind" [omnifs]="$work/omni/bench")
 declare -A backing=([native]="$work/native" [bindfs]="$work/bind-src" [omnifs]="$work/data/bench")
+if [ -n "$pthp" ]; then
+	"$pthp" "$work/pthp-src" "$work/pthp"
+	targets=(native bindfs pthp omnifs)
+	root[pthp]="$work/pthp" backing[pthp]="$work/pthp-src"
+fi
 declare -A result
 
 timeit() { # prints seconds taken by "$@"
@@ -85,7 +105,8 @@ for ((i = 0; i < rounds; i++)); do
 	# Rotate the order: ext4 makes a create that follows many deletions
 	# slower (it skips recently freed inodes), so no target may always
 	# come after another one's removal.
-	order=("${targets[@]:i%3}" "${targets[@]:0:i%3}")
+	nt=${#targets[@]}
+	order=("${targets[@]:i%nt}" "${targets[@]:0:i%nt}")
 	for t in "${order[@]}"; do
 		r=${root[$t]}
 		mkdir -p "$r/small"
@@ -103,6 +124,17 @@ for ((i = 0; i < rounds; i++)); do
 		quiet; runs[$t,git]+=" $(cd "$r/repo" && git status >/dev/null && timeit git status)"
 		quiet; runs[$t,remove]+=" $("$fsbench" remove "$r/small" 100 100)"
 		rmdir "$r/small" 2>/dev/null || true
+		if [ "$touch_n" -gt 0 ]; then
+			# A fresh directory each round; passthrough_hp's readdir
+			# skips names while they are removed, so what is left
+			# after removing through the mount goes from the backing
+			# directory (the stale name is never used again).
+			d=touch$i
+			mkdir "$r/$d"
+			quiet; runs[$t,touch]+=" $(cd "$r/$d" && timeit sh -c "seq -f f%.0f $touch_n | xargs touch")"
+			for _ in 1 2 3; do rm -rf "${r:?}/$d" 2>/dev/null && break; done
+			rm -rf "${backing[$t]:?}/$d"
+		fi
 	done
 done
 median() { printf '%s\n' $1 | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
@@ -111,11 +143,18 @@ for key in "${!runs[@]}"; do
 done
 
 workloads=(create stat lsR read seqwrite seqread git remove)
-printf '\n%-10s %10s %10s %10s %12s %12s\n' workload native bindfs omnifs "vs native" "vs bindfs"
+[ "$touch_n" -gt 0 ] && workloads+=(touch)
+# One column per target, then omnifs against native and bindfs (time
+# ratios: 1.0 is native speed; 3.0 "vs bindfs" is three times faster).
+[ "$touch_n" -gt 0 ] && printf '\ntouch: %d files\n' "$touch_n"
+printf '\n%-10s' workload
+for t in "${targets[@]}"; do printf ' %10s' "$t"; done
+printf ' %10s %10s\n' "vs native" "vs bindfs"
 for w in "${workloads[@]}"; do
 	n=${result[native,$w]} b=${result[bindfs,$w]} o=${result[omnifs,$w]}
-	printf '%-10s %9.3fs %9.3fs %9.3fs %11.2fx %11.2fx\n' "$w" "$n" "$b" "$o" \
-		"$(echo "$n / $o" | bc -l)" "$(echo "$b / $o" | bc -l)"
+	printf '%-10s' "$w"
+	for t in "${targets[@]}"; do printf ' %9.3fs' "${result[$t,$w]}"; done
+	printf ' %9.2fx %9.2fx\n' "$(echo "$n / $o" | bc -l)" "$(echo "$b / $o" | bc -l)"
 done
 for t in "${targets[@]}"; do
 	printf '%-8s seqwrite %7.0f MB/s  seqread %7.0f MB/s\n' "$t" \

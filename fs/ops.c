@@ -256,17 +256,9 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 static int setattr_times(struct omnifs *fs, const char *path, int fd,
                          struct stat *attr, int to_set)
 {
-	struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT },
-		                  { .tv_nsec = UTIME_OMIT } };
+	struct timespec ts[2];
 
-	if (to_set & FUSE_SET_ATTR_ATIME_NOW)
-		ts[0].tv_nsec = UTIME_NOW;
-	else if (to_set & FUSE_SET_ATTR_ATIME)
-		ts[0] = attr->st_atim;
-	if (to_set & FUSE_SET_ATTR_MTIME_NOW)
-		ts[1].tv_nsec = UTIME_NOW;
-	else if (to_set & FUSE_SET_ATTR_MTIME)
-		ts[1] = attr->st_mtim;
+	omni__fs_setattr_times(attr, to_set, ts);
 	if (path)
 		return omni_vfs_utimens(fs->backend, path, ts);
 	if (fd >= 0)

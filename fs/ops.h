@@ -101,4 +101,9 @@ void omni__fs_releasedir(fuse_req_t req, fuse_ino_t ino,
 void omni__fs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
                        struct fuse_file_info *fi);
 
+/* The times a setattr asks for, into ts (UTIME_OMIT where it asks none,
+ * UTIME_NOW for the _NOW flags) (ops_node.c). */
+void omni__fs_setattr_times(const struct stat *attr, int to_set,
+                            struct timespec ts[2]);
+
 #endif

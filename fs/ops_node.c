@@ -203,9 +203,8 @@ static int sys(int rc)
 	return rc < 0 ? -errno : 0;
 }
 
-/* The times a setattr asks for (UTIME_OMIT where it asks none). */
-static void setattr_times(const struct stat *attr, int to_set,
-                          struct timespec ts[2])
+void omni__fs_setattr_times(const struct stat *attr, int to_set,
+                            struct timespec ts[2])
 {
 	ts[0].tv_nsec = ts[1].tv_nsec = UTIME_OMIT;
 	if (to_set & FUSE_SET_ATTR_ATIME_NOW)
@@ -261,7 +260,7 @@ static int apply_setattr(fuse_req_t req, int fd, int ofd,
 	    (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
 	               FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW))) {
 		struct timespec ts[2];
-		setattr_times(attr, to_set, ts);
+		omni__fs_setattr_times(attr, to_set, ts);
 		rc = ofd >= 0 ? sys(futimens(ofd, ts))
 		              : omni_vfs_node_utimens(b, fd, ts);
 	}

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -170,6 +171,13 @@ static int check(const char *given, char *out, size_t size, bool may_clear)
 	/* Something mounted there, even one we may not look into (the
 	 * FUSE mount of another user answers EACCES). */
 	find_top(out, &t);
+	if (t.found && strncmp(t.fstype, "fuse", 4) == 0 && err == 0) {
+		/* The kernel may answer stat from attributes it still
+		 * keeps; statfs always asks the daemon. */
+		struct statfs sf;
+		if (statfs(out, &sf) < 0 && errno == ENOTCONN)
+			return dead_mount(given, out, size, may_clear);
+	}
 	if (t.found && err != ENOENT) {
 		bool fuse = strncmp(t.fstype, "fuse", 4) == 0;
 		fprintf(stderr,

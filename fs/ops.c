@@ -908,8 +908,10 @@ static void init_watch(struct omnifs *fs, struct fuse_conn_info *conn)
 		omni_log(OMNI_LOG_WARN,
 		         "no change watch (fanotify: %s): short timeouts",
 		         strerror(-rc));
-	if (fs->writeback_mode > 0 ||
-	    (fs->writeback_mode == 0 && omnifs_watch_exact(fs))) {
+	/* Off unless asked for: the kernel then writes back later as the
+	 * daemon, so the host cannot drop setuid and setgid bits for the
+	 * writer, and it keeps its own mtime and size (see omnifs(1)). */
+	if (fs->writeback_mode > 0) {
 		if (conn->capable & FUSE_CAP_WRITEBACK_CACHE) {
 			conn->want |= FUSE_CAP_WRITEBACK_CACHE;
 			fs->writeback = true;

@@ -1,9 +1,9 @@
 /*
  * tests/fs/test_coherence.c - a host mount with long timeouts and the
- * writeback cache stays exact.
+ * writeback cache (-o writeback; off by default) stays exact.
  *
- * The local mount keeps names and attributes for 60 s and writes through
- * the kernel's writeback cache; the change watch (fs/watch.c) and the
+ * The local mount keeps names and attributes for 60 s and, here, writes
+ * through the kernel's writeback cache; the change watch (fs/watch.c) and the
  * syncfs before each omni-exec command keep it honest. Here the test
  * process is "another writer": it changes the workspace on the host behind
  * the mount, and each change must show through the mount within about a
@@ -31,7 +31,7 @@ static struct mount_fx m;
 
 static void setup(void)
 {
-	mount_up(&m, NULL);
+	mount_up(&m, (const char *const[]){ "-o", "writeback", NULL });
 }
 
 static void teardown(void)

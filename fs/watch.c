@@ -326,20 +326,35 @@ static void event(struct omnifs_watch *w,
 /* Read and handle what is queued (the descriptor does not block). */
 static void pump(struct omnifs_watch *w)
 {
-	char buf[64 * 1024] __attribute__((aligned(8)));
+	char buf[64 * 1024];
 	bool overflow = false;
 	ssize_t n;
 
 	pthread_mutex_lock(&w->read_lock);
 	while ((n = read(w->fan, buf, sizeof(buf))) > 0) {
-		const struct fanotify_event_metadata *m = (const void *)buf;
-		for (; FAN_EVENT_OK(m, n); m = FAN_EVENT_NEXT(m, n)) {
-			if (m->vers != FANOTIFY_METADATA_VERSION)
+		/* Records are 4-byte aligned (FANOTIFY_EVENT_ALIGN) but the
+		 * metadata has 8-byte fields: each one is copied to an
+		 * aligned place before it is read. */
+		union {
+			struct fanotify_event_metadata m;
+			char raw[4096];
+		} ev;
+		size_t off = 0;
+		while (off + FAN_EVENT_METADATA_LEN <= (size_t)n) {
+			memcpy(&ev.m, buf + off, sizeof(ev.m));
+			size_t len = ev.m.event_len;
+			if (len < FAN_EVENT_METADATA_LEN ||
+			    off + len > (size_t)n ||
+			    ev.m.vers != FANOTIFY_METADATA_VERSION)
 				break;
-			if (m->mask & FAN_Q_OVERFLOW)
-				overflow = true;
-			else if (m->pid != w->self)
-				event(w, m);
+			if (len <= sizeof(ev.raw)) {
+				memcpy(ev.raw, buf + off, len);
+				if (ev.m.mask & FAN_Q_OVERFLOW)
+					overflow = true;
+				else if (ev.m.pid != w->self)
+					event(w, &ev.m);
+			}
+			off += len;
 		}
 	}
 	pthread_mutex_unlock(&w->read_lock);

@@ -456,7 +456,12 @@ static void run_batch(const struct posixdiff_config *cfg, int first, int n,
 	for (int i = 0; i < n; i++)
 		check_tree(&cs[i], cfg, &ck, st, rep);
 	for (int k = 0; k < cfg->steps; k++) {
-		last = coarse_now();
+		/* The fine clock: a file system may stamp a change with a
+		 * fine-grained time later than the coarse clock (multigrain
+		 * timestamps, Linux 6.13+), so a step starts only once the
+		 * coarse clock has passed every time the last step could
+		 * have given. */
+		clock_gettime(CLOCK_REALTIME, &last);
 		next_step(&ck, &last);
 		for (int i = 0; i < n; i++)
 			if (!cs[i].failed)

@@ -14,8 +14,10 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -42,6 +44,8 @@ struct node {
 	struct name *names;            /* NULL for the root and detached */
 	struct omnifs_handle *handles; /* open files of this node */
 	int fd;                        /* O_PATH of the backing file, or -1 */
+	bool dir;                      /* a directory: keeps fd for good */
+	bool identified;               /* in the (dev, ino) index */
 	dev_t dev;
 	ino_t bino;
 	struct node *ino_next;
@@ -324,7 +328,7 @@ static void maybe_free(struct omnifs_inodes *t, struct node *n)
 		pp = &(*pp)->ino_next;
 	if (*pp)
 		*pp = n->ino_next;
-	if (t->nodes && n->fd >= 0)
+	if (n->identified)
 		id_unlink(t, n);
 	if (n->fd >= 0)
 		close(n->fd);
@@ -421,10 +425,90 @@ void omnifs_inode_set_root(struct omnifs_inodes *t, int fd,
 	pthread_mutex_lock(&t->lock);
 	t->nodes = true;
 	t->root.fd = fd;
+	t->root.dir = true;
+	t->root.identified = true;
 	t->root.dev = st->st_dev;
 	t->root.bino = st->st_ino;
 	id_link(t, &t->root);
 	pthread_mutex_unlock(&t->lock);
+}
+
+/* The i-th name of n, or NULL. The lock is held. */
+static struct name *nth_name(struct node *n, int i)
+{
+	struct name *nm = n->names;
+
+	while (nm && i-- > 0)
+		nm = nm->node_next;
+	return nm;
+}
+
+/*
+ * Give a file node (n->fd < 0, pinned by the caller) a descriptor again:
+ * its names are opened one by one beneath their parents' descriptors, one
+ * component with O_NOFOLLOW, and the first that is still the same backing
+ * file (st_dev, st_ino) wins. The lock is held on entry and on return but
+ * dropped around the opens; the parents are pinned meanwhile.
+ */
+static int reopen(struct omnifs_inodes *t, struct node *n)
+{
+	char name[NAME_MAX + 1];
+
+	for (int i = 0; i < 8 && n->fd < 0; i++) {
+		struct name *nm = nth_name(n, i);
+		if (!nm)
+			break;
+		struct node *p = nm->parent;
+		if (p->fd < 0 || strlen(nm->name) > NAME_MAX)
+			continue;
+		memcpy(name, nm->name, strlen(nm->name) + 1);
+		p->pins++;
+		pthread_mutex_unlock(&t->lock);
+		struct stat st;
+		int fd = openat(p->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (fd >= 0 && (fstat(fd, &st) < 0 || st.st_dev != n->dev ||
+		                st.st_ino != n->bino)) {
+			close(fd);
+			fd = -1;
+		}
+		pthread_mutex_lock(&t->lock);
+		p->pins--;
+		if (fd >= 0 && n->fd < 0)
+			n->fd = fd;
+		else if (fd >= 0)
+			close(fd); /* another request was quicker */
+	}
+	/* No name leads to it (unlinked while open): an open handle does. */
+	if (n->fd < 0 && n->handles) {
+		struct omnifs_handle *h = n->handles;
+		atomic_fetch_add(&h->refs, 1);
+		pthread_mutex_unlock(&t->lock);
+		int fd = -1, ffd = omni_vfs_file_fd(h->file);
+		if (ffd >= 0) {
+			char proc[32];
+			snprintf(proc, sizeof(proc), "/proc/self/fd/%d", ffd);
+			fd = open(proc, O_PATH | O_CLOEXEC);
+		}
+		omnifs_handle_put(h);
+		pthread_mutex_lock(&t->lock);
+		if (fd >= 0 && n->fd < 0)
+			n->fd = fd;
+		else if (fd >= 0)
+			close(fd);
+	}
+	return n->fd >= 0 ? 0 : -ESTALE;
+}
+
+/* A file node's descriptor is kept only while it is pinned or open: the
+ * kernel may know far more files than this process may hold descriptors
+ * (touch of 100 000 files). Directories keep theirs: they are the
+ * parents every lookup starts from. The lock is held. */
+static void drop_fd(struct node *n)
+{
+	if (!n->dir && n->fd >= 0 && n->pins == 0 && !n->handles) {
+		close(n->fd);
+		n->fd = -1;
+	}
 }
 
 int omnifs_inode_pin(struct omnifs_inodes *t, fuse_ino_t ino, int *fd)
@@ -433,10 +517,15 @@ int omnifs_inode_pin(struct omnifs_inodes *t, fuse_ino_t ino, int *fd)
 
 	pthread_mutex_lock(&t->lock);
 	struct node *n = find_ino(t, ino);
-	if (n && n->fd >= 0) {
+	if (n && (n->fd >= 0 || (t->nodes && n->identified && !n->dir))) {
 		n->pins++;
-		*fd = n->fd;
-		rc = 0;
+		rc = n->fd >= 0 ? 0 : reopen(t, n);
+		if (rc == 0) {
+			*fd = n->fd;
+		} else {
+			n->pins--;
+			maybe_free(t, n);
+		}
 	}
 	pthread_mutex_unlock(&t->lock);
 	return rc;
@@ -448,6 +537,7 @@ void omnifs_inode_unpin(struct omnifs_inodes *t, fuse_ino_t ino)
 	struct node *n = find_ino(t, ino);
 	if (n && n->pins > 0) {
 		n->pins--;
+		drop_fd(n);
 		maybe_free(t, n);
 	}
 	pthread_mutex_unlock(&t->lock);
@@ -488,7 +578,10 @@ int omnifs_inode_lookup_node(struct omnifs_inodes *t, fuse_ino_t parent,
 		goto out;
 	}
 	if (!n) {
-		if (*fd < 0) {
+		bool dir = S_ISDIR(st->st_mode);
+		/* A directory is made with its descriptor; a file needs none
+		 * (reopen() finds it by name when a request pins it). */
+		if (dir && *fd < 0) {
 			rc = -ENOENT;
 			goto out;
 		}
@@ -496,10 +589,14 @@ int omnifs_inode_lookup_node(struct omnifs_inodes *t, fuse_ino_t parent,
 			rc = -ENOMEM;
 			goto out;
 		}
-		n->fd = *fd;
-		*fd = -1;
+		if (dir) {
+			n->fd = *fd;
+			*fd = -1;
+		}
+		n->dir = dir;
 		n->dev = st->st_dev;
 		n->bino = st->st_ino;
+		n->identified = true;
 		id_link(t, n);
 	}
 	n->nlookup++;
@@ -688,6 +785,7 @@ void omnifs_inode_remove_handle(struct omnifs_inodes *t,
 			pp = &(*pp)->next;
 		if (*pp)
 			*pp = h->next;
+		drop_fd(n);
 		maybe_free(t, n);
 	}
 	h->next = NULL;

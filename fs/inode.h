@@ -14,8 +14,13 @@
  * the cache) a node is a path: each node has exactly one name and paths
  * are built from the names. For a host backend (local, docker: the
  * backend has OMNI_CAP_NODES) a node is the backing file: it is found by
- * the file's (st_dev, st_ino), holds an O_PATH descriptor of it, and has
- * as many names as the kernel looked it up by (hard links are one node).
+ * the file's (st_dev, st_ino) and has as many names as the kernel looked
+ * it up by (hard links are one node). A directory holds an O_PATH
+ * descriptor of itself for good (every lookup starts from one); any other
+ * node holds one only while a request pins it or a file of it is open,
+ * and is found again by its names beneath its parents' descriptors, the
+ * (st_dev, st_ino) checked (so the kernel may know 100 000 files with the
+ * daemon holding a few descriptors).
  * Names are kept in both kinds for invalidation ((parent, name) pairs).
  *
  * Locking: one mutex guards both indexes and every node's links. Paths are

@@ -482,23 +482,19 @@ ssize_t omni__fs_node_write(fuse_req_t req, struct omni_file *f,
 	return n;
 }
 
-/* The node of a file just created as f in parent, entry in e. */
+/* The node of a file just created as f in parent, entry in e: the
+ * attributes of the open file, the very inode made, whatever happened to
+ * the name since (a file node needs no descriptor of its own). */
 static int created_entry(struct omnifs *fs, fuse_ino_t parent, const char *name,
                          struct omni_file *f, struct fuse_entry_param *e)
 {
-	int fd, rc;
+	int fd = -1, rc;
 
 	memset(e, 0, sizeof(*e));
-	/* A new O_PATH descriptor of the open file: the very inode made,
-	 * whatever happened to the name since. */
-	fd = omni_vfs_node_lookup(fs->backend, omni_vfs_file_fd(f), "",
-	                          &e->attr);
-	if (fd < 0)
-		return fd;
+	if ((rc = omni_vfs_fstat(f, &e->attr)) < 0)
+		return rc;
 	rc = omnifs_inode_lookup_node(fs->inodes, parent, name, &e->attr, &fd,
 	                              &e->ino);
-	if (fd >= 0)
-		close(fd);
 	e->generation = 1;
 	e->attr_timeout = omni__fs_attr_ttl(fs, &e->attr);
 	e->entry_timeout = omni__fs_entry_ttl(fs);

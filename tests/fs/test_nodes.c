@@ -8,6 +8,7 @@
  * mount shows with the host side of the workspace.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -312,4 +313,74 @@ Test(nodes, modes_are_masked_once)
 	close(fd);
 	cr_assert_eq(lstat_of(p).st_mode & 07777, 0666);
 	umask(old);
+}
+
+/* Descriptors the daemon holds (its /proc/PID/fd entries). */
+static int daemon_fds(void)
+{
+	char dir[64];
+	int n = 0;
+
+	omni_test_fmt(dir, sizeof(dir), "/proc/%d/fd", (int)m.pid);
+	DIR *d = opendir(dir);
+	cr_assert(d, "opendir %s: %s", dir, strerror(errno));
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n - 2;
+}
+
+Test(nodes, many_files_cost_no_descriptor_each, .timeout = 120)
+{
+	char p[PATH_MAX], h[PATH_MAX], q[PATH_MAX];
+	enum { FILES = 4000 };
+
+	mpath(p, sizeof(p), "many");
+	cr_assert(mkdir(p, 0755) == 0);
+	int before = daemon_fds();
+	for (int i = 0; i < FILES; i++) {
+		omni_test_fmt(p, sizeof(p), "%s/many/f%d", m.mnt, i);
+		int fd = open(p, O_CREAT | O_WRONLY, 0644);
+		cr_assert(fd >= 0, "create %s: %s", p, strerror(errno));
+		cr_assert_eq(write(fd, "x", 1), 1);
+		close(fd);
+	}
+	/* The kernel knows every one of them now (long entry timeouts). */
+	for (int i = 0; i < FILES; i++) {
+		omni_test_fmt(p, sizeof(p), "%s/many/f%d", m.mnt, i);
+		cr_assert_eq(lstat_of(p).st_size, 1);
+	}
+	int after = daemon_fds();
+	cr_assert(after - before < 64,
+	          "the daemon holds %d descriptors for %d files (%d before)",
+	          after, FILES, before);
+	/* Calls on files the kernel knows still reach the right file: by
+	 * name, through a hard link, after a rename made behind its back,
+	 * and on a file whose name was replaced. */
+	omni_test_fmt(p, sizeof(p), "%s/many/f10", m.mnt);
+	cr_assert(chmod(p, 0600) == 0);
+	omni_test_fmt(h, sizeof(h), "%s/many/f10", m.host);
+	cr_assert_eq(lstat_of(h).st_mode & 07777, 0600);
+	omni_test_fmt(q, sizeof(q), "%s/many/link", m.mnt);
+	cr_assert(link(p, q) == 0);
+	cr_assert(chmod(q, 0640) == 0);
+	cr_assert_eq(lstat_of(p).st_mode & 07777, 0640);
+	cr_assert_eq(lstat_of(p).st_nlink, 2);
+	/* f11 renamed on the host and replaced by a directory: the node of
+	 * f11 is stale, its new name works, and no call reaches the
+	 * directory through the old node. */
+	char h11[PATH_MAX], hmoved[PATH_MAX];
+	omni_test_fmt(h11, sizeof(h11), "%s/many/f11", m.host);
+	omni_test_fmt(hmoved, sizeof(hmoved), "%s/many/moved", m.host);
+	cr_assert(rename(h11, hmoved) == 0);
+	cr_assert(mkdir(h11, 0700) == 0);
+	usleep(200000); /* the change watch invalidates the names */
+	omni_test_fmt(p, sizeof(p), "%s/many/f11", m.mnt);
+	cr_assert(S_ISDIR(lstat_of(p).st_mode));
+	omni_test_fmt(p, sizeof(p), "%s/many/moved", m.mnt);
+	cr_assert(S_ISREG(lstat_of(p).st_mode));
+	cr_assert(chmod(p, 0604) == 0);
+	cr_assert_eq(lstat_of(hmoved).st_mode & 07777, 0604);
+	cr_assert_eq(lstat_of(h11).st_mode & 07777, 0700);
+	cr_assert(daemon_fds() - before < 64);
 }

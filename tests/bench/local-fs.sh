@@ -30,14 +30,15 @@ here=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-build}
 case $BUILD in /*) bin=$BUILD ;; *) bin="$here/$BUILD" ;; esac
 touch_n=${OMNI_BENCH_TOUCH:-100000}
-# omnifs and passthrough_hp hold a descriptor per inode the kernel keeps:
-# past the descriptor limit their creates fail (EMFILE), so stay under it.
-fd_limit=$(ulimit -n)
-if [ "$fd_limit" != unlimited ] && [ "$touch_n" -gt $((fd_limit * 3 / 4)) ]; then
-	touch_n=$((fd_limit * 3 / 4))
-	echo "touch: $touch_n files (ulimit -n is $fd_limit)" >&2
-fi
 pthp=${PASSTHROUGH_HP:-}
+# passthrough_hp holds a descriptor per inode the kernel keeps: past the
+# descriptor limit its creates fail (EMFILE), so stay under it when it runs.
+# (omnifs keeps descriptors of directories and open files only.)
+fd_limit=$(ulimit -n)
+if [ -n "$pthp" ] && [ "$fd_limit" != unlimited ] && [ "$touch_n" -gt $((fd_limit * 3 / 4)) ]; then
+	touch_n=$((fd_limit * 3 / 4))
+	echo "touch: $touch_n files (ulimit -n is $fd_limit, for passthrough_hp)" >&2
+fi
 seq_mb=${OMNI_BENCH_SEQ_MB:-1024}
 work=${1:-$(mktemp -d /tmp/omnifs-bench.XXXXXX)}
 mkdir -p "$work"

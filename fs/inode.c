@@ -61,7 +61,8 @@ struct omnifs_inodes {
 	size_t count;
 	size_t names;
 	fuse_ino_t next_ino;
-	bool nodes; /* host table: nodes are backing files */
+	bool nodes;                   /* host table: nodes are backing files */
+	struct omni_backend *backend; /* of a host table: reopens file nodes */
 	struct node root;
 };
 
@@ -419,11 +420,12 @@ out:
 	return ino;
 }
 
-void omnifs_inode_set_root(struct omnifs_inodes *t, int fd,
-                           const struct stat *st)
+void omnifs_inode_set_root(struct omnifs_inodes *t, struct omni_backend *b,
+                           int fd, const struct stat *st)
 {
 	pthread_mutex_lock(&t->lock);
 	t->nodes = true;
+	t->backend = b;
 	t->root.fd = fd;
 	t->root.dir = true;
 	t->root.identified = true;
@@ -445,8 +447,9 @@ static struct name *nth_name(struct node *n, int i)
 
 /*
  * Give a file node (n->fd < 0, pinned by the caller) a descriptor again:
- * its names are opened one by one beneath their parents' descriptors, one
- * component with O_NOFOLLOW, and the first that is still the same backing
+ * its names are looked up one by one beneath their parents' descriptors
+ * (omni_vfs_node_lookup: one component, confined, no symlink followed),
+ * and the first that is still the same backing
  * file (st_dev, st_ino) wins. The lock is held on entry and on return but
  * dropped around the opens; the parents are pinned meanwhile.
  */
@@ -465,9 +468,8 @@ static int reopen(struct omnifs_inodes *t, struct node *n)
 		p->pins++;
 		pthread_mutex_unlock(&t->lock);
 		struct stat st;
-		int fd = openat(p->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-		if (fd >= 0 && (fstat(fd, &st) < 0 || st.st_dev != n->dev ||
-		                st.st_ino != n->bino)) {
+		int fd = omni_vfs_node_lookup(t->backend, p->fd, name, &st);
+		if (fd >= 0 && (st.st_dev != n->dev || st.st_ino != n->bino)) {
 			close(fd);
 			fd = -1;
 		}

@@ -116,10 +116,11 @@ int omnifs_handle_put(struct omnifs_handle *h);
 /* --- host backends: nodes that hold descriptors ----------------------------
  */
 
-/* Make the root a node of the backing root directory, holding fd (taken
- * over). Before any request. */
-void omnifs_inode_set_root(struct omnifs_inodes *t, int fd,
-                           const struct stat *st);
+/* Make the root a node of the backing root directory of host backend b,
+ * holding fd (taken over). Before any request. File nodes are found again
+ * through b (omni_vfs_node_lookup). */
+void omnifs_inode_set_root(struct omnifs_inodes *t, struct omni_backend *b,
+                           int fd, const struct stat *st);
 
 /*
  * Pin ino and give its O_PATH descriptor (valid until omnifs_inode_unpin;

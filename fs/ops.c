@@ -866,7 +866,7 @@ static void init_nodes(struct omnifs *fs)
 		close(fd);
 		return;
 	}
-	omnifs_inode_set_root(fs->inodes, fd, &st);
+	omnifs_inode_set_root(fs->inodes, fs->backend, fd, &st);
 	fs->nodes = true;
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
 		return;

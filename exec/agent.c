@@ -64,6 +64,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "agent_files.h"
 #include "omni/error.h"
 #include "omni/ipc.h"
 #include "omni/ipc_server.h"
@@ -127,6 +128,14 @@ static void agent_control(void *payload, struct omni__ipc_conn *conn,
 	omni__ipc_conn_reply(conn, EINVAL, "omni-agent answers only \"ping\"");
 }
 
+/* A file session (omni/ipc_files.h): agent_files.c, beneath --workdir. */
+static void agent_files(void *payload, int fd, const unsigned char *data,
+                        size_t len)
+{
+	(void)payload;
+	omni__agent_files_serve(fd, workdir, data, len);
+}
+
 static const struct omni__ipc_server_ops agent_ops = {
 	.exec_start = agent_exec_start,
 	.exec_wait = omni__proc_exec_wait,
@@ -135,6 +144,7 @@ static const struct omni__ipc_server_ops agent_ops = {
 	.exec_resize = omni__proc_exec_resize,
 	.exec_free = omni__proc_exec_free,
 	.control = agent_control,
+	.files = agent_files,
 };
 
 /* --- signals: reaping and stopping ---------------------------------------- */

@@ -57,6 +57,7 @@
 
 #include "base/error.h"
 #include "omni/error.h"
+#include "omni/ipc_files.h"
 #include "omni/ipc_server.h"
 #include "omni/log.h"
 
@@ -417,9 +418,13 @@ static void *conn_main(void *arg)
 		serve_exec(c, buf.data, buf.len);
 	else if (type == OMNI_IPC_CONTROL)
 		serve_control(c, buf.data, buf.len);
+	else if (type == OMNI_IPC_FILES && srv->ops->files)
+		srv->ops->files(srv->cfg.payload, c->fd, buf.data, buf.len);
 	else
 		conn_send_error(c, -EPROTO,
-		                "expected an EXEC or CONTROL frame");
+		                srv->ops->files
+		                    ? "expected an EXEC, CONTROL or FILES frame"
+		                    : "expected an EXEC or CONTROL frame");
 out:
 	omni_ipc_buf_finish(&buf);
 	pthread_mutex_lock(&srv->lock);

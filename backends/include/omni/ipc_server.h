@@ -7,7 +7,8 @@
  *
  * The server owns a listening socket, accepts on a thread of its own and
  * gives each connection a thread, which reads the first frame and either
- * runs one command (EXEC) or answers one request (CONTROL). What differs
+ * runs one command (EXEC), answers one request (CONTROL), or serves a
+ * file session (FILES, omni/ipc_files.h, through ops->files). What differs
  * between the two servers comes in through struct omni__ipc_server_ops.
  *
  * A command's life on the connection thread, with a reader thread that
@@ -83,6 +84,13 @@ struct omni__ipc_server_ops {
 	 * requests get status EINVAL. */
 	void (*control)(void *payload, struct omni__ipc_conn *conn,
 	                const char *request);
+	/* Optional. A FILES first frame (omni/ipc_files.h, payload data):
+	 * serve the file session on fd until the client leaves; the
+	 * connection is closed after. It is no longer idle (never evicted,
+	 * no deadline); stopping the server shuts fd down. NULL: FILES is
+	 * answered with an ERROR frame. */
+	void (*files)(void *payload, int fd, const unsigned char *data,
+	              size_t len);
 };
 
 struct omni__ipc_server_config {

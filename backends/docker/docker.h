@@ -151,6 +151,9 @@ struct omni__docker_backend {
 	bool run_dir_made;      /* made by this start (remove on failure) */
 	_Atomic int
 	    agent_pid; /* host pid of the container's init, 0: unknown */
+	/* Agent mode: the file sessions of the path slots
+	 * (docker_remote.h), or NULL. */
+	struct omni__docker_remote *remote;
 };
 
 /*

@@ -342,7 +342,7 @@ long long omni__docker_remote_call(struct omni__docker_remote *r,
 		break;
 	}
 	omni_ipc_buf_finish(&head);
-	return rc < 0 ? rc : (fn ? rc : x.result);
+	return rc < 0 ? rc : (fn ? 0 : x.result);
 }
 
 /* A request on path with every other field zero. */

@@ -204,8 +204,8 @@ typedef int (*omni__docker_remote_frame_fn)(uint8_t type,
 /*
  * Send req (then data_len bytes of data in the same frame) on a session
  * of the pool and read its answer: frames go to fn (NULL: a STATUS is
- * expected, whose result is returned). 0 (or fn's result, or STATUS's
- * count), or -errno with a message. A session found dead before any
+ * expected, whose result is returned). 0 (or STATUS's count when fn is
+ * NULL), or -errno with a message. A session found dead before any
  * answer came is replaced and the request sent again once, when
  * retry_safe says doing it twice does no harm.
  */

@@ -550,13 +550,15 @@ static void *watch_main(void *arg)
 	while (!r->watch_stop) {
 		pthread_mutex_unlock(&r->watch_lock);
 		bool started = watch_once(r);
-		if (started) {
-			backoff = 250;
-			notify(r, NULL, NULL); /* lost until the next "" */
-		}
 		pthread_mutex_lock(&r->watch_lock);
 		if (r->watch_stop)
 			break;
+		if (started) {
+			backoff = 250;
+			pthread_mutex_unlock(&r->watch_lock);
+			notify(r, NULL, NULL); /* lost until the next "" */
+			pthread_mutex_lock(&r->watch_lock);
+		}
 		struct timespec until;
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_sec += backoff / 1000;

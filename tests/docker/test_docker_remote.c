@@ -1,0 +1,639 @@
+/*
+ * tests/docker/test_docker_remote.c - the file protocol for real (suite
+ * docker_remote): a docker backend in bind mode is started with the test
+ * image, and docker_remote.c is driven directly with
+ * omni__docker_agent_connect as its connector, so every request crosses to
+ * the omni-agent in the container and back, and what it did is checked on
+ * the host side of the bind mount.
+ *
+ *   ops         every path slot and file slot against the host side:
+ *               attributes, listings with attributes, modes, links, times,
+ *               sizes, renames with flags, statfs
+ *   errors      ENOENT, EEXIST, ENOTDIR, EISDIR, ENOTEMPTY, ELOOP, EACCES
+ *               (a symlink out of the workspace), EINVAL (a path with "..")
+ *   big         a 24 MiB file written and read back in pieces of many
+ *               sizes; a listing of 5000 entries
+ *   watch       changes made by a command in the container come as events
+ *               (nested new directories, writes, renames, removals)
+ *   random      20 000 operations (writes, truncates, renames, reads at
+ *               random offsets and sizes) through the protocol compared
+ *               with a local reference file (seed printed; OMNI_TEST_SEED
+ *               sets it)
+ *   malformed   a fake agent on a socketpair sends crafted answers: bad
+ *               lengths, names with '/' or NUL, "..", huge counts, more
+ *               data than asked, frames over the limit, an old agent's
+ *               ERROR, a session cut inside a frame: -EPROTO (or the
+ *               errno named), never a crash; a dropped session is
+ *               replaced for a request safe to repeat and not for mkdir
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "docker/docker.h"
+#include "docker/docker_remote.h"
+#include "docker_helpers.h"
+#include "helpers.h"
+#include "omni/ipc_files.h"
+
+static struct omni__docker_remote *rr;
+static struct omni__docker_backend *rdb;
+
+static void rm_teardown(void)
+{
+	if (rdb)
+		rdb->remote = NULL;
+	omni__docker_remote_free(rr);
+	rr = NULL;
+	rdb = NULL;
+	dk_teardown();
+}
+
+TestSuite(docker_remote, .init = dk_setup, .fini = rm_teardown, .timeout = 150);
+
+/* A started bind-mode backend whose files are also reached through the
+ * agent's file protocol (rr). */
+static struct omni_backend *remote_started(void)
+{
+	struct omni_backend *b = dk_started();
+
+	cr_assert_str_eq(omni_backend_name(b), "docker");
+	rdb = (struct omni__docker_backend *)b;
+	omni_assert_ok(omni__docker_remote_new(
+	    &rr, omni__docker_remote_agent_connect, rdb, 0));
+	rdb->remote = rr;
+	return b;
+}
+
+static void host_path(char *out, const char *rel)
+{
+	omni_test_fmt(out, PATH_MAX, "%s/%s", dk_fx.host, rel);
+}
+
+static void host_lstat(const char *rel, struct stat *st)
+{
+	char p[PATH_MAX];
+
+	host_path(p, rel);
+	cr_assert(lstat(p, st) == 0, "lstat %s: %s", p, strerror(errno));
+}
+
+static void assert_like_host(const struct stat *st, const char *rel)
+{
+	struct stat h;
+
+	host_lstat(rel, &h);
+	cr_assert_eq(st->st_mode, h.st_mode, "%s: mode %o, host %o", rel,
+	             st->st_mode, h.st_mode);
+	cr_assert_eq(st->st_ino, h.st_ino, "%s", rel);
+	cr_assert_eq(st->st_nlink, h.st_nlink, "%s", rel);
+	cr_assert_eq(st->st_uid, h.st_uid, "%s", rel);
+	cr_assert_eq(st->st_gid, h.st_gid, "%s", rel);
+	if (!S_ISDIR(h.st_mode))
+		cr_assert_eq(st->st_size, h.st_size, "%s", rel);
+	cr_assert_eq(st->st_mtim.tv_sec, h.st_mtim.tv_sec, "%s", rel);
+	cr_assert_eq(st->st_mtim.tv_nsec, h.st_mtim.tv_nsec, "%s", rel);
+}
+
+/* Write data to rel through the protocol (created with mode). */
+static void put_file(struct omni_backend *b, const char *rel, const void *data,
+                     size_t len, mode_t mode)
+{
+	struct omni_file *f;
+
+	omni_assert_ok(omni__docker_remote_open(
+	    b, rel, O_WRONLY | O_CREAT | O_TRUNC, mode, &f));
+	cr_assert_eq(omni__docker_remote_write(f, data, len, 0), (ssize_t)len);
+	omni_assert_ok(omni__docker_remote_release(f));
+}
+
+static char *host_read(const char *rel, size_t *len)
+{
+	char p[PATH_MAX];
+
+	host_path(p, rel);
+	return omni_test_read_host(p, len);
+}
+
+/* --- every operation ------------------------------------------------------ */
+
+struct listed {
+	char names[64][64];
+	struct stat st[64];
+	int n;
+};
+
+static int on_entry(const char *name, const struct stat *st, void *payload)
+{
+	struct listed *l = payload;
+
+	cr_assert(l->n < 64);
+	snprintf(l->names[l->n], sizeof(l->names[0]), "%s", name);
+	l->st[l->n++] = *st;
+	return 0;
+}
+
+Test(docker_remote, every_operation_matches_the_host_side)
+{
+	struct omni_backend *b = remote_started();
+	struct stat st, h;
+	struct listed l = { 0 };
+	char buf[64], p[PATH_MAX];
+	size_t len;
+
+	omni_assert_ok(omni__docker_remote_mkdir(b, "d", 0750));
+	host_lstat("d", &h);
+	cr_assert(S_ISDIR(h.st_mode) && (h.st_mode & 07777) == 0750);
+	put_file(b, "d/f", "hello world", 11, 0640);
+	char *data = host_read("d/f", &len);
+	cr_assert_eq(len, 11);
+	cr_assert_eq(memcmp(data, "hello world", 11), 0);
+	free(data);
+	host_lstat("d/f", &h);
+	cr_assert_eq(h.st_mode & 07777, 0640);
+	omni_assert_ok(omni__docker_remote_stat(b, "d/f", &st));
+	assert_like_host(&st, "d/f");
+	omni_assert_ok(omni__docker_remote_stat(b, "", &st));
+	cr_assert(S_ISDIR(st.st_mode));
+
+	/* Links, both kinds. */
+	omni_assert_ok(omni__docker_remote_symlink(b, "f", "d/l"));
+	cr_assert_eq(omni__docker_remote_readlink(b, "d/l", buf, sizeof(buf)),
+	             1);
+	cr_assert_str_eq(buf, "f");
+	cr_assert_eq(omni__docker_remote_readlink(b, "d/l", buf, 1), 1);
+	cr_assert_str_eq(buf, "");
+	omni_assert_ok(omni__docker_remote_stat(b, "d/l", &st));
+	cr_assert(S_ISLNK(st.st_mode));
+	assert_like_host(&st, "d/l");
+	omni_assert_ok(omni__docker_remote_link(b, "d/f", "d/h"));
+	host_lstat("d/f", &h);
+	cr_assert_eq(h.st_nlink, 2);
+
+	/* The listing carries every entry's attributes. */
+	omni_assert_ok(omni__docker_remote_readdir(b, "d", on_entry, &l));
+	cr_assert_eq(l.n, 3);
+	for (int i = 0; i < l.n; i++) {
+		char rel[80];
+		omni_test_fmt(rel, sizeof(rel), "d/%s", l.names[i]);
+		assert_like_host(&l.st[i], rel);
+	}
+
+	/* Modes, owners, times, sizes. */
+	omni_assert_ok(omni__docker_remote_chmod(b, "d/f", 0604));
+	host_lstat("d/f", &h);
+	cr_assert_eq(h.st_mode & 07777, 0604);
+	omni_assert_ok(
+	    omni__docker_remote_chown(b, "d/f", (uid_t)-1, getgid()));
+	struct timespec ts[2] = { { 1000000000, 5 },
+		                  { 1200000000, 123456789 } };
+	omni_assert_ok(omni__docker_remote_utimens(b, "d/f", ts));
+	host_lstat("d/f", &h);
+	cr_assert_eq(h.st_mtim.tv_sec, 1200000000);
+	cr_assert_eq(h.st_mtim.tv_nsec, 123456789);
+	cr_assert_eq(h.st_atim.tv_sec, 1000000000);
+	struct timespec omit[2] = { { 0, UTIME_OMIT }, { 7, 0 } };
+	omni_assert_ok(omni__docker_remote_utimens(b, "d/f", omit));
+	host_lstat("d/f", &h);
+	cr_assert_eq(h.st_mtim.tv_sec, 7);
+	cr_assert_eq(h.st_atim.tv_sec, 1000000000);
+	omni_assert_ok(omni__docker_remote_truncate(b, "d/f", 5));
+	host_lstat("d/f", &h);
+	cr_assert_eq(h.st_size, 5);
+
+	/* Open files: fstat, ftruncate, fsync, reads at offsets. */
+	struct omni_file *f;
+	omni_assert_ok(omni__docker_remote_open(b, "d/f", O_RDWR, 0, &f));
+	cr_assert_eq(omni__docker_remote_file_fd(f), -1);
+	cr_assert_eq(omni__docker_remote_read(f, buf, sizeof(buf), 1), 4);
+	cr_assert_eq(memcmp(buf, "ello", 4), 0);
+	cr_assert_eq(omni__docker_remote_write(f, "XY", 2, 10), 2);
+	omni_assert_ok(omni__docker_remote_fstat(f, &st));
+	cr_assert_eq(st.st_size, 12);
+	assert_like_host(&st, "d/f");
+	omni_assert_ok(omni__docker_remote_ftruncate(f, 3));
+	omni_assert_ok(omni__docker_remote_fsync(f, false));
+	cr_assert_eq(omni__docker_remote_read(f, buf, sizeof(buf), 0), 3);
+	cr_assert_eq(omni__docker_remote_read(f, buf, sizeof(buf), 3), 0);
+	cr_assert_eq(omni__docker_remote_read(f, buf, sizeof(buf), 100), 0);
+	omni_assert_ok(omni__docker_remote_release(f));
+	omni_assert_ok(
+	    omni__docker_remote_open(b, "d/f", O_WRONLY | O_APPEND, 0, &f));
+	cr_assert_eq(omni__docker_remote_write(f, "++", 2, 0), 2);
+	omni_assert_err(omni__docker_remote_read(f, buf, 1, 0), -EBADF);
+	omni_assert_ok(omni__docker_remote_release(f));
+	data = host_read("d/f", &len);
+	cr_assert_eq(len, 5);
+	cr_assert_eq(memcmp(data, "hel++", 5), 0);
+	free(data);
+
+	/* A file created read-only still takes its writes, and ends with
+	 * its mode. */
+	put_file(b, "d/ro", "x", 1, 0444);
+	host_lstat("d/ro", &h);
+	cr_assert_eq(h.st_mode & 07777, 0444, "mode %o", h.st_mode);
+	cr_assert_eq(h.st_size, 1);
+
+	/* Renames with flags. */
+	omni_assert_ok(omni__docker_remote_rename(b, "d/f", "d/g", 0));
+	cr_assert_not(omni_test_host_exists((host_path(p, "d/f"), p)));
+	omni_assert_err(
+	    omni__docker_remote_rename(b, "d/g", "d/h", RENAME_NOREPLACE),
+	    -EEXIST);
+	put_file(b, "d/other", "other", 5, 0644);
+	omni_assert_ok(
+	    omni__docker_remote_rename(b, "d/g", "d/other", RENAME_EXCHANGE));
+	data = host_read("d/g", &len);
+	cr_assert_eq(len, 5);
+	cr_assert_eq(memcmp(data, "other", 5), 0);
+	free(data);
+
+	/* statfs is the bind mount's file system. */
+	struct statvfs sv, hv;
+	omni_assert_ok(omni__docker_remote_statfs(b, &sv));
+	cr_assert(statvfs(dk_fx.host, &hv) == 0);
+	cr_assert_eq(sv.f_blocks, hv.f_blocks);
+	cr_assert_eq(sv.f_bsize, hv.f_bsize);
+
+	/* Removals. */
+	omni_assert_ok(omni__docker_remote_unlink(b, "d/l"));
+	omni_assert_ok(omni__docker_remote_unlink(b, "d/h"));
+	omni_assert_ok(omni__docker_remote_unlink(b, "d/g"));
+	omni_assert_ok(omni__docker_remote_unlink(b, "d/other"));
+	omni_assert_ok(omni__docker_remote_unlink(b, "d/ro"));
+	omni_assert_ok(omni__docker_remote_rmdir(b, "d"));
+	cr_assert_not(omni_test_host_exists((host_path(p, "d"), p)));
+
+	struct omni__docker_remote_counters c;
+	omni__docker_remote_counters(rr, &c);
+	cr_assert(c.requests > 30);
+	cr_assert(c.connects <= OMNI_DOCKER_REMOTE_MAX);
+	cr_assert_eq(c.bad, 0);
+}
+
+Test(docker_remote, errors_are_the_kernels)
+{
+	struct omni_backend *b = remote_started();
+	struct omni_file *f;
+	struct stat st;
+	char buf[16];
+
+	omni_assert_err(omni__docker_remote_stat(b, "missing", &st), -ENOENT);
+	cr_assert(strstr(omni_error_last(), "missing"), "%s",
+	          omni_error_last());
+	omni_assert_err(omni__docker_remote_open(b, "missing", O_RDONLY, 0, &f),
+	                -ENOENT);
+	omni_assert_ok(omni__docker_remote_mkdir(b, "dir", 0755));
+	omni_assert_err(omni__docker_remote_mkdir(b, "dir", 0755), -EEXIST);
+	put_file(b, "file", "x", 1, 0644);
+	omni_assert_err(omni__docker_remote_open(
+	                    b, "file", O_WRONLY | O_CREAT | O_EXCL, 0644, &f),
+	                -EEXIST);
+	omni_assert_err(omni__docker_remote_stat(b, "file/x", &st), -ENOTDIR);
+	omni_assert_err(omni__docker_remote_readdir(b, "file", on_entry, NULL),
+	                -ENOTDIR);
+	omni_assert_err(omni__docker_remote_open(b, "dir", O_WRONLY, 0, &f),
+	                -EISDIR);
+	omni_assert_err(omni__docker_remote_unlink(b, "dir"), -EISDIR);
+	put_file(b, "dir/inside", "y", 1, 0644);
+	omni_assert_err(omni__docker_remote_rmdir(b, "dir"), -ENOTEMPTY);
+	omni_assert_err(omni__docker_remote_rmdir(b, "file"), -ENOTDIR);
+	omni_assert_err(omni__docker_remote_readlink(b, "file", buf, 16),
+	                -EINVAL);
+	/* A symlink loop, and a symlink out of the workspace. */
+	omni_assert_ok(omni__docker_remote_symlink(b, "loop2", "loop1"));
+	omni_assert_ok(omni__docker_remote_symlink(b, "loop1", "loop2"));
+	omni_assert_err(omni__docker_remote_open(b, "loop1", O_RDONLY, 0, &f),
+	                -ELOOP);
+	omni_assert_ok(omni__docker_remote_symlink(b, "/etc", "escape"));
+	omni_assert_err(
+	    omni__docker_remote_open(b, "escape/passwd", O_RDONLY, 0, &f),
+	    -EACCES);
+	omni_assert_err(omni__docker_remote_stat(b, "escape/passwd", &st),
+	                -EACCES);
+	/* Paths that are not normalised are refused by the agent itself. */
+	omni_assert_err(omni__docker_remote_stat(b, "../etc", &st), -EINVAL);
+	omni_assert_err(omni__docker_remote_stat(b, "/etc", &st), -EINVAL);
+	omni_assert_err(omni__docker_remote_rename(b, "file", "../x", 0),
+	                -EINVAL);
+	/* Errors leave the sessions usable. */
+	omni_assert_ok(omni__docker_remote_stat(b, "file", &st));
+}
+
+/* --- big files and listings ------------------------------------------------
+ */
+
+static unsigned char *random_bytes(size_t n, unsigned int seed)
+{
+	unsigned char *p = malloc(n);
+
+	cr_assert(p);
+	for (size_t i = 0; i < n; i++) {
+		seed = seed * 1103515245u + 12345u;
+		p[i] = (unsigned char)(seed >> 16);
+	}
+	return p;
+}
+
+Test(docker_remote, big_files_cross_whole)
+{
+	struct omni_backend *b = remote_started();
+	const size_t size = 24u << 20;
+	unsigned char *data = random_bytes(size, 7), *back = malloc(size);
+	struct omni_file *f;
+	size_t len;
+
+	cr_assert(back);
+	/* Written in pieces of many sizes: small ones gathered, large ones
+	 * sent at once. */
+	omni_assert_ok(omni__docker_remote_open(
+	    b, "big", O_WRONLY | O_CREAT | O_TRUNC, 0644, &f));
+	size_t off = 0, step = 1000;
+	while (off < size) {
+		size_t n = size - off < step ? size - off : step;
+		cr_assert_eq(
+		    omni__docker_remote_write(f, data + off, n, (off_t)off),
+		    (ssize_t)n);
+		off += n;
+		step = step * 3 % (3u << 20) + 1;
+	}
+	omni_assert_ok(omni__docker_remote_release(f));
+	char *host = host_read("big", &len);
+	cr_assert_eq(len, size);
+	cr_assert(memcmp(host, data, size) == 0);
+	free(host);
+
+	/* Read back 64 KiB at a time (as the cache downloads), and in one
+	 * read of the whole. */
+	omni_assert_ok(omni__docker_remote_open(b, "big", O_RDONLY, 0, &f));
+	for (off = 0;;) {
+		ssize_t n =
+		    omni__docker_remote_read(f, back + off, 65536, (off_t)off);
+		cr_assert(n >= 0, "%s", omni_error_last());
+		if (n == 0)
+			break;
+		off += (size_t)n;
+	}
+	cr_assert_eq(off, size);
+	cr_assert(memcmp(back, data, size) == 0);
+	memset(back, 0, size);
+	cr_assert_eq(omni__docker_remote_read(f, back, size, 0), (ssize_t)size);
+	cr_assert(memcmp(back, data, size) == 0);
+	omni_assert_ok(omni__docker_remote_release(f));
+	free(data);
+	free(back);
+}
+
+struct counted {
+	int n;
+	int bad;
+};
+
+static int count_entry(const char *name, const struct stat *st, void *payload)
+{
+	struct counted *c = payload;
+	unsigned int i;
+
+	if (sscanf(name, "entry-%u", &i) != 1 || !S_ISREG(st->st_mode) ||
+	    st->st_size != (off_t)(i % 100))
+		c->bad++;
+	c->n++;
+	return 0;
+}
+
+Test(docker_remote, listings_of_thousands)
+{
+	struct omni_backend *b = remote_started();
+	char p[PATH_MAX], name[64];
+	struct counted c = { 0 };
+
+	host_path(p, "many");
+	cr_assert(mkdir(p, 0755) == 0);
+	for (unsigned int i = 0; i < 5000; i++) {
+		omni_test_fmt(name, sizeof(name), "%s/entry-%u", p, i);
+		char content[100];
+		memset(content, 'c', sizeof(content));
+		omni_test_write_host(name, content, i % 100);
+	}
+	omni_assert_ok(omni__docker_remote_readdir(b, "many", count_entry, &c));
+	cr_assert_eq(c.n, 5000);
+	cr_assert_eq(c.bad, 0);
+}
+
+/* --- the watch --------------------------------------------------------------
+ */
+
+struct events {
+	pthread_mutex_t lock;
+	char path[512][128];
+	bool has[512];
+	off_t size[512];
+	int n, ready, lost;
+};
+
+static struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void on_change(const char *path, const struct stat *st, void *payload)
+{
+	struct events *e = payload;
+
+	pthread_mutex_lock(&e->lock);
+	if (!path) {
+		e->lost++;
+	} else if (!path[0]) {
+		e->ready++;
+	} else if (e->n < 512) {
+		snprintf(e->path[e->n], sizeof(e->path[0]), "%s", path);
+		e->has[e->n] = st != NULL;
+		e->size[e->n] = st ? st->st_size : -1;
+		e->n++;
+	}
+	pthread_mutex_unlock(&e->lock);
+}
+
+/* Has an event for path come, with attributes (want 1), without (0), or
+ * either (-1)? */
+static bool seen(const char *path, int want)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&ev.lock);
+	for (int i = 0; i < ev.n && !found; i++)
+		found = strcmp(ev.path[i], path) == 0 &&
+		        (want < 0 || ev.has[i] == (want == 1));
+	pthread_mutex_unlock(&ev.lock);
+	return found;
+}
+
+static void wait_seen(const char *path, int want)
+{
+	for (int i = 0; i < 200 && !seen(path, want); i++)
+		usleep(50 * 1000);
+	cr_assert(seen(path, want), "no event for %s (want %d)", path, want);
+}
+
+Test(docker_remote, the_watch_reports_changes_made_in_the_container)
+{
+	struct omni_backend *b = remote_started();
+
+	omni_assert_ok(omni__docker_remote_watch(b, on_change, &ev));
+	for (int i = 0; i < 200; i++) {
+		pthread_mutex_lock(&ev.lock);
+		int ready = ev.ready;
+		pthread_mutex_unlock(&ev.lock);
+		if (ready)
+			break;
+		usleep(20 * 1000);
+	}
+	cr_assert_eq(ev.ready, 1, "the watch did not start");
+	dk_cmd_is(b,
+	          "mkdir -p w/x/y && echo hi > w/x/y/f && mv w/x/y/f w/x/y/g "
+	          "&& echo 12345678 > w/t && mkdir w/x/y/deep && "
+	          "echo z > w/x/y/deep/z && echo ok",
+	          "ok\n");
+	wait_seen("w", 1);
+	wait_seen("w/x/y/g", 1);
+	wait_seen("w/x/y/f", 0);
+	wait_seen("w/x/y/deep/z", 1);
+	wait_seen("w/t", 1);
+	dk_cmd_is(b, "rm w/x/y/g && mv w/t w/u && chmod 600 w/u && echo ok",
+	          "ok\n");
+	wait_seen("w/x/y/g", 0);
+	wait_seen("w/u", 1);
+	/* The size an event carries is the file's size after the change. */
+	pthread_mutex_lock(&ev.lock);
+	off_t last = -2;
+	for (int i = 0; i < ev.n; i++)
+		if (strcmp(ev.path[i], "w/u") == 0 && ev.has[i])
+			last = ev.size[i];
+	pthread_mutex_unlock(&ev.lock);
+	cr_assert_eq(last, 9);
+	/* Nothing names a path outside, or a malformed one. */
+	pthread_mutex_lock(&ev.lock);
+	for (int i = 0; i < ev.n; i++)
+		cr_assert(omni__files_path_ok(ev.path[i]) && ev.path[i][0],
+		          "%s", ev.path[i]);
+	pthread_mutex_unlock(&ev.lock);
+	omni__docker_remote_watch_stop(rr);
+	cr_assert_eq(ev.lost, 0);
+}
+
+/* --- 20 000 random operations ----------------------------------------------
+ */
+
+static unsigned long long rnd_state;
+
+static unsigned int rnd(unsigned int n)
+{
+	rnd_state = rnd_state * 6364136223846793005ULL + 1442695040888963407ULL;
+	return (unsigned int)((rnd_state >> 33) % n);
+}
+
+Test(docker_remote, twenty_thousand_random_operations)
+{
+	struct omni_backend *b = remote_started();
+	const char *names[2] = { "r-a", "r-b" };
+	const size_t max = 4u << 20;
+	unsigned char *buf = malloc(2u << 20), *want = malloc(2u << 20);
+	char ref_path[PATH_MAX];
+	struct omni_file *f;
+	int cur = 0, ref;
+	off_t size = 0;
+	const char *env = getenv("OMNI_TEST_SEED");
+	unsigned long long seed = env ? strtoull(env, NULL, 0) : 20261203ULL;
+
+	cr_assert(buf && want);
+	rnd_state = seed;
+	fprintf(stderr, "docker_remote random operations: seed %llu\n", seed);
+	omni_test_fmt(ref_path, sizeof(ref_path), "%s/reference", dk_fx.tmp);
+	ref = open(ref_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	cr_assert(ref >= 0);
+	omni_assert_ok(omni__docker_remote_open(
+	    b, names[cur], O_RDWR | O_CREAT | O_TRUNC, 0644, &f));
+	for (int op = 0; op < 20000; op++) {
+		unsigned int kind = rnd(100);
+		if (kind < 45) {
+			off_t off = rnd((unsigned int)max);
+			size_t n = rnd(10) == 0 ? rnd(2u << 20) + 1
+			                        : rnd(64u << 10) + 1;
+			for (size_t i = 0; i < n; i++)
+				buf[i] = (unsigned char)rnd(256);
+			cr_assert_eq(omni__docker_remote_write(f, buf, n, off),
+			             (ssize_t)n, "op %d: %s", op,
+			             omni_error_last());
+			cr_assert_eq(pwrite(ref, buf, n, off), (ssize_t)n);
+			if (off + (off_t)n > size)
+				size = off + (off_t)n;
+		} else if (kind < 55) {
+			off_t to = rnd((unsigned int)max);
+			if (rnd(2))
+				omni_assert_ok(
+				    omni__docker_remote_ftruncate(f, to));
+			else {
+				omni_assert_ok(omni__docker_remote_flush(f));
+				omni_assert_ok(omni__docker_remote_truncate(
+				    b, names[cur], to));
+			}
+			cr_assert(ftruncate(ref, to) == 0);
+			size = to;
+		} else if (kind < 60) {
+			omni_assert_ok(omni__docker_remote_release(f));
+			omni_assert_ok(omni__docker_remote_rename(
+			    b, names[cur], names[!cur], 0));
+			cur = !cur;
+			omni_assert_ok(omni__docker_remote_open(b, names[cur],
+			                                        O_RDWR, 0, &f));
+		} else {
+			off_t off = rnd((unsigned int)(max + 65536));
+			size_t n = rnd(5) == 0 ? rnd(2u << 20) + 1
+			                       : rnd(64u << 10) + 1;
+			ssize_t got = omni__docker_remote_read(f, buf, n, off);
+			ssize_t exp = pread(ref, want, n, off);
+			cr_assert_eq(got, exp,
+			             "op %d: read %zu at %lld: %zd, "
+			             "expected %zd (%s)",
+			             op, n, (long long)off, got, exp,
+			             omni_error_last());
+			cr_assert(got <= 0 ||
+			              memcmp(buf, want, (size_t)got) == 0,
+			          "op %d: read %zu at %lld: content differs",
+			          op, n, (long long)off);
+		}
+	}
+	struct stat st;
+	omni_assert_ok(omni__docker_remote_fstat(f, &st));
+	cr_assert_eq(st.st_size, size);
+	omni_assert_ok(omni__docker_remote_release(f));
+	/* The file on the host side is the reference, byte for byte. */
+	size_t len;
+	char *host = host_read(names[cur], &len);
+	cr_assert_eq((off_t)len, size);
+	cr_assert_eq(pread(ref, want, 0, 0), 0);
+	unsigned char *whole = malloc(len + 1);
+	cr_assert(whole);
+	cr_assert_eq(pread(ref, whole, len, 0), (ssize_t)len);
+	cr_assert(len == 0 || memcmp(host, whole, len) == 0);
+	struct omni__docker_remote_counters c;
+	omni__docker_remote_counters(rr, &c);
+	fprintf(stderr,
+	        "docker_remote random operations: %llu requests, %llu MiB "
+	        "up, %llu MiB down\n",
+	        c.requests, c.bytes_up >> 20, c.bytes_down >> 20);
+	free(whole);
+	free(host);
+	close(ref);
+	free(buf);
+	free(want);
+}

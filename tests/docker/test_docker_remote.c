@@ -42,6 +42,7 @@
 
 #include <criterion/criterion.h>
 
+#include "cache/cache.h"
 #include "docker/docker.h"
 #include "docker/docker_remote.h"
 #include "docker_helpers.h"
@@ -636,4 +637,91 @@ Test(docker_remote, twenty_thousand_random_operations)
 	close(ref);
 	free(buf);
 	free(want);
+}
+
+/* --- the remote cache in front ------------------------------------------- */
+
+/* The path slots alone, on an instance that shares the started backend's
+ * file sessions: what the agent-mode table gives the cache. */
+static int inner_start(struct omni_backend *b)
+{
+	(void)b;
+	return 0;
+}
+
+static int inner_shutdown(struct omni_backend *b)
+{
+	omni__docker_remote_watch_stop(
+	    ((struct omni__docker_backend *)b)->remote);
+	return 0;
+}
+
+static void inner_destroy(struct omni_backend *b)
+{
+	omni__backend_finish(b);
+	free(b);
+}
+
+static const struct omni_backend_ops agent_files_ops = {
+	.version = OMNI_BACKEND_OPS_VERSION,
+	.name = "docker-agent-files",
+	.caps = OMNI_CAP_REMOTE | OMNI_CAP_WATCH,
+	.start = inner_start,
+	.shutdown = inner_shutdown,
+	.destroy = inner_destroy,
+	OMNI_DOCKER_REMOTE_FILE_OPS,
+};
+
+Test(docker_remote, the_cache_in_front_of_the_protocol)
+{
+	struct omni_backend *b = remote_started(), *c;
+	struct omni__docker_backend *in = calloc(1, sizeof(*in));
+	struct omni__cache_options o = OMNI__CACHE_OPTIONS_INIT;
+	struct omni_dir_list l;
+	char *data = NULL, p[PATH_MAX];
+	size_t len;
+
+	cr_assert(in);
+	omni_assert_ok(omni__backend_init(&in->host.base, &agent_files_ops,
+	                                  dk_fx.project, "/workspace", NULL));
+	in->remote = rr;
+	omni_assert_ok(omni__cache_wrap(&c, &in->host.base, &o));
+	omni_assert_ok(omni_backend_start(c));
+
+	/* Written through the cache: in the container's workspace. */
+	omni_assert_ok(omni_backend_write_file(c, "/workspace/notes/a.txt",
+	                                       "through the cache", 17));
+	data = host_read("notes/a.txt", &len);
+	cr_assert_eq(len, 17);
+	cr_assert_eq(memcmp(data, "through the cache", 17), 0);
+	free(data);
+	dk_cmd_is(b, "cat notes/a.txt", "through the cache");
+
+	/* Made in the container: read, listed, and a change seen through
+	 * the watch (the cache trusts what it has for a minute otherwise). */
+	dk_cmd_is(b, "mkdir -p out && printf one > out/f && echo ok", "ok\n");
+	omni_assert_ok(omni_backend_read_file(c, "out/f", &data, &len));
+	cr_assert_str_eq(data, "one");
+	free(data);
+	omni_assert_ok(omni_backend_list_directory(c, "out", false, &l));
+	cr_assert_eq(l.count, 1);
+	omni_dir_list_finish(&l);
+	dk_cmd_is(b, "printf two-two > out/f && echo ok", "ok\n");
+	bool changed = false;
+	for (int i = 0; i < 100 && !changed; i++) {
+		omni_assert_ok(omni_backend_read_file(c, "out/f", &data, &len));
+		changed = strcmp(data, "two-two") == 0;
+		free(data);
+		if (!changed)
+			usleep(50 * 1000);
+	}
+	cr_assert(changed, "the change made in the container was not seen");
+
+	/* Name operations through the cache. */
+	omni_assert_ok(omni_backend_move_file(c, "out/f", "out/g"));
+	host_path(p, "out/g");
+	cr_assert(omni_test_host_exists(p));
+	omni_assert_ok(omni_backend_delete_file(c, "out/g"));
+	cr_assert_not(omni_test_host_exists(p));
+	omni_backend_free(c);
 }

@@ -30,11 +30,12 @@
  * Protocol. The server of omni/ipc_server.h, shared with fs/ctl.c (which
  * runs commands through a backend instead): per connection a thread reads
  * the first frame; EXEC runs a command, CONTROL "ping" answers "pong" (a
- * readiness probe). During a command a reader thread takes STDIN, SIGNAL
- * and RESIZE frames while the connection thread pumps output; a client
- * that leaves before EXIT gets its command killed. This file gives the
- * server its commands: proc.c processes, started in the directory of the
- * CWD field, an absolute path in the container or one relative to
+ * readiness probe), FILES makes the connection a file session on the
+ * workspace (agent_files.c, omni/ipc_files.h). During a command a reader thread
+ *takes STDIN, SIGNAL and RESIZE frames while the connection thread pumps
+ *output; a client that leaves before EXIT gets its command killed. This file
+ *gives the server its commands: proc.c processes, started in the directory of
+ *the CWD field, an absolute path in the container or one relative to
  * --workdir (default /workspace); a missing directory is an ERROR frame
  * with -ENOENT.
  *

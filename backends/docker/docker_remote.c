@@ -401,16 +401,26 @@ int omni__docker_remote_stat(struct omni_backend *b, const char *path,
 	                                   false, st);
 }
 
+/* Entries one listing may bring: a bound on what an agent can make a
+ * caller hold. */
+#define LIST_MAX_ENTRIES (4u << 20)
+
 struct lister {
 	omni_dirent_cb cb;
 	void *payload;
 	int stopped; /* the callback's non-zero value */
+	unsigned long n;
 };
 
 static int list_cb(const char *name, const struct stat *st, void *payload)
 {
 	struct lister *l = payload;
 
+	if (++l->n > LIST_MAX_ENTRIES)
+		return omni_error_set(-EPROTO,
+		                      "omni-agent: a listing of more than %u "
+		                      "entries",
+		                      LIST_MAX_ENTRIES);
 	if (l->stopped)
 		return 0; /* the rest is drained, not given */
 	l->stopped = l->cb(name, st, l->payload);

@@ -33,6 +33,7 @@
 #include "helpers.h"
 #include "omni/error.h"
 #include "omni/ipc.h"
+#include "omni/ipc_files.h"
 #include "omni/ipc_server.h"
 
 struct fake {
@@ -173,6 +174,21 @@ static void fake_control(void *payload, struct omni__ipc_conn *conn,
 {
 	(void)payload;
 	omni__ipc_conn_reply(conn, 0, request);
+}
+
+/* A file session (set as ops.files by the tests that want it): the
+ * FILES payload back, then every frame echoed until the client leaves. */
+static void fake_files(void *payload, int fd, const unsigned char *data,
+                       size_t len)
+{
+	struct omni_ipc_buf b = { 0 };
+	uint8_t type;
+
+	(void)payload;
+	omni_ipc_send(fd, OMNI_IPC_FILES, data, len);
+	while (omni_ipc_recv(fd, &type, &b) > 0)
+		omni_ipc_send(fd, type, b.data, b.len);
+	omni_ipc_buf_finish(&b);
 }
 
 static struct omni__ipc_server_ops ops = {
@@ -491,6 +507,36 @@ Test(ipc_server, idle_clients_make_room_for_one_that_speaks)
 	cr_assert_geq(st.evicted, 5, "%llu evicted", st.evicted);
 	for (int i = 0; i < 8; i++)
 		close(idle[i]);
+}
+
+Test(ipc_server, a_file_session_is_neither_idle_nor_pushed_out)
+{
+	struct omni_ipc_buf b = { 0 };
+
+	omni__ipc_server_stop(srv);
+	ops.files = fake_files;
+	idle_ms = 200;
+	start(2);
+	int fs = dial();
+	omni_assert_ok(omni_ipc_send(fs, OMNI_IPC_FILES, "\0\0\0\1", 4));
+	expect(fs, OMNI_IPC_FILES, &b);
+	/* Past the first-frame deadline, and then over the limit: idle
+	 * newcomers go, the session stays. */
+	usleep(500 * 1000);
+	int idle1 = dial(), idle2 = dial();
+	cr_assert(closed_within(idle1, 3000));
+	cr_assert(closed_within(idle2, 3000));
+	omni_assert_ok(omni_ipc_send(fs, OMNI_FILES_STAT, "x", 1));
+	expect(fs, OMNI_FILES_STAT, &b);
+	cr_assert_eq(b.len, 1);
+	close(idle1);
+	close(idle2);
+	/* Stopping the server ends the session. */
+	omni__ipc_server_stop(srv);
+	srv = NULL;
+	cr_assert(closed_within(fs, 3000));
+	close(fs);
+	omni_ipc_buf_finish(&b);
 }
 
 Test(ipc_server, a_running_command_is_not_pushed_out)

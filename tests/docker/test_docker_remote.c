@@ -277,6 +277,17 @@ Test(docker_remote, every_operation_matches_the_host_side)
 	omni_assert_ok(omni__docker_remote_rmdir(b, "d"));
 	cr_assert_not(omni_test_host_exists((host_path(p, "d"), p)));
 
+	/* A round trip, for the record. */
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; i < 2000; i++)
+		omni_assert_ok(omni__docker_remote_stat(b, "", &st));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	fprintf(stderr, "docker_remote: stat round trip %.1f us\n",
+	        ((double)(t1.tv_sec - t0.tv_sec) * 1e9 +
+	         (double)(t1.tv_nsec - t0.tv_nsec)) /
+	            2000 / 1e3);
+
 	struct omni__docker_remote_counters c;
 	omni__docker_remote_counters(rr, &c);
 	cr_assert(c.requests > 30);
@@ -556,6 +567,8 @@ Test(docker_remote, twenty_thousand_random_operations)
 	unsigned long long seed = env ? strtoull(env, NULL, 0) : 20261203ULL;
 
 	cr_assert(buf && want);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	rnd_state = seed;
 	fprintf(stderr, "docker_remote random operations: seed %llu\n", seed);
 	omni_test_fmt(ref_path, sizeof(ref_path), "%s/reference", dk_fx.tmp);
@@ -628,10 +641,13 @@ Test(docker_remote, twenty_thousand_random_operations)
 	cr_assert(len == 0 || memcmp(host, whole, len) == 0);
 	struct omni__docker_remote_counters c;
 	omni__docker_remote_counters(rr, &c);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
 	fprintf(stderr,
 	        "docker_remote random operations: %llu requests, %llu MiB "
-	        "up, %llu MiB down\n",
-	        c.requests, c.bytes_up >> 20, c.bytes_down >> 20);
+	        "up, %llu MiB down, %.2f s\n",
+	        c.requests, c.bytes_up >> 20, c.bytes_down >> 20,
+	        (double)(t1.tv_sec - t0.tv_sec) +
+	            (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 	free(whole);
 	free(host);
 	close(ref);

@@ -146,6 +146,71 @@ static int on_entry(const char *name, const struct stat *st, void *payload)
 	return 0;
 }
 
+/* Open files on d/f (5 bytes): reads at offsets, gathered writes,
+ * fstat, ftruncate, fsync, O_APPEND; a file created read-only. */
+static void check_open_files(struct omni_backend *b)
+{
+	struct omni_file *f;
+	struct stat st, h;
+	char buf[64];
+	size_t len;
+	char *data;
+
+	/* Open files: fstat, ftruncate, fsync, reads at offsets. */
+	omni_assert_ok(omni__docker_remote_open(b, "d/f", O_RDWR, 0, &f));
+	cr_assert_eq(omni__docker_remote_file_fd(f), -1);
+	cr_assert_eq(omni__docker_remote_read(f, buf, sizeof(buf), 1), 4);
+	cr_assert_eq(memcmp(buf, "ello", 4), 0);
+	cr_assert_eq(omni__docker_remote_write(f, "XY", 2, 10), 2);
+	omni_assert_ok(omni__docker_remote_fstat(f, &st));
+	cr_assert_eq(st.st_size, 12);
+	assert_like_host(&st, "d/f");
+	omni_assert_ok(omni__docker_remote_ftruncate(f, 3));
+	omni_assert_ok(omni__docker_remote_fsync(f, false));
+	cr_assert_eq(omni__docker_remote_read(f, buf, sizeof(buf), 0), 3);
+	cr_assert_eq(omni__docker_remote_read(f, buf, sizeof(buf), 3), 0);
+	cr_assert_eq(omni__docker_remote_read(f, buf, sizeof(buf), 100), 0);
+	omni_assert_ok(omni__docker_remote_release(f));
+	omni_assert_ok(
+	    omni__docker_remote_open(b, "d/f", O_WRONLY | O_APPEND, 0, &f));
+	cr_assert_eq(omni__docker_remote_write(f, "++", 2, 0), 2);
+	omni_assert_err(omni__docker_remote_read(f, buf, 1, 0), -EBADF);
+	omni_assert_ok(omni__docker_remote_release(f));
+	data = host_read("d/f", &len);
+	cr_assert_eq(len, 5);
+	cr_assert_eq(memcmp(data, "hel++", 5), 0);
+	free(data);
+
+	/* A file created read-only still takes its writes, and ends with
+	 * its mode. */
+	put_file(b, "d/ro", "x", 1, 0444);
+	host_lstat("d/ro", &h);
+	cr_assert_eq(h.st_mode & 07777, 0444, "mode %o", h.st_mode);
+	cr_assert_eq(h.st_size, 1);
+}
+
+/* d/f becomes d/g, then d/g and d/other swap. */
+static void check_renames(struct omni_backend *b)
+{
+	char p[PATH_MAX];
+	size_t len;
+	char *data;
+
+	/* Renames with flags. */
+	omni_assert_ok(omni__docker_remote_rename(b, "d/f", "d/g", 0));
+	cr_assert_not(omni_test_host_exists((host_path(p, "d/f"), p)));
+	omni_assert_err(
+	    omni__docker_remote_rename(b, "d/g", "d/h", RENAME_NOREPLACE),
+	    -EEXIST);
+	put_file(b, "d/other", "other", 5, 0644);
+	omni_assert_ok(
+	    omni__docker_remote_rename(b, "d/g", "d/other", RENAME_EXCHANGE));
+	data = host_read("d/g", &len);
+	cr_assert_eq(len, 5);
+	cr_assert_eq(memcmp(data, "other", 5), 0);
+	free(data);
+}
+
 Test(docker_remote, every_operation_matches_the_host_side)
 {
 	struct omni_backend *b = remote_started();
@@ -214,52 +279,8 @@ Test(docker_remote, every_operation_matches_the_host_side)
 	host_lstat("d/f", &h);
 	cr_assert_eq(h.st_size, 5);
 
-	/* Open files: fstat, ftruncate, fsync, reads at offsets. */
-	struct omni_file *f;
-	omni_assert_ok(omni__docker_remote_open(b, "d/f", O_RDWR, 0, &f));
-	cr_assert_eq(omni__docker_remote_file_fd(f), -1);
-	cr_assert_eq(omni__docker_remote_read(f, buf, sizeof(buf), 1), 4);
-	cr_assert_eq(memcmp(buf, "ello", 4), 0);
-	cr_assert_eq(omni__docker_remote_write(f, "XY", 2, 10), 2);
-	omni_assert_ok(omni__docker_remote_fstat(f, &st));
-	cr_assert_eq(st.st_size, 12);
-	assert_like_host(&st, "d/f");
-	omni_assert_ok(omni__docker_remote_ftruncate(f, 3));
-	omni_assert_ok(omni__docker_remote_fsync(f, false));
-	cr_assert_eq(omni__docker_remote_read(f, buf, sizeof(buf), 0), 3);
-	cr_assert_eq(omni__docker_remote_read(f, buf, sizeof(buf), 3), 0);
-	cr_assert_eq(omni__docker_remote_read(f, buf, sizeof(buf), 100), 0);
-	omni_assert_ok(omni__docker_remote_release(f));
-	omni_assert_ok(
-	    omni__docker_remote_open(b, "d/f", O_WRONLY | O_APPEND, 0, &f));
-	cr_assert_eq(omni__docker_remote_write(f, "++", 2, 0), 2);
-	omni_assert_err(omni__docker_remote_read(f, buf, 1, 0), -EBADF);
-	omni_assert_ok(omni__docker_remote_release(f));
-	data = host_read("d/f", &len);
-	cr_assert_eq(len, 5);
-	cr_assert_eq(memcmp(data, "hel++", 5), 0);
-	free(data);
-
-	/* A file created read-only still takes its writes, and ends with
-	 * its mode. */
-	put_file(b, "d/ro", "x", 1, 0444);
-	host_lstat("d/ro", &h);
-	cr_assert_eq(h.st_mode & 07777, 0444, "mode %o", h.st_mode);
-	cr_assert_eq(h.st_size, 1);
-
-	/* Renames with flags. */
-	omni_assert_ok(omni__docker_remote_rename(b, "d/f", "d/g", 0));
-	cr_assert_not(omni_test_host_exists((host_path(p, "d/f"), p)));
-	omni_assert_err(
-	    omni__docker_remote_rename(b, "d/g", "d/h", RENAME_NOREPLACE),
-	    -EEXIST);
-	put_file(b, "d/other", "other", 5, 0644);
-	omni_assert_ok(
-	    omni__docker_remote_rename(b, "d/g", "d/other", RENAME_EXCHANGE));
-	data = host_read("d/g", &len);
-	cr_assert_eq(len, 5);
-	cr_assert_eq(memcmp(data, "other", 5), 0);
-	free(data);
+	check_open_files(b);
+	check_renames(b);
 
 	/* statfs is the bind mount's file system. */
 	struct statvfs sv, hv;

@@ -182,7 +182,7 @@ static int do_mkdir(struct session *s, const struct omni__files_req *r)
 
 /* --- content -------------------------------------------------------------- */
 
-/* Open path for a transfer: -errno with a message. */
+/* Open path for a transfer (no creation): -errno with a message. */
 static int open_for(struct session *s, const char *path, int flags,
                     const char *what)
 {
@@ -194,49 +194,74 @@ static int open_for(struct session *s, const char *path, int flags,
 	return fd;
 }
 
-/* OPEN: the file as open(2) would leave it, and its attributes. */
-static int do_open(struct session *s, const struct omni__files_req *r)
+/* Open path with open(2) flags as open(2) would, but a file created gets
+ * exactly mode (O_EXCL first tells whether it was created): a descriptor,
+ * or -errno with a message. */
+static int open_file(struct session *s, const char *path, int flags,
+                     mode_t mode)
 {
-	int flags = omni__files_oflags_from_wire(r->flags), fd = -ENOENT;
 	bool created = false;
-	struct stat st;
-	int rc;
+	int fd = -ENOENT;
 
-	if (flags < 0)
-		return status(
-		    s, omni_error_set(-EINVAL, "open %s: bad flags", r->path));
 	flags |= O_NOCTTY;
 	for (int tries = 0; tries < 3 && fd == -ENOENT; tries++) {
 		if (flags & O_CREAT) {
 			fd = omni__confined_openat(
-			    &s->root, r->path, flags | O_EXCL, r->mode & 07777);
+			    &s->root, path, flags | O_EXCL, mode & 07777);
 			created = fd >= 0;
 			if (fd != -EEXIST || (flags & O_EXCL))
 				break;
 		}
 		/* It exists (or no O_CREAT): open what is there; gone again
 		 * in between, it is created on the next turn. */
-		fd = omni__confined_openat(&s->root, r->path, flags & ~O_CREAT,
-		                           0);
+		fd = omni__confined_openat(&s->root, path, flags & ~O_CREAT, 0);
 		if (!(flags & O_CREAT))
 			break;
 	}
 	if (fd < 0)
-		return status(s,
-		              omni_error_set_errno(fd == -EXDEV ? -EACCES : fd,
-		                                   "open %s", r->path));
-	rc = 0;
-	if (created && fchmod(fd, r->mode & 07777) < 0)
-		rc = omni_error_set_errno(-errno, "chmod %s", r->path);
-	if (rc == 0 && fstat(fd, &st) < 0)
-		rc = omni_error_set_errno(-errno, "stat %s", r->path);
-	close(fd);
+		return omni_error_set_errno(fd == -EXDEV ? -EACCES : fd,
+		                            "open %s", path);
+	if (created && fchmod(fd, mode & 07777) < 0) {
+		int err = omni_error_set_errno(-errno, "chmod %s", path);
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/* An ATTR frame of the open file fd: 0 sent, 1 a failure answered
+ * with STATUS instead, -errno the client is gone. */
+static int send_fd_attr(struct session *s, int fd, const char *path)
+{
+	struct stat st;
+	int rc;
+
+	if (fstat(fd, &st) < 0)
+		rc = omni_error_set_errno(-errno, "stat %s", path);
+	else {
+		s->out.len = 0;
+		rc = omni__files_put_attr(&s->out, &st);
+		if (rc < 0)
+			rc = omni_error_set(rc, "out of memory");
+	}
 	if (rc < 0)
-		return status(s, rc);
-	s->out.len = 0;
-	if ((rc = omni__files_put_attr(&s->out, &st)) < 0)
-		return status(s, omni_error_set(rc, "out of memory"));
+		return (rc = status(s, rc)) < 0 ? rc : 1;
 	return omni_ipc_send(s->fd, OMNI_FILES_R_ATTR, s->out.data, s->out.len);
+}
+
+/* OPEN: the file as open(2) would leave it, and its attributes. */
+static int do_open(struct session *s, const struct omni__files_req *r)
+{
+	int flags = omni__files_oflags_from_wire(r->flags), fd, rc;
+
+	if (flags < 0)
+		return status(
+		    s, omni_error_set(-EINVAL, "open %s: bad flags", r->path));
+	if ((fd = open_file(s, r->path, flags, r->mode)) < 0)
+		return status(s, fd);
+	rc = send_fd_attr(s, fd, r->path);
+	close(fd);
+	return rc < 0 ? rc : 0;
 }
 
 static int do_read(struct session *s, const struct omni__files_req *r)
@@ -278,14 +303,20 @@ static int do_read(struct session *s, const struct omni__files_req *r)
 static int do_write(struct session *s, const struct omni__files_req *r)
 {
 	bool append = r->flags & OMNI_FILES_APPEND;
+	int flags = O_WRONLY | (append ? O_APPEND : 0), fd, rc;
 	size_t done = 0;
-	int fd;
 
-	if (r->off < 0)
-		return status(s, omni_error_set(-EINVAL, "write %s: bad offset",
-		                                r->path));
-	fd = open_for(s, r->path, O_WRONLY | (append ? O_APPEND : 0), "write");
-	if (fd < 0)
+	if (r->off < 0 ||
+	    (r->flags &
+	     ~(OMNI_FILES_APPEND | OMNI_FILES_W_CREATE | OMNI_FILES_W_TRUNC)))
+		return status(
+		    s,
+		    omni_error_set(-EINVAL, "write %s: bad request", r->path));
+	if (r->flags & OMNI_FILES_W_CREATE)
+		flags |= O_CREAT;
+	if (r->flags & OMNI_FILES_W_TRUNC)
+		flags |= O_TRUNC;
+	if ((fd = open_file(s, r->path, flags, r->mode)) < 0)
 		return status(s, fd);
 	while (done < r->data_len) {
 		ssize_t n = append
@@ -302,9 +333,12 @@ static int do_write(struct session *s, const struct omni__files_req *r)
 		}
 		done += (size_t)n;
 	}
-	if (close(fd) < 0 && errno != EINTR)
-		return status(
-		    s, omni_error_set_errno(-errno, "write %s", r->path));
+	/* Written: the attributes now (the host's fstat needs no request
+	 * of its own), then the count. */
+	rc = send_fd_attr(s, fd, r->path);
+	close(fd);
+	if (rc != 0)
+		return rc < 0 ? rc : 0;
 	return status(s, (int64_t)done);
 }
 

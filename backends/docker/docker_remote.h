@@ -102,13 +102,19 @@ int omni__docker_remote_truncate(struct omni_backend *b, const char *path,
 int omni__docker_remote_statfs(struct omni_backend *b, struct statvfs *st);
 
 /*
- * Open files. A handle is the path and its flags: OPEN creates, truncates
- * and checks on the agent; reads fetch ahead (a window growing while
- * reads are sequential, up to 8 MiB), and contiguous writes are gathered
- * up to a frame and sent at the next flush, fsync, fstat, ftruncate, read
- * or release (whose result carries a failed write's error, as NFS does).
- * file_fd is -1 (no host descriptor). A file created with a mode without
- * owner write gets it after release, so that its writes are allowed.
+ * Open files. A handle is the path and its flags, and costs round trips
+ * only where it must: an open for reading sends nothing (the first read
+ * finds the file, or says it is missing: -ENOENT comes from read, not
+ * open); O_WRONLY | O_CREAT | O_TRUNC is done by the first WRITE (or at
+ * flush when nothing was written); other opens send OPEN at once
+ * (O_EXCL, O_RDWR, ...). Reads fetch ahead (a window growing while reads
+ * are sequential, up to 8 MiB); contiguous writes are gathered up to a
+ * frame and sent at the next flush, fsync, fstat, ftruncate, read or
+ * release (whose result carries a failed write's error, as NFS does); a
+ * WRITE answers the file's attributes, so fstat after flush is free. So
+ * the cache's upload or download of a small file is one request. file_fd
+ * is -1 (no host descriptor). A file created with a mode without owner
+ * write is created writable and gets its mode at release.
  */
 int omni__docker_remote_open(struct omni_backend *b, const char *path,
                              int flags, mode_t mode, struct omni_file **out);

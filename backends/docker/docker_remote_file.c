@@ -6,10 +6,13 @@
  * Files. The protocol has no handles: a handle here is a path and its
  * open flags. OPEN does what open(2) does to the file (create, truncate,
  * O_EXCL) and gives its attributes; each READ and WRITE names the path
- * and an offset. So a handle survives a lost session (the next request
- * goes on a new one), and writes at an offset may be sent again safely.
- * The price: a file renamed while open is followed by name, not by inode
- * (the cache in front never does that to its own handles).
+ * and an offset, and a WRITE may create and truncate first. So an open
+ * for reading sends nothing, and one that replaces the whole content
+ * (O_WRONLY | O_CREAT | O_TRUNC) is done by its first WRITE. So a handle
+ * survives a lost session (the next request goes on a new one), and writes at
+ * an offset may be sent again safely. The price: a file renamed while open is
+ * followed by name, not by inode (the cache in front never does that to its own
+ * handles).
  *
  * Round trips. Reads fetch ahead into a window of the handle: 128 KiB,
  * doubling up to 8 MiB while reads follow each other (the cache reads a
@@ -61,6 +64,14 @@ struct remote_file {
 	unsigned char *wb;
 	off_t wb_off;
 	size_t wb_len;
+	/* O_WRONLY | O_CREAT | O_TRUNC not done yet: the first WRITE (or an
+	 * OPEN when nothing is written) does it, with pend_mode. */
+	bool pend_create;
+	mode_t pend_mode;
+	/* The attributes of the last answer, good until anything else is
+	 * done on the handle (fstat after flush costs nothing). */
+	bool have_st;
+	struct stat st;
 };
 
 static struct remote_file *file_of(struct omni_file *f)
@@ -134,24 +145,66 @@ static ssize_t fetch(struct remote_file *f, off_t off, void *dst, size_t want)
 	return (ssize_t)done;
 }
 
-/* One WRITE of at most a frame: the count or -errno. */
+struct writer {
+	bool have_st;
+	struct stat st;
+	long long count;
+};
+
+static int write_frame(uint8_t type, const unsigned char *data, size_t len,
+                       void *ctx)
+{
+	struct writer *w = ctx;
+	int64_t v;
+	int rc;
+
+	if (type == OMNI_FILES_R_ATTR && !w->have_st) {
+		if ((rc = omni__files_decode_attr(data, len, &w->st)) < 0)
+			return rc;
+		w->have_st = true;
+		return 0;
+	}
+	if (type != OMNI_FILES_R_STATUS || !w->have_st)
+		return omni_error_set(-EPROTO,
+		                      "omni-agent: unexpected answer 0x%02x "
+		                      "to a write",
+		                      type);
+	if ((rc = omni__files_decode_status(data, len, &v, NULL, 0)) < 0)
+		return rc;
+	w->count = v;
+	return 1;
+}
+
+/* One WRITE of at most a frame (the first one of a handle opened with
+ * O_CREAT | O_TRUNC creates and truncates): the count or -errno. */
 static ssize_t send_write(struct remote_file *f, off_t off, const void *data,
                           size_t len)
 {
 	struct omni__files_req req = { .op = OMNI_FILES_WRITE };
+	struct writer w = { .have_st = false };
 	bool append = f->flags & O_APPEND;
 
 	snprintf(req.path, sizeof(req.path), "%s", f->path);
 	req.off = off;
 	req.flags = append ? OMNI_FILES_APPEND : 0;
+	if (f->pend_create) {
+		req.flags |= OMNI_FILES_W_CREATE | OMNI_FILES_W_TRUNC;
+		req.mode = f->pend_mode & 07777;
+	}
+	/* At an offset, the same write twice leaves the same file. */
 	long long rc = omni__docker_remote_call(f->r, &req, data, len, !append,
-	                                        NULL, NULL);
-	if (rc >= 0 && (unsigned long long)rc > len)
+	                                        write_frame, &w);
+	if (rc < 0)
+		return (ssize_t)rc;
+	if (w.count < 0 || (unsigned long long)w.count > len)
 		return omni_error_set(-EPROTO,
 		                      "omni-agent: write %s: wrote %lld of %zu "
 		                      "bytes",
-		                      f->path, rc, len);
-	return (ssize_t)rc;
+		                      f->path, w.count, len);
+	f->pend_create = false;
+	f->st = w.st;
+	f->have_st = true;
+	return (ssize_t)w.count;
 }
 
 /* Write all of data at off (frames one after the other). */
@@ -185,6 +238,25 @@ static int wb_flush(struct remote_file *f)
 		return 0;
 	int rc = write_all(f, f->wb_off, f->wb, f->wb_len);
 	f->wb_len = 0;
+	return rc;
+}
+
+static int do_open(struct remote_file *f, int flags, mode_t mode,
+                   struct stat *st);
+
+/* Everything written is in the file, and the file is made: the gathered
+ * writes sent, a creation still pending done with OPEN. Locked. */
+static int sync_locked(struct remote_file *f)
+{
+	int rc = wb_flush(f);
+
+	if (rc == 0 && f->pend_create) {
+		rc = do_open(f, f->flags, f->pend_mode, &f->st);
+		if (rc == 0) {
+			f->pend_create = false;
+			f->have_st = true;
+		}
+	}
 	return rc;
 }
 
@@ -232,7 +304,18 @@ int omni__docker_remote_open(struct omni_backend *b, const char *path,
 	f->flags = flags;
 	snprintf(f->path, sizeof(f->path), "%s", path);
 	pthread_mutex_init(&f->lock, NULL);
-	if ((flags & O_CREAT) && !(mode & S_IWUSR)) {
+	int acc = flags & O_ACCMODE;
+	if (acc == O_RDONLY && !(flags & (O_CREAT | O_TRUNC))) {
+		/* Nothing to do to the file: the first READ finds it (or
+		 * says it is missing). */
+		rc = 0;
+	} else if (acc == O_WRONLY && (flags & O_CREAT) && (flags & O_TRUNC) &&
+	           !(flags & (O_EXCL | O_APPEND)) && (mode & S_IWUSR)) {
+		/* A whole new content: the first WRITE makes the file. */
+		f->pend_create = true;
+		f->pend_mode = mode & 07777;
+		rc = 0;
+	} else if ((flags & O_CREAT) && !(mode & S_IWUSR)) {
 		/* Made writable for our own writes, given its mode at
 		 * release; an existing file keeps its own. */
 		rc = do_open(f, flags | O_EXCL, mode | S_IWUSR, &st);
@@ -342,6 +425,7 @@ ssize_t omni__docker_remote_write(struct omni_file *of, const void *buf,
 	pthread_mutex_lock(&f->lock);
 	f->ra_len = 0;
 	f->ra_eof = false;
+	f->have_st = false;
 	if (f->wb_len && off == f->wb_off + (off_t)f->wb_len &&
 	    f->wb_len + size <= OMNI_FILES_MAX_DATA && !(f->flags & O_APPEND)) {
 		memcpy(f->wb + f->wb_len, buf, size);
@@ -371,7 +455,7 @@ int omni__docker_remote_flush(struct omni_file *of)
 	struct remote_file *f = file_of(of);
 
 	pthread_mutex_lock(&f->lock);
-	int rc = wb_flush(f);
+	int rc = sync_locked(f);
 	pthread_mutex_unlock(&f->lock);
 	return rc;
 }
@@ -379,10 +463,17 @@ int omni__docker_remote_flush(struct omni_file *of)
 int omni__docker_remote_fstat(struct omni_file *of, struct stat *st)
 {
 	struct remote_file *f = file_of(of);
-	int rc = omni__docker_remote_flush(of);
+	int rc;
 
-	return rc < 0 ? rc
-	              : omni__docker_remote_getattr(f->r, f->path, true, st);
+	pthread_mutex_lock(&f->lock);
+	rc = sync_locked(f);
+	bool have = rc == 0 && f->have_st;
+	if (have)
+		*st = f->st;
+	pthread_mutex_unlock(&f->lock);
+	if (rc < 0 || have)
+		return rc;
+	return omni__docker_remote_getattr(f->r, f->path, true, st);
 }
 
 int omni__docker_remote_ftruncate(struct omni_file *of, off_t size)
@@ -395,9 +486,10 @@ int omni__docker_remote_ftruncate(struct omni_file *of, off_t size)
 		return omni_error_set(-EINVAL, "truncate %s: negative size",
 		                      f->path);
 	pthread_mutex_lock(&f->lock);
-	rc = wb_flush(f);
+	rc = sync_locked(f);
 	f->ra_len = 0;
 	f->ra_eof = false;
+	f->have_st = false;
 	if (rc == 0) {
 		snprintf(req.path, sizeof(req.path), "%s", f->path);
 		req.off = size;

@@ -326,7 +326,13 @@ Test(docker_remote, errors_are_the_kernels)
 	omni_assert_err(omni__docker_remote_stat(b, "missing", &st), -ENOENT);
 	cr_assert(strstr(omni_error_last(), "missing"), "%s",
 	          omni_error_last());
-	omni_assert_err(omni__docker_remote_open(b, "missing", O_RDONLY, 0, &f),
+	/* An open for reading sends nothing: the first read finds the file
+	 * missing. */
+	omni_assert_ok(omni__docker_remote_open(b, "missing", O_RDONLY, 0, &f));
+	omni_assert_err(omni__docker_remote_read(f, buf, 16, 0), -ENOENT);
+	omni_assert_err(omni__docker_remote_fstat(f, &st), -ENOENT);
+	omni_assert_ok(omni__docker_remote_release(f));
+	omni_assert_err(omni__docker_remote_open(b, "missing", O_RDWR, 0, &f),
 	                -ENOENT);
 	omni_assert_ok(omni__docker_remote_mkdir(b, "dir", 0755));
 	omni_assert_err(omni__docker_remote_mkdir(b, "dir", 0755), -EEXIST);
@@ -348,12 +354,16 @@ Test(docker_remote, errors_are_the_kernels)
 	/* A symlink loop, and a symlink out of the workspace. */
 	omni_assert_ok(omni__docker_remote_symlink(b, "loop2", "loop1"));
 	omni_assert_ok(omni__docker_remote_symlink(b, "loop1", "loop2"));
-	omni_assert_err(omni__docker_remote_open(b, "loop1", O_RDONLY, 0, &f),
+	omni_assert_err(omni__docker_remote_open(b, "loop1", O_RDWR, 0, &f),
 	                -ELOOP);
 	omni_assert_ok(omni__docker_remote_symlink(b, "/etc", "escape"));
 	omni_assert_err(
-	    omni__docker_remote_open(b, "escape/passwd", O_RDONLY, 0, &f),
+	    omni__docker_remote_open(b, "escape/passwd", O_RDWR, 0, &f),
 	    -EACCES);
+	omni_assert_ok(
+	    omni__docker_remote_open(b, "escape/passwd", O_RDONLY, 0, &f));
+	omni_assert_err(omni__docker_remote_read(f, buf, 16, 0), -EACCES);
+	omni_assert_ok(omni__docker_remote_release(f));
 	omni_assert_err(omni__docker_remote_stat(b, "escape/passwd", &st),
 	                -EACCES);
 	/* Paths that are not normalised are refused by the agent itself. */
@@ -363,6 +373,57 @@ Test(docker_remote, errors_are_the_kernels)
 	                -EINVAL);
 	/* Errors leave the sessions usable. */
 	omni_assert_ok(omni__docker_remote_stat(b, "file", &st));
+}
+
+static unsigned long long requests(void)
+{
+	struct omni__docker_remote_counters c;
+
+	omni__docker_remote_counters(rr, &c);
+	return c.requests;
+}
+
+/* What the cache does to upload and download a small file costs one
+ * request each. */
+Test(docker_remote, a_small_file_crosses_in_one_request)
+{
+	struct omni_backend *b = remote_started();
+	struct omni_file *f;
+	struct stat st;
+	char buf[65536];
+
+	unsigned long long before = requests();
+	omni_assert_ok(omni__docker_remote_open(
+	    b, "small", O_WRONLY | O_CREAT | O_TRUNC, 0640, &f));
+	cr_assert_eq(omni__docker_remote_write(f, "0123456789", 10, 0), 10);
+	omni_assert_ok(omni__docker_remote_flush(f));
+	omni_assert_ok(omni__docker_remote_fstat(f, &st));
+	omni_assert_ok(omni__docker_remote_release(f));
+	cr_assert_eq(requests() - before, 1, "upload: %llu requests",
+	             requests() - before);
+	cr_assert_eq(st.st_size, 10);
+	assert_like_host(&st, "small");
+	cr_assert_eq(st.st_mode & 07777, 0640);
+
+	before = requests();
+	omni_assert_ok(omni__docker_remote_open(b, "small", O_RDONLY, 0, &f));
+	cr_assert_eq(omni__docker_remote_read(f, buf, sizeof(buf), 0), 10);
+	cr_assert_eq(omni__docker_remote_read(f, buf, sizeof(buf), 10), 0);
+	omni_assert_ok(omni__docker_remote_release(f));
+	cr_assert_eq(requests() - before, 1, "download: %llu requests",
+	             requests() - before);
+	cr_assert_eq(memcmp(buf, "0123456789", 10), 0);
+
+	/* An empty file is made at flush. */
+	before = requests();
+	omni_assert_ok(omni__docker_remote_open(
+	    b, "empty", O_WRONLY | O_CREAT | O_TRUNC, 0600, &f));
+	omni_assert_ok(omni__docker_remote_flush(f));
+	omni_assert_ok(omni__docker_remote_fstat(f, &st));
+	omni_assert_ok(omni__docker_remote_release(f));
+	cr_assert_eq(requests() - before, 1);
+	assert_like_host(&st, "empty");
+	cr_assert_eq(st.st_size, 0);
 }
 
 /* --- big files and listings ------------------------------------------------

@@ -28,7 +28,7 @@
 #include "omni/ipc_files.h"
 
 #define MAX_SESSIONS 4
-#define MAX_REPLIES  4
+#define MAX_REPLIES  8
 
 struct reply {
 	unsigned char *bytes; /* NULL: close the session instead */
@@ -355,8 +355,7 @@ Test(docker_remote_proto, reads_that_disagree)
 	char buf[16];
 
 	cr_assert(data);
-	/* open, then more data than asked for. */
-	add_attr(next_reply(0));
+	/* More data than asked for (an open for reading sends nothing). */
 	r = next_reply(0);
 	add_frame(r, OMNI_FILES_R_DATA, data, 200 << 10);
 	add_status(r, 200 << 10, "");
@@ -398,9 +397,14 @@ Test(docker_remote_proto, writes_counted_wrong_and_errors_passed_on)
 	struct omni_file *f;
 
 	add_attr(next_reply(0));
-	add_status(next_reply(0), 1000, ""); /* more than sent */
+	struct reply *r = next_reply(0);
+	add_attr(r);
+	add_status(r, 1000, ""); /* more than sent */
 	/* The session stays in step: the error comes on it. */
 	add_status(next_reply(0), -ENOSPC, "write x: No space left on device");
+	/* A count without the attributes before it. */
+	add_attr(next_reply(0));
+	add_status(next_reply(0), 3, "");
 	struct omni_backend *b = fake_backend();
 	omni_assert_ok(omni__docker_remote_open(b, "x", O_WRONLY, 0, &f));
 	cr_assert_eq(omni__docker_remote_write(f, "abc", 3, 0), 3);
@@ -409,6 +413,9 @@ Test(docker_remote_proto, writes_counted_wrong_and_errors_passed_on)
 	cr_assert_eq(omni__docker_remote_release(f), -ENOSPC);
 	cr_assert(strstr(omni_error_last(), "No space left"), "%s",
 	          omni_error_last());
+	omni_assert_ok(omni__docker_remote_open(b, "x", O_WRONLY, 0, &f));
+	cr_assert_eq(omni__docker_remote_write(f, "abc", 3, 0), 3);
+	assert_proto(omni__docker_remote_release(f));
 }
 
 Test(docker_remote_proto, an_agent_without_file_sessions)

@@ -59,8 +59,12 @@
  *   READ 0x2f      path, off, len (<= OMNI_FILES_MAX_READ)
  *                  DATA* (each <= OMNI_FILES_MAX_DATA, in order), then
  *                  STATUS with the byte count (short at end of file)
- *   WRITE 0x30     path, off, flags&1: append, data
- *                  (<= OMNI_FILES_MAX_DATA)      STATUS with the count
+ *   WRITE 0x30     path, off, data (<= OMNI_FILES_MAX_DATA), flags:
+ *                  1 append; 2 create (with exactly mode) when missing;
+ *                  4 truncate first (so one request makes a whole small
+ *                  file)                         ATTR of the file after the
+ *                                                write, then STATUS with
+ *                                                the count
  *   FSYNC 0x31     path                          STATUS
  *   WATCH 0x32     -   the session becomes a change stream until the
  *                  client closes it: READY once inotify watches the whole
@@ -163,8 +167,10 @@ enum omni_files_answer {
 #define OMNI_FILES_O_APPEND 0x80u
 
 /* STAT flags and WRITE flags. */
-#define OMNI_FILES_FOLLOW 0x1u
-#define OMNI_FILES_APPEND 0x1u
+#define OMNI_FILES_FOLLOW   0x1u
+#define OMNI_FILES_APPEND   0x1u
+#define OMNI_FILES_W_CREATE 0x2u
+#define OMNI_FILES_W_TRUNC  0x4u
 
 /* A request. Decoded, path and path2 are NUL-terminated copies; data
  * points into the frame decoded (valid while it is). */

@@ -25,6 +25,7 @@
  * watch could not be added (max_user_watches reached).
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -173,26 +174,47 @@ static int todo_push(struct todo *t, const char *rel)
 	return 0;
 }
 
-struct scan {
-	struct watch *w;
-	struct todo *todo;
-	const char *dir;
-	bool report;
-};
-
-static int scan_one(const char *name, const struct stat *st, void *payload)
+/* The entries of directory dir: its subdirectories go on the work list
+ * (by d_type: a large tree costs no lstat per file), and with report
+ * every entry is sent with its attributes. -ENOMEM, else 0. */
+static int scan_dir(struct watch *w, struct todo *t, const char *dir,
+                    bool report)
 {
-	struct scan *sc = payload;
-	char rel[PATH_MAX];
+	int fd = omni__confined_openat(w->root, dir,
+	                               O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
+	struct dirent *de;
+	DIR *d;
+	int rc = 0;
 
-	if (!join(rel, sc->dir, name))
+	if (fd < 0)
+		return 0; /* gone meanwhile */
+	if (!(d = fdopendir(fd))) {
+		close(fd);
 		return 0;
-	if (sc->report && omni__files_put_event(&sc->w->out, rel, st) == 0)
-		send_frame(sc->w, OMNI_FILES_R_EVENT, sc->w->out.data,
-		           sc->w->out.len);
-	if (S_ISDIR(st->st_mode) && todo_push(sc->todo, rel) < 0)
-		return -ENOMEM;
-	return sc->w->send_err ? 1 : 0;
+	}
+	while (rc == 0 && !w->send_err && (de = readdir(d))) {
+		char rel[PATH_MAX];
+		struct stat st;
+		bool is_dir = de->d_type == DT_DIR;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+		    !join(rel, dir, de->d_name))
+			continue;
+		if (report || de->d_type == DT_UNKNOWN) {
+			if (fstatat(dirfd(d), de->d_name, &st,
+			            AT_SYMLINK_NOFOLLOW) < 0)
+				continue;
+			is_dir = S_ISDIR(st.st_mode);
+			if (report &&
+			    omni__files_put_event(&w->out, rel, &st) == 0)
+				send_frame(w, OMNI_FILES_R_EVENT, w->out.data,
+				           w->out.len);
+		}
+		if (is_dir)
+			rc = todo_push(t, rel);
+	}
+	closedir(d);
+	return rc;
 }
 
 /* Watch one directory: 0, or -errno when the watch could not be added
@@ -236,13 +258,8 @@ static void add_tree(struct watch *w, const char *rel, bool report)
 				         dir[0] ? dir : ".", strerror(-rc));
 			warned = true;
 			w->overflow = true;
-		} else {
-			struct scan sc = {
-				.w = w, .todo = &t, .dir = dir, .report = report
-			};
-			if (omni__confined_readdir(w->root, dir, scan_one,
-			                           &sc) == -ENOMEM)
-				w->overflow = true;
+		} else if (scan_dir(w, &t, dir, report) < 0) {
+			w->overflow = true;
 		}
 		free(dir);
 	}

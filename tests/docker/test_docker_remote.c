@@ -426,6 +426,65 @@ Test(docker_remote, a_small_file_crosses_in_one_request)
 	cr_assert_eq(st.st_size, 0);
 }
 
+/* Threads at once share the pool: each writes and reads back files of
+ * its own. */
+struct worker {
+	struct omni_backend *b;
+	int id;
+	int errors;
+};
+
+static void *work(void *arg)
+{
+	struct worker *w = arg;
+	char name[64], data[256], back[256];
+
+	for (int i = 0; i < 100; i++) {
+		struct omni_file *f;
+		int n = snprintf(data, sizeof(data), "worker %d round %d",
+		                 w->id, i);
+		snprintf(name, sizeof(name), "par-%d-%d", w->id, i % 5);
+		if (omni__docker_remote_open(w->b, name,
+		                             O_WRONLY | O_CREAT | O_TRUNC, 0644,
+		                             &f) < 0 ||
+		    omni__docker_remote_write(f, data, (size_t)n, 0) != n ||
+		    omni__docker_remote_release(f) < 0) {
+			w->errors++;
+			continue;
+		}
+		if (omni__docker_remote_open(w->b, name, O_RDONLY, 0, &f) < 0) {
+			w->errors++;
+			continue;
+		}
+		ssize_t got =
+		    omni__docker_remote_read(f, back, sizeof(back), 0);
+		if (got != n || memcmp(back, data, (size_t)n) != 0)
+			w->errors++;
+		omni__docker_remote_release(f);
+	}
+	return NULL;
+}
+
+Test(docker_remote, threads_share_the_pool)
+{
+	struct omni_backend *b = remote_started();
+	struct worker w[24];
+	pthread_t th[24];
+
+	for (int i = 0; i < 24; i++) {
+		w[i] = (struct worker){ .b = b, .id = i };
+		cr_assert(pthread_create(&th[i], NULL, work, &w[i]) == 0);
+	}
+	for (int i = 0; i < 24; i++) {
+		pthread_join(th[i], NULL);
+		cr_assert_eq(w[i].errors, 0, "worker %d", i);
+	}
+	struct omni__docker_remote_counters c;
+	omni__docker_remote_counters(rr, &c);
+	cr_assert_leq(c.connects, OMNI_DOCKER_REMOTE_MAX);
+	cr_assert_eq(c.requests, 24 * 100 * 2);
+}
+
 /* --- big files and listings ------------------------------------------------
  */
 

@@ -500,22 +500,30 @@ Test(docker_remote_proto, a_bad_event_ends_the_watch_session)
 	add_frame(r, OMNI_FILES_R_EVENT, e.data, e.len);
 	omni_assert_ok(omni__files_put_event(&e, "../../etc/passwd", NULL));
 	add_frame(r, OMNI_FILES_R_EVENT, e.data, e.len);
+	/* The watch comes back on a new session; lost events (OVERFLOW)
+	 * say "drop everything" as a restart does. */
+	r = next_reply(1);
+	add_frame(r, OMNI_FILES_R_READY, NULL, 0);
+	add_frame(r, OMNI_FILES_R_OVERFLOW, NULL, 0);
+	omni_assert_ok(omni__files_put_event(&e, "again", NULL));
+	add_frame(r, OMNI_FILES_R_EVENT, e.data, e.len);
 	omni_ipc_buf_finish(&e);
 	struct omni_backend *b = fake_backend();
 	omni_assert_ok(omni__docker_remote_watch(b, on_change, NULL));
-	for (int i = 0; i < 100; i++) {
+	for (int i = 0; i < 250; i++) {
 		pthread_mutex_lock(&wlock);
-		int lost = w_lost;
+		int n = w_events;
 		pthread_mutex_unlock(&wlock);
-		if (lost)
+		if (n == 2)
 			break;
 		usleep(20 * 1000);
 	}
 	omni__docker_remote_watch_stop(pr);
-	cr_assert_eq(w_ready, 1);
-	cr_assert_eq(w_events, 1);
+	cr_assert_eq(w_events, 2);
 	cr_assert_eq(w_lost, 1);
+	cr_assert_eq(w_ready, 3, "start, overflow, restart: %d", w_ready);
 	struct omni__docker_remote_counters c;
 	omni__docker_remote_counters(pr, &c);
 	cr_assert_eq(c.bad, 1);
+	cr_assert_eq(c.watch_starts, 2);
 }

@@ -7,10 +7,11 @@
  * Sessions. Each is a connection from the connector with a FILES frame
  * sent first (not waited for: the first request follows at once, so a new
  * session costs no extra round trip). One request is outstanding on a
- * session at a time; a thread takes an idle session, or opens one while
- * fewer than OMNI_DOCKER_REMOTE_MAX are open (else waits), and gives it
- * back after the answer, when the answer was whole and well formed. At
- * most OMNI_DOCKER_REMOTE_IDLE stay open idle.
+ * session at a time; a thread takes the idle session used last, or opens
+ * one while fewer than OMNI_DOCKER_REMOTE_MAX are open (else waits), and
+ * gives it back after the answer, when the answer was whole and well
+ * formed. Beyond OMNI_DOCKER_REMOTE_IDLE, sessions unused for
+ * OMNI_DOCKER_REMOTE_TRIM_MS are closed.
  *
  * Dropped sessions. An idle session that the agent closed (it restarted,
  * or the multiplexed stream was lost) reads as hung up, and is dropped
@@ -38,6 +39,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/error.h"
 #include "docker/docker_remote.h"
 #include "omni/error.h"
@@ -74,7 +76,7 @@ void omni__docker_remote_free(struct omni__docker_remote *r)
 		return;
 	omni__docker_remote_watch_stop(r);
 	for (unsigned int i = 0; i < r->nidle; i++)
-		close(r->idle[i]);
+		close(r->idle[i].fd);
 	pthread_mutex_destroy(&r->lock);
 	pthread_cond_destroy(&r->cond);
 	pthread_mutex_destroy(&r->watch_lock);
@@ -134,7 +136,7 @@ static int conn_get(struct omni__docker_remote *r, int *fd, bool *reused)
 	pthread_mutex_lock(&r->lock);
 	for (;;) {
 		if (r->nidle > 0) {
-			*fd = r->idle[--r->nidle];
+			*fd = r->idle[--r->nidle].fd;
 			if (idle_dead(*fd)) {
 				close(*fd);
 				r->open--;
@@ -162,15 +164,29 @@ static int conn_get(struct omni__docker_remote *r, int *fd, bool *reused)
 	return 0;
 }
 
-/* Give a session back (ok: it is in step), or close it. */
+/* Give a session back (ok: it is in step), or close it. Sessions beyond
+ * OMNI_DOCKER_REMOTE_IDLE that nobody used for a while (the bottom of the
+ * stack) are closed: a burst keeps its sessions, a quiet pool shrinks. */
 static void conn_put(struct omni__docker_remote *r, int fd, bool ok)
 {
+	long long now = omni__now_ms();
+
 	pthread_mutex_lock(&r->lock);
-	if (ok && r->nidle < OMNI_DOCKER_REMOTE_IDLE) {
-		r->idle[r->nidle++] = fd;
+	if (ok && r->nidle < OMNI_DOCKER_REMOTE_MAX) {
+		r->idle[r->nidle].fd = fd;
+		r->idle[r->nidle].since = now;
+		r->nidle++;
 	} else {
 		close(fd);
 		r->open--;
+	}
+	while (r->nidle > OMNI_DOCKER_REMOTE_IDLE &&
+	       now - r->idle[0].since > OMNI_DOCKER_REMOTE_TRIM_MS) {
+		close(r->idle[0].fd);
+		r->open--;
+		r->nidle--;
+		memmove(&r->idle[0], &r->idle[1],
+		        r->nidle * sizeof(r->idle[0]));
 	}
 	pthread_cond_signal(&r->cond);
 	pthread_mutex_unlock(&r->lock);

@@ -40,9 +40,11 @@ typedef int (*omni__docker_remote_connect_fn)(void *ctx, int *fd);
 
 struct omni__docker_remote;
 
-/* File sessions kept open between requests, and open at most at once. */
-#define OMNI_DOCKER_REMOTE_IDLE 8
-#define OMNI_DOCKER_REMOTE_MAX  16
+/* Sessions open at most at once; idle ones beyond OMNI_DOCKER_REMOTE_IDLE
+ * are closed once unused for OMNI_DOCKER_REMOTE_TRIM_MS. */
+#define OMNI_DOCKER_REMOTE_IDLE    8
+#define OMNI_DOCKER_REMOTE_MAX     16
+#define OMNI_DOCKER_REMOTE_TRIM_MS 10000
 
 /*
  * A pool using connect(ctx, &fd) for each new session (none is opened
@@ -177,7 +179,10 @@ struct omni__docker_remote {
 	/* The pool: idle sessions, and how many are open in all. */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	int idle[OMNI_DOCKER_REMOTE_IDLE];
+	struct {
+		int fd;
+		long long since;        /* ms, monotonic: idle since */
+	} idle[OMNI_DOCKER_REMOTE_MAX]; /* a stack: the last used on top */
 	unsigned int nidle, open;
 
 	/* Counters (atomic). */

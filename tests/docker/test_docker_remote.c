@@ -481,7 +481,9 @@ Test(docker_remote, threads_share_the_pool)
 	}
 	struct omni__docker_remote_counters c;
 	omni__docker_remote_counters(rr, &c);
-	cr_assert_leq(c.connects, OMNI_DOCKER_REMOTE_MAX);
+	cr_assert_leq(c.connects, OMNI_DOCKER_REMOTE_MAX,
+	              "%llu sessions, %llu requests, %llu retries, %llu errors",
+	              c.connects, c.requests, c.retries, c.errors);
 	cr_assert_eq(c.requests, 24 * 100 * 2);
 }
 

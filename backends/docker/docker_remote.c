@@ -89,6 +89,14 @@ int omni__docker_remote_agent_connect(void *ctx, int *fd)
 	return omni__docker_agent_connect(ctx, fd);
 }
 
+int omni__docker_remote_attach(struct omni__docker_backend *db)
+{
+	if (db->remote)
+		return 0;
+	return omni__docker_remote_new(
+	    &db->remote, omni__docker_remote_agent_connect, db, 0);
+}
+
 struct omni__docker_remote *omni__docker_remote_of(struct omni_backend *b)
 {
 	return ((struct omni__docker_backend *)b)->remote;

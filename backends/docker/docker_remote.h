@@ -18,8 +18,14 @@
  *.write, .fstat, .ftruncate, .flush, .fsync, .file_fd, .release =
  *omni__docker_remote_<slot>, .watch = omni__docker_remote_watch
  *
- * (OMNI_DOCKER_REMOTE_FILE_OPS below lists them all.) The remote cache
- * (backends/cache) goes in front of the backend, as for e2b.
+ * (OMNI__DOCKER_REMOTE_OPS below lists them all, OMNI__DOCKER_REMOTE_CAPS
+ * the capabilities they add.) The remote cache (backends/cache) goes in
+ * front of the backend, as for e2b. The backend's life:
+ *
+ *	start     omni__docker_remote_attach(db) once the agent answers
+ *	shutdown  omni__docker_remote_watch_stop(db->remote)
+ *	destroy   omni__docker_remote_free(db->remote)
+ *	stats     omni__docker_remote_stats_text(db->remote)
  */
 #ifndef OMNI_DOCKER_REMOTE_H
 #define OMNI_DOCKER_REMOTE_H
@@ -58,6 +64,10 @@ void omni__docker_remote_free(struct omni__docker_remote *r);
 
 /* The production connector: ctx is the struct omni__docker_backend. */
 int omni__docker_remote_agent_connect(void *ctx, int *fd);
+
+/* db->remote made with that connector (default timeout) when it is NULL;
+ * 0 or -ENOMEM. No session is opened yet. */
+int omni__docker_remote_attach(struct omni__docker_backend *db);
 
 /* Counters, for statistics and tests. */
 struct omni__docker_remote_counters {
@@ -142,7 +152,10 @@ int omni__docker_remote_watch(struct omni_backend *b, omni_change_cb cb,
                               void *payload);
 void omni__docker_remote_watch_stop(struct omni__docker_remote *r);
 
-#define OMNI_DOCKER_REMOTE_FILE_OPS                                            \
+/* Links work through the agent; changes come through the watch. */
+#define OMNI__DOCKER_REMOTE_CAPS (OMNI_CAP_WATCH | OMNI_CAP_HARDLINKS)
+
+#define OMNI__DOCKER_REMOTE_OPS                                                \
 	.stat = omni__docker_remote_stat,                                      \
 	.readdir = omni__docker_remote_readdir,                                \
 	.mkdir = omni__docker_remote_mkdir,                                    \

@@ -72,9 +72,8 @@ static struct omni_backend *remote_started(void)
 
 	cr_assert_str_eq(omni_backend_name(b), "docker");
 	rdb = (struct omni__docker_backend *)b;
-	omni_assert_ok(omni__docker_remote_new(
-	    &rr, omni__docker_remote_agent_connect, rdb, 0));
-	rdb->remote = rr;
+	omni_assert_ok(omni__docker_remote_attach(rdb));
+	rr = rdb->remote;
 	return b;
 }
 
@@ -824,11 +823,11 @@ static void inner_destroy(struct omni_backend *b)
 static const struct omni_backend_ops agent_files_ops = {
 	.version = OMNI_BACKEND_OPS_VERSION,
 	.name = "docker-agent-files",
-	.caps = OMNI_CAP_REMOTE | OMNI_CAP_WATCH,
+	.caps = OMNI_CAP_REMOTE | OMNI__DOCKER_REMOTE_CAPS,
 	.start = inner_start,
 	.shutdown = inner_shutdown,
 	.destroy = inner_destroy,
-	OMNI_DOCKER_REMOTE_FILE_OPS,
+	OMNI__DOCKER_REMOTE_OPS,
 };
 
 Test(docker_remote, the_cache_in_front_of_the_protocol)

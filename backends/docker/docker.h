@@ -144,6 +144,9 @@ struct omni__docker_backend {
 	struct omni__docker_api api;
 	/* Its own options (image and network copied; NULL: defaults). */
 	struct omni_docker_options opts;
+	/* Agent mode: the file sessions of the path slots
+	 * (docker_remote.h), or NULL. */
+	struct omni__docker_remote *remote;
 	char name[160];         /* omniagents-<project_id> */
 	char id[80];            /* the container's id, once known */
 	char run_dir[PATH_MAX]; /* host dir bound at /run/omni */
@@ -151,9 +154,6 @@ struct omni__docker_backend {
 	bool run_dir_made;      /* made by this start (remove on failure) */
 	_Atomic int
 	    agent_pid; /* host pid of the container's init, 0: unknown */
-	/* Agent mode: the file sessions of the path slots
-	 * (docker_remote.h), or NULL. */
-	struct omni__docker_remote *remote;
 };
 
 /*

@@ -146,7 +146,8 @@ int omni__docker_remote_release(struct omni_file *f);
  * its own sends WATCH and passes each event on (path and attributes, or
  * NULL attributes for a removal); "" when the watch (re)starts or the
  * agent lost events (OVERFLOW), NULL when the session is lost, and it
- * reconnects with a backoff of 0.25 s doubling to 10 s. cb NULL stops it.
+ * reconnects with a backoff of 0.25 s doubling to 10 s. cb NULL stops it,
+ * as does omni__docker_remote_watch_stop() (NULL is ok).
  */
 int omni__docker_remote_watch(struct omni_backend *b, omni_change_cb cb,
                               void *payload);

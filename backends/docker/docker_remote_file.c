@@ -699,6 +699,8 @@ int omni__docker_remote_watch(struct omni_backend *b, omni_change_cb cb,
 
 void omni__docker_remote_watch_stop(struct omni__docker_remote *r)
 {
+	if (!r)
+		return;
 	pthread_mutex_lock(&r->watch_lock);
 	bool running = r->watch_running;
 	r->watch_stop = true;

@@ -695,94 +695,144 @@ static unsigned int rnd(unsigned int n)
 	return (unsigned int)((rnd_state >> 33) % n);
 }
 
-Test(docker_remote, twenty_thousand_random_operations)
-{
-	struct omni_backend *b = remote_started();
-	const char *names[2] = { "r-a", "r-b" };
-	const size_t max = 4u << 20;
-	unsigned char *buf = malloc(2u << 20), *want = malloc(2u << 20);
-	char ref_path[PATH_MAX];
+/* The state of a run: the file through the protocol (f, named names[cur])
+ * and its reference, a local file (ref). */
+struct run {
+	struct omni_backend *b;
 	struct omni_file *f;
-	int cur = 0, ref;
-	off_t size = 0;
+	const char *names[2];
+	int cur, ref;
+	off_t size;
+	unsigned char *buf, *want;
+};
+
+#define RUN_MAX (4u << 20)
+
+static void op_write(struct run *r, int op)
+{
+	off_t off = rnd(RUN_MAX);
+	size_t n = rnd(10) == 0 ? rnd(2u << 20) + 1 : rnd(64u << 10) + 1;
+
+	for (size_t i = 0; i < n; i++)
+		r->buf[i] = (unsigned char)rnd(256);
+	cr_assert_eq(omni__docker_remote_write(r->f, r->buf, n, off),
+	             (ssize_t)n, "op %d: %s", op, omni_error_last());
+	cr_assert_eq(pwrite(r->ref, r->buf, n, off), (ssize_t)n);
+	if (off + (off_t)n > r->size)
+		r->size = off + (off_t)n;
+}
+
+static void op_truncate(struct run *r)
+{
+	off_t to = rnd(RUN_MAX);
+
+	if (rnd(2)) {
+		omni_assert_ok(omni__docker_remote_ftruncate(r->f, to));
+	} else {
+		omni_assert_ok(omni__docker_remote_flush(r->f));
+		omni_assert_ok(
+		    omni__docker_remote_truncate(r->b, r->names[r->cur], to));
+	}
+	cr_assert(ftruncate(r->ref, to) == 0);
+	r->size = to;
+}
+
+static void op_rename(struct run *r)
+{
+	omni_assert_ok(omni__docker_remote_release(r->f));
+	omni_assert_ok(omni__docker_remote_rename(r->b, r->names[r->cur],
+	                                          r->names[!r->cur], 0));
+	r->cur = !r->cur;
+	omni_assert_ok(
+	    omni__docker_remote_open(r->b, r->names[r->cur], O_RDWR, 0, &r->f));
+}
+
+static void op_read(struct run *r, int op)
+{
+	off_t off = rnd(RUN_MAX + 65536);
+	size_t n = rnd(5) == 0 ? rnd(2u << 20) + 1 : rnd(64u << 10) + 1;
+	ssize_t got = omni__docker_remote_read(r->f, r->buf, n, off);
+	ssize_t exp = pread(r->ref, r->want, n, off);
+
+	cr_assert_eq(got, exp,
+	             "op %d: read %zu at %lld: %zd, expected %zd (%s)", op, n,
+	             (long long)off, got, exp, omni_error_last());
+	cr_assert(got <= 0 || memcmp(r->buf, r->want, (size_t)got) == 0,
+	          "op %d: read %zu at %lld: content differs", op, n,
+	          (long long)off);
+}
+
+/* The whole file as the agent has it, into a malloc'd buffer. */
+static unsigned char *whole_remote(struct run *r, size_t *len)
+{
+	struct omni_file *f;
+	unsigned char *p = malloc((size_t)r->size + 1);
+
+	cr_assert(p);
+	omni_assert_ok(
+	    omni__docker_remote_open(r->b, r->names[r->cur], O_RDONLY, 0, &f));
+	ssize_t n = omni__docker_remote_read(f, p, (size_t)r->size + 1, 0);
+	cr_assert(n >= 0, "%s", omni_error_last());
+	omni_assert_ok(omni__docker_remote_release(f));
+	*len = (size_t)n;
+	return p;
+}
+
+/*
+ * 20 000 operations (45% writes, 10% truncates, 5% renames, 40% reads at
+ * random offsets and sizes) through the protocol, mirrored on a local
+ * reference file; every read is compared, and at the end the whole file
+ * (from the host side of the bind mount when host_side, else read back
+ * through the protocol).
+ */
+static void random_ops(struct omni_backend *b, struct omni__docker_remote *rem,
+                       bool host_side)
+{
+	struct run r = { .b = b, .names = { "r-a", "r-b" } };
 	const char *env = getenv("OMNI_TEST_SEED");
 	unsigned long long seed = env ? strtoull(env, NULL, 0) : 20261203ULL;
-
-	cr_assert(buf && want);
+	char ref_path[PATH_MAX];
 	struct timespec t0, t1;
+
+	r.buf = malloc(2u << 20);
+	r.want = malloc(2u << 20);
+	cr_assert(r.buf && r.want);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	rnd_state = seed;
 	fprintf(stderr, "docker_remote random operations: seed %llu\n", seed);
 	omni_test_fmt(ref_path, sizeof(ref_path), "%s/reference", dk_fx.tmp);
-	ref = open(ref_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-	cr_assert(ref >= 0);
+	r.ref = open(ref_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	cr_assert(r.ref >= 0);
 	omni_assert_ok(omni__docker_remote_open(
-	    b, names[cur], O_RDWR | O_CREAT | O_TRUNC, 0644, &f));
+	    b, r.names[0], O_RDWR | O_CREAT | O_TRUNC, 0644, &r.f));
 	for (int op = 0; op < 20000; op++) {
 		unsigned int kind = rnd(100);
-		if (kind < 45) {
-			off_t off = rnd((unsigned int)max);
-			size_t n = rnd(10) == 0 ? rnd(2u << 20) + 1
-			                        : rnd(64u << 10) + 1;
-			for (size_t i = 0; i < n; i++)
-				buf[i] = (unsigned char)rnd(256);
-			cr_assert_eq(omni__docker_remote_write(f, buf, n, off),
-			             (ssize_t)n, "op %d: %s", op,
-			             omni_error_last());
-			cr_assert_eq(pwrite(ref, buf, n, off), (ssize_t)n);
-			if (off + (off_t)n > size)
-				size = off + (off_t)n;
-		} else if (kind < 55) {
-			off_t to = rnd((unsigned int)max);
-			if (rnd(2))
-				omni_assert_ok(
-				    omni__docker_remote_ftruncate(f, to));
-			else {
-				omni_assert_ok(omni__docker_remote_flush(f));
-				omni_assert_ok(omni__docker_remote_truncate(
-				    b, names[cur], to));
-			}
-			cr_assert(ftruncate(ref, to) == 0);
-			size = to;
-		} else if (kind < 60) {
-			omni_assert_ok(omni__docker_remote_release(f));
-			omni_assert_ok(omni__docker_remote_rename(
-			    b, names[cur], names[!cur], 0));
-			cur = !cur;
-			omni_assert_ok(omni__docker_remote_open(b, names[cur],
-			                                        O_RDWR, 0, &f));
-		} else {
-			off_t off = rnd((unsigned int)(max + 65536));
-			size_t n = rnd(5) == 0 ? rnd(2u << 20) + 1
-			                       : rnd(64u << 10) + 1;
-			ssize_t got = omni__docker_remote_read(f, buf, n, off);
-			ssize_t exp = pread(ref, want, n, off);
-			cr_assert_eq(got, exp,
-			             "op %d: read %zu at %lld: %zd, "
-			             "expected %zd (%s)",
-			             op, n, (long long)off, got, exp,
-			             omni_error_last());
-			cr_assert(got <= 0 ||
-			              memcmp(buf, want, (size_t)got) == 0,
-			          "op %d: read %zu at %lld: content differs",
-			          op, n, (long long)off);
-		}
+		if (kind < 45)
+			op_write(&r, op);
+		else if (kind < 55)
+			op_truncate(&r);
+		else if (kind < 60)
+			op_rename(&r);
+		else
+			op_read(&r, op);
 	}
 	struct stat st;
-	omni_assert_ok(omni__docker_remote_fstat(f, &st));
-	cr_assert_eq(st.st_size, size);
-	omni_assert_ok(omni__docker_remote_release(f));
-	/* The file on the host side is the reference, byte for byte. */
+	omni_assert_ok(omni__docker_remote_fstat(r.f, &st));
+	cr_assert_eq(st.st_size, r.size);
+	omni_assert_ok(omni__docker_remote_release(r.f));
+
 	size_t len;
-	char *host = host_read(names[cur], &len);
-	cr_assert_eq((off_t)len, size);
-	cr_assert_eq(pread(ref, want, 0, 0), 0);
+	unsigned char *got =
+	    host_side ? (unsigned char *)host_read(r.names[r.cur], &len)
+	              : whole_remote(&r, &len);
+	cr_assert_eq((off_t)len, r.size);
 	unsigned char *whole = malloc(len + 1);
 	cr_assert(whole);
-	cr_assert_eq(pread(ref, whole, len, 0), (ssize_t)len);
-	cr_assert(len == 0 || memcmp(host, whole, len) == 0);
+	cr_assert_eq(pread(r.ref, whole, len, 0), (ssize_t)len);
+	cr_assert(len == 0 || memcmp(got, whole, len) == 0);
+
 	struct omni__docker_remote_counters c;
-	omni__docker_remote_counters(rr, &c);
+	omni__docker_remote_counters(rem, &c);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	fprintf(stderr,
 	        "docker_remote random operations: %llu requests, %llu MiB "
@@ -791,11 +841,39 @@ Test(docker_remote, twenty_thousand_random_operations)
 	        (double)(t1.tv_sec - t0.tv_sec) +
 	            (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 	free(whole);
-	free(host);
-	close(ref);
-	free(buf);
-	free(want);
+	free(got);
+	close(r.ref);
+	free(r.buf);
+	free(r.want);
 }
+
+Test(docker_remote, twenty_thousand_random_operations)
+{
+	struct omni_backend *b = remote_started();
+
+	random_ops(b, rr, true);
+}
+
+#ifdef OMNI_DOCKER_LABEL_FILES
+/* Agent mode (docker.c with --docker-files=agent): the backend's own
+ * sessions, each a channel of the multiplexed exec stream, with the
+ * workspace in a volume. */
+Test(docker_remote, twenty_thousand_random_operations_in_agent_mode)
+{
+	struct omni_backend_options o;
+
+	dk_require_docker();
+	dk_fx_paths();
+	dk_default_opts(&o);
+	dk_dopts.files = "agent";
+	struct omni_backend *b = dk_fx_start(0, &o);
+	struct omni__docker_remote *rem =
+	    ((struct omni__docker_backend *)b)->remote;
+	cr_assert(rem, "agent mode without file sessions (start must call "
+	               "omni__docker_remote_attach)");
+	random_ops(b, rem, false);
+}
+#endif
 
 /* --- the remote cache in front ------------------------------------------- */
 

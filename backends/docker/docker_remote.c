@@ -484,7 +484,7 @@ int omni__docker_remote_mkdir(struct omni_backend *b, const char *path,
 	struct omni__files_req req;
 
 	req_init(&req, OMNI_FILES_MKDIR, path);
-	req.mode = mode & 07777;
+	req.mode = mode & 07777 ? mode & 07777 : 0755; /* 0: the default */
 	return simple(b, &req, false);
 }
 

@@ -126,7 +126,9 @@ int omni__docker_remote_statfs(struct omni_backend *b, struct statvfs *st);
  * WRITE answers the file's attributes, so fstat after flush is free. So
  * the cache's upload or download of a small file is one request. file_fd
  * is -1 (no host descriptor). A file created with a mode without owner
- * write is created writable and gets its mode at release.
+ * write is created writable and gets its mode at release. Mode 0 means
+ * the default, 0644 for files and 0755 for directories (as envd makes
+ * them: the cache's write-back passes 0 and sets other modes after).
  */
 int omni__docker_remote_open(struct omni_backend *b, const char *path,
                              int flags, mode_t mode, struct omni_file **out);

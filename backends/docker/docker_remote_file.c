@@ -304,6 +304,10 @@ int omni__docker_remote_open(struct omni_backend *b, const char *path,
 	f->flags = flags;
 	snprintf(f->path, sizeof(f->path), "%s", path);
 	pthread_mutex_init(&f->lock, NULL);
+	/* No mode: the default, as envd makes files (the cache's write-back
+	 * sets other modes afterwards). */
+	if ((flags & O_CREAT) && !(mode & 07777))
+		mode = 0644;
 	int acc = flags & O_ACCMODE;
 	if (acc == O_RDONLY && !(flags & (O_CREAT | O_TRUNC))) {
 		/* Nothing to do to the file: the first READ finds it (or

@@ -413,6 +413,17 @@ Test(docker_remote, a_small_file_crosses_in_one_request)
 	             requests() - before);
 	cr_assert_eq(memcmp(buf, "0123456789", 10), 0);
 
+	/* Mode 0 is the default one. */
+	omni_assert_ok(omni__docker_remote_open(
+	    b, "default", O_WRONLY | O_CREAT | O_TRUNC, 0, &f));
+	omni_assert_ok(omni__docker_remote_release(f));
+	omni_assert_ok(omni__docker_remote_mkdir(b, "default-dir", 0));
+	struct stat h;
+	host_lstat("default", &h);
+	cr_assert_eq(h.st_mode & 07777, 0644);
+	host_lstat("default-dir", &h);
+	cr_assert_eq(h.st_mode & 07777, 0755);
+
 	/* An empty file is made at flush. */
 	before = requests();
 	omni_assert_ok(omni__docker_remote_open(

@@ -59,7 +59,9 @@ FS_DEFS := -DFUSE_USE_VERSION=312
 BASE_SRCS := $(sort $(wildcard backends/base/*.c))
 LIB_SRCS := $(BASE_SRCS) $(sort $(filter-out $(BASE_SRCS),$(wildcard backends/*/*.c)))
 FS_SRCS := $(filter-out fs/main.c,$(sort $(wildcard fs/*.c)))
-EXEC_SRCS := $(filter-out exec/main.c exec/agent.c,$(sort $(wildcard exec/*.c)))
+# exec/agent*.c make omni-agent (static), the rest omni-exec.
+AGENT_SRCS := $(sort $(wildcard exec/agent*.c))
+EXEC_SRCS := $(filter-out exec/main.c $(AGENT_SRCS),$(sort $(wildcard exec/*.c)))
 TEST_SRCS := $(sort $(filter-out tests/bench/% tests/example/%,$(wildcard tests/*/*.c)))
 
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
@@ -68,7 +70,7 @@ FS_OBJS := $(FS_SRCS:%.c=$(BUILD)/obj/%.o)
 EXEC_OBJS := $(EXEC_SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/obj/%.o)
 BASE_OBJS := $(BASE_SRCS:%.c=$(BUILD)/obj/%.o)
-AGENT_OBJS := $(BUILD)/agent/exec/agent.o
+AGENT_OBJS := $(AGENT_SRCS:%.c=$(BUILD)/agent/%.o)
 AGENT_BASE_OBJS := $(BASE_SRCS:%.c=$(BUILD)/agent/%.o)
 
 LIB := $(BUILD)/libomni.a

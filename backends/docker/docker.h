@@ -24,6 +24,7 @@
 /* Labels on every container omnifs makes. */
 #define OMNI_DOCKER_LABEL_PROJECT   "org.omnifs.project"
 #define OMNI_DOCKER_LABEL_WORKSPACE "org.omnifs.workspace"
+#define OMNI_DOCKER_LABEL_FILES     "org.omnifs.files" /* bind | agent */
 /* Where things are inside the container. */
 #define OMNI_DOCKER_AGENT_PATH    "/omni-agent"
 #define OMNI_DOCKER_RUN_DIR       "/run/omni"
@@ -136,7 +137,41 @@ int omni__docker_ensure_image(const struct omni__docker_api *api,
 void omni__docker_logs_tail(const struct omni__docker_api *api, const char *id,
                             char *out, size_t size);
 
+/* --- hijacked streams (docker_stream.c) ---------------------------------- */
+
+/* A hijacked connection: a raw two-way byte stream. */
+struct omni__docker_stream {
+	CURL *h;
+	int fd;    /* to poll; owned by h */
+	char *pre; /* stream bytes that came with the response head */
+	size_t pre_off, pre_len;
+};
+
+/*
+ * POST path (without the version prefix, e.g. "/exec/ID/start") with the
+ * JSON body and "Connection: Upgrade", "Upgrade: tcp", over api's transport
+ * (unix, tcp, TLS, ssh); read the head (101 or 200 wanted; an error reply
+ * is -errno quoting the daemon). timeout_ms bounds connecting and the head.
+ */
+int omni__docker_stream_open(const struct omni__docker_api *api,
+                             const char *path, const char *json,
+                             long timeout_ms, struct omni__docker_stream *s);
+/* Never block: bytes, 0 at EOF, -EAGAIN, -ECONNRESET. */
+ssize_t omni__docker_stream_recv(struct omni__docker_stream *s, void *buf,
+                                 size_t len);
+ssize_t omni__docker_stream_send(struct omni__docker_stream *s, const void *buf,
+                                 size_t len);
+void omni__docker_stream_close(struct omni__docker_stream *s);
+
 /* --- the session (docker.c) ----------------------------------------------- */
+
+/* Where the workspace lives (struct omni_docker_options.files). */
+enum omni__docker_files {
+	OMNI__DOCKER_FILES_BIND = 1,  /* a host directory, bind-mounted */
+	OMNI__DOCKER_FILES_AGENT = 2, /* a volume, reached through the agent */
+};
+
+struct omni__docker_mux;
 
 struct omni__docker_backend {
 	/* base, and root: the host side of the /workspace bind */
@@ -151,6 +186,10 @@ struct omni__docker_backend {
 	bool run_dir_made;      /* made by this start (remove on failure) */
 	_Atomic int
 	    agent_pid; /* host pid of the container's init, 0: unknown */
+	/* Agent mode: the workspace is the volume omniagents-<project> and
+	 * every connection to the agent is a channel of one exec stream. */
+	enum omni__docker_files files;
+	struct omni__docker_mux *mux;
 };
 
 /*
@@ -164,6 +203,35 @@ struct omni__docker_backend {
  * blocking, close-on-exec descriptor.
  */
 int omni__docker_agent_connect(struct omni__docker_backend *db, int *fd);
+
+/* --- agent mode (docker_agent.c) ------------------------------------------ */
+
+/* The volume omniagents-<project>: made when missing (kept otherwise). */
+int omni__docker_volume_ensure(struct omni__docker_backend *db);
+int omni__docker_volume_remove(struct omni__docker_backend *db);
+/* Put /omni-agent (and a workspace/ owned by the caller) into the created
+ * container db->id. */
+int omni__docker_agent_install(struct omni__docker_backend *db,
+                               const char *agent);
+/* Can the daemon see data_path (NULL: the default data folder)? *out gets
+ * BIND or AGENT. The throwaway container is made of image when the daemon
+ * has it, else of any image it has, else of image pulled. */
+int omni__docker_probe_files(const struct omni__docker_api *api,
+                             const char *image, bool progress,
+                             const char *data_path,
+                             enum omni__docker_files *out);
+
+/* --- agent mode's stream (docker_mux.c) ----------------------------------- */
+
+int omni__docker_mux_new(struct omni__docker_backend *db);
+/* A connection to the agent as a channel of the stream (made, or made
+ * again after a drop, as needed); *fd is a blocking socket. */
+int omni__docker_mux_connect(struct omni__docker_backend *db, int *fd);
+/* Close the stream (channels see EOF); a later connect makes a new one. */
+void omni__docker_mux_stop(struct omni__docker_backend *db);
+void omni__docker_mux_free(struct omni__docker_backend *db);
+/* How many streams were made (1 + reconnects), for tests. */
+unsigned omni__docker_mux_streams(struct omni__docker_backend *db);
 
 /* The host pid of the container's init (State.Pid), into *pid; 0 when it
  * does not run. */

@@ -1,0 +1,342 @@
+/*
+ * tests/docker/test_docker_agent.c - the docker backend's agent mode (suite
+ * docker_agent): a named volume at /workspace, nothing bind-mounted,
+ * omni-agent put in through the archive API, and every connection to the
+ * agent a channel of one exec stream (docker_mux.c, exec/agent_mux.c).
+ * Against the local daemon with the mode forced, and against the second
+ * daemon of scripts/dockerd-remote-start.sh (tcp:// with TLS, in a mount
+ * namespace of its own that cannot see our data folders) when it runs:
+ * OMNI_TEST_REMOTE_DOCKER_HOST and OMNI_TEST_REMOTE_DOCKER_CERT_PATH name
+ * it.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "docker/docker.h"
+#include "docker_helpers.h"
+#include "helpers.h"
+#include "omni/session.h"
+
+TestSuite(docker_agent, .init = dk_setup, .fini = dk_teardown, .timeout = 90);
+
+static struct omni_backend *agent_start(int slot)
+{
+	struct omni_backend_options o;
+
+	dk_default_opts(&o);
+	dk_dopts.files = "agent";
+	return dk_fx_start(slot, &o);
+}
+
+static struct omni_backend *agent_started(void)
+{
+	dk_require_docker();
+	dk_fx_paths();
+	return agent_start(0);
+}
+
+static bool volume_exists(const char *name)
+{
+	char path[256];
+
+	omni_test_fmt(path, sizeof(path), "/volumes/%s", name);
+	return dk("GET", path, NULL, NULL) == 200;
+}
+
+Test(docker_agent, container_has_a_volume_and_no_bind_mounts)
+{
+	struct omni_backend *b = agent_started();
+	cJSON *c = dk_inspect(dk_fx.name);
+	const cJSON *m;
+	int volumes = 0;
+
+	cr_assert(c);
+	cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(c, "Mounts"))
+	{
+		const char *type = dk_str(m, "Type", NULL);
+		cr_assert_str_neq(type, "bind", "a bind mount: %s",
+		                  dk_str(m, "Source", NULL));
+		if (strcmp(type, "volume") == 0) {
+			cr_assert_str_eq(dk_str(m, "Name", NULL), dk_fx.name);
+			cr_assert_str_eq(dk_str(m, "Destination", NULL),
+			                 "/workspace");
+			volumes++;
+		}
+	}
+	cr_assert_eq(volumes, 1);
+	cJSON_Delete(c);
+	cr_assert(omni_vfs_caps(b) & OMNI_CAP_REMOTE);
+	/* Nothing of the host's data folder was made or used. */
+	struct stat st;
+	cr_assert(stat(dk_fx.host, &st) < 0 && errno == ENOENT);
+	/* The workspace is the caller's and writable. */
+	char want[64];
+	omni_test_fmt(want, sizeof(want), "%u:%u\n", (unsigned)getuid(),
+	              (unsigned)getgid());
+	dk_cmd_is(b, "stat -c %u:%g /workspace", want);
+	dk_cmd_is(b, "echo hi > /workspace/f && cat /workspace/f", "hi\n");
+	dk_cmd_is(b, "ls -l /omni-agent | cut -c1-10", "-rwxr-xr-x\n");
+}
+
+Test(docker_agent, commands_exit_codes_and_stdin)
+{
+	struct omni_backend *b = agent_started();
+	struct omni_exec_status st;
+	int code;
+
+	char *out = dk_cmd(b, "echo out; echo err >&2; exit 7", &code);
+	cr_assert_eq(code, 7);
+	cr_assert(strstr(out, "out\n") && strstr(out, "err\n"), "%s", out);
+	free(out);
+	dk_cmd_is(b, "pwd", "/workspace\n");
+
+	struct out *c = dk_out_new();
+	const char *argv[] = { "sh", "-c", "wc -c; exit 3", NULL };
+	struct omni_exec_request req = { .argv = argv, .want_stdin = true };
+	omni_assert_ok(dk_run_req(b, &req, "hello world", 11, c, &st));
+	cr_assert_eq(st.exit_code, 3);
+	cr_assert_eq(strtol(c->o, NULL, 10), 11, "%.*s", (int)c->ol, c->o);
+	free(c);
+
+	const char *missing_cmd[] = { "no-such-program", NULL };
+	struct omni_exec_request r2 = { .argv = missing_cmd };
+	c = dk_out_new();
+	omni_assert_ok(dk_run_req(b, &r2, NULL, 0, c, &st));
+	cr_assert_eq(st.exit_code, 127);
+	free(c);
+
+	/* A missing directory is the agent's ERROR, as in bind mode. */
+	const char *pwd[] = { "pwd", NULL };
+	struct omni_exec_request r3 = { .argv = pwd, .cwd = "nope" };
+	struct omni_exec *e;
+	cr_assert_eq(omni_vfs_exec_start(b, &r3, &e), -ENOENT);
+}
+
+struct big {
+	long long bytes;
+	unsigned long long sum;
+};
+
+static int count_out(int stream, const void *data, size_t len, void *payload)
+{
+	struct big *g = payload;
+	const unsigned char *p = data;
+
+	(void)stream;
+	g->bytes += (long long)len;
+	for (size_t i = 0; i < len; i++)
+		g->sum += p[i];
+	return 0;
+}
+
+struct slow_arg {
+	struct omni_backend *b;
+	long long bytes;
+	int rc;
+};
+
+/* 64 MiB through one channel while its reader is slow at first: the
+ * others keep going (the per-channel window). */
+static void *big_reader(void *arg)
+{
+	struct slow_arg *a = arg;
+	struct omni_exec *e;
+	struct omni_exec_status st;
+	struct big g = { 0 };
+	const char *argv[] = {
+		"sh", "-c", "dd if=/dev/zero bs=1048576 count=64 2>/dev/null",
+		NULL
+	};
+	struct omni_exec_request req = { .argv = argv };
+
+	a->rc = omni_vfs_exec_start(a->b, &req, &e);
+	if (a->rc < 0)
+		return NULL;
+	usleep(500 * 1000); /* nobody reads: the window fills */
+	a->rc = omni_vfs_exec_wait(e, count_out, &g, &st);
+	omni_vfs_exec_free(e);
+	a->bytes = g.bytes;
+	return NULL;
+}
+
+Test(docker_agent, big_output_does_not_hold_up_other_channels)
+{
+	struct omni_backend *b = agent_started();
+	struct slow_arg a = { .b = b };
+	pthread_t t;
+
+	cr_assert(pthread_create(&t, NULL, big_reader, &a) == 0);
+	usleep(100 * 1000);
+	/* While the big output waits for its reader, commands still run. */
+	for (int i = 0; i < 5; i++)
+		dk_cmd_is(b, "echo ok", "ok\n");
+	pthread_join(t, NULL);
+	omni_assert_ok(a.rc);
+	cr_assert_eq(a.bytes, 64LL << 20);
+	struct omni__docker_backend *db = (struct omni__docker_backend *)b;
+	cr_assert_eq(omni__docker_mux_streams(db), 1,
+	             "one stream for every command");
+}
+
+Test(docker_agent, a_dropped_stream_is_made_again)
+{
+	struct omni_backend *b = agent_started();
+	struct omni__docker_backend *db = (struct omni__docker_backend *)b;
+
+	dk_cmd_is(b, "echo one", "one\n");
+	/* Kill the container's mux process: the stream ends. */
+	char id[80], path[256];
+	dk_id(dk_fx.name, id, sizeof(id));
+	omni_test_fmt(path, sizeof(path), "/containers/%s/exec", id);
+	cJSON *r = NULL;
+	cr_assert_eq(dk("POST", path,
+	                "{\"User\":\"0\",\"Cmd\":[\"sh\",\"-c\","
+	                "\"for p in /proc/[0-9]*; do case \\\"$(tr '\\\\0' "
+	                "' ' <$p/cmdline)\\\" in '/omni-agent mux '*) kill "
+	                "${p#/proc/};; esac; done\"]}",
+	                &r),
+	             201);
+	const char *eid = dk_str(r, "Id", NULL);
+	omni_test_fmt(path, sizeof(path), "/exec/%s/start", eid);
+	dk("POST", path, "{\"Detach\":true}", NULL);
+	cJSON_Delete(r);
+	/* The next command sees either the old stream go (and fails), or
+	 * finds it gone and makes a new one; after a drop, one retry runs. */
+	usleep(300 * 1000);
+	int code = -1;
+	struct omni_command_result res;
+	int rc = omni_backend_execute_command(b, "echo two", 60, &res);
+	if (rc == 0) {
+		code = res.exit_code;
+		free(res.output);
+	}
+	if (rc < 0 || code != 0)
+		dk_cmd_is(b, "echo two", "two\n");
+	cr_assert_geq(omni__docker_mux_streams(db), 2);
+}
+
+Test(docker_agent, restart_reuses_the_container_and_its_volume)
+{
+	struct omni_backend *b = agent_started();
+	char id1[80], id2[80], path[256];
+
+	dk_cmd_is(b, "echo kept > /workspace/k; cat /workspace/k", "kept\n");
+	dk_id(dk_fx.name, id1, sizeof(id1));
+	/* A second session of the project while the container runs: found
+	 * by name and reused, files and all. */
+	b = agent_start(1);
+	dk_id(dk_fx.name, id2, sizeof(id2));
+	cr_assert_str_eq(id1, id2);
+	dk_cmd_is(b, "cat /workspace/k", "kept\n");
+	/* A stopped one is started again, with omni-agent put in anew. */
+	omni_test_fmt(path, sizeof(path), "/containers/%s/stop?t=1", id1);
+	dk("POST", path, NULL, NULL);
+	b = agent_start(2);
+	dk_id(dk_fx.name, id2, sizeof(id2));
+	cr_assert_str_eq(id1, id2);
+	dk_cmd_is(b, "cat /workspace/k", "kept\n");
+	/* The container removed behind our back: a new one, same volume. */
+	dk_remove(dk_fx.name);
+	cr_assert(volume_exists(dk_fx.name));
+	struct omni_backend_options o;
+	dk_default_opts(&o);
+	dk_dopts.files = "agent";
+	omni_assert_ok(omni_docker_backend_new(&b, dk_fx.project, &o, NULL));
+	omni_assert_ok(omni_backend_start(b));
+	dk_id(dk_fx.name, id2, sizeof(id2));
+	cr_assert_str_neq(id1, id2);
+	dk_cmd_is(b, "cat /workspace/k", "kept\n");
+	omni_backend_free(b);
+}
+
+Test(docker_agent, shutdown_removes_container_and_volume)
+{
+	struct omni_backend *b = agent_started();
+
+	dk_cmd_is(b, "true", "");
+	cr_assert(volume_exists(dk_fx.name));
+	omni_assert_ok(omni_backend_shutdown(b));
+	cr_assert_not(dk_exists(dk_fx.name));
+	cr_assert_not(volume_exists(dk_fx.name));
+}
+
+Test(docker_agent, a_bind_mode_container_is_replaced)
+{
+	dk_require_docker();
+	dk_fx_paths();
+	struct omni_backend *b = dk_fx_start(0, NULL);
+	char id1[80], id2[80];
+
+	dk_cmd_is(b, "true", "");
+	dk_id(dk_fx.name, id1, sizeof(id1));
+	omni_backend_free(dk_fx.b[0]);
+	dk_fx.b[0] = NULL;
+	b = agent_start(1);
+	dk_id(dk_fx.name, id2, sizeof(id2));
+	cr_assert_str_neq(id1, id2);
+	dk_cmd_is(b, "echo agent", "agent\n");
+}
+
+/* --- choosing the mode ---------------------------------------------------- */
+
+static unsigned files_of(struct omni_backend *b)
+{
+	return ((struct omni__docker_backend *)b)->files;
+}
+
+Test(docker_agent, probe_picks_bind_for_the_local_daemon)
+{
+	struct omni_backend_options o;
+	struct omni_backend *b;
+
+	dk_require_docker();
+	dk_fx_paths();
+	dk_default_opts(&o);
+	dk_dopts.files = NULL;
+	omni_assert_ok(omni_docker_backend_new(&b, dk_fx.project, &o, NULL));
+	dk_fx.b[0] = b;
+	cr_assert_eq(files_of(b), OMNI__DOCKER_FILES_BIND);
+	cr_assert_not(omni_vfs_caps(b) & OMNI_CAP_REMOTE);
+	/* The marker is gone again. */
+	char cmd[PATH_MAX + 64];
+	omni_test_fmt(cmd, sizeof(cmd), "ls -A %s | grep -c probe", dk_fx.data);
+	FILE *f = popen(cmd, "r");
+	char line[16] = "";
+	cr_assert(f && fgets(line, sizeof(line), f));
+	pclose(f);
+	cr_assert_str_eq(line, "0\n");
+	dk_dopts.files = "auto";
+	omni_assert_ok(
+	    omni_docker_backend_new(&dk_fx.b[1], dk_fx.project, &o, NULL));
+	cr_assert_eq(files_of(dk_fx.b[1]), OMNI__DOCKER_FILES_BIND);
+}
+
+Test(docker_agent, forced_modes_and_a_bad_one)
+{
+	struct omni_backend_options o;
+	struct omni_backend *b = NULL;
+
+	dk_require_docker();
+	dk_fx_paths();
+	dk_default_opts(&o);
+	dk_dopts.files = "agent";
+	omni_assert_ok(
+	    omni_docker_backend_new(&dk_fx.b[0], dk_fx.project, &o, NULL));
+	cr_assert_eq(files_of(dk_fx.b[0]), OMNI__DOCKER_FILES_AGENT);
+	dk_dopts.files = "bind";
+	omni_assert_ok(
+	    omni_docker_backend_new(&dk_fx.b[1], dk_fx.project, &o, NULL));
+	cr_assert_eq(files_of(dk_fx.b[1]), OMNI__DOCKER_FILES_BIND);
+	dk_dopts.files = "nfs";
+	cr_assert_eq(omni_docker_backend_new(&b, dk_fx.project, &o, NULL),
+	             -EINVAL);
+	cr_assert(strstr(omni_error_last(), "nfs"), "%s", omni_error_last());
+}

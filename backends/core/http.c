@@ -121,6 +121,13 @@ void omni__curl_setup(CURL *h, const struct omni__curl_opts *o)
 		return;
 	if (ep->unix_socket[0])
 		curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, ep->unix_socket);
+	if (ep->dial) {
+		/* curl copies the string; a failed dial leaves the URL's
+		 * host, which then fails to connect with curl's message. */
+		char path[PATH_MAX];
+		if (ep->dial(ep, path, sizeof(path)) == 0)
+			curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, path);
+	}
 	if (ep->ca_file[0])
 		curl_easy_setopt(h, CURLOPT_CAINFO, ep->ca_file);
 	if (ep->cert_file[0])

@@ -112,6 +112,15 @@ struct omni__http_endpoint {
 	bool insecure;
 	/* Connection set-up limit; 0 means 10 s. */
 	long connect_timeout_ms;
+	/* Make the connection yourself (the docker backend's ssh://: a
+	 * tunnel through `docker system dial-stdio` on the far side): write
+	 * the path of a Unix socket curl is to connect to (one connection)
+	 * into path and return 0, or -errno. Called for every handle set
+	 * up. NULL: curl connects to the URL's host. dial_arg is the
+	 * callee's. */
+	int (*dial)(const struct omni__http_endpoint *ep, char *path,
+	            size_t size);
+	char dial_arg[1024];
 	/* Handles to reuse (keep-alive), or NULL: a fresh handle, and so a
 	 * fresh connection, for every request. */
 	struct omni__curl_pool *pool;

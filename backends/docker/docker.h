@@ -48,10 +48,30 @@ struct omni__docker_api {
  * DOCKER_HOST (unix:///path or tcp://host[:port][/base]; default
  * unix:///var/run/docker.sock), DOCKER_TLS_VERIFY / DOCKER_TLS and
  * DOCKER_CERT_PATH (ca.pem, cert.pem, key.pem, default ~/.docker) for tcp,
- * DOCKER_API_VERSION to pin a version. No I/O. -EINVAL for a DOCKER_HOST
- * omnifs cannot use (ssh://, npipe://, ...).
+ * DOCKER_API_VERSION to pin a version; ssh://[user@]host[:port] through
+ * ssh; without DOCKER_HOST, the docker context in force (DOCKER_CONTEXT,
+ * currentContext), else the local socket. No I/O but reading the context.
+ * -EINVAL for a DOCKER_HOST omnifs cannot use (npipe://, ...).
  */
 int omni__docker_api_init(struct omni__docker_api *api);
+
+/* A docker context (docker_host.c). */
+struct omni__docker_context {
+	char name[256];
+	char host[PATH_MAX + 16]; /* Endpoints.docker.Host */
+	char tls_dir[PATH_MAX];   /* contexts/tls/<sha256>/docker */
+	bool tls;                 /* a TLS file is there */
+	bool skip_verify;         /* SkipTLSVerify */
+};
+
+/* The context in force when DOCKER_HOST is unset: DOCKER_CONTEXT, else
+ * config.json's currentContext. 1 with *ctx filled, 0 for none or
+ * "default", -errno for a named context that cannot be read. */
+int omni__docker_context(struct omni__docker_context *ctx);
+
+/* DOCKER_HOST=ssh://[user@]host[:port]: requests go through `ssh host
+ * docker system dial-stdio` (the endpoint's dial hook). */
+int omni__docker_ssh_init(struct omni__docker_api *api, const char *url);
 
 /*
  * Ask the daemon for its version (GET /version) and pick the API version:

@@ -3,19 +3,23 @@
  * docker_agent): a named volume at /workspace, nothing bind-mounted,
  * omni-agent put in through the archive API, and every connection to the
  * agent a channel of one exec stream (docker_mux.c, exec/agent_mux.c).
- * Against the local daemon with the mode forced, and against the second
- * daemon of scripts/dockerd-remote-start.sh (tcp:// with TLS, in a mount
- * namespace of its own that cannot see our data folders) when it runs:
- * OMNI_TEST_REMOTE_DOCKER_HOST and OMNI_TEST_REMOTE_DOCKER_CERT_PATH name
- * it.
+ * Against the local daemon with the mode forced; against the second daemon
+ * of scripts/dockerd-remote-start.sh (tcp:// with TLS, in a mount namespace
+ * of its own that cannot see our data folders), named by its env file
+ * ($OMNI_TEST_REMOTE_DOCKER_ENV, default /var/lib/omnifs-dockerd-remote/env;
+ * the tests skip without it, and fail under CI=true); through a docker
+ * context naming it; and through ssh:// to a local sshd the test starts.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -51,9 +55,8 @@ static bool volume_exists(const char *name)
 	return dk("GET", path, NULL, NULL) == 200;
 }
 
-Test(docker_agent, container_has_a_volume_and_no_bind_mounts)
+static void check_volume_and_mounts(struct omni_backend *b)
 {
-	struct omni_backend *b = agent_started();
 	cJSON *c = dk_inspect(dk_fx.name);
 	const cJSON *m;
 	int volumes = 0;
@@ -86,9 +89,13 @@ Test(docker_agent, container_has_a_volume_and_no_bind_mounts)
 	dk_cmd_is(b, "ls -l /omni-agent | cut -c1-10", "-rwxr-xr-x\n");
 }
 
-Test(docker_agent, commands_exit_codes_and_stdin)
+Test(docker_agent, container_has_a_volume_and_no_bind_mounts)
 {
-	struct omni_backend *b = agent_started();
+	check_volume_and_mounts(agent_started());
+}
+
+static void check_commands(struct omni_backend *b)
+{
 	struct omni_exec_status st;
 	int code;
 
@@ -118,6 +125,11 @@ Test(docker_agent, commands_exit_codes_and_stdin)
 	struct omni_exec_request r3 = { .argv = pwd, .cwd = "nope" };
 	struct omni_exec *e;
 	cr_assert_eq(omni_vfs_exec_start(b, &r3, &e), -ENOENT);
+}
+
+Test(docker_agent, commands_exit_codes_and_stdin)
+{
+	check_commands(agent_started());
 }
 
 struct big {
@@ -167,9 +179,8 @@ static void *big_reader(void *arg)
 	return NULL;
 }
 
-Test(docker_agent, big_output_does_not_hold_up_other_channels)
+static void check_big_output(struct omni_backend *b)
 {
-	struct omni_backend *b = agent_started();
 	struct slow_arg a = { .b = b };
 	pthread_t t;
 
@@ -184,6 +195,11 @@ Test(docker_agent, big_output_does_not_hold_up_other_channels)
 	struct omni__docker_backend *db = (struct omni__docker_backend *)b;
 	cr_assert_eq(omni__docker_mux_streams(db), 1,
 	             "one stream for every command");
+}
+
+Test(docker_agent, big_output_does_not_hold_up_other_channels)
+{
+	check_big_output(agent_started());
 }
 
 Test(docker_agent, a_dropped_stream_is_made_again)
@@ -223,9 +239,8 @@ Test(docker_agent, a_dropped_stream_is_made_again)
 	cr_assert_geq(omni__docker_mux_streams(db), 2);
 }
 
-Test(docker_agent, restart_reuses_the_container_and_its_volume)
+static void check_restart(struct omni_backend *b)
 {
-	struct omni_backend *b = agent_started();
 	char id1[80], id2[80], path[256];
 
 	dk_cmd_is(b, "echo kept > /workspace/k; cat /workspace/k", "kept\n");
@@ -257,15 +272,23 @@ Test(docker_agent, restart_reuses_the_container_and_its_volume)
 	omni_backend_free(b);
 }
 
-Test(docker_agent, shutdown_removes_container_and_volume)
+Test(docker_agent, restart_reuses_the_container_and_its_volume)
 {
-	struct omni_backend *b = agent_started();
+	check_restart(agent_started());
+}
 
+static void check_shutdown(struct omni_backend *b)
+{
 	dk_cmd_is(b, "true", "");
 	cr_assert(volume_exists(dk_fx.name));
 	omni_assert_ok(omni_backend_shutdown(b));
 	cr_assert_not(dk_exists(dk_fx.name));
 	cr_assert_not(volume_exists(dk_fx.name));
+}
+
+Test(docker_agent, shutdown_removes_container_and_volume)
+{
+	check_shutdown(agent_started());
 }
 
 Test(docker_agent, a_bind_mode_container_is_replaced)
@@ -339,4 +362,269 @@ Test(docker_agent, forced_modes_and_a_bad_one)
 	cr_assert_eq(omni_docker_backend_new(&b, dk_fx.project, &o, NULL),
 	             -EINVAL);
 	cr_assert(strstr(omni_error_last(), "nfs"), "%s", omni_error_last());
+}
+
+/* --- a daemon on "another machine": the second dockerd (TLS) -------------- */
+
+/* Point this test process at the second daemon of
+ * scripts/dockerd-remote-start.sh (its env file: DOCKER_HOST,
+ * DOCKER_TLS_VERIFY, DOCKER_CERT_PATH). */
+static void remote_env(void)
+{
+	const char *file = getenv("OMNI_TEST_REMOTE_DOCKER_ENV");
+	char line[PATH_MAX + 64];
+
+	if (!file || !*file)
+		file = "/var/lib/omnifs-dockerd-remote/env";
+	FILE *f = fopen(file, "re");
+	if (!f)
+		missing("no second Docker daemon (%s is missing; "
+		        "scripts/dockerd-remote-start.sh starts one)",
+		        file);
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = '\0';
+		char *eq = strchr(line, '=');
+		if (eq) {
+			*eq = '\0';
+			setenv(line, eq + 1, 1);
+		}
+	}
+	fclose(f);
+	if (dk_try("GET", "/version", NULL, NULL) != 200)
+		missing("the second Docker daemon at %s does not answer",
+		        getenv("DOCKER_HOST"));
+}
+
+static struct omni_backend *remote_started(const char *files)
+{
+	struct omni_backend_options o;
+
+	remote_env();
+	dk_require_docker();
+	dk_fx_paths();
+	dk_default_opts(&o);
+	dk_dopts.files = files;
+	return dk_fx_start(0, &o);
+}
+
+Test(docker_agent, remote_tls_probe_picks_agent_and_commands_run)
+{
+	struct omni_backend *b = remote_started(NULL);
+
+	cr_assert_eq(files_of(b), OMNI__DOCKER_FILES_AGENT);
+	check_volume_and_mounts(b);
+	check_commands(b);
+}
+
+Test(docker_agent, remote_tls_big_output)
+{
+	check_big_output(remote_started("agent"));
+}
+
+Test(docker_agent, remote_tls_restart_and_shutdown)
+{
+	check_restart(remote_started("agent"));
+}
+
+Test(docker_agent, remote_tls_shutdown_removes_container_and_volume)
+{
+	check_shutdown(remote_started("agent"));
+}
+
+Test(docker_agent, remote_bind_is_refused_with_the_daemons_reason)
+{
+	struct omni_backend_options o;
+	struct omni_backend *b;
+
+	remote_env();
+	dk_require_docker();
+	dk_fx_paths();
+	dk_default_opts(&o);
+	omni_assert_ok(omni_docker_backend_new(&b, dk_fx.project, &o, NULL));
+	dk_fx.b[0] = b;
+	cr_assert_eq(omni_backend_start(b), -EINVAL);
+	cr_assert(strstr(omni_error_last(), "bind source path does not exist"),
+	          "%s", omni_error_last());
+}
+
+/* A wrong CA: the daemon's certificate is not trusted. */
+Test(docker_agent, remote_tls_with_another_ca_fails)
+{
+	struct omni_backend_options o;
+	struct omni_backend *b = NULL;
+	char certs[PATH_MAX], cmd[PATH_MAX * 3];
+
+	remote_env();
+	dk_require_docker();
+	dk_fx_paths();
+	omni_test_fmt(certs, sizeof(certs), "%s/certs", dk_fx.tmp);
+	omni_test_fmt(cmd, sizeof(cmd),
+	              "mkdir -p %s && cp %s/cert.pem %s/key.pem %s/ && "
+	              "openssl req -x509 -newkey rsa:2048 -nodes -days 1 "
+	              "-subj /CN=other -keyout %s/cak.pem -out %s/ca.pem "
+	              "2>/dev/null",
+	              certs, getenv("DOCKER_CERT_PATH"),
+	              getenv("DOCKER_CERT_PATH"), certs, certs, certs);
+	cr_assert_eq(system(cmd), 0);
+	setenv("DOCKER_CERT_PATH", certs, 1);
+	dk_default_opts(&o);
+	dk_dopts.files = "agent";
+	cr_assert_eq(omni_docker_backend_new(&b, dk_fx.project, &o, NULL), 0);
+	dk_fx.b[0] = b;
+	int rc = omni_backend_start(b);
+	cr_assert(rc == -EACCES || rc == -ECONNREFUSED || rc == -EIO, "%d %s",
+	          rc, omni_error_last());
+	cr_assert(strstr(omni_error_last(), "cannot reach"), "%s",
+	          omni_error_last());
+}
+
+/* --- a docker context ----------------------------------------------------- */
+
+Test(docker_agent, docker_context_names_the_remote_daemon)
+{
+	char cfg[PATH_MAX], cmd[PATH_MAX * 4];
+	/* sha256("omnitest-remote") */
+	const char *name = "omnitest-remote";
+
+	remote_env();
+	dk_require_docker();
+	dk_fx_paths();
+	char host[256], certs[PATH_MAX];
+	omni_test_fmt(host, sizeof(host), "%s", getenv("DOCKER_HOST"));
+	omni_test_fmt(certs, sizeof(certs), "%s", getenv("DOCKER_CERT_PATH"));
+	omni_test_fmt(cfg, sizeof(cfg), "%s/dockercfg", dk_fx.tmp);
+	omni_test_fmt(
+	    cmd, sizeof(cmd),
+	    "set -e; h=$(printf %%s %s | sha256sum | cut -d' ' -f1); "
+	    "mkdir -p %s/contexts/meta/$h %s/contexts/tls/$h/docker; "
+	    "printf '{\"Name\":\"%s\",\"Metadata\":{},\"Endpoints\":{"
+	    "\"docker\":{\"Host\":\"%s\",\"SkipTLSVerify\":false}}}' "
+	    ">%s/contexts/meta/$h/meta.json; "
+	    "cp %s/ca.pem %s/cert.pem %s/key.pem %s/contexts/tls/$h/docker/; "
+	    "printf '{\"currentContext\":\"%s\"}' >%s/config.json",
+	    name, cfg, cfg, name, host, cfg, certs, certs, certs, cfg, name,
+	    cfg);
+	cr_assert_eq(system(cmd), 0);
+	unsetenv("DOCKER_HOST");
+	unsetenv("DOCKER_TLS_VERIFY");
+	unsetenv("DOCKER_CERT_PATH");
+	unsetenv("DOCKER_CONTEXT");
+	setenv("DOCKER_CONFIG", cfg, 1);
+
+	struct omni__docker_api api;
+	omni_assert_ok(omni__docker_api_init(&api));
+	cr_assert_str_eq(api.host, host);
+	cr_assert(strstr(api.ep.ca_file, "/contexts/tls/"), "%s",
+	          api.ep.ca_file);
+
+	struct omni_backend_options o;
+	dk_default_opts(&o);
+	dk_dopts.files = NULL;
+	struct omni_backend *b = dk_fx_start(0, &o);
+	cr_assert_eq(files_of(b), OMNI__DOCKER_FILES_AGENT);
+	dk_cmd_is(b, "echo via context", "via context\n");
+
+	/* DOCKER_CONTEXT wins over currentContext; "default" is the local
+	 * socket; a context that does not exist is an error. */
+	setenv("DOCKER_CONTEXT", "default", 1);
+	omni_assert_ok(omni__docker_api_init(&api));
+	cr_assert_str_eq(api.host, "unix:///var/run/docker.sock");
+	setenv("DOCKER_CONTEXT", "nosuch", 1);
+	omni_assert_err(omni__docker_api_init(&api), -ENOENT);
+	setenv("DOCKER_CONTEXT", name, 1);
+}
+
+/* --- ssh:// through a local sshd ------------------------------------------ */
+
+static pid_t sshd_pid;
+
+static void sshd_stop(void)
+{
+	if (sshd_pid > 0) {
+		kill(sshd_pid, SIGTERM);
+		waitpid(sshd_pid, NULL, 0);
+		sshd_pid = 0;
+	}
+}
+
+/* sshd on 127.0.0.1:port with keys made here; returns the ssh options. */
+static void sshd_start(const char *dir, int port, char *opts, size_t size)
+{
+	char cmd[PATH_MAX * 4], cfg[PATH_MAX];
+
+	if (access("/usr/sbin/sshd", X_OK) != 0)
+		missing("sshd is missing (apt-get install openssh-server; "
+		        "scripts/install-deps.sh)");
+	omni_test_fmt(cmd, sizeof(cmd),
+	              "set -e; mkdir -p /run/sshd; cd %s; "
+	              "ssh-keygen -q -t ed25519 -N '' -f host_key; "
+	              "ssh-keygen -q -t ed25519 -N '' -f id; "
+	              "cp id.pub authorized_keys; "
+	              "printf 'Port %d\\nListenAddress 127.0.0.1\\n"
+	              "HostKey %s/host_key\\nAuthorizedKeysFile "
+	              "%s/authorized_keys\\nPermitRootLogin yes\\n"
+	              "StrictModes no\\nUsePAM no\\nPidFile %s/sshd.pid\\n' "
+	              ">sshd_config",
+	              dir, port, dir, dir, dir);
+	cr_assert_eq(system(cmd), 0);
+	omni_test_fmt(cfg, sizeof(cfg), "%s/sshd_config", dir);
+	sshd_pid = fork();
+	cr_assert(sshd_pid >= 0);
+	if (sshd_pid == 0) {
+		char log[PATH_MAX];
+		omni_test_fmt(log, sizeof(log), "%s/sshd.log", dir);
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		if (fd >= 0)
+			dup2(fd, 2);
+		execl("/usr/sbin/sshd", "/usr/sbin/sshd", "-D", "-e", "-f", cfg,
+		      (char *)NULL);
+		_exit(127);
+	}
+	omni_test_fmt(opts, size,
+	              "-i %s/id -o StrictHostKeyChecking=no "
+	              "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+	              dir);
+	/* Wait until it accepts connections. */
+	omni_test_fmt(cmd, sizeof(cmd),
+	              "for i in $(seq 50); do ssh %s -p %d root@127.0.0.1 true "
+	              "2>/dev/null && exit 0; sleep 0.1; done; exit 1",
+	              opts, port);
+	cr_assert_eq(system(cmd), 0, "sshd did not come up");
+}
+
+static void ssh_fini(void)
+{
+	sshd_stop();
+	dk_teardown();
+}
+
+Test(docker_agent, ssh_host_runs_requests_and_the_stream, .fini = ssh_fini)
+{
+	char dir[PATH_MAX], opts[PATH_MAX * 2], host[64];
+	int port = 22000 + getpid() % 10000;
+
+	dk_require_docker();
+	dk_fx_paths();
+	omni_test_fmt(dir, sizeof(dir), "%s/ssh", dk_fx.tmp);
+	cr_assert(mkdir(dir, 0700) == 0);
+	sshd_start(dir, port, opts, sizeof(opts));
+	omni_test_fmt(host, sizeof(host), "ssh://root@127.0.0.1:%d", port);
+	setenv("DOCKER_HOST", host, 1);
+	setenv("OMNI_DOCKER_SSH_OPTS", opts, 1);
+
+	struct omni_backend_options o;
+	dk_default_opts(&o);
+	dk_dopts.files = NULL;
+	struct omni_backend *b = dk_fx_start(0, &o);
+	/* The daemon behind ssh is this machine's: the probe sees the data
+	 * folder. */
+	cr_assert_eq(files_of(b), OMNI__DOCKER_FILES_BIND);
+	dk_cmd_is(b, "echo over ssh", "over ssh\n");
+	omni_backend_free(b);
+	dk_fx.b[0] = NULL;
+	dk_dopts.files = "agent";
+	b = dk_fx_start(1, &o);
+	check_commands(b);
+	omni_backend_free(b);
+	dk_fx.b[1] = NULL;
 }

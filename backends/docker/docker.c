@@ -778,6 +778,18 @@ static int wait_agent(struct omni__docker_backend *db)
 
 /* --- the session ---------------------------------------------------------- */
 
+/* The daemon from the environment. Over TCP, TLS and ssh the requests keep
+ * their connections (the pool): a handshake, or an ssh login, per request
+ * would cost several round trips each. */
+static int api_init(struct omni__docker_backend *db)
+{
+	int rc = omni__docker_api_init(&db->api);
+
+	if (rc == 0 && !db->api.ep.unix_socket[0])
+		db->api.ep.pool = &db->pool;
+	return rc;
+}
+
 static void release_host(struct omni__docker_backend *db)
 {
 	run_dir_close(db);
@@ -798,7 +810,7 @@ static int docker_start(struct omni_backend *b)
 	db->id[0] = '\0';
 	db->run_dir_made = false;
 	atomic_store(&db->agent_pid, 0);
-	if ((rc = omni__docker_api_init(&db->api)) < 0 ||
+	if ((rc = api_init(db)) < 0 ||
 	    (rc = omni__docker_api_negotiate(&db->api)) < 0)
 		return rc;
 	if (agent_mode(db)) {
@@ -903,6 +915,7 @@ static void docker_destroy(struct omni_backend *b)
 
 	release_host(db);
 	omni__docker_mux_free(db);
+	omni__curl_pool_destroy(&db->pool);
 	free((char *)db->opts.image);
 	free((char *)db->opts.network);
 	free((char *)db->opts.files);
@@ -1003,7 +1016,7 @@ static int resolve_files(struct omni__docker_backend *db)
 		if (!omni__docker_image_valid(image))
 			return omni_error_set(-EINVAL,
 			                      "invalid image name '%s'", image);
-		if ((rc = omni__docker_api_init(&db->api)) < 0 ||
+		if ((rc = api_init(db)) < 0 ||
 		    (rc = omni__docker_api_negotiate(&db->api)) < 0 ||
 		    (rc = omni__docker_probe_files(
 		         &db->api, image, db->host.base.opts.progress,
@@ -1038,9 +1051,11 @@ int omni__docker_backend_open(struct omni_backend **out, const char *project_id,
 		return omni_error_set(-ENOMEM, "docker backend: out of memory");
 	db->host.root.root_fd = -1;
 	db->run_fd = -1;
+	omni__curl_pool_init(&db->pool);
 	rc = omni__backend_init(&db->host.base, &docker_ops, project_id,
 	                        OMNI_DOCKER_WORKDIR, opts);
 	if (rc < 0) {
+		omni__curl_pool_destroy(&db->pool);
 		free(db);
 		return rc;
 	}

@@ -210,6 +210,8 @@ struct omni__docker_backend {
 	 * every connection to the agent is a channel of one exec stream. */
 	enum omni__docker_files files;
 	struct omni__docker_mux *mux;
+	/* Kept connections of api over TCP, TLS and ssh. */
+	struct omni__curl_pool pool;
 };
 
 /*

@@ -45,12 +45,28 @@
  * that exits meanwhile fails with the tail of its log.
  * status: GET /containers/{id}/json; RUNNING only when the container runs,
  * so one stopped or removed behind our back reads STOPPED.
- * shutdown: (backend.c has saved the snapshot) stop with t=2, remove with
- * force and v, drop the runtime directory.
+ * shutdown: (backend.c has saved the snapshot) close the agent stream,
+ * stop with t=2, remove with force and v, drop the runtime directory (bind
+ * mode) or the volume (agent mode).
  *
  * Files: confined.c on the host workspace, exactly as the local backend
  * (openat2 beneath it, so a symlink made in the container cannot lead a
  * file operation out). Commands: docker_exec.c.
+ *
+ * Agent mode (opts.files "agent", or "auto" when the probe of
+ * docker_agent.c finds the daemon cannot see the data folder; settled in
+ * omni__docker_backend_open(), which then gives the instance the table
+ * docker_agent_ops, with OMNI_CAP_REMOTE so fs/main.c puts the cache in
+ * front). Nothing of this machine is mounted: Mounts are the volume
+ * omniagents-<project> at /workspace (made when missing, kept across
+ * container restarts, removed at shutdown after the container) and a tmpfs
+ * (mode 1777) at /run/omni for the agent's socket; omni-agent is put in
+ * with the archive API before each start (docker_agent.c), and the
+ * container's label org.omnifs.files=agent tells the two modes apart when
+ * it is found again (a bind-mode container is replaced). Every connection
+ * to the agent is a channel of docker_mux.c's exec stream, so
+ * docker_exec.c runs unchanged; the path operations are the file
+ * client's (docker_remote.c).
  *
  * Endpoints: GET /containers/{name}/json, POST /containers/create?name=,
  * POST /containers/{id}/start, /unpause, /stop?t=2, DELETE

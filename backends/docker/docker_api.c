@@ -7,7 +7,10 @@
  * /var/run/docker.sock (CURLOPT_UNIX_SOCKET_PATH; the URL's host is then
  * only a Host header the daemon ignores), or over TCP, with TLS client
  * certificates as the docker CLI reads them (DOCKER_TLS_VERIFY,
- * DOCKER_TLS, DOCKER_CERT_PATH). One curl handle per request.
+ * DOCKER_TLS, DOCKER_CERT_PATH), or through ssh (docker_host.c), or to
+ * the daemon of the docker context in force (docker_host.c). One curl
+ * handle per request; the session's endpoint lends them from a pool over
+ * TCP and ssh, so connections are kept (docker.c).
  *
  * Endpoints called (all under /v1.41 unless the daemon's minimum is
  * higher; see omni__docker_api_negotiate()):

@@ -120,6 +120,31 @@ static void check_commands(struct omni_backend *b)
 	cr_assert_eq(st.exit_code, 127);
 	free(c);
 
+	/* A terminal, resized while the command runs, input through it;
+	 * and a signal: the control frames travel on the channel too. */
+	struct omni_exec_request tr = { .shell = "echo ready; read x; "
+		                                 "stty size; echo got $x",
+		                        .tty = true,
+		                        .rows = 24,
+		                        .cols = 80,
+		                        .want_stdin = true };
+	c = dk_out_new();
+	c->trigger = "ready";
+	c->rows = 40;
+	c->cols = 120;
+	c->input = "go\n";
+	omni_assert_ok(dk_run_req(b, &tr, NULL, 0, c, &st));
+	cr_assert(strstr(c->o, "40 120") && strstr(c->o, "got go"), "%s", c->o);
+	free(c);
+	struct omni_exec_request sr = { .shell = "echo ready; sleep 30" };
+	c = dk_out_new();
+	c->trigger = "ready";
+	c->sig = SIGTERM;
+	omni_assert_ok(dk_run_req(b, &sr, NULL, 0, c, &st));
+	cr_assert(st.signal == SIGTERM || st.exit_code == 128 + SIGTERM,
+	          "exit %d signal %d", st.exit_code, st.signal);
+	free(c);
+
 	/* A missing directory is the agent's ERROR, as in bind mode. */
 	const char *pwd[] = { "pwd", NULL };
 	struct omni_exec_request r3 = { .argv = pwd, .cwd = "nope" };

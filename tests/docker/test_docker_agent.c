@@ -13,6 +13,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -652,4 +653,55 @@ Test(docker_agent, ssh_host_runs_requests_and_the_stream, .fini = ssh_fini)
 	check_commands(b);
 	omni_backend_free(b);
 	dk_fx.b[1] = NULL;
+}
+
+/* The caller is not root: the new volume must still be the caller's (the
+ * workspace/ entry of the archive PUT), with nothing run as root. Over TLS
+ * (the local socket is root's), in a child that drops to uid:gid 4321. */
+Test(docker_agent, remote_volume_belongs_to_a_non_root_caller)
+{
+	char run[PATH_MAX];
+
+	remote_env();
+	dk_require_docker();
+	dk_fx_paths();
+	omni_test_fmt(run, sizeof(run), "%s/run4321", dk_fx.tmp);
+	cr_assert(mkdir(run, 0700) == 0 && chown(run, 4321, 4321) == 0);
+	cr_assert(chmod(dk_fx.tmp, 0755) == 0);
+	pid_t pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		struct omni_backend_options o;
+		struct omni_backend *b = NULL;
+		struct omni_command_result r = { 0 };
+		int bad = 0;
+		if (setgroups(0, NULL) < 0 || setgid(4321) < 0 ||
+		    setuid(4321) < 0)
+			_exit(10);
+		setenv("OMNI_RUNTIME_DIR", run, 1);
+		dk_default_opts(&o);
+		dk_dopts.files = "agent";
+		if (omni_docker_backend_new(&b, dk_fx.project, &o, NULL) < 0 ||
+		    omni_backend_start(b) < 0) {
+			fprintf(stderr, "%s\n", omni_error_last());
+			_exit(11);
+		}
+		if (omni_backend_execute_command(
+		        b,
+		        "stat -c %u:%g /workspace; id -u; "
+		        "echo x > /workspace/f && cat /workspace/f",
+		        60, &r) < 0 ||
+		    r.exit_code != 0 ||
+		    strcmp(r.output, "4321:4321\n4321\nx\n") != 0) {
+			fprintf(stderr, "got: %s\n", r.output ? r.output : "");
+			bad = 12;
+		}
+		free(r.output);
+		omni_backend_free(b);
+		_exit(bad);
+	}
+	int status = 0;
+	cr_assert(waitpid(pid, &status, 0) == pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	          "the child failed with %d", WEXITSTATUS(status));
 }

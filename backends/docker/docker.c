@@ -107,6 +107,66 @@
 #define STOP_GRACE_S    2
 #define STOP_TIMEOUT_MS ((STOP_GRACE_S + 20) * 1000L)
 
+#if defined(__has_include)
+#if __has_include("docker/docker_remote.h")
+#include "docker/docker_remote.h"
+#define HAVE_DOCKER_REMOTE 1
+#endif
+#endif
+#ifndef OMNI__DOCKER_REMOTE_OPS
+static int agent_files_missing(struct omni_backend *b, const char *path,
+                               struct stat *st)
+{
+	(void)b;
+	(void)st;
+	return omni_error_set(-ENOSYS,
+	                      "docker agent mode: %s: file operations are not "
+	                      "built in (backends/docker/docker_remote.c)",
+	                      path);
+}
+#define OMNI__DOCKER_REMOTE_OPS  .stat = agent_files_missing
+#define OMNI__DOCKER_REMOTE_CAPS 0
+#endif
+
+/* The file client's life (docker_remote.h), in agent mode only. */
+#ifdef HAVE_DOCKER_REMOTE
+static int remote_attach(struct omni__docker_backend *db)
+{
+	return omni__docker_remote_attach(db);
+}
+static void remote_watch_stop(struct omni__docker_backend *db)
+{
+	omni__docker_remote_watch_stop(db->remote);
+}
+static void remote_free(struct omni__docker_backend *db)
+{
+	if (db->remote)
+		omni__docker_remote_free(db->remote);
+	db->remote = NULL;
+}
+static char *docker_stats(struct omni_backend *b)
+{
+	return omni__docker_remote_stats_text(
+	    ((struct omni__docker_backend *)b)->remote);
+}
+#define OMNI__DOCKER_REMOTE_STATS .stats = docker_stats,
+#else
+static int remote_attach(struct omni__docker_backend *db)
+{
+	(void)db;
+	return 0;
+}
+static void remote_watch_stop(struct omni__docker_backend *db)
+{
+	(void)db;
+}
+static void remote_free(struct omni__docker_backend *db)
+{
+	(void)db;
+}
+#define OMNI__DOCKER_REMOTE_STATS
+#endif
+
 static struct omni__docker_backend *db_of(struct omni_backend *b)
 {
 	return (struct omni__docker_backend *)b;
@@ -863,7 +923,8 @@ static int docker_start(struct omni_backend *b)
 		    0)
 			goto fail;
 	}
-	if ((rc = wait_agent(db)) < 0)
+	if ((rc = wait_agent(db)) < 0 ||
+	    (agent_mode(db) && (rc = remote_attach(db)) < 0))
 		goto fail;
 	return 0;
 
@@ -898,6 +959,8 @@ static int docker_shutdown(struct omni_backend *b)
 	char q[32];
 	int rc = 0, rrc;
 
+	if (agent_mode(db))
+		remote_watch_stop(db);
 	omni__docker_mux_stop(db);
 	if (db->id[0]) {
 		snprintf(q, sizeof(q), "?t=%d", STOP_GRACE_S);
@@ -930,6 +993,7 @@ static void docker_destroy(struct omni_backend *b)
 	struct omni__docker_backend *db = db_of(b);
 
 	release_host(db);
+	remote_free(db);
 	omni__docker_mux_free(db);
 	omni__curl_pool_destroy(&db->pool);
 	free((char *)db->opts.image);
@@ -959,25 +1023,6 @@ static const struct omni_backend_ops docker_ops = {
  * runs in omni__docker_backend_open()), before fs/main.c decides on the
  * remote cache.
  */
-#if defined(__has_include)
-#if __has_include("docker/docker_remote.h")
-#include "docker/docker_remote.h"
-#endif
-#endif
-#ifndef OMNI__DOCKER_REMOTE_OPS
-static int agent_files_missing(struct omni_backend *b, const char *path,
-                               struct stat *st)
-{
-	(void)b;
-	(void)st;
-	return omni_error_set(-ENOSYS,
-	                      "docker agent mode: %s: file operations are not "
-	                      "built in (backends/docker/docker_remote.c)",
-	                      path);
-}
-#define OMNI__DOCKER_REMOTE_OPS  .stat = agent_files_missing
-#define OMNI__DOCKER_REMOTE_CAPS 0
-#endif
 
 static const struct omni_backend_ops docker_agent_ops = {
 	.version = OMNI_BACKEND_OPS_VERSION,
@@ -988,7 +1033,7 @@ static const struct omni_backend_ops docker_agent_ops = {
 	.status = docker_status,
 	.destroy = docker_destroy,
 	OMNI__DOCKER_REMOTE_OPS,
-	OMNI_BACKEND_EXEC_OPS(omni__docker),
+	OMNI__DOCKER_REMOTE_STATS OMNI_BACKEND_EXEC_OPS(omni__docker),
 };
 
 /* Copy the docker options (own may be NULL: the defaults). A version 1

@@ -70,7 +70,10 @@ static void log_stderr(struct omni__docker_mux *x, const uint8_t *p, size_t n)
 			if (p[i] == '\n')
 				continue;
 		}
-		x->errline[x->errlen++] = (char)p[i];
+		/* The container's text: nothing that would drive a
+		 * terminal reaches the log. */
+		x->errline[x->errlen++] =
+		    p[i] >= 0x20 && p[i] < 0x7f ? (char)p[i] : '?';
 	}
 }
 

@@ -9,9 +9,9 @@
 # not exist for it, exactly as on another machine, so a bind mount of them
 # fails and the probe picks agent mode. It has its own --data-root,
 # --exec-root (hence its own containerd) and --pidfile under STATE, no bridge
-# and no iptables. The busybox test image is copied into it (docker save |
-# docker load, from the local daemon, where scripts/make-test-images.sh made
-# it).
+# and no iptables. The busybox test image is imported into it by
+# scripts/make-test-images.sh --busybox-only (docker import, DOCKER_HOST
+# pointing at it).
 #
 # Prints, and writes to STATE/env, the variables a client needs:
 #   DOCKER_HOST=tcp://127.0.0.1:PORT DOCKER_TLS_VERIFY=1
@@ -113,9 +113,9 @@ say "dockerd pid $(cat "$PIDF") answers on 127.0.0.1:$PORT"
 
 # --- the test image ------------------------------------------------------------
 if ! remote image inspect "$IMAGE" >/dev/null 2>&1; then
-    docker image inspect "$IMAGE" >/dev/null 2>&1 ||
-        die "$IMAGE is not in the local daemon (scripts/make-test-images.sh --busybox-only)"
-    docker save "$IMAGE" | remote load >/dev/null
-    say "loaded $IMAGE"
+    DOCKER_HOST=tcp://127.0.0.1:$PORT DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=$CLIENT \
+        "$(dirname "$0")/make-test-images.sh" --busybox-only >>"$STATE/images.log" 2>&1 ||
+        die "scripts/make-test-images.sh --busybox-only failed against it (see $STATE/images.log)"
+    say "imported $IMAGE"
 fi
 write_env

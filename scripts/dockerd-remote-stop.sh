@@ -34,3 +34,10 @@ if [ -n "$cpid" ] && [ -d "/proc/$cpid" ]; then
 fi
 rm -f "$PIDF"
 say "stopped dockerd pid $pid"
+# Its data, unless something is still mounted there (then it stays for a
+# later look).
+if grep -qF " $STATE/" /proc/mounts; then
+    say "mounts remain under $STATE; its data is kept"
+else
+    rm -rf "$STATE/data" "$STATE/exec"
+fi

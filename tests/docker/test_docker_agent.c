@@ -705,3 +705,66 @@ Test(docker_agent, remote_volume_belongs_to_a_non_root_caller)
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 	          "the child failed with %d", WEXITSTATUS(status));
 }
+
+/* --- plain tcp:// ----------------------------------------------------------
+ */
+
+static pid_t proxy_pid;
+
+static void proxy_fini(void)
+{
+	if (proxy_pid > 0) {
+		kill(proxy_pid, SIGTERM);
+		waitpid(proxy_pid, NULL, 0);
+		proxy_pid = 0;
+	}
+	dk_teardown();
+}
+
+/* The local daemon as a plain tcp:// one (tests/support/delay_proxy.py in
+ * front of its socket): requests and the exec stream without TLS. */
+Test(docker_agent, plain_tcp_host, .fini = proxy_fini)
+{
+	char src[PATH_MAX], script[PATH_MAX], pfile[PATH_MAX], host[64];
+
+	dk_require_docker();
+	dk_fx_paths();
+	omni_test_source_dir(src, sizeof(src));
+	omni_test_fmt(script, sizeof(script), "%s/tests/support/delay_proxy.py",
+	              src);
+	omni_test_fmt(pfile, sizeof(pfile), "%s/port", dk_fx.tmp);
+	proxy_pid = fork();
+	cr_assert(proxy_pid >= 0);
+	if (proxy_pid == 0) {
+		execlp("python3", "python3", script, "--target",
+		       "unix:/var/run/docker.sock", "--port-file", pfile,
+		       (char *)NULL);
+		_exit(127);
+	}
+	FILE *f = NULL;
+	int port = 0;
+	for (int i = 0; i < 100 && port <= 0; i++) {
+		usleep(50 * 1000);
+		if ((f = fopen(pfile, "re"))) {
+			if (fscanf(f, "%d", &port) != 1)
+				port = 0;
+			fclose(f);
+		}
+	}
+	cr_assert(port > 0, "the proxy did not start");
+	omni_test_fmt(host, sizeof(host), "tcp://127.0.0.1:%d", port);
+	setenv("DOCKER_HOST", host, 1);
+	unsetenv("DOCKER_TLS_VERIFY");
+	unsetenv("DOCKER_TLS");
+
+	struct omni_backend_options o;
+	dk_default_opts(&o);
+	dk_dopts.files = NULL;
+	struct omni_backend *b = dk_fx_start(0, &o);
+	cr_assert_eq(files_of(b), OMNI__DOCKER_FILES_BIND);
+	dk_cmd_is(b, "echo plain", "plain\n");
+	omni_backend_free(b);
+	dk_fx.b[0] = NULL;
+	dk_dopts.files = "agent";
+	check_commands(dk_fx_start(1, &o));
+}

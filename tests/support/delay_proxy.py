@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """delay_proxy.py - a TCP proxy that adds latency, for benchmarks.
 
-    delay_proxy.py --listen PORT --target HOST:PORT --rtt-ms MS [--port-file F]
+    delay_proxy.py --listen PORT --target HOST:PORT|unix:PATH --rtt-ms MS
+                   [--port-file F]
 
 Every connection to 127.0.0.1:PORT (0: any free port, written to --port-file)
-is forwarded to HOST:PORT; bytes in each direction are held back MS/2
+is forwarded to HOST:PORT (or the Unix socket PATH: a plain tcp:// Docker
+daemon made of the local socket); bytes in each direction are held back MS/2
 milliseconds, so a request and its reply cost MS more than they would
 directly: a network round trip of MS. Order is kept (each chunk is written
 at its arrival time plus the delay, and chunks arrive in order). The bytes
@@ -44,18 +46,23 @@ async def pump(reader, writer, delay):
 
 
 async def serve(args):
-    thost, tport = args.target.rsplit(":", 1)
     delay = args.rtt_ms / 2000.0
+
+    async def connect():
+        if args.target.startswith("unix:"):
+            return await asyncio.open_unix_connection(args.target[5:])
+        thost, tport = args.target.rsplit(":", 1)
+        return await asyncio.open_connection(thost, int(tport))
 
     async def handle(cr, cw):
         try:
-            sr, sw = await asyncio.open_connection(thost, int(tport))
+            sr, sw = await connect()
         except OSError:
             cw.close()
             return
         for w in (cw, sw):
             s = w.get_extra_info("socket")
-            if s is not None:
+            if s is not None and s.family != socket.AF_UNIX:
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         await asyncio.gather(pump(cr, sw, delay), pump(sr, cw, delay))
         cw.close()

@@ -59,7 +59,7 @@ fi
 target=${DOCKER_HOST#tcp://}
 export DOCKER_TLS_VERIFY DOCKER_CERT_PATH
 export OMNI_RUNTIME_DIR=$work/run
-mkdir -m 0700 -p "$OMNI_RUNTIME_DIR"
+mkdir -m 0700 "$OMNI_RUNTIME_DIR"
 
 now() { date +%s.%N; }
 ms() { echo "($2 - $1) * 1000" | bc -l; }
@@ -99,7 +99,8 @@ for d in "${rtts[@]}"; do
 		--port-file "$work/port" &
 	proxy_pid=$!
 	for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.05; done
-	export DOCKER_HOST=tcp://127.0.0.1:$(cat "$work/port")
+	DOCKER_HOST=tcp://127.0.0.1:$(cat "$work/port")
+	export DOCKER_HOST
 	url=https://127.0.0.1:$(cat "$work/port")/_ping
 	# shellcheck disable=SC2046 # 21 URLs on one kept connection
 	curl -s --cacert "$DOCKER_CERT_PATH/ca.pem" --cert "$DOCKER_CERT_PATH/cert.pem" \

@@ -14,11 +14,11 @@
  * ssh://[user@]host[:port]: as the docker CLI does, every connection is
  * `ssh [-l user] [-p port] -o BatchMode=yes [$OMNI_DOCKER_SSH_OPTS] -T --
  * host docker system dial-stdio`, the far side's docker CLI joining its
- * stdin and stdout to the daemon there. curl connects to a Unix socket in
- * the private runtime directory (http.h's dial hook; libcurl 7.88 cannot
- * be handed a connected socket: it connects whatever CURLOPT_OPENSOCKET
- * returns), whose one connection becomes ssh's stdin and stdout, so plain
- * requests and hijacked streams work alike over it. ssh is started
+ * stdin and stdout to the daemon there. For each new connection (http.h's
+ * dial hook, called from curl's CURLOPT_OPENSOCKETFUNCTION, so a kept
+ * connection costs nothing) curl connects to a Unix socket in the private
+ * runtime directory whose one connection becomes ssh's stdin and stdout, so
+ * plain requests and hijacked streams work alike over it. ssh is started
  * through a double fork (it belongs to init, not to us: nothing to reap);
  * it ends when its socket is closed. $OMNI_DOCKER_SSH_OPTS holds extra ssh
  * options split at spaces (e.g. "-F /path/config" or "-i key"), for setups
@@ -29,6 +29,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <openssl/sha.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,8 +228,8 @@ static int ssh_listener(char *path, size_t size)
  * The dial hook: a socket curl connects to (in the private runtime
  * directory), and a process, double-forked so nothing is left to reap,
  * that takes that one connection, removes the name, and becomes `ssh ...
- * docker system dial-stdio` on it. It gives up after 60 s without a
- * connection (a handle set up but never used).
+ * docker system dial-stdio` on it. It gives up (and removes the name) after
+ * 60 s without a connection.
  */
 static int ssh_dial(const struct omni__http_endpoint *ep, char *path,
                     size_t size)
@@ -275,9 +276,8 @@ static int ssh_dial(const struct omni__http_endpoint *ep, char *path,
 		if (fork() != 0)
 			_exit(0);
 		setsid();
-		alarm(60);
-		int c = accept(lfd, NULL, NULL);
-		alarm(0);
+		struct pollfd p = { .fd = lfd, .events = POLLIN };
+		int c = poll(&p, 1, 60000) == 1 ? accept(lfd, NULL, NULL) : -1;
 		unlink(path);
 		if (c < 0)
 			_exit(1);
@@ -313,7 +313,7 @@ int omni__docker_ssh_init(struct omni__docker_api *api, const char *url)
 	snprintf(api->ep.dial_arg, sizeof(api->ep.dial_arg), "%s", url);
 	snprintf(api->host, sizeof(api->host), "%s", url);
 	snprintf(api->ep.base_url, sizeof(api->ep.base_url),
-	         "http://localhost");
+	         "http://127.0.0.1");
 	api->ep.dial = ssh_dial;
 	/* ssh's own handshake may take a while on a slow link. */
 	api->ep.connect_timeout_ms = 30000;

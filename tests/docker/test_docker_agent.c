@@ -249,10 +249,22 @@ Test(docker_agent, a_dropped_stream_is_made_again)
 	const char *eid = dk_str(r, "Id", NULL);
 	omni_test_fmt(path, sizeof(path), "/exec/%s/start", eid);
 	dk("POST", path, "{\"Detach\":true}", NULL);
+	/* Until the kill has run. */
+	omni_test_fmt(path, sizeof(path), "/exec/%s/json", eid);
+	for (int i = 0; i < 250; i++) {
+		cJSON *x = NULL;
+		dk("GET", path, NULL, &x);
+		bool running = cJSON_IsTrue(
+		    cJSON_GetObjectItemCaseSensitive(x, "Running"));
+		cJSON_Delete(x);
+		if (!running)
+			break;
+		usleep(20 * 1000);
+	}
 	cJSON_Delete(r);
 	/* The next command sees either the old stream go (and fails), or
 	 * finds it gone and makes a new one; after a drop, one retry runs. */
-	usleep(300 * 1000);
+	usleep(100 * 1000);
 	int code = -1;
 	struct omni_command_result res;
 	int rc = omni_backend_execute_command(b, "echo two", 60, &res);

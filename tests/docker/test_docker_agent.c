@@ -632,8 +632,8 @@ static void sshd_start(const char *dir, int port, char *opts, size_t size)
 
 static void ssh_fini(void)
 {
-	sshd_stop();
 	dk_teardown();
+	sshd_stop();
 }
 
 Test(docker_agent, ssh_host_runs_requests_and_the_stream, .fini = ssh_fini)
@@ -723,14 +723,15 @@ Test(docker_agent, remote_volume_belongs_to_a_non_root_caller)
 
 static pid_t proxy_pid;
 
+/* The backends go (through the proxy) before the proxy does. */
 static void proxy_fini(void)
 {
+	dk_teardown();
 	if (proxy_pid > 0) {
 		kill(proxy_pid, SIGTERM);
 		waitpid(proxy_pid, NULL, 0);
 		proxy_pid = 0;
 	}
-	dk_teardown();
 }
 
 /* The local daemon as a plain tcp:// one (tests/support/delay_proxy.py in

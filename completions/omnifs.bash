@@ -16,7 +16,7 @@ _omnifs_o_options() {
 		"$1" --help 2>/dev/null | grep -oE -- '-o [a-z_]+=?' |
 			sed 's/^-o //'
 		printf '%s\n' backend= project= state= data_path= env= image= \
-			network= memory= cpus= pids_limit= template= \
+			network= docker_files= memory= cpus= pids_limit= template= \
 			request_timeout= cache_ttl= journal= from= overlay= auto_unmount \
 			no_auto_unmount \
 			noauto user users _netdev nofail
@@ -36,6 +36,7 @@ _omnifs_values() {
 	--overlay | overlay) compgen -d -- "$2" ;;
 	--project | project | --log | --from | from | --diff | --apply) compgen -W "$(_omnifs_projects "$3")" -- "$2" ;;
 	--journal | journal) compgen -W "on off" -- "$2" ;;
+	--docker-files | docker_files) compgen -W "auto bind agent" -- "$2" ;;
 	--data-path | data_path) compgen -d -- "$2" ;;
 	esac
 }

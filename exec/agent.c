@@ -3,6 +3,7 @@
  * serving the exec wire protocol (omni/ipc.h) on a Unix socket.
  *
  *	omni-agent --listen SOCKETPATH [--workdir DIR] [--mode OCTAL]
+ *	omni-agent mux [--socket SOCKETPATH]   (agent_mux.c)
  *
  * The docker backend bind-mounts this static binary read-only into the
  * container and makes it the container's main process; the socket lives in
@@ -72,6 +73,8 @@
 #include "omni/log.h"
 #include "omni/omni.h"
 #include "omni/proc.h"
+
+#include "agent_mux.h"
 
 static const char *socket_path;
 static const char *workdir = "/workspace";
@@ -202,12 +205,16 @@ static void usage(FILE *f)
 {
 	fputs("Usage: omni-agent --listen SOCKETPATH [--workdir DIR] "
 	      "[--mode OCTAL]\n"
+	      "       omni-agent mux [--socket SOCKETPATH]\n"
 	      "\n"
 	      "The init process of an omnifs docker container: reaps "
 	      "children, stops at\n"
 	      "once on SIGTERM, and runs the commands of the omnifs daemon "
 	      "that connects\n"
 	      "to SOCKETPATH (the exec wire protocol of omni-exec).\n"
+	      "With mux: carry the channels of one docker exec stream on "
+	      "stdin/stdout\n"
+	      "to SOCKETPATH (agent mode: no bind mounts).\n"
 	      "\n"
 	      "  -l, --listen PATH   the Unix socket to serve\n"
 	      "  -w, --workdir DIR   where relative command directories start "
@@ -289,6 +296,9 @@ int main(int argc, char **argv)
 	int rc, fd;
 
 	omni_log_set_prefix("omni-agent");
+	/* Agent mode of the docker backend: the stream end (agent_mux.c). */
+	if (argc > 1 && strcmp(argv[1], "mux") == 0)
+		return omni__agent_mux_main(argc - 1, argv + 1);
 	if ((rc = parse_args(argc, argv)) >= 0)
 		return rc;
 

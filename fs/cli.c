@@ -37,6 +37,7 @@ static const struct fuse_opt cli_spec[] = {
 	CLI_STR("state", "state", state),
 	CLI_STR("image", "image", image),
 	CLI_STR("network", "network", network),
+	CLI_STR("docker-files", "docker_files", docker_files),
 	CLI_STR("data-path", "data_path", data_path),
 	CLI_STR("memory", "memory", memory),
 	CLI_STR("cpus", "cpus", cpus),
@@ -176,31 +177,19 @@ int omnifs_cli_project(const struct omnifs_cli *cli, const char **out)
 void omnifs_cli_free(struct omnifs_cli *cli)
 {
 	char *strings[] = {
-		cli->backend,
-		cli->project,
-		cli->state,
-		cli->image,
-		cli->network,
-		cli->data_path,
-		cli->memory,
-		cli->cpus,
-		cli->pids_limit,
-		cli->template,
-		cli->attr_timeout,
-		cli->entry_timeout,
-		cli->negative_timeout,
-		cli->cache_ttl,
-		cli->request_timeout,
-		cli->journal,
-		cli->log,
-		cli->since,
-		cli->from,
-		cli->overlay,
-		cli->diff,
-		cli->apply,
-		cli->cache_mode,
-		cli->pos[0],
-		cli->pos[1],
+		cli->backend,       cli->project,
+		cli->state,         cli->image,
+		cli->network,       cli->docker_files,
+		cli->data_path,     cli->memory,
+		cli->cpus,          cli->pids_limit,
+		cli->template,      cli->attr_timeout,
+		cli->entry_timeout, cli->negative_timeout,
+		cli->cache_ttl,     cli->request_timeout,
+		cli->journal,       cli->log,
+		cli->since,         cli->from,
+		cli->overlay,       cli->diff,
+		cli->apply,         cli->cache_mode,
+		cli->pos[0],        cli->pos[1],
 	};
 
 	/* fuse_opt_parse() strdup()s every string option. */
@@ -353,6 +342,13 @@ void omnifs_cli_usage(const char *prog)
 	    "                           ghcr.io/astral-sh/uv:debian)\n"
 	    "    --network=MODE         [network] docker: network mode (none, "
 	    "bridge, ...)\n"
+	    "    --docker-files=MODE    [docker_files] docker: bind (the data "
+	    "folder\n"
+	    "                           bind-mounted), agent (a volume, files "
+	    "and\n"
+	    "                           commands over the Engine API: remote "
+	    "daemons)\n"
+	    "                           or auto (default: probe the daemon)\n"
 	    "    --memory=BYTES         [memory] docker: memory limit (k, m, g "
 	    "suffixes)\n"
 	    "    --cpus=N               [cpus] docker: CPU limit\n"

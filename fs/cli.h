@@ -30,6 +30,7 @@ struct omnifs_cli {
 	char *state;
 	char *image;
 	char *network;
+	char *docker_files;
 	char *data_path;
 	char *memory;
 	char *cpus;

@@ -384,6 +384,7 @@ static int set_backend_options(struct daemon *d)
 	d->bopts.progress = !d->cli.quiet;
 	d->dopts.image = d->cli.image;
 	d->dopts.network = d->cli.network;
+	d->dopts.files = d->cli.docker_files;
 	d->eopts.template_name = d->cli.template;
 	if (d->cli.verbose || d->opts.debug)
 		omni_log_set_level(OMNI_LOG_DEBUG);

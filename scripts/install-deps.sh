@@ -24,6 +24,8 @@ packages=(
 	openssl
 	# docker backend tests: the engine and the local test images
 	docker.io busybox-static debootstrap
+	# docker agent mode over ssh:// (a local sshd started by the test)
+	openssh-server openssh-client
 	# format-check
 	clang-format
 	# man pages (scdoc turns man/*.scd into roff; groff-base's groff

@@ -11,7 +11,10 @@
 # that does), scripts/make-test-images.sh builds the images (cached), and
 # scripts/dockerd-stop.sh stops on every way out the daemon that this run
 # started (none when one was running already). When they fail, the docker
-# tests skip (or fail under CI=true).
+# tests skip (or fail under CI=true). The agent-mode tests also want a
+# SECOND daemon that cannot see this machine's folders (tcp:// with TLS, in
+# a mount namespace of its own): scripts/dockerd-remote-start.sh starts it
+# (as root) and scripts/dockerd-remote-stop.sh stops it at the end.
 #
 # Environment: BUILD (build directory, default build), OMNI_TEST_JOBS
 # (parallel Criterion workers, default 2), OMNI_TEST_FILTER (a Criterion
@@ -35,9 +38,13 @@ log=$(mktemp)
 # shared) is not ours to stop.
 dstate=${OMNI_DOCKERD_STATE:-/tmp/omnifs-dockerd}
 docker_tried=0
+remote_started=0
 pid_before=""
 cleanup() {
 	rm -f "$log"
+	if [ "$remote_started" = 1 ]; then
+		scripts/dockerd-remote-stop.sh || echo "run-tests: dockerd-remote-stop.sh failed" >&2
+	fi
 	if [ "$docker_tried" = 1 ]; then
 		local now
 		now=$(cat "$dstate/dockerd.pid" 2>/dev/null || true)
@@ -61,6 +68,15 @@ if [ "${OMNI_TEST_DOCKER:-1}" != 0 ]; then
 	if ! scripts/dockerd-start.sh || ! scripts/make-test-images.sh; then
 		echo "run-tests: no Docker daemon or test images; the docker" \
 			"backend's tests skip (fail under CI=true)" >&2
+	elif [ "$(id -u)" = 0 ]; then
+		remote_started=1
+		if remote_env=$(scripts/dockerd-remote-start.sh | tail -n 3); then
+			export OMNI_TEST_REMOTE_DOCKER_ENV=${OMNI_DOCKERD_REMOTE_STATE:-/var/lib/omnifs-dockerd-remote}/env
+			echo "$remote_env"
+		else
+			echo "run-tests: no second Docker daemon; the agent-mode" \
+				"tests against it skip (fail under CI=true)" >&2
+		fi
 	fi
 fi
 

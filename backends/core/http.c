@@ -35,6 +35,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -95,6 +98,35 @@ void omni__curl_give(struct omni__curl_pool *pool, CURL *h, bool keep)
 		curl_easy_cleanup(h);
 }
 
+/*
+ * A new connection of an endpoint that dials: a Unix stream socket, and the
+ * address curl connects it to changed to the dialer's socket (the option
+ * allows the callback to change the address; curl's storage behind it is a
+ * sockaddr_storage). libcurl 7.88 cannot be handed a connected socket: it
+ * connects whatever this returns, CURL_SOCKOPT_ALREADY_CONNECTED or not.
+ */
+static curl_socket_t dial_open(void *clientp, curlsocktype purpose,
+                               struct curl_sockaddr *address)
+{
+	const struct omni__http_endpoint *ep = clientp;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char path[sizeof(sa.sun_path)];
+
+	(void)purpose;
+	if (ep->dial(ep, path, sizeof(path)) < 0)
+		return CURL_SOCKET_BAD;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return CURL_SOCKET_BAD;
+	address->family = AF_UNIX;
+	address->socktype = SOCK_STREAM;
+	address->protocol = 0;
+	address->addrlen = (unsigned int)sizeof(sa);
+	memcpy(&address->addr, &sa, sizeof(sa));
+	return fd;
+}
+
 void omni__curl_setup(CURL *h, const struct omni__curl_opts *o)
 {
 	const struct omni__http_endpoint *ep = o->ep;
@@ -121,6 +153,10 @@ void omni__curl_setup(CURL *h, const struct omni__curl_opts *o)
 		return;
 	if (ep->unix_socket[0])
 		curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, ep->unix_socket);
+	if (ep->dial) {
+		curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, dial_open);
+		curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, (void *)ep);
+	}
 	if (ep->ca_file[0])
 		curl_easy_setopt(h, CURLOPT_CAINFO, ep->ca_file);
 	if (ep->cert_file[0])

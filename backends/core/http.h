@@ -112,6 +112,17 @@ struct omni__http_endpoint {
 	bool insecure;
 	/* Connection set-up limit; 0 means 10 s. */
 	long connect_timeout_ms;
+	/* Make the connections yourself (the docker backend's ssh://: a
+	 * tunnel through `docker system dial-stdio` on the far side). Called
+	 * when curl opens a new connection (CURLOPT_OPENSOCKETFUNCTION, never
+	 * for a kept one): write the path of a Unix socket to connect to,
+	 * which takes exactly one connection, into path and return 0, or
+	 * -errno. NULL: curl connects to the URL's host, which should be an
+	 * address ("127.0.0.1") when dial is set, so that curl dials once.
+	 * dial_arg is the callee's. */
+	int (*dial)(const struct omni__http_endpoint *ep, char *path,
+	            size_t size);
+	char dial_arg[1024];
 	/* Handles to reuse (keep-alive), or NULL: a fresh handle, and so a
 	 * fresh connection, for every request. */
 	struct omni__curl_pool *pool;

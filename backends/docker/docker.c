@@ -45,12 +45,28 @@
  * that exits meanwhile fails with the tail of its log.
  * status: GET /containers/{id}/json; RUNNING only when the container runs,
  * so one stopped or removed behind our back reads STOPPED.
- * shutdown: (backend.c has saved the snapshot) stop with t=2, remove with
- * force and v, drop the runtime directory.
+ * shutdown: (backend.c has saved the snapshot) close the agent stream,
+ * stop with t=2, remove with force and v, drop the runtime directory (bind
+ * mode) or the volume (agent mode).
  *
  * Files: confined.c on the host workspace, exactly as the local backend
  * (openat2 beneath it, so a symlink made in the container cannot lead a
  * file operation out). Commands: docker_exec.c.
+ *
+ * Agent mode (opts.files "agent", or "auto" when the probe of
+ * docker_agent.c finds the daemon cannot see the data folder; settled in
+ * omni__docker_backend_open(), which then gives the instance the table
+ * docker_agent_ops, with OMNI_CAP_REMOTE so fs/main.c puts the cache in
+ * front). Nothing of this machine is mounted: Mounts are the volume
+ * omniagents-<project> at /workspace (made when missing, kept across
+ * container restarts, removed at shutdown after the container) and a tmpfs
+ * (mode 1777) at /run/omni for the agent's socket; omni-agent is put in
+ * with the archive API before each start (docker_agent.c), and the
+ * container's label org.omnifs.files=agent tells the two modes apart when
+ * it is found again (a bind-mode container is replaced). Every connection
+ * to the agent is a channel of docker_mux.c's exec stream, so
+ * docker_exec.c runs unchanged; the path operations are the file
+ * client's (docker_remote.c).
  *
  * Endpoints: GET /containers/{name}/json, POST /containers/create?name=,
  * POST /containers/{id}/start, /unpause, /stop?t=2, DELETE
@@ -69,6 +85,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +106,66 @@
 /* docker stop's grace period, and how long the request may take. */
 #define STOP_GRACE_S    2
 #define STOP_TIMEOUT_MS ((STOP_GRACE_S + 20) * 1000L)
+
+#if defined(__has_include)
+#if __has_include("docker/docker_remote.h")
+#include "docker/docker_remote.h"
+#define HAVE_DOCKER_REMOTE 1
+#endif
+#endif
+#ifndef OMNI__DOCKER_REMOTE_OPS
+static int agent_files_missing(struct omni_backend *b, const char *path,
+                               struct stat *st)
+{
+	(void)b;
+	(void)st;
+	return omni_error_set(-ENOSYS,
+	                      "docker agent mode: %s: file operations are not "
+	                      "built in (backends/docker/docker_remote.c)",
+	                      path);
+}
+#define OMNI__DOCKER_REMOTE_OPS  .stat = agent_files_missing
+#define OMNI__DOCKER_REMOTE_CAPS 0
+#endif
+
+/* The file client's life (docker_remote.h), in agent mode only. */
+#ifdef HAVE_DOCKER_REMOTE
+static int remote_attach(struct omni__docker_backend *db)
+{
+	return omni__docker_remote_attach(db);
+}
+static void remote_watch_stop(struct omni__docker_backend *db)
+{
+	omni__docker_remote_watch_stop(db->remote);
+}
+static void remote_free(struct omni__docker_backend *db)
+{
+	if (db->remote)
+		omni__docker_remote_free(db->remote);
+	db->remote = NULL;
+}
+static char *docker_stats(struct omni_backend *b)
+{
+	return omni__docker_remote_stats_text(
+	    ((struct omni__docker_backend *)b)->remote);
+}
+#define OMNI__DOCKER_REMOTE_STATS .stats = docker_stats,
+#else
+static int remote_attach(struct omni__docker_backend *db)
+{
+	(void)db;
+	return 0;
+}
+static void remote_watch_stop(struct omni__docker_backend *db)
+{
+	(void)db;
+}
+static void remote_free(struct omni__docker_backend *db)
+{
+	(void)db;
+}
+#define OMNI__DOCKER_REMOTE_STATS
+#endif
 
 static struct omni__docker_backend *db_of(struct omni_backend *b)
 {
@@ -438,6 +515,38 @@ static int add_mount(cJSON *mounts, const char *src, const char *dst, bool ro)
 	return 0;
 }
 
+static bool agent_mode(const struct omni__docker_backend *db)
+{
+	return db->files == OMNI__DOCKER_FILES_AGENT;
+}
+
+/* Agent mode: the volume at /workspace and a private tmpfs for the agent's
+ * socket (mode 1777: the container's user makes the socket); nothing of
+ * this machine. */
+static int add_agent_mounts(struct omni__docker_backend *db, cJSON *mounts)
+{
+	cJSON *v = cJSON_CreateObject();
+	if (!v || !cJSON_AddItemToArray(mounts, v)) {
+		cJSON_Delete(v);
+		return -ENOMEM;
+	}
+	cJSON *t = cJSON_CreateObject();
+	if (!t || !cJSON_AddItemToArray(mounts, t)) {
+		cJSON_Delete(t);
+		return -ENOMEM;
+	}
+	bool ok = true;
+	cJSON *to = t ? cJSON_AddObjectToObject(t, "TmpfsOptions") : NULL;
+	ok = ok && cJSON_AddStringToObject(v, "Type", "volume") &&
+	     cJSON_AddStringToObject(v, "Source", db->name) &&
+	     cJSON_AddStringToObject(v, "Target", OMNI_DOCKER_WORKDIR) &&
+	     cJSON_AddStringToObject(t, "Type", "tmpfs") &&
+	     cJSON_AddStringToObject(t, "Target", OMNI_DOCKER_RUN_DIR) && to &&
+	     cJSON_AddNumberToObject(to, "Mode", 01777) &&
+	     cJSON_AddNumberToObject(to, "SizeBytes", 1 << 20);
+	return ok ? 0 : -ENOMEM;
+}
+
 static int add_strings(cJSON *obj, const char *name, const char *const *v)
 {
 	cJSON *a = cJSON_AddArrayToObject(obj, name);
@@ -501,10 +610,16 @@ static char *create_body(struct omni__docker_backend *db, const char *image,
 	       !cJSON_AddStringToObject(labels, OMNI_DOCKER_LABEL_WORKSPACE,
 	                                workspace);
 
+	bad |= !labels ||
+	       !cJSON_AddStringToObject(labels, OMNI_DOCKER_LABEL_FILES,
+	                                agent_mode(db) ? "agent" : "bind");
+
 	cJSON *hc = cJSON_AddObjectToObject(root, "HostConfig");
 	cJSON *mounts = hc ? cJSON_AddArrayToObject(hc, "Mounts") : NULL;
 	bad |= !mounts;
-	if (mounts) {
+	if (mounts && agent_mode(db)) {
+		bad |= add_agent_mounts(db, mounts);
+	} else if (mounts) {
 		bad |= add_mount(mounts, workspace, OMNI_DOCKER_WORKDIR, false);
 		bad |= add_mount(mounts, agent, OMNI_DOCKER_AGENT_PATH, true);
 		bad |=
@@ -540,7 +655,11 @@ static int create(struct omni__docker_backend *db, const char *image,
 
 	if ((rc = find_agent(agent, sizeof(agent))) < 0)
 		return rc;
-	if ((rc = run_dir_create(db)) < 0)
+	if (agent_mode(db))
+		rc = omni__docker_volume_ensure(db);
+	else
+		rc = run_dir_create(db);
+	if (rc < 0)
 		return rc;
 	if ((rc = omni__docker_ensure_image(&db->api, image,
 	                                    db->host.base.opts.progress)) < 0)
@@ -568,7 +687,48 @@ static int create(struct omni__docker_backend *db, const char *image,
 	cJSON_Delete(reply);
 	omni_log(OMNI_LOG_DEBUG, "docker: created %s (%.12s) from %s", db->name,
 	         db->id, image);
+	if (agent_mode(db))
+		return omni__docker_agent_install(db, agent);
 	return 0;
+}
+
+/* adopt() in agent mode: a container of ours in agent mode is reused with
+ * its volume (omni-agent put in again when it is not running: it may be
+ * newer); one in bind mode is replaced. */
+static int adopt_agent(struct omni__docker_backend *db, const cJSON *c,
+                       const char *status)
+{
+	const cJSON *config = cJSON_GetObjectItemCaseSensitive(c, "Config");
+	const char *files = json_str(config, "Labels", OMNI_DOCKER_LABEL_FILES);
+	char agent[PATH_MAX];
+	int rc;
+
+	if (!files || strcmp(files, "agent") != 0) {
+		omni_log(OMNI_LOG_DEBUG,
+		         "docker: %s is a bind-mode container; making an "
+		         "agent-mode one",
+		         db->name);
+		rc = container_remove(db, db->id);
+		db->id[0] = '\0';
+		return rc < 0 ? rc : 0;
+	}
+	if (status && strcmp(status, "paused") == 0) {
+		rc = container_post(db, "unpause", NULL, CALL_TIMEOUT_MS);
+	} else if (!status || strcmp(status, "running") != 0) {
+		if ((rc = find_agent(agent, sizeof(agent))) < 0 ||
+		    (rc = omni__docker_agent_install(db, agent)) < 0)
+			return rc;
+		rc = container_post(db, "start", NULL, CALL_TIMEOUT_MS);
+	} else {
+		rc = 0;
+	}
+	if (rc < 0)
+		return rc;
+	omni_log(OMNI_LOG_DEBUG,
+	         "docker: reusing %s (%.12s, was %s) and its "
+	         "volume",
+	         db->name, db->id, status ? status : "?");
+	return 1;
 }
 
 /*
@@ -597,6 +757,8 @@ static int adopt(struct omni__docker_backend *db, cJSON *c,
 		return omni_error_set(-EPROTO, "docker: container %s has no id",
 		                      db->name);
 	snprintf(db->id, sizeof(db->id), "%s", id);
+	if (agent_mode(db))
+		return adopt_agent(db, c, status);
 
 	const char *ws = mount_source(c, OMNI_DOCKER_WORKDIR);
 	const char *run = mount_source(c, OMNI_DOCKER_RUN_DIR);
@@ -680,14 +842,29 @@ static int wait_agent(struct omni__docker_backend *db)
 		nanosleep(&ts, NULL);
 	}
 	omni__docker_logs_tail(&db->api, db->id, log, sizeof(log));
-	return omni_error_set(-ETIMEDOUT,
-	                      "omni-agent in container %s did not answer on "
-	                      "%s/agent.sock within %d s%s%s",
-	                      db->name, db->run_dir, AGENT_WAIT_MS / 1000,
-	                      log[0] ? "; its log: " : "", log);
+	return omni_error_set(
+	    -ETIMEDOUT,
+	    "omni-agent in container %s did not answer on "
+	    "%s/agent.sock within %d s%s%s%s",
+	    db->name, agent_mode(db) ? OMNI_DOCKER_RUN_DIR : db->run_dir,
+	    AGENT_WAIT_MS / 1000,
+	    agent_mode(db) ? " (through the exec stream)" : "",
+	    log[0] ? "; its log: " : "", log);
 }
 
 /* --- the session ---------------------------------------------------------- */
+
+/* The daemon from the environment. Over TCP, TLS and ssh the requests keep
+ * their connections (the pool): a handshake, or an ssh login, per request
+ * would cost several round trips each. */
+static int api_init(struct omni__docker_backend *db)
+{
+	int rc = omni__docker_api_init(&db->api);
+
+	if (rc == 0 && !db->api.ep.unix_socket[0])
+		db->api.ep.pool = &db->pool;
+	return rc;
+}
 
 static void release_host(struct omni__docker_backend *db)
 {
@@ -709,13 +886,16 @@ static int docker_start(struct omni_backend *b)
 	db->id[0] = '\0';
 	db->run_dir_made = false;
 	atomic_store(&db->agent_pid, 0);
-	if ((rc = omni__docker_api_init(&db->api)) < 0 ||
+	if ((rc = api_init(db)) < 0 ||
 	    (rc = omni__docker_api_negotiate(&db->api)) < 0)
 		return rc;
-	if ((rc = omni__workspace_host_dir(b, workspace, sizeof(workspace))) <
-	        0 ||
-	    (rc = omni__confined_open(&db->host.root, workspace)) < 0)
+	if (agent_mode(db)) {
+		snprintf(workspace, sizeof(workspace), "volume:%s", db->name);
+	} else if ((rc = omni__workspace_host_dir(b, workspace,
+	                                          sizeof(workspace))) < 0 ||
+	           (rc = omni__confined_open(&db->host.root, workspace)) < 0) {
 		return rc;
+	}
 
 	rc = inspect(db, db->name, &c);
 	if (rc == 0) {
@@ -743,11 +923,13 @@ static int docker_start(struct omni_backend *b)
 		    0)
 			goto fail;
 	}
-	if ((rc = wait_agent(db)) < 0)
+	if ((rc = wait_agent(db)) < 0 ||
+	    (agent_mode(db) && (rc = remote_attach(db)) < 0))
 		goto fail;
 	return 0;
 
 fail:
+	omni__docker_mux_stop(db);
 	if (created || db->run_dir_made) {
 		/* Do not leave a container that never worked behind; keep
 		 * the message that explains why. */
@@ -777,6 +959,9 @@ static int docker_shutdown(struct omni_backend *b)
 	char q[32];
 	int rc = 0, rrc;
 
+	if (agent_mode(db))
+		remote_watch_stop(db);
+	omni__docker_mux_stop(db);
 	if (db->id[0]) {
 		snprintf(q, sizeof(q), "?t=%d", STOP_GRACE_S);
 		rc = container_post(db, "stop", q, STOP_TIMEOUT_MS);
@@ -791,6 +976,13 @@ static int docker_shutdown(struct omni_backend *b)
 		         db->id);
 		db->id[0] = '\0';
 	}
+	/* After the state save (backend.c saves before shutdown) and the
+	 * container: the volume goes with the session. */
+	if (agent_mode(db)) {
+		rrc = omni__docker_volume_remove(db);
+		if (rc == 0)
+			rc = rrc;
+	}
 	run_dir_remove(db);
 	release_host(db);
 	return rc;
@@ -801,8 +993,12 @@ static void docker_destroy(struct omni_backend *b)
 	struct omni__docker_backend *db = db_of(b);
 
 	release_host(db);
+	remote_free(db);
+	omni__docker_mux_free(db);
+	omni__curl_pool_destroy(&db->pool);
 	free((char *)db->opts.image);
 	free((char *)db->opts.network);
+	free((char *)db->opts.files);
 	omni__backend_finish(b);
 	free(db);
 }
@@ -817,7 +1013,31 @@ static const struct omni_backend_ops docker_ops = {
 	OMNI_BACKEND_EXEC_OPS(omni__docker),
 };
 
-/* Copy the docker options (own may be NULL: the defaults). */
+/*
+ * Agent mode: lifecycle and commands as above (docker.c, docker_exec.c over
+ * docker_mux.c's stream); the path operations come from the file client,
+ * backends/docker/docker_remote.c, whose header defines
+ * OMNI__DOCKER_REMOTE_OPS (the slots) and OMNI__DOCKER_REMOTE_CAPS. Until
+ * it is built in, files answer ENOSYS and only commands work. The caps are
+ * the table's, so the mode is settled when the backend is made (the probe
+ * runs in omni__docker_backend_open()), before fs/main.c decides on the
+ * remote cache.
+ */
+
+static const struct omni_backend_ops docker_agent_ops = {
+	.version = OMNI_BACKEND_OPS_VERSION,
+	.name = "docker",
+	.caps = OMNI_CAP_REMOTE | OMNI_CAP_TTY | OMNI__DOCKER_REMOTE_CAPS,
+	.start = docker_start,
+	.shutdown = docker_shutdown,
+	.status = docker_status,
+	.destroy = docker_destroy,
+	OMNI__DOCKER_REMOTE_OPS,
+	OMNI__DOCKER_REMOTE_STATS OMNI_BACKEND_EXEC_OPS(omni__docker),
+};
+
+/* Copy the docker options (own may be NULL: the defaults). A version 1
+ * struct ends before files. */
 static int copy_options(struct omni__docker_backend *db,
                         const struct omni_backend_options_head *own)
 {
@@ -825,11 +1045,55 @@ static int copy_options(struct omni__docker_backend *db,
 	const struct omni_docker_options *o =
 	    own ? (const struct omni_docker_options *)own : &defaults;
 
-	db->opts = *o;
+	if (o->head.version < 2) {
+		memcpy(&db->opts, o,
+		       offsetof(struct omni_docker_options, files));
+		db->opts.files = NULL;
+	} else {
+		db->opts = *o;
+	}
 	db->opts.image = o->image ? strdup(o->image) : NULL;
 	db->opts.network = o->network ? strdup(o->network) : NULL;
+	db->opts.files = db->opts.files ? strdup(db->opts.files) : NULL;
 	if ((o->image && !db->opts.image) || (o->network && !db->opts.network))
 		return omni_error_set(-ENOMEM, "docker backend: out of memory");
+	return 0;
+}
+
+/* bind, agent, or the probe's answer for auto. */
+static int resolve_files(struct omni__docker_backend *db)
+{
+	const char *f = db->opts.files;
+	const char *image = db->opts.image && *db->opts.image
+	                        ? db->opts.image
+	                        : OMNI_DOCKER_DEFAULT_IMAGE;
+	int rc;
+
+	if (f && strcmp(f, "bind") == 0) {
+		db->files = OMNI__DOCKER_FILES_BIND;
+	} else if (f && strcmp(f, "agent") == 0) {
+		db->files = OMNI__DOCKER_FILES_AGENT;
+	} else if (!f || !*f || strcmp(f, "auto") == 0) {
+		if (!omni__docker_image_valid(image))
+			return omni_error_set(-EINVAL,
+			                      "invalid image name '%s'", image);
+		if ((rc = api_init(db)) < 0 ||
+		    (rc = omni__docker_api_negotiate(&db->api)) < 0 ||
+		    (rc = omni__docker_probe_files(
+		         &db->api, image, db->host.base.opts.progress,
+		         db->host.base.opts.data_path, &db->files)) < 0)
+			return rc;
+	} else {
+		return omni_error_set(-EINVAL,
+		                      "docker: files mode '%s' (known: bind, "
+		                      "agent, auto)",
+		                      f);
+	}
+	omni_log(OMNI_LOG_DEBUG, "docker: %s files mode for %s",
+	         db->files == OMNI__DOCKER_FILES_AGENT
+	             ? "agent (a volume, through omni-agent)"
+	             : "bind (the host's data folder)",
+	         db->name);
 	return 0;
 }
 
@@ -848,17 +1112,23 @@ int omni__docker_backend_open(struct omni_backend **out, const char *project_id,
 		return omni_error_set(-ENOMEM, "docker backend: out of memory");
 	db->host.root.root_fd = -1;
 	db->run_fd = -1;
+	omni__curl_pool_init(&db->pool);
 	rc = omni__backend_init(&db->host.base, &docker_ops, project_id,
 	                        OMNI_DOCKER_WORKDIR, opts);
 	if (rc < 0) {
+		omni__curl_pool_destroy(&db->pool);
 		free(db);
 		return rc;
 	}
-	if ((rc = copy_options(db, own)) < 0) {
+	snprintf(db->name, sizeof(db->name), "omniagents-%s", project_id);
+	if ((rc = copy_options(db, own)) < 0 ||
+	    (rc = omni__docker_mux_new(db)) < 0 ||
+	    (rc = resolve_files(db)) < 0) {
 		docker_destroy(&db->host.base);
 		return rc;
 	}
-	snprintf(db->name, sizeof(db->name), "omniagents-%s", project_id);
+	if (agent_mode(db))
+		db->host.base.ops = &docker_agent_ops;
 	*out = &db->host.base;
 	return 0;
 }

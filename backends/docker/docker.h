@@ -24,6 +24,7 @@
 /* Labels on every container omnifs makes. */
 #define OMNI_DOCKER_LABEL_PROJECT   "org.omnifs.project"
 #define OMNI_DOCKER_LABEL_WORKSPACE "org.omnifs.workspace"
+#define OMNI_DOCKER_LABEL_FILES     "org.omnifs.files" /* bind | agent */
 /* Where things are inside the container. */
 #define OMNI_DOCKER_AGENT_PATH    "/omni-agent"
 #define OMNI_DOCKER_RUN_DIR       "/run/omni"
@@ -47,10 +48,30 @@ struct omni__docker_api {
  * DOCKER_HOST (unix:///path or tcp://host[:port][/base]; default
  * unix:///var/run/docker.sock), DOCKER_TLS_VERIFY / DOCKER_TLS and
  * DOCKER_CERT_PATH (ca.pem, cert.pem, key.pem, default ~/.docker) for tcp,
- * DOCKER_API_VERSION to pin a version. No I/O. -EINVAL for a DOCKER_HOST
- * omnifs cannot use (ssh://, npipe://, ...).
+ * DOCKER_API_VERSION to pin a version; ssh://[user@]host[:port] through
+ * ssh; without DOCKER_HOST, the docker context in force (DOCKER_CONTEXT,
+ * currentContext), else the local socket. No I/O but reading the context.
+ * -EINVAL for a DOCKER_HOST omnifs cannot use (npipe://, ...).
  */
 int omni__docker_api_init(struct omni__docker_api *api);
+
+/* A docker context (docker_host.c). */
+struct omni__docker_context {
+	char name[256];
+	char host[PATH_MAX + 16]; /* Endpoints.docker.Host */
+	char tls_dir[PATH_MAX];   /* contexts/tls/<sha256>/docker */
+	bool tls;                 /* a TLS file is there */
+	bool skip_verify;         /* SkipTLSVerify */
+};
+
+/* The context in force when DOCKER_HOST is unset: DOCKER_CONTEXT, else
+ * config.json's currentContext. 1 with *ctx filled, 0 for none or
+ * "default", -errno for a named context that cannot be read. */
+int omni__docker_context(struct omni__docker_context *ctx);
+
+/* DOCKER_HOST=ssh://[user@]host[:port]: requests go through `ssh host
+ * docker system dial-stdio` (the endpoint's dial hook). */
+int omni__docker_ssh_init(struct omni__docker_api *api, const char *url);
 
 /*
  * Ask the daemon for its version (GET /version) and pick the API version:
@@ -136,7 +157,41 @@ int omni__docker_ensure_image(const struct omni__docker_api *api,
 void omni__docker_logs_tail(const struct omni__docker_api *api, const char *id,
                             char *out, size_t size);
 
+/* --- hijacked streams (docker_stream.c) ---------------------------------- */
+
+/* A hijacked connection: a raw two-way byte stream. */
+struct omni__docker_stream {
+	CURL *h;
+	int fd;    /* to poll; owned by h */
+	char *pre; /* stream bytes that came with the response head */
+	size_t pre_off, pre_len;
+};
+
+/*
+ * POST path (without the version prefix, e.g. "/exec/ID/start") with the
+ * JSON body and "Connection: Upgrade", "Upgrade: tcp", over api's transport
+ * (unix, tcp, TLS, ssh); read the head (101 or 200 wanted; an error reply
+ * is -errno quoting the daemon). timeout_ms bounds connecting and the head.
+ */
+int omni__docker_stream_open(const struct omni__docker_api *api,
+                             const char *path, const char *json,
+                             long timeout_ms, struct omni__docker_stream *s);
+/* Never block: bytes, 0 at EOF, -EAGAIN, -ECONNRESET. */
+ssize_t omni__docker_stream_recv(struct omni__docker_stream *s, void *buf,
+                                 size_t len);
+ssize_t omni__docker_stream_send(struct omni__docker_stream *s, const void *buf,
+                                 size_t len);
+void omni__docker_stream_close(struct omni__docker_stream *s);
+
 /* --- the session (docker.c) ----------------------------------------------- */
+
+/* Where the workspace lives (struct omni_docker_options.files). */
+enum omni__docker_files {
+	OMNI__DOCKER_FILES_BIND = 1,  /* a host directory, bind-mounted */
+	OMNI__DOCKER_FILES_AGENT = 2, /* a volume, reached through the agent */
+};
+
+struct omni__docker_mux;
 
 struct omni__docker_backend {
 	/* base, and root: the host side of the /workspace bind */
@@ -154,6 +209,12 @@ struct omni__docker_backend {
 	bool run_dir_made;      /* made by this start (remove on failure) */
 	_Atomic int
 	    agent_pid; /* host pid of the container's init, 0: unknown */
+	/* Agent mode: the workspace is the volume omniagents-<project> and
+	 * every connection to the agent is a channel of one exec stream. */
+	enum omni__docker_files files;
+	struct omni__docker_mux *mux;
+	/* Kept connections of api over TCP, TLS and ssh. */
+	struct omni__curl_pool pool;
 };
 
 /*
@@ -167,6 +228,35 @@ struct omni__docker_backend {
  * blocking, close-on-exec descriptor.
  */
 int omni__docker_agent_connect(struct omni__docker_backend *db, int *fd);
+
+/* --- agent mode (docker_agent.c) ------------------------------------------ */
+
+/* The volume omniagents-<project>: made when missing (kept otherwise). */
+int omni__docker_volume_ensure(struct omni__docker_backend *db);
+int omni__docker_volume_remove(struct omni__docker_backend *db);
+/* Put /omni-agent (and a workspace/ owned by the caller) into the created
+ * container db->id. */
+int omni__docker_agent_install(struct omni__docker_backend *db,
+                               const char *agent);
+/* Can the daemon see data_path (NULL: the default data folder)? *out gets
+ * BIND or AGENT. The throwaway container is made of image when the daemon
+ * has it, else of any image it has, else of image pulled. */
+int omni__docker_probe_files(const struct omni__docker_api *api,
+                             const char *image, bool progress,
+                             const char *data_path,
+                             enum omni__docker_files *out);
+
+/* --- agent mode's stream (docker_mux.c) ----------------------------------- */
+
+int omni__docker_mux_new(struct omni__docker_backend *db);
+/* A connection to the agent as a channel of the stream (made, or made
+ * again after a drop, as needed); *fd is a blocking socket. */
+int omni__docker_mux_connect(struct omni__docker_backend *db, int *fd);
+/* Close the stream (channels see EOF); a later connect makes a new one. */
+void omni__docker_mux_stop(struct omni__docker_backend *db);
+void omni__docker_mux_free(struct omni__docker_backend *db);
+/* How many streams were made (1 + reconnects), for tests. */
+unsigned omni__docker_mux_streams(struct omni__docker_backend *db);
 
 /* The host pid of the container's init (State.Pid), into *pid; 0 when it
  * does not run. */

@@ -7,7 +7,10 @@
  * /var/run/docker.sock (CURLOPT_UNIX_SOCKET_PATH; the URL's host is then
  * only a Host header the daemon ignores), or over TCP, with TLS client
  * certificates as the docker CLI reads them (DOCKER_TLS_VERIFY,
- * DOCKER_TLS, DOCKER_CERT_PATH). One curl handle per request.
+ * DOCKER_TLS, DOCKER_CERT_PATH), or through ssh (docker_host.c), or to
+ * the daemon of the docker context in force (docker_host.c). One curl
+ * handle per request; the session's endpoint lends them from a pool over
+ * TCP and ssh, so connections are kept (docker.c).
  *
  * Endpoints called (all under /v1.41 unless the daemon's minimum is
  * higher; see omni__docker_api_negotiate()):
@@ -81,12 +84,14 @@ static int tls_file(char *out, size_t size, const char *dir, const char *name)
 	return 0;
 }
 
-static int init_tcp(struct omni__docker_api *api, const char *rest)
+/* TLS for tcp://: from the environment (ctx NULL) or a context. */
+static int init_tcp(struct omni__docker_api *api, const char *rest,
+                    const struct omni__docker_context *ctx)
 {
 	const char *verify = getenv("DOCKER_TLS_VERIFY");
 	const char *tls_env = getenv("DOCKER_TLS");
-	bool verify_on = verify && *verify;
-	bool tls = verify_on || (tls_env && *tls_env);
+	bool verify_on = ctx ? !ctx->skip_verify : verify && *verify;
+	bool tls = ctx ? ctx->tls : verify_on || (tls_env && *tls_env);
 	const char *slash = strchr(rest, '/');
 	size_t hlen = slash ? (size_t)(slash - rest) : strlen(rest);
 	char hostport[512], base[512] = "";
@@ -124,7 +129,7 @@ static int init_tcp(struct omni__docker_api *api, const char *rest)
 	if (!tls)
 		return 0;
 
-	const char *dir = getenv("DOCKER_CERT_PATH");
+	const char *dir = ctx ? ctx->tls_dir : getenv("DOCKER_CERT_PATH");
 	char home_dir[PATH_MAX];
 	if (!dir || !*dir) {
 		const char *home = getenv("HOME");
@@ -178,8 +183,14 @@ int omni__docker_api_init(struct omni__docker_api *api)
 		snprintf(api->version, sizeof(api->version), "%s", pin);
 		api->version_pinned = true;
 	}
-	if (!host || !*host)
-		host = "unix:///var/run/docker.sock";
+	struct omni__docker_context ctx;
+	bool from_ctx = false;
+	if (!host || !*host) {
+		if ((rc = omni__docker_context(&ctx)) < 0)
+			return rc;
+		from_ctx = rc > 0;
+		host = from_ctx ? ctx.host : "unix:///var/run/docker.sock";
+	}
 	if (strncmp(host, "unix://", 7) == 0) {
 		const char *path = host + 7;
 		if (path[0] != '/')
@@ -198,11 +209,13 @@ int omni__docker_api_init(struct omni__docker_api *api)
 		return 0;
 	}
 	if (strncmp(host, "tcp://", 6) == 0)
-		return init_tcp(api, host + 6);
+		return init_tcp(api, host + 6, from_ctx ? &ctx : NULL);
+	if (strncmp(host, "ssh://", 6) == 0)
+		return omni__docker_ssh_init(api, host);
 	return omni_error_set(
 	    -EINVAL,
 	    "DOCKER_HOST=%s: omnifs reaches the Docker daemon "
-	    "through unix:// or tcp:// only",
+	    "through unix://, tcp:// or ssh:// only",
 	    host);
 }
 

@@ -112,6 +112,8 @@ int omni__docker_agent_connect(struct omni__docker_backend *db, int *fd)
 	int pfd, rc;
 
 	*fd = -1;
+	if (db->files == OMNI__DOCKER_FILES_AGENT)
+		return omni__docker_mux_connect(db, fd);
 	if (db->run_fd < 0)
 		return omni_error_set(-ENOTCONN,
 		                      "docker: the session is not started");
@@ -257,6 +259,23 @@ static int await_started(struct omni__docker_backend *db,
 	                      type);
 }
 
+/* A ".." component or an absolute path (agent mode's lexical check; the
+ * container is the sandbox, so a symlink leading out stays in it). */
+static bool rel_escapes(const char *rel)
+{
+	if (rel[0] == '/')
+		return true;
+	for (const char *p = rel; *p;) {
+		size_t n = strcspn(p, "/");
+		if (n == 2 && p[0] == '.' && p[1] == '.')
+			return true;
+		p += n;
+		while (*p == '/')
+			p++;
+	}
+	return false;
+}
+
 int omni__docker_exec_start(struct omni_backend *b,
                             const struct omni_exec_request *req,
                             struct omni_exec **out)
@@ -270,10 +289,20 @@ int omni__docker_exec_start(struct omni_backend *b,
 	int rc, dir_fd;
 
 	/* The directory must exist in the workspace and stay in it, as
-	 * with the local backend; checked on the host side of the bind. */
-	dir_fd =
-	    omni__confined_openat(&db->host.root, rel, O_PATH | O_DIRECTORY, 0);
-	if (dir_fd < 0) {
+	 * with the local backend; checked on the host side of the bind. In
+	 * agent mode the agent checks it (a missing one is an ERROR frame). */
+	if (db->files == OMNI__DOCKER_FILES_AGENT) {
+		if (rel_escapes(rel))
+			return omni_error_set(-EACCES,
+			                      "exec: %s: leads outside the "
+			                      "workspace",
+			                      rel);
+		dir_fd = -1;
+	} else {
+		dir_fd = omni__confined_openat(&db->host.root, rel,
+		                               O_PATH | O_DIRECTORY, 0);
+	}
+	if (dir_fd < 0 && db->files != OMNI__DOCKER_FILES_AGENT) {
 		if (dir_fd == -EXDEV)
 			return omni_error_set(-EACCES,
 			                      "exec: %s: leads outside the "
@@ -282,7 +311,8 @@ int omni__docker_exec_start(struct omni_backend *b,
 		return omni_error_set_errno(
 		    dir_fd, "exec: directory /workspace/%s", rel);
 	}
-	close(dir_fd);
+	if (dir_fd >= 0)
+		close(dir_fd);
 	int n = snprintf(cwd, sizeof(cwd), "%s%s%s", OMNI_DOCKER_WORKDIR,
 	                 *rel ? "/" : "", rel);
 	if (n < 0 || (size_t)n >= sizeof(cwd))

@@ -208,6 +208,8 @@ void dk_default_opts(struct omni_backend_options *o)
 	dk_dopts = (struct omni_docker_options)OMNI_DOCKER_OPTIONS_INIT;
 	dk_dopts.image = BUSYBOX;
 	dk_dopts.network = "none";
+	/* The probe (auto) has tests of its own. */
+	dk_dopts.files = "bind";
 	o->backend = &dk_dopts.head;
 }
 
@@ -245,8 +247,13 @@ void dk_teardown(void)
 		omni_backend_free(dk_fx.b[i]);
 		dk_fx.b[i] = NULL;
 	}
-	if (dk_fx.name[0])
+	if (dk_fx.name[0]) {
+		char vol[256];
 		dk_remove(dk_fx.name);
+		/* Agent mode's workspace volume, when a test left one. */
+		snprintf(vol, sizeof(vol), "/volumes/%s", dk_fx.name);
+		dk_try("DELETE", vol, NULL, NULL);
+	}
 	if (dk_fx.name2[0])
 		dk_remove(dk_fx.name2);
 	for (int i = 0; i < nleftovers; i++)

@@ -134,9 +134,15 @@ Test(backend_docker, docker_host_forms)
 	omni_assert_err(omni__docker_api_init(&api), -EINVAL);
 	unsetenv("DOCKER_API_VERSION");
 
-	setenv("DOCKER_HOST", "ssh://me@host", 1);
+	setenv("DOCKER_HOST", "ssh://me@host:2222", 1);
+	omni_assert_ok(omni__docker_api_init(&api));
+	cr_assert_str_eq(api.host, "ssh://me@host:2222");
+	cr_assert(api.ep.dial);
+	setenv("DOCKER_HOST", "ssh://-oProxyCommand=x", 1);
 	omni_assert_err(omni__docker_api_init(&api), -EINVAL);
-	cr_assert(strstr(omni_error_last(), "unix:// or tcp://"));
+	setenv("DOCKER_HOST", "npipe:////./pipe/docker_engine", 1);
+	omni_assert_err(omni__docker_api_init(&api), -EINVAL);
+	cr_assert(strstr(omni_error_last(), "unix://, tcp:// or ssh://"));
 	setenv("DOCKER_HOST", "unix://relative.sock", 1);
 	omni_assert_err(omni__docker_api_init(&api), -EINVAL);
 	unsetenv("DOCKER_HOST");

@@ -74,6 +74,7 @@ Test(omnifs_options, every_option_has_an_o_form)
 	static const char *const o =
 	    "backend=docker,image=img:1,state=git:/r.git,project=p,"
 	    "data_path=/d,env=K=V,env=A=b\\,c,network=none,memory=512m,"
+	    "docker_files=agent,"
 	    "cpus=1.5,pids_limit=64,template=t,request_timeout=3,"
 	    "cache_ttl=7,attr_timeout=2,entry_timeout=2,negative_timeout=1,"
 	    "quiet,verbose";
@@ -88,6 +89,7 @@ Test(omnifs_options, every_option_has_an_o_form)
 	cr_assert_str_eq(cli.env[0], "K=V");
 	cr_assert_str_eq(cli.env[1], "A=b,c");
 	cr_assert_str_eq(cli.network, "none");
+	cr_assert_str_eq(cli.docker_files, "agent");
 	cr_assert_str_eq(cli.memory, "512m");
 	cr_assert_str_eq(cli.cpus, "1.5");
 	cr_assert_str_eq(cli.pids_limit, "64");

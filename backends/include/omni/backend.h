@@ -99,7 +99,7 @@ struct omni_backend_options {
 	}
 
 /* The docker backend's own options. */
-#define OMNI_DOCKER_OPTIONS_VERSION 1
+#define OMNI_DOCKER_OPTIONS_VERSION 2
 
 struct omni_docker_options {
 	struct omni_backend_options_head head;
@@ -111,6 +111,13 @@ struct omni_docker_options {
 	long long memory_bytes;
 	double cpus;
 	long long pids_limit;
+	/* --- version 2 --- */
+	/* Where the workspace lives: "bind" (a host directory bind-mounted
+	 * at /workspace: the daemon must be on this machine), "agent" (a
+	 * volume in the daemon, files and commands through omni-agent over
+	 * the Engine API: any daemon, tcp:// and ssh:// included), or NULL /
+	 * "auto": probe the daemon (can it see this machine's data folder?). */
+	const char *files;
 };
 
 #define OMNI_DOCKER_OPTIONS_INIT                                               \

@@ -107,65 +107,31 @@
 #define STOP_GRACE_S    2
 #define STOP_TIMEOUT_MS ((STOP_GRACE_S + 20) * 1000L)
 
-#if defined(__has_include)
-#if __has_include("docker/docker_remote.h")
 #include "docker/docker_remote.h"
-#define HAVE_DOCKER_REMOTE 1
-#endif
-#endif
-#ifndef OMNI__DOCKER_REMOTE_OPS
-static int agent_files_missing(struct omni_backend *b, const char *path,
-                               struct stat *st)
-{
-	(void)b;
-	(void)st;
-	return omni_error_set(-ENOSYS,
-	                      "docker agent mode: %s: file operations are not "
-	                      "built in (backends/docker/docker_remote.c)",
-	                      path);
-}
-#define OMNI__DOCKER_REMOTE_OPS  .stat = agent_files_missing
-#define OMNI__DOCKER_REMOTE_CAPS 0
-#endif
 
 /* The file client's life (docker_remote.h), in agent mode only. */
-#ifdef HAVE_DOCKER_REMOTE
 static int remote_attach(struct omni__docker_backend *db)
 {
 	return omni__docker_remote_attach(db);
 }
+
 static void remote_watch_stop(struct omni__docker_backend *db)
 {
 	omni__docker_remote_watch_stop(db->remote);
 }
+
 static void remote_free(struct omni__docker_backend *db)
 {
 	if (db->remote)
 		omni__docker_remote_free(db->remote);
 	db->remote = NULL;
 }
+
 static char *docker_stats(struct omni_backend *b)
 {
 	return omni__docker_remote_stats_text(
 	    ((struct omni__docker_backend *)b)->remote);
 }
-#define OMNI__DOCKER_REMOTE_STATS .stats = docker_stats,
-#else
-static int remote_attach(struct omni__docker_backend *db)
-{
-	(void)db;
-	return 0;
-}
-static void remote_watch_stop(struct omni__docker_backend *db)
-{
-	(void)db;
-}
-static void remote_free(struct omni__docker_backend *db)
-{
-	(void)db;
-}
-#define OMNI__DOCKER_REMOTE_STATS
-#endif
 
 static struct omni__docker_backend *db_of(struct omni_backend *b)
 {
@@ -1017,9 +983,8 @@ static const struct omni_backend_ops docker_ops = {
  * Agent mode: lifecycle and commands as above (docker.c, docker_exec.c over
  * docker_mux.c's stream); the path operations come from the file client,
  * backends/docker/docker_remote.c, whose header defines
- * OMNI__DOCKER_REMOTE_OPS (the slots) and OMNI__DOCKER_REMOTE_CAPS. Until
- * it is built in, files answer ENOSYS and only commands work. The caps are
- * the table's, so the mode is settled when the backend is made (the probe
+ * OMNI__DOCKER_REMOTE_OPS (the slots) and OMNI__DOCKER_REMOTE_CAPS. The caps
+ * are the table's, so the mode is settled when the backend is made (the probe
  * runs in omni__docker_backend_open()), before fs/main.c decides on the
  * remote cache.
  */
@@ -1033,7 +998,8 @@ static const struct omni_backend_ops docker_agent_ops = {
 	.status = docker_status,
 	.destroy = docker_destroy,
 	OMNI__DOCKER_REMOTE_OPS,
-	OMNI__DOCKER_REMOTE_STATS OMNI_BACKEND_EXEC_OPS(omni__docker),
+	.stats = docker_stats,
+	OMNI_BACKEND_EXEC_OPS(omni__docker),
 };
 
 /* Copy the docker options (own may be NULL: the defaults). A version 1

@@ -865,7 +865,6 @@ Test(docker_remote, twenty_thousand_random_operations)
 	random_ops(b, rr, true);
 }
 
-#ifdef OMNI_DOCKER_LABEL_FILES
 /* Agent mode (docker.c with --docker-files=agent): the backend's own
  * sessions, each a channel of the multiplexed exec stream, with the
  * workspace in a volume. */
@@ -884,7 +883,6 @@ Test(docker_remote, twenty_thousand_random_operations_in_agent_mode)
 	               "omni__docker_remote_attach)");
 	random_ops(b, rem, false);
 }
-#endif
 
 /* --- the remote cache in front ------------------------------------------- */
 

@@ -16,7 +16,8 @@
 #   exec out   `omni-exec sh -c 'head -c 8M /dev/zero'` (credit flow control)
 # and, once the agent-mode file operations are built in (the mount's root
 # can be listed), the agent workload of tests/bench/e2b-agent.sh: ls -lR of
-# a tree of OMNI_BENCH_FILES (600) files made in the container, read all,
+# a tree of OMNI_BENCH_FILES (2 000, as e2b-agent.sh) files in 40
+# directories made in the container, read all,
 # write 100, an editor's save, git status twice (needs git on this machine).
 #
 # Usage: tests/bench/docker-agent.sh [RTT_MS...]   (root; BUILD=build)
@@ -25,8 +26,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-build}
 bin="$here/$BUILD"
-files=${OMNI_BENCH_FILES:-600}
-dirs=20
+files=${OMNI_BENCH_FILES:-2000}
+dirs=40
 per_dir=$(((files + dirs - 1) / dirs))
 rtts=("$@")
 [ ${#rtts[@]} -gt 0 ] || rtts=(0 50)
@@ -65,19 +66,26 @@ now() { date +%s.%N; }
 ms() { echo "($2 - $1) * 1000" | bc -l; }
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
-declare -A T
-steps=(rtt start exec out lsR read write100 save git1 git2)
+declare -A T R C
+steps=(rtt start exec out lsR read write100 save git1 git2 exec2)
 declare -A label=([rtt]="rtt (ping)" [start]="start" [exec]="exec true" [out]="exec 8 MiB" [lsR]="ls -lR"
-	[read]="read all" [write100]="write 100" [save]="save" [git1]="git st 1" [git2]="git st 2")
+	[read]="read all" [write100]="write 100" [save]="save" [git1]="git st 1" [git2]="git st 2" [exec2]="exec after")
 fail=0
 
+stat_of() { # NAME: one counter of omni-exec --stats
+	"$bin/omni-exec" -C "$mnt" --stats | awk -v k="$1" '$1 == k { print $2 + 0; f = 1 } END { if (!f) print 0 }'
+}
 run_step() { # KEY RTT COMMAND...
-	local key=$1 d=$2 t0 t1
+	local key=$1 d=$2 t0 t1 r0 f0
 	shift 2
+	r0=$(stat_of agent_file_requests)
+	f0=$(stat_of cache.downloads)
 	t0=$(now)
 	(cd "$mnt" && "$@") >/dev/null 2>&1 || { echo "step $key failed" >&2; exit 1; }
 	t1=$(now)
 	T[$key,$d]=$(ms "$t0" "$t1")
+	R[$key,$d]=$(($(stat_of agent_file_requests) - r0))
+	C[$key,$d]=$(($(stat_of cache.downloads) - f0))
 }
 editor_save() {
 	python3 - <<'EOF'
@@ -91,6 +99,14 @@ EOF
 }
 write_100() { mkdir -p out && for i in $(seq 100); do echo "result $i" >"out/r$i.txt"; done; }
 read_all() { find tree -path tree/.git -prune -o -type f -print0 | xargs -0 cat >/dev/null; }
+
+mkdir -p "$work/src/tree"
+(cd "$work/src/tree" && for d in $(seq $dirs); do mkdir d$d; for f in $(seq $per_dir); do
+	echo "file $f of directory $d" >d$d/f$f.txt; done; done
+	if command -v git >/dev/null; then git init -q . && git add -A &&
+		git -c user.email=b@b -c user.name=b commit -qm tree; fi)
+echo line >"$work/src/notes.md"
+tar -C "$work/src" -cf "$work/tree.tar" tree notes.md
 
 for d in "${rtts[@]}"; do
 	echo "== round trip $d ms" >&2
@@ -137,20 +153,23 @@ for d in "${rtts[@]}"; do
 		fail=1
 	fi
 	if ls "$mnt" >/dev/null 2>&1; then
-		x -n sh -c "set -e; mkdir -p tree; cd tree
-			for d in \$(seq $dirs); do mkdir -p d\$d; for f in \$(seq $per_dir); do
-				echo \"file \$f of directory \$d\" > d\$d/f\$f.txt; done; done
-			echo line > ../notes.md"
+		# The tree, a git repository as in e2b-agent.sh, made in the
+		# container (busybox has no git: made here, carried in by tar on
+		# the command's stdin), so the mount starts cold.
+		x tar -xf - <"$work/tree.tar"
+		sleep 1 # the watch's events of the tree's making have arrived
 		run_step lsR "$d" ls -lR tree
 		run_step read "$d" read_all
 		run_step write100 "$d" write_100
 		run_step save "$d" editor_save
-		if command -v git >/dev/null; then
-			(cd "$mnt/tree" && git init -q . && git add -A &&
-				git -c user.email=b@b -c user.name=b commit -qm tree) >/dev/null 2>&1 || true
+		if [ -d "$work/src/tree/.git" ]; then
 			run_step git1 "$d" git -C tree status --porcelain
 			run_step git2 "$d" git -C tree status --porcelain
 		fi
+		t0=$(now)
+		x -n true
+		T[exec2,$d]=$(ms "$t0" "$(now)")
+		"$bin/omni-exec" -C "$mnt" --stats >"$work/stats$d" || true
 	else
 		echo "(the mount has no file operations yet: workload skipped)" >&2
 	fi
@@ -163,13 +182,19 @@ for d in "${rtts[@]}"; do
 done
 
 echo
-echo "docker agent mode, TLS daemon behind a proxy adding a round trip (ms of wall time)"
+echo "docker agent mode, TLS daemon behind a proxy adding a round trip, tree of $files files in $dirs"
+echo "directories (ms of wall time; req = file requests to the agent, dl = cache downloads)"
 printf '%-11s' step
-for d in "${rtts[@]}"; do printf ' | %9s' "rtt ${d}ms"; done
+for d in "${rtts[@]}"; do printf ' | %9s %6s %6s' "rtt ${d}ms" req dl; done
 echo
 for k in "${steps[@]}"; do
 	printf '%-11s' "${label[$k]}"
-	for d in "${rtts[@]}"; do printf ' | %9s' "$(printf '%.1f' "${T[$k,$d]:-nan}" 2>/dev/null || echo -)"; done
+	for d in "${rtts[@]}"; do
+		printf ' | %9s %6s %6s' "$(printf '%.1f' "${T[$k,$d]:-nan}" 2>/dev/null || echo -)" "${R[$k,$d]:--}" "${C[$k,$d]:--}"
+	done
 	echo
+done
+for d in "${rtts[@]}"; do
+	[ -s "$work/stats$d" ] && { echo "stats at ${d} ms:"; grep -E '^(cache\.|agent_)' "$work/stats$d" | tr '\n' ' '; echo; }
 done
 exit $fail

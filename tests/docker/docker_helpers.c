@@ -183,6 +183,35 @@ void dk_require_docker(void)
 	}
 }
 
+/* Point this test process at the second daemon of
+ * scripts/dockerd-remote-start.sh (its env file: DOCKER_HOST,
+ * DOCKER_TLS_VERIFY, DOCKER_CERT_PATH). */
+void dk_remote_env(void)
+{
+	const char *file = getenv("OMNI_TEST_REMOTE_DOCKER_ENV");
+	char line[PATH_MAX + 64];
+
+	if (!file || !*file)
+		file = "/var/lib/omnifs-dockerd-remote/env";
+	FILE *f = fopen(file, "re");
+	if (!f)
+		missing("no second Docker daemon (%s is missing; "
+		        "scripts/dockerd-remote-start.sh starts one)",
+		        file);
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = '\0';
+		char *eq = strchr(line, '=');
+		if (eq) {
+			*eq = '\0';
+			setenv(line, eq + 1, 1);
+		}
+	}
+	fclose(f);
+	if (dk_try("GET", "/version", NULL, NULL) != 200)
+		missing("the second Docker daemon at %s does not answer",
+		        getenv("DOCKER_HOST"));
+}
+
 /* Paths and names of a fresh fixture (no backend yet). */
 void dk_fx_paths(void)
 {

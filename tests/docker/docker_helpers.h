@@ -78,6 +78,12 @@ bool dk_in_ci(void);
 		cr_skip_test(__VA_ARGS__);                                     \
 	} while (0)
 bool dk_image_present(const char *image);
+/* Point this process (and what it starts) at the second daemon of
+ * scripts/dockerd-remote-start.sh: the variables of its env file
+ * ($OMNI_TEST_REMOTE_DOCKER_ENV, default /var/lib/omnifs-dockerd-remote/env)
+ * set with setenv; skips (fails under CI=true) when it is missing or the
+ * daemon does not answer. */
+void dk_remote_env(void);
 /* A daemon that answers, the busybox image, and omni-agent. */
 void dk_require_docker(void);
 /* Paths and names of a fresh fixture (no backend yet). */

@@ -404,40 +404,11 @@ Test(docker_agent, forced_modes_and_a_bad_one)
 
 /* --- a daemon on "another machine": the second dockerd (TLS) -------------- */
 
-/* Point this test process at the second daemon of
- * scripts/dockerd-remote-start.sh (its env file: DOCKER_HOST,
- * DOCKER_TLS_VERIFY, DOCKER_CERT_PATH). */
-static void remote_env(void)
-{
-	const char *file = getenv("OMNI_TEST_REMOTE_DOCKER_ENV");
-	char line[PATH_MAX + 64];
-
-	if (!file || !*file)
-		file = "/var/lib/omnifs-dockerd-remote/env";
-	FILE *f = fopen(file, "re");
-	if (!f)
-		missing("no second Docker daemon (%s is missing; "
-		        "scripts/dockerd-remote-start.sh starts one)",
-		        file);
-	while (fgets(line, sizeof(line), f)) {
-		line[strcspn(line, "\n")] = '\0';
-		char *eq = strchr(line, '=');
-		if (eq) {
-			*eq = '\0';
-			setenv(line, eq + 1, 1);
-		}
-	}
-	fclose(f);
-	if (dk_try("GET", "/version", NULL, NULL) != 200)
-		missing("the second Docker daemon at %s does not answer",
-		        getenv("DOCKER_HOST"));
-}
-
 static struct omni_backend *remote_started(const char *files)
 {
 	struct omni_backend_options o;
 
-	remote_env();
+	dk_remote_env();
 	dk_require_docker();
 	dk_fx_paths();
 	dk_default_opts(&o);
@@ -474,7 +445,7 @@ Test(docker_agent, remote_bind_is_refused_with_the_daemons_reason)
 	struct omni_backend_options o;
 	struct omni_backend *b;
 
-	remote_env();
+	dk_remote_env();
 	dk_require_docker();
 	dk_fx_paths();
 	dk_default_opts(&o);
@@ -492,7 +463,7 @@ Test(docker_agent, remote_tls_with_another_ca_fails)
 	struct omni_backend *b = NULL;
 	char certs[PATH_MAX], cmd[PATH_MAX * 3];
 
-	remote_env();
+	dk_remote_env();
 	dk_require_docker();
 	dk_fx_paths();
 	omni_test_fmt(certs, sizeof(certs), "%s/certs", dk_fx.tmp);
@@ -524,7 +495,7 @@ Test(docker_agent, docker_context_names_the_remote_daemon)
 	/* sha256("omnitest-remote") */
 	const char *name = "omnitest-remote";
 
-	remote_env();
+	dk_remote_env();
 	dk_require_docker();
 	dk_fx_paths();
 	char host[256], certs[PATH_MAX];
@@ -674,7 +645,7 @@ Test(docker_agent, remote_volume_belongs_to_a_non_root_caller)
 {
 	char run[PATH_MAX];
 
-	remote_env();
+	dk_remote_env();
 	dk_require_docker();
 	dk_fx_paths();
 	omni_test_fmt(run, sizeof(run), "%s/run4321", dk_fx.tmp);

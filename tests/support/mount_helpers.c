@@ -80,7 +80,11 @@ void mount_up(struct mount_fx *m, const char *const *extra)
 	omni_test_fmt(path_env, sizeof(path_env), "%s:%s", m->bin,
 	              getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
 	setenv("PATH", path_env, 1);
+	mount_again(m, extra);
+}
 
+void mount_again(struct mount_fx *m, const char *const *extra)
+{
 	char omnifs[PATH_MAX];
 	omni_test_fmt(omnifs, sizeof(omnifs), "%s/omnifs", m->bin);
 	const char *argv[32] = { omnifs, "-f", "--data-path", m->data };

@@ -31,6 +31,9 @@ struct mount_fx {
 /* Start omnifs with extra arguments (NULL-terminated list, may be NULL). */
 void mount_up(struct mount_fx *m, const char *const *extra);
 void mount_down(struct mount_fx *m);
+/* Start omnifs again on the same folders and mount point (the one before
+ * has exited or was killed, and its mount is gone); a new log. */
+void mount_again(struct mount_fx *m, const char *const *extra);
 
 /* Is path a mount point of type fuse.omnifs? */
 bool mount_is_mounted(const char *path);

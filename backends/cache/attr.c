@@ -12,7 +12,8 @@
  *	        (one ListDir fills the attributes of every entry in it, and
  *	        answers later lookups of missing names as well); the root,
  *	        and names in directories that cannot be listed, use Stat.
- *	readdir a fresh listing: 0 requests; else one ListDir.
+ *	readdir a fresh listing: 0 requests; else one ListDir (and a
+ *	        walker's next listings are fetched ahead: prefetch.c).
  * Concurrent misses on one directory wait for a single ListDir (the
  * entry is marked loading; c->cond wakes the waiters). A listing that
  * changed while it was fetched (the entry is marked changed, or
@@ -424,6 +425,14 @@ answer:
 	return 0;
 }
 
+int omni__cache_load_listing_locked(struct cache *c, const char *dir)
+{
+	bool found;
+	struct stat st;
+
+	return load_listing(c, dir, NULL, &found, &st);
+}
+
 /* --- stat and readdir ----------------------------------------------------- */
 
 int omni__cache_stat_locked(struct cache *c, const char *path, struct stat *st)
@@ -531,6 +540,8 @@ int omni__cache_readdir(struct omni_backend *b, const char *path,
 		bool found;
 		struct stat st;
 		rc = load_listing(c, path, NULL, &found, &st);
+		if (rc == 0)
+			omni__cache_note_listing(c, path);
 		d = omni__cache_table_find(&c->entries, path);
 	}
 	/* Copy it out: the callback runs without the lock. */

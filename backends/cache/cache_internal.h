@@ -98,6 +98,9 @@ struct centry {
 	/* Downloads in this directory, to see a reader going through it. */
 	long long dl_at, prefetched_at;
 	unsigned int dl_count;
+	/* Listings of its subdirectories, to see a walker (ls -R, find). */
+	long long ls_at, listed_ahead_at;
+	unsigned int ls_count;
 };
 
 struct cnode {
@@ -289,6 +292,9 @@ void omni__cache_entry_free(struct centry *e);
 void omni__cache_entry_drop(struct cache *c, struct centry *e);
 bool omni__cache_entry_fresh(const struct centry *e);
 bool omni__cache_listing_fresh(const struct centry *e);
+/* Make dir's listing fresh (one ListDir, or wait for one in flight); the
+ * lock is held on entry and return. */
+int omni__cache_load_listing_locked(struct cache *c, const char *dir);
 void omni__cache_note_exists(struct cache *c, const char *path,
                              const struct stat *st);
 void omni__cache_drop_tree(struct cache *c, const char *path);
@@ -375,6 +381,8 @@ void omni__cache_meta_free(struct cache *c);
 /* --- prefetch.c ----------------------------------------------------------- */
 
 void omni__cache_note_download(struct cache *c, const char *path);
+/* dir's listing was fetched for a reader; lock held. */
+void omni__cache_note_listing(struct cache *c, const char *dir);
 void omni__cache_prefetch_stop(struct cache *c);
 
 /* --- stream.c ------------------------------------------------------------- */

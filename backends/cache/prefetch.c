@@ -14,6 +14,14 @@
  * single file read never triggers it, so the budgets of single
  * operations hold.
  *
+ * Listings the same way: a second subdirectory of one directory listed
+ * for a reader within 2 s looks like a walker (ls -R, find, du), which
+ * lists one directory after another, a round trip each: the directory's
+ * other subdirectories without a fresh listing are listed ahead, once per
+ * TTL and at most PREFETCH_PER_DIR of them, by the same threads, several
+ * at once (the walker's own readdir waits for one in flight). A single
+ * listing never triggers it.
+ *
  * Locking: the queue (c->pq, a ring of PREFETCH_QUEUE paths) is under
  * c->lock; downloads run without it. prefetch_stop, at shutdown, joins
  * the threads and empties the queue.
@@ -26,11 +34,13 @@
 #include "cache/cache_internal.h"
 #include "omni/error.h"
 
-/* Queue item for a directory streamed in one command (stream.c); other
- * items are paths fetched one by one. */
-#define DIR_ITEM '\001'
+/* Queue item for a directory streamed in one command (stream.c), for a
+ * directory listed ahead; other items are paths fetched one by one. */
+#define DIR_ITEM  '\001'
+#define LIST_ITEM '\002'
 
-static bool queue_add_locked(struct cache *c, const char *item, bool dir)
+/* kind: DIR_ITEM, LIST_ITEM, or 0 for a file. */
+static bool queue_add_locked(struct cache *c, const char *item, char kind)
 {
 	if (c->pq_len >= PREFETCH_QUEUE)
 		return false;
@@ -38,8 +48,8 @@ static bool queue_add_locked(struct cache *c, const char *item, bool dir)
 	char *copy = malloc(len + 2);
 	if (!copy)
 		return false;
-	copy[0] = DIR_ITEM;
-	memcpy(copy + (dir ? 1 : 0), item, len + 1);
+	copy[0] = kind;
+	memcpy(copy + (kind ? 1 : 0), item, len + 1);
 	c->pq[(c->pq_head + c->pq_len) % PREFETCH_QUEUE] = copy;
 	c->pq_len++;
 	return true;
@@ -66,7 +76,7 @@ static size_t queue_files_locked(struct cache *c, const char *parent)
 		    e->st.st_size > PREFETCH_MAX_SIZE ||
 		    omni__cache_node_find(c, child))
 			continue;
-		if (!queue_add_locked(c, child, false))
+		if (!queue_add_locked(c, child, 0))
 			break;
 		queued++;
 	}
@@ -143,9 +153,13 @@ static void *prefetch_main(void *arg)
 		char *item = c->pq[c->pq_head];
 		c->pq_head = (c->pq_head + 1) % PREFETCH_QUEUE;
 		c->pq_len--;
-		if (item[0] == DIR_ITEM)
+		if (item[0] == DIR_ITEM) {
 			fetch_dir_locked(c, item);
-		else
+		} else if (item[0] == LIST_ITEM) {
+			if (omni__cache_load_listing_locked(c, item + 1) < 0)
+				omni_error_clear();
+			free(item);
+		} else
 			fetch_one_locked(c, item);
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -175,7 +189,7 @@ static size_t queue_siblings_locked(struct cache *c, const char *parent,
 			omni__cache_split(e->l.path, p, sizeof(p), &name);
 			if (strcmp(p, parent) != 0)
 				continue;
-			if (!queue_add_locked(c, e->l.path, true))
+			if (!queue_add_locked(c, e->l.path, DIR_ITEM))
 				return queued;
 			e->prefetched_at = now;
 			queued++;
@@ -208,6 +222,20 @@ static bool moved_to_sibling(struct cache *c, const char *dir,
 	return moved;
 }
 
+/* Threads for queued items (up to PREFETCH_THREADS), woken. The lock is
+ * held. */
+static void start_locked(struct cache *c, size_t queued)
+{
+	while (queued > 0 && !c->pq_stop &&
+	       c->nprefetchers < PREFETCH_THREADS) {
+		if (pthread_create(&c->prefetchers[c->nprefetchers], NULL,
+		                   prefetch_main, c) != 0)
+			break;
+		c->nprefetchers++;
+	}
+	pthread_cond_broadcast(&c->pq_cond);
+}
+
 /* A file of path's directory was downloaded. The lock is held. */
 void omni__cache_note_download(struct cache *c, const char *path)
 {
@@ -234,20 +262,53 @@ void omni__cache_note_download(struct cache *c, const char *path)
 	if (c->no_stream) {
 		queued = queue_files_locked(c, parent);
 	} else {
-		queued = queue_add_locked(c, parent, true) ? 1 : 0;
+		queued = queue_add_locked(c, parent, DIR_ITEM) ? 1 : 0;
 		omni__cache_split(parent, grand, sizeof(grand), &name);
 		if (parent[0] && moved_to_sibling(c, parent, grand, now))
 			queued += queue_siblings_locked(c, grand, now);
 	}
 	omni_error_clear();
-	while (queued > 0 && !c->pq_stop &&
-	       c->nprefetchers < PREFETCH_THREADS) {
-		if (pthread_create(&c->prefetchers[c->nprefetchers], NULL,
-		                   prefetch_main, c) != 0)
+	start_locked(c, queued);
+}
+
+/* A subdirectory of dir's parent was listed for a reader. The lock is
+ * held. */
+void omni__cache_note_listing(struct cache *c, const char *dir)
+{
+	char parent[PATH_MAX], child[PATH_MAX];
+	const char *name;
+	long long now = omni__now_ms();
+	size_t queued = 0;
+
+	if (!dir[0])
+		return;
+	omni__cache_split(dir, parent, sizeof(parent), &name);
+	struct centry *d = omni__cache_table_find(&c->entries, parent);
+	if (!omni__cache_listing_fresh(d) || d->loading)
+		return;
+	d->ls_count = now - d->ls_at < 2000 ? d->ls_count + 1 : 1;
+	d->ls_at = now;
+	if (d->ls_count < 2 ||
+	    (d->listed_ahead_at &&
+	     now - d->listed_ahead_at < omni__cache_ttl_ms(c)))
+		return;
+	d->listed_ahead_at = now;
+	if (!c->pq && !(c->pq = calloc(PREFETCH_QUEUE, sizeof(*c->pq))))
+		return;
+	for (size_t i = 0; i < d->nnames && queued < PREFETCH_PER_DIR; i++) {
+		if (omni__cache_join(child, sizeof(child), parent,
+		                     d->names[i]) < 0)
+			continue;
+		struct centry *e = omni__cache_table_find(&c->entries, child);
+		if (!e || e->negative || !S_ISDIR(e->st.st_mode) ||
+		    e->loading || omni__cache_listing_fresh(e))
+			continue;
+		if (!queue_add_locked(c, child, LIST_ITEM))
 			break;
-		c->nprefetchers++;
+		queued++;
 	}
-	pthread_cond_broadcast(&c->pq_cond);
+	omni_error_clear();
+	start_locked(c, queued);
 }
 
 void omni__cache_prefetch_stop(struct cache *c)

@@ -308,6 +308,38 @@ Test(cache_attr, ttl_expiry_refetches_attributes)
 
 /* --- content -------------------------------------------------------------- */
 
+/* ls -R: a second subdirectory listed within 2 s has the others listed
+ * ahead, several at once; still one ListDir per directory, and a single
+ * listing (the budget above) fetches nothing ahead. */
+Test(cache_attr, a_walker_has_the_next_directories_listed_ahead)
+{
+	char path[64];
+
+	up();
+	for (int i = 1; i <= 12; i++) {
+		snprintf(path, sizeof(path), "t/d%d", i);
+		put_files(path, 3);
+	}
+	cr_assert_eq(list("t").n, 12);
+	cr_assert_eq(list("t/d1").n, 3);
+	usleep(300 * 1000);
+	EXPECT_REQUESTS(2, "two listings, nothing ahead yet");
+	cr_assert_eq(list("t/d2").n, 3);
+	/* The other ten, by the prefetch threads. */
+	for (int i = 0; i < 200 && counting_total(cb) < 13; i++)
+		usleep(10 * 1000);
+	EXPECT_REQUESTS(13, "listed ahead: one ListDir per directory");
+	for (int i = 3; i <= 12; i++) {
+		snprintf(path, sizeof(path), "t/d%d", i);
+		cr_assert_eq(list(path).n, 3);
+	}
+	EXPECT_REQUESTS(13, "the walker's own listings: from the cache");
+	cr_assert_geq(stat_value("cache.listing_hits"), 10);
+	/* Once per TTL: the walker going through again costs nothing. */
+	cr_assert_eq(list("t/d1").n, 3);
+	EXPECT_REQUESTS(13, "walked again");
+}
+
 TestSuite(cache_content, .fini = down, .timeout = 60);
 
 Test(cache_content, repeated_read_is_served_from_the_copy)

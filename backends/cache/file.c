@@ -442,11 +442,22 @@ int omni__cache_file_fd(struct omni_file *f)
 }
 
 /* Write-back's release: a copy changed after its last flush (through a
- * mapping) is kept too; the last release queues the upload. */
+ * mapping) is kept too; the last release queues the upload. A read-only
+ * handle changed nothing: the upload waiting keeps its time (a file read
+ * again and again, say polled every 100 ms, would otherwise put it off
+ * for ever, and a change made in the sandbox meanwhile would be lost to
+ * ours), and nothing is spooled again. */
 static int release_later(struct cache *c, struct cnode *n, struct omni_file *f)
 {
 	int rc = 0;
 
+	if (read_only(f)) {
+		pthread_mutex_lock(&c->lock);
+		omni__cache_node_put_locked(c, n);
+		pthread_mutex_unlock(&c->lock);
+		free(f);
+		return 0;
+	}
 	pthread_mutex_lock(&c->lock);
 	bool dirty = n->dirty && !n->unlinked;
 	pthread_mutex_unlock(&c->lock);

@@ -144,3 +144,26 @@ Test(cache_writeback, what_shutdown_cannot_upload_goes_up_next_time)
 	cr_assert_eq(counting_mode(cb, "keep.txt") & 07777, 0600);
 	cr_assert_eq(records(), 0);
 }
+
+/* A written file read again and again (a poll every 50 ms) still goes up
+ * in the background: a read-only close does not put the upload off. */
+Test(cache_writeback, reads_do_not_put_the_upload_off)
+{
+	char buf[16];
+
+	write_file("polled", "v1\n", 0644);
+	counting_reset(cb);
+	for (int i = 0; i < 40 && counting_count(cb, COUNT_UPLOAD) == 0; i++) {
+		struct omni_file *f = NULL;
+		omni_assert_ok(omni_vfs_open(c, "polled", O_RDONLY, 0, &f));
+		cr_assert_eq(omni_vfs_read(f, buf, sizeof(buf), 0), 3);
+		omni_assert_ok(omni_vfs_release(f));
+		usleep(50 * 1000);
+	}
+	cr_assert_eq(counting_count(cb, COUNT_UPLOAD), 1,
+	             "not uploaded within 2 s of reads: %s",
+	             counting_summary(cb));
+	char *got = counting_get(cb, "polled");
+	cr_assert_str_eq(got, "v1\n");
+	free(got);
+}

@@ -66,7 +66,7 @@ now() { date +%s.%N; }
 ms() { echo "($2 - $1) * 1000" | bc -l; }
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
-declare -A T R C
+declare -A T R C L U
 steps=(rtt start exec out lsR read write100 save git1 git2 exec2)
 declare -A label=([rtt]="rtt (ping)" [start]="start" [exec]="exec true" [out]="exec 8 MiB" [lsR]="ls -lR"
 	[read]="read all" [write100]="write 100" [save]="save" [git1]="git st 1" [git2]="git st 2" [exec2]="exec after")
@@ -76,16 +76,20 @@ stat_of() { # NAME: one counter of omni-exec --stats
 	"$bin/omni-exec" -C "$mnt" --stats | awk -v k="$1" '$1 == k { print $2 + 0; f = 1 } END { if (!f) print 0 }'
 }
 run_step() { # KEY RTT COMMAND...
-	local key=$1 d=$2 t0 t1 r0 f0
+	local key=$1 d=$2 t0 t1 r0 f0 l0 u0
 	shift 2
 	r0=$(stat_of agent_file_requests)
 	f0=$(stat_of cache.downloads)
+	l0=$(stat_of cache.listings)
+	u0=$(stat_of cache.uploads)
 	t0=$(now)
 	(cd "$mnt" && "$@") >/dev/null 2>&1 || { echo "step $key failed" >&2; exit 1; }
 	t1=$(now)
 	T[$key,$d]=$(ms "$t0" "$t1")
 	R[$key,$d]=$(($(stat_of agent_file_requests) - r0))
 	C[$key,$d]=$(($(stat_of cache.downloads) - f0))
+	L[$key,$d]=$(($(stat_of cache.listings) - l0))
+	U[$key,$d]=$(($(stat_of cache.uploads) - u0))
 }
 editor_save() {
 	python3 - <<'EOF'
@@ -183,14 +187,16 @@ done
 
 echo
 echo "docker agent mode, TLS daemon behind a proxy adding a round trip, tree of $files files in $dirs"
-echo "directories (ms of wall time; req = file requests to the agent, dl = cache downloads)"
+echo "directories (ms of wall time; req = file requests to the agent; cache listings, downloads and"
+echo "uploads; a step's requests include uploads the step before left to the background)"
 printf '%-11s' step
-for d in "${rtts[@]}"; do printf ' | %9s %6s %6s' "rtt ${d}ms" req dl; done
+for d in "${rtts[@]}"; do printf ' | %9s %5s %4s %4s %4s' "rtt ${d}ms" req ls dl up; done
 echo
 for k in "${steps[@]}"; do
 	printf '%-11s' "${label[$k]}"
 	for d in "${rtts[@]}"; do
-		printf ' | %9s %6s %6s' "$(printf '%.1f' "${T[$k,$d]:-nan}" 2>/dev/null || echo -)" "${R[$k,$d]:--}" "${C[$k,$d]:--}"
+		printf ' | %9s %5s %4s %4s %4s' "$(printf '%.1f' "${T[$k,$d]:-nan}" 2>/dev/null || echo -)" \
+			"${R[$k,$d]:--}" "${L[$k,$d]:--}" "${C[$k,$d]:--}" "${U[$k,$d]:--}"
 	done
 	echo
 done

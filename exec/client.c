@@ -48,6 +48,7 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "base/mountinfo.h"
 #include "client.h"
 #include "omni/backend.h"
 #include "omni/error.h"
@@ -64,7 +65,7 @@
 int omni__exec_client_resolve(struct omni_exec_target *out,
                               const char *mount_dir, const char *project)
 {
-	char mp[PATH_MAX], found[256], rel[PATH_MAX], here[PATH_MAX];
+	char mp[PATH_MAX], found[256], rel[PATH_MAX];
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -82,20 +83,15 @@ int omni__exec_client_resolve(struct omni_exec_target *out,
 		snprintf(out->project, sizeof(out->project), "%s", project);
 		/* The caller's directory counts only inside this project's
 		 * own mount; anywhere else the command runs at the root. */
-		if (getcwd(here, sizeof(here)) &&
-		    omni_session_find(here, found, sizeof(found), mp,
-		                      sizeof(mp), rel, sizeof(rel)) == 0 &&
+		if (omni__session_find_cwd(found, sizeof(found), mp, sizeof(mp),
+		                           rel, sizeof(rel)) == 0 &&
 		    strcmp(found, project) == 0)
 			snprintf(out->cwd, sizeof(out->cwd), "%s", rel);
 	} else {
 		/* Said apart from "not in a mount": a directory removed (or
 		 * invalidated) under the caller has no path. */
-		if (!getcwd(here, sizeof(here)))
-			return omni_error_set_errno(-errno,
-			                            "cannot get the current "
-			                            "directory");
-		rc = omni_session_find(here, found, sizeof(found), mp,
-		                       sizeof(mp), rel, sizeof(rel));
+		rc = omni__session_find_cwd(found, sizeof(found), mp,
+		                            sizeof(mp), rel, sizeof(rel));
 		if (rc == -ENOENT)
 			return omni_error_set(-ENOENT,
 			                      "not inside an omnifs mount; use "

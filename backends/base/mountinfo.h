@@ -31,4 +31,13 @@ typedef int (*omni__mount_cb)(const struct omni__mount *m, void *payload);
  */
 int omni__mountinfo_each(omni__mount_cb cb, void *payload);
 
+/*
+ * omni_session_find() for the current directory, from getcwd(3) without
+ * realpath(3): no lookup in the mount (runtime.c). -errno with a message
+ * when the directory has no path (removed), -ENOENT when it is not in an
+ * omnifs mount.
+ */
+int omni__session_find_cwd(char *project, size_t project_size, char *mountpoint,
+                           size_t mountpoint_size, char *rel, size_t rel_size);
+
 #endif

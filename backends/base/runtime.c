@@ -102,16 +102,14 @@ static int find_one(const struct omni__mount *m, void *payload)
 	return 0;
 }
 
-int omni_session_find(const char *dir, char *project, size_t project_size,
-                      char *mountpoint, size_t mountpoint_size, char *rel,
-                      size_t rel_size)
+/* The mount around real, a canonical absolute path. */
+static int find_real(const char *real, char *project, size_t project_size,
+                     char *mountpoint, size_t mountpoint_size, char *rel,
+                     size_t rel_size)
 {
-	char real[PATH_MAX];
 	struct find f = { .real = real };
 	int rc;
 
-	if (!realpath(dir, real))
-		return omni_error_set_errno(-errno, "%s", dir);
 	if ((rc = omni__mountinfo_each(find_one, &f)) < 0)
 		return rc;
 	if (!f.mp[0])
@@ -127,4 +125,31 @@ int omni_session_find(const char *dir, char *project, size_t project_size,
 	    (size_t)snprintf(rel, rel_size, "%s", r) >= rel_size)
 		return omni_error_set(-ENAMETOOLONG, "path too long");
 	return 0;
+}
+
+int omni_session_find(const char *dir, char *project, size_t project_size,
+                      char *mountpoint, size_t mountpoint_size, char *rel,
+                      size_t rel_size)
+{
+	char real[PATH_MAX];
+
+	if (!realpath(dir, real))
+		return omni_error_set_errno(-errno, "%s", dir);
+	return find_real(real, project, project_size, mountpoint,
+	                 mountpoint_size, rel, rel_size);
+}
+
+int omni__session_find_cwd(char *project, size_t project_size, char *mountpoint,
+                           size_t mountpoint_size, char *rel, size_t rel_size)
+{
+	char here[PATH_MAX];
+
+	/* The kernel's path of the directory: canonical already, and
+	 * found without a look at the file system (realpath would walk the
+	 * mount: a round trip to a remote sandbox after each command). */
+	if (!getcwd(here, sizeof(here)))
+		return omni_error_set_errno(-errno, "cannot get the current "
+		                                    "directory");
+	return find_real(here, project, project_size, mountpoint,
+	                 mountpoint_size, rel, rel_size);
 }

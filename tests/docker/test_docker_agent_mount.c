@@ -421,3 +421,31 @@ Test(docker_agent_mount, remote_checkpoint_and_rollback)
 	free(before);
 	free(id);
 }
+
+/* omni-exec finds its session from the kernel's path of its directory:
+ * after a command has dropped every cache, a command run three
+ * directories down asks the agent for nothing (realpath(3) walked the
+ * mount: a listing for each level, a round trip each). */
+Test(docker_agent_mount, remote_commands_in_a_subdirectory_cost_no_lookups)
+{
+	remote_mount();
+	expect_out("mkdir -p a/b/c && echo x > a/b/c/f", "");
+	long before = -1, after = -1;
+	char *out = sh_out(NULL, NULL,
+	                   "omni-exec --project %s --stats | grep "
+	                   "'^agent_file_requests '",
+	                   dk_mfx.project);
+	before = strtol(out + strlen("agent_file_requests "), NULL, 10);
+	free(out);
+	expect_out("cd a/b/c && omni-exec -n true && omni-exec -n true && "
+	           "omni-exec -n pwd",
+	           "/workspace/a/b/c\n");
+	out = sh_out(NULL, NULL,
+	             "omni-exec --project %s --stats | grep "
+	             "'^agent_file_requests '",
+	             dk_mfx.project);
+	after = strtol(out + strlen("agent_file_requests "), NULL, 10);
+	free(out);
+	cr_expect_leq(after - before, 1, "%ld file requests for 3 commands",
+	              after - before);
+}

@@ -395,8 +395,8 @@ static int simple(struct omni_backend *b, struct omni__files_req *req,
 /* --- metadata ----------------------------------------------------------------
  */
 
-static int attr_frame(uint8_t type, const unsigned char *data, size_t len,
-                      void *ctx)
+int omni__docker_remote_attr_frame(uint8_t type, const unsigned char *data,
+                                   size_t len, void *ctx)
 {
 	if (type != OMNI_FILES_R_ATTR)
 		return omni_error_set(-EPROTO,
@@ -414,8 +414,8 @@ int omni__docker_remote_getattr(struct omni__docker_remote *r, const char *path,
 
 	req_init(&req, OMNI_FILES_STAT, path);
 	req.flags = follow ? OMNI_FILES_FOLLOW : 0;
-	return (int)omni__docker_remote_call(r, &req, NULL, 0, true, attr_frame,
-	                                     st);
+	return (int)omni__docker_remote_call(
+	    r, &req, NULL, 0, true, omni__docker_remote_attr_frame, st);
 }
 
 int omni__docker_remote_stat(struct omni_backend *b, const char *path,

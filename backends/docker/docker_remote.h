@@ -242,6 +242,11 @@ long long omni__docker_remote_call(struct omni__docker_remote *r,
                                    bool retry_safe,
                                    omni__docker_remote_frame_fn fn, void *ctx);
 
+/* The frame function of an answer that is one ATTR frame (ctx: a struct
+ * stat): STAT, and OPEN, which answers with the file's attributes. */
+int omni__docker_remote_attr_frame(uint8_t type, const unsigned char *data,
+                                   size_t len, void *ctx);
+
 /* STAT (follow: the target of a final symlink) into st. */
 int omni__docker_remote_getattr(struct omni__docker_remote *r, const char *path,
                                 bool follow, struct stat *st);

@@ -263,18 +263,6 @@ static int sync_locked(struct remote_file *f)
 /* --- the slots ---------------------------------------------------------------
  */
 
-static int attr_answer(uint8_t type, const unsigned char *data, size_t len,
-                       void *ctx)
-{
-	if (type != OMNI_FILES_R_ATTR)
-		return omni_error_set(-EPROTO,
-		                      "omni-agent: unexpected answer 0x%02x "
-		                      "to open",
-		                      type);
-	int rc = omni__files_decode_attr(data, len, ctx);
-	return rc < 0 ? rc : 1;
-}
-
 static int do_open(struct remote_file *f, int flags, mode_t mode,
                    struct stat *st)
 {
@@ -284,7 +272,8 @@ static int do_open(struct remote_file *f, int flags, mode_t mode,
 	req.flags = omni__files_oflags_to_wire(flags);
 	req.mode = mode & 07777;
 	return (int)omni__docker_remote_call(
-	    f->r, &req, NULL, 0, !(flags & O_EXCL), attr_answer, st);
+	    f->r, &req, NULL, 0, !(flags & O_EXCL),
+	    omni__docker_remote_attr_frame, st);
 }
 
 int omni__docker_remote_open(struct omni_backend *b, const char *path,

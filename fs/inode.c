@@ -486,11 +486,9 @@ static int reopen(struct omnifs_inodes *t, struct node *n)
 		atomic_fetch_add(&h->refs, 1);
 		pthread_mutex_unlock(&t->lock);
 		int fd = -1, ffd = omni_vfs_file_fd(h->file);
-		if (ffd >= 0) {
-			char proc[32];
-			snprintf(proc, sizeof(proc), "/proc/self/fd/%d", ffd);
-			fd = open(proc, O_PATH | O_CLOEXEC);
-		}
+		struct stat st;
+		if (ffd >= 0)
+			fd = omni_vfs_node_lookup(t->backend, ffd, "", &st);
 		omnifs_handle_put(h);
 		pthread_mutex_lock(&t->lock);
 		if (fd >= 0 && n->fd < 0)

@@ -749,9 +749,16 @@ int omni_vfs_invalidate(struct omni_backend *b, const char *path)
 			CALL_RC(rc, b, slot, what, __VA_ARGS__);               \
 	} while (0)
 
+/* The two calls that hand out node descriptors tell the journal, which
+ * caches paths by descriptor number (journal/hook.c). */
 int omni_vfs_node_root(struct omni_backend *b)
 {
-	NCALL(b, node_root, "node_root", b);
+	int fd;
+
+	NCALL_RC(fd, b, node_root, "node_root", b);
+	if (b->journal)
+		omni__journal_node_fd(b, fd);
+	return fd;
 }
 
 int omni_vfs_node_stat(struct omni_backend *b, int dirfd, const char *name,
@@ -763,7 +770,12 @@ int omni_vfs_node_stat(struct omni_backend *b, int dirfd, const char *name,
 int omni_vfs_node_lookup(struct omni_backend *b, int dirfd, const char *name,
                          struct stat *st)
 {
-	NCALL(b, node_lookup, "node_lookup", b, dirfd, name, st);
+	int fd;
+
+	NCALL_RC(fd, b, node_lookup, "node_lookup", b, dirfd, name, st);
+	if (b->journal)
+		omni__journal_node_fd(b, fd);
+	return fd;
 }
 
 int omni_vfs_node_mkdir(struct omni_backend *b, int dirfd, const char *name,

@@ -5,20 +5,26 @@
  * Design. The wrappers of backend.c call these only when the backend has
  * a journal, after the backend's call, with its result; nothing here sets
  * the thread's error message, so the wrapper's caller still reads the
- * backend's. Node paths come from /proc/self/fd/N (one readlink a
- * mutating call; a read-only open costs nothing); the workspace root's
- * own path is read once at attach and dropped from the front.
+ * backend's. A record costs the calling thread no system call: path calls
+ * carry their paths, and node calls a directory descriptor whose path is
+ * cached.
  *
- * A readlink costs more than the rest of the record together (3 us), so
- * the path of a descriptor is cached, by descriptor number, checked with
- * an fstat (device and inode) and with a generation that every rename
- * through the hooks, and the end of every command (which may have renamed
- * anything), moves on: a cached path is never older than the last rename
- * the journal could know of.
+ * The path of a descriptor comes from /proc/self/fd/N (a readlink, 3 us)
+ * once, then from a cache by descriptor number, the workspace root's own
+ * path (read at attach) dropped from the front. An entry holds while
+ *  - the number names the same file: node descriptors come only from
+ *    omni_vfs_node_root and omni_vfs_node_lookup, which tell the hook
+ *    (omni__journal_node_fd) whenever they hand a number out, so one
+ *    closed and given to another file is never taken for the old one;
+ *  - no rename through the hooks, and no command (which may have renamed
+ *    anything), came since: both move a generation on.
+ * A cached path is thus never older than the last rename the journal
+ * could know of.
  *
  * Locking: a file's write counter has its own mutex (FUSE may write to
- * one handle from several threads); the path cache has the hook's mutex;
- * the rest is read-only after attach.
+ * one handle from several threads); the path cache has the hook's mutex,
+ * the generation and the per-slot epochs are atomic; the rest is
+ * read-only after attach.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -29,7 +35,6 @@
 #include <stdlib.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,13 +45,12 @@
 #include "omni/error.h"
 #include "omni/sys/backend_impl.h"
 
-#define PATH_CACHE 256
+#define PATH_CACHE 1024
 
 struct path_slot {
 	int fd;
-	unsigned int gen;
-	dev_t dev;
-	ino_t ino;
+	unsigned int gen, epoch;
+	size_t len;
 	char *rel; /* workspace-relative, malloc'd */
 };
 
@@ -56,6 +60,8 @@ struct omni__journal_hook {
 	size_t root_len;
 	pthread_mutex_t lock; /* the cache */
 	atomic_uint gen;
+	/* Moved on when a descriptor of the slot's numbers is handed out. */
+	atomic_uint epoch[PATH_CACHE];
 	struct path_slot cache[PATH_CACHE];
 };
 
@@ -154,33 +160,46 @@ static const char *read_path(const struct omni__journal_hook *h, int fd,
 	return rel;
 }
 
-/* The same through the cache, into out. */
-static void fd_path(struct omni__journal_hook *h, int fd, char *out,
-                    size_t size)
+static size_t copy_out(char *out, size_t size, const char *s, size_t len)
 {
-	struct path_slot *s = &h->cache[(unsigned int)fd % PATH_CACHE];
+	if (len >= size)
+		len = size - 1; /* a longer path is cut */
+	memcpy(out, s, len);
+	out[len] = '\0';
+	return len;
+}
+
+/* The same through the cache, into out; its length. */
+static size_t fd_path(struct omni__journal_hook *h, int fd, char *out,
+                      size_t size)
+{
+	size_t i = (unsigned int)fd % PATH_CACHE, len;
+	struct path_slot *s = &h->cache[i];
 	unsigned int gen = atomic_load(&h->gen);
+	unsigned int epoch = atomic_load(&h->epoch[i]);
 	char host[PATH_MAX];
-	struct stat st;
-	bool known = fstat(fd, &st) == 0;
 
 	pthread_mutex_lock(&h->lock);
-	if (known && s->rel && s->fd == fd && s->gen == gen &&
-	    s->dev == st.st_dev && s->ino == st.st_ino) {
-		snprintf(out, size, "%s", s->rel);
+	if (s->rel && s->fd == fd && s->gen == gen && s->epoch == epoch) {
+		len = copy_out(out, size, s->rel, s->len);
 		pthread_mutex_unlock(&h->lock);
-		return;
+		return len;
 	}
 	pthread_mutex_unlock(&h->lock);
 	const char *rel = read_path(h, fd, host, sizeof(host));
-	snprintf(out, size, "%s", rel);
-	if (!known)
-		return;
+	len = strlen(rel);
 	char *copy = strdup(rel);
 	pthread_mutex_lock(&h->lock);
 	free(s->rel);
-	*s = (struct path_slot){ fd, gen, st.st_dev, st.st_ino, copy };
+	*s = (struct path_slot){ fd, gen, epoch, len, copy };
 	pthread_mutex_unlock(&h->lock);
+	return copy_out(out, size, rel, len);
+}
+
+void omni__journal_node_fd(struct omni_backend *b, int fd)
+{
+	if (fd >= 0)
+		atomic_fetch_add(&b->journal->epoch[fd % PATH_CACHE], 1);
 }
 
 /* Paths may have changed: the cache is stale. */
@@ -193,15 +212,14 @@ static void paths_moved(struct omni__journal_hook *h)
 static const char *node_path(struct omni__journal_hook *h, int fd,
                              const char *name, char *out, size_t size)
 {
-	char rel[PATH_MAX];
-
 	if (fd < 0)
 		return NULL;
-	fd_path(h, fd, rel, sizeof(rel));
-	int len = snprintf(out, size, "%s%s%s", rel,
-	                   *rel && name && *name ? "/" : "", name ? name : "");
-	if (len < 0 || (size_t)len >= size)
-		out[size - 1] = '\0'; /* a longer path is cut */
+	size_t len = fd_path(h, fd, out, size);
+	if (name && *name) {
+		if (len && len + 1 < size)
+			out[len++] = '/';
+		copy_out(out + len, size - len, name, strlen(name));
+	}
 	return out;
 }
 

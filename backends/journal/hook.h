@@ -9,9 +9,10 @@
  * otherwise). The hooks turn what the call had into workspace-relative
  * paths: path calls as given (the workdir prefix and leading slashes
  * dropped), node calls by reading the descriptor's path in /proc/self/fd
- * and dropping the workspace root's, read once at attach. That keeps the
- * journal out of the fs layer, and it records the same for every consumer
- * of the library (the mount, a program using omni/vfs.h).
+ * (once: the paths are cached, see hook.c) and dropping the workspace
+ * root's, read once at attach. That keeps the journal out of the fs
+ * layer, and it records the same for every consumer of the library (the
+ * mount, a program using omni/vfs.h).
  *
  * Writes are coalesced per open: a file opened for writing carries a
  * counter (struct omni_file's journal), and its release records one
@@ -43,6 +44,9 @@ struct omni__journal *omni__journal_of(const struct omni_backend *b);
 void omni__journal_path_op(struct omni_backend *b, const char *op,
                            const char *path, const char *path2, long long size,
                            long long mode, int result);
+/* omni_vfs_node_root or omni_vfs_node_lookup handed out fd: a number that
+ * may have named another file before (the path cache forgets it). */
+void omni__journal_node_fd(struct omni_backend *b, int fd);
 /* A node call: op on name in fd (name NULL: fd itself), and on name2 in
  * fd2 (fd2 < 0: none; with fd2 < 0 and name2 set, name2 is text such as
  * a symlink's target). */

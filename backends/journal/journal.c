@@ -1,22 +1,28 @@
 /*
- * backends/journal/journal.c - the journal's database and its writer
- * thread (see journal.h).
+ * backends/journal/journal.c - recording into the journal: the buffer
+ * the calling threads append to, and the writer thread that empties it
+ * into the database (journal_db.c). See journal.h.
  *
  * Design. Callers are FUSE and control threads in the middle of a file
- * operation, so recording costs one malloc and a queue append under a
- * mutex; the SQLite work is the writer thread's. It sleeps until a second
- * has passed since the first record of the batch, or OMNI__JOURNAL_BATCH
- * records wait, or someone flushes or closes; then it takes the whole
- * queue and inserts it in one transaction with prepared statements.
- * No index: rows come in time order (id order), a query by time scans,
- * and an insert stays cheap (the journal's cost is on every change).
- * The database is in WAL mode with synchronous=NORMAL: a committed
- * transaction survives the daemon's death (kill -9), a power loss may
- * lose the last ones, and neither corrupts the file.
+ * operation, so a record costs them a clock read, a mutex held for two
+ * memcpy, and nothing else: no allocation, no system call, no SQLite.
+ * Records are packed one after the other (journal_db.h) into 64 KiB
+ * chunks, taken from a list of spare ones; the writer takes the whole
+ * list of filled chunks at once, inserts the records in one transaction
+ * where they lie, and gives the chunks back.
  *
- * Locking: j->lock guards the queue, the counters and the flags; the
- * database belongs to the writer thread (and to open/close, before and
- * after it runs).
+ * The writer commits INTERVAL_MS after the first record of a batch, or
+ * as soon as COMMIT_BYTES of chunks wait, or on a flush or the close:
+ * a record is committed well within a second, so a crash loses at most
+ * the last second. While records keep coming the writer sleeps on its
+ * deadline and nobody wakes it; only the first record after it went idle
+ * (and a full batch) signals the condition. Above QUEUE_BYTES held
+ * (the disk stalls) recording threads wait for the writer, so memory
+ * stays bounded.
+ *
+ * Locking: j->lock guards the chunk lists, the counters and the flags;
+ * the database belongs to the writer thread (and to open and close,
+ * before and after it runs).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -25,44 +31,40 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/time.h>
 #include <time.h>
-
-#include <sqlite3.h>
 
 #include "base/datapath.h"
 #include "journal/journal.h"
+#include "journal/journal_db.h"
 #include "omni/error.h"
 #include "omni/log.h"
 
-/* Above this many waiting records, recording threads wait for the writer
- * (memory stays bounded; SQLite inserts far faster than FUSE makes
- * records, so this is only reached when the disk stalls). */
-#define QUEUE_MAX (64 * OMNI__JOURNAL_BATCH)
+#define INTERVAL_MS  500
+#define CHUNK_SIZE   (64 * 1024)
+#define COMMIT_BYTES (16 * CHUNK_SIZE)
+#define QUEUE_BYTES  (512 * CHUNK_SIZE)
+#define SPARE_CHUNKS 16
 
-enum kind { KIND_OP, KIND_CMD };
-
-struct rec {
-	struct rec *next;
-	enum kind kind;
-	long long time_ms;
-	const char *s[3]; /* op: op, path, path2; cmd: argv, cwd */
-	long long n[6];   /* op: size off len mode; cmd: dur out err */
-	int i[3];         /* op: result; cmd: exit signal result */
-	char text[];      /* the strings */
+struct chunk {
+	struct chunk *next;
+	size_t used, cap;
+	uint64_t data[]; /* records, 8-byte aligned */
 };
 
 struct omni__journal {
-	sqlite3 *db;
-	sqlite3_stmt *ins_op, *ins_cmd;
+	struct omni__journal_db *db;
 	pthread_t thread;
 	pthread_mutex_t lock;
-	pthread_cond_t wake, done;
-	struct rec *head, **tail;
-	size_t queued;
-	unsigned long long enqueued, committed, lost;
-	bool stop, flush;
+	pthread_cond_t wake;       /* the writer waits (CLOCK_MONOTONIC) */
+	pthread_cond_t done;       /* flushes and recorders wait */
+	struct chunk *head, *tail; /* filled, waiting for the writer */
+	struct chunk *spare;
+	size_t nspare;
+	size_t waiting;        /* bytes of the chunks from head to tail */
+	size_t held;           /* waiting or being committed */
+	struct timespec first; /* when the waiting batch began */
+	unsigned long long recorded, committed, lost;
+	bool idle, stop, flush;
 	int last_rc;
 };
 
@@ -100,142 +102,138 @@ int omni__journal_path(const char *data_path, const char *project, char *out,
 	return 0;
 }
 
-/* --- the database --------------------------------------------------------- */
+/* --- chunks --------------------------------------------------------------- */
 
-static const char schema[] =
-    "PRAGMA journal_mode=WAL;"
-    "PRAGMA synchronous=NORMAL;"
-    "CREATE TABLE IF NOT EXISTS ops("
-    " id INTEGER PRIMARY KEY, time INTEGER NOT NULL, op TEXT NOT NULL,"
-    " path TEXT, path2 TEXT, size INTEGER, off INTEGER, len INTEGER,"
-    " mode INTEGER, result INTEGER NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS commands("
-    " id INTEGER PRIMARY KEY, time INTEGER NOT NULL, argv TEXT NOT NULL,"
-    " cwd TEXT, exit INTEGER, signal INTEGER, duration_ms INTEGER,"
-    " stdout_bytes INTEGER, stderr_bytes INTEGER, result INTEGER NOT NULL);";
-
-static int db_error(sqlite3 *db, const char *what, const char *path)
+/* Give a committed list of chunks back: to the spares, or freed. */
+static void give_back(struct omni__journal *j, struct chunk *c)
 {
-	return omni_error_set(-EIO, "journal %s: %s: %s", path, what,
-	                      db ? sqlite3_errmsg(db) : "out of memory");
-}
-
-/* mkdir -p of the folder path is in (one level below the data path). */
-static int make_parent(const char *path)
-{
-	char dir[PATH_MAX];
-	char *slash;
-
-	snprintf(dir, sizeof(dir), "%s", path);
-	for (slash = strchr(dir + 1, '/'); slash;
-	     slash = strchr(slash + 1, '/')) {
-		*slash = '\0';
-		if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-			return omni_error_set(-errno,
-			                      "journal: cannot create %s", dir);
-		*slash = '/';
+	while (c) {
+		struct chunk *next = c->next;
+		j->held -= c->cap;
+		if (c->cap == CHUNK_SIZE && j->nspare < SPARE_CHUNKS) {
+			c->next = j->spare;
+			j->spare = c;
+			j->nspare++;
+		} else {
+			free(c);
+		}
+		c = next;
 	}
-	return 0;
 }
 
-static int open_db(struct omni__journal *j, const char *path)
+/* A chunk at the end of the waiting list with room for size bytes, or
+ * NULL (out of memory). Waits for the writer while QUEUE_BYTES are held.
+ * With j->lock. */
+static struct chunk *room(struct omni__journal *j, size_t size)
 {
-	int rc = make_parent(path);
+	struct chunk *c;
 
-	if (rc < 0)
-		return rc;
-	if (sqlite3_open_v2(path, &j->db,
-	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-	                        SQLITE_OPEN_NOMUTEX,
-	                    NULL) != SQLITE_OK)
-		return db_error(j->db, "cannot open", path);
-	sqlite3_busy_timeout(j->db, 5000);
-	if (sqlite3_exec(j->db, schema, NULL, NULL, NULL) != SQLITE_OK)
-		return db_error(j->db, "cannot make the tables", path);
-	if (sqlite3_prepare_v2(j->db,
-	                       "INSERT INTO ops(time,op,path,path2,size,off,"
-	                       "len,mode,result) VALUES(?,?,?,?,?,?,?,?,?)",
-	                       -1, &j->ins_op, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(j->db,
-	                       "INSERT INTO commands(time,argv,cwd,exit,signal,"
-	                       "duration_ms,stdout_bytes,stderr_bytes,result) "
-	                       "VALUES(?,?,?,?,?,?,?,?,?)",
-	                       -1, &j->ins_cmd, NULL) != SQLITE_OK)
-		return db_error(j->db, "cannot prepare", path);
-	return 0;
-}
-
-static void bind_num(sqlite3_stmt *st, int col, long long v)
-{
-	if (v < 0)
-		sqlite3_bind_null(st, col);
-	else
-		sqlite3_bind_int64(st, col, v);
-}
-
-static int insert(struct omni__journal *j, const struct rec *r)
-{
-	sqlite3_stmt *st = r->kind == KIND_OP ? j->ins_op : j->ins_cmd;
-
-	sqlite3_bind_int64(st, 1, r->time_ms);
-	if (r->kind == KIND_OP) {
-		for (int c = 0; c < 3; c++)
-			sqlite3_bind_text(st, 2 + c, r->s[c], -1,
-			                  SQLITE_STATIC);
-		for (int c = 0; c < 4; c++)
-			bind_num(st, 5 + c, r->n[c]);
-		sqlite3_bind_int(st, 9, r->i[0]);
+	for (;;) {
+		c = j->tail;
+		if (c && c->cap - c->used >= size)
+			return c;
+		if (j->held < QUEUE_BYTES || j->stop)
+			break;
+		pthread_cond_wait(&j->done, &j->lock);
+	}
+	if (size <= CHUNK_SIZE && j->spare) {
+		c = j->spare;
+		j->spare = c->next;
+		j->nspare--;
 	} else {
-		sqlite3_bind_text(st, 2, r->s[0], -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, r->s[1], -1, SQLITE_STATIC);
-		sqlite3_bind_int(st, 4, r->i[0]);
-		sqlite3_bind_int(st, 5, r->i[1]);
-		for (int c = 0; c < 3; c++)
-			bind_num(st, 6 + c, r->n[c]);
-		sqlite3_bind_int(st, 9, r->i[2]);
+		size_t cap = size > CHUNK_SIZE ? size : CHUNK_SIZE;
+		if (!(c = malloc(sizeof(*c) + cap)))
+			return NULL;
+		c->cap = cap;
 	}
-	int rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	return rc == SQLITE_DONE ? 0 : -EIO;
+	c->next = NULL;
+	c->used = 0;
+	if (j->tail) {
+		j->tail->next = c;
+	} else {
+		j->head = c;
+		clock_gettime(CLOCK_MONOTONIC, &j->first);
+	}
+	j->tail = c;
+	j->held += c->cap;
+	j->waiting += c->cap;
+	if (j->waiting >= COMMIT_BYTES && j->waiting - c->cap < COMMIT_BYTES)
+		pthread_cond_signal(&j->wake); /* a full batch */
+	return c;
 }
 
-/* One transaction for the whole batch; the records are freed. */
-static int commit_batch(struct omni__journal *j, struct rec *batch)
+/* Append a record: head h (its size and lengths set here) and the
+ * strings s. */
+static void append(struct omni__journal *j, struct omni__journal_rec *h,
+                   const char *const s[3])
 {
-	int rc = sqlite3_exec(j->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK
-	             ? 0
-	             : -EIO;
+	for (int k = 0; k < 3; k++)
+		h->len[k] = s[k] ? (uint32_t)strlen(s[k]) : OMNI__JOURNAL_NULL;
+	h->size = omni__journal_rec_size(h->len);
 
-	while (batch) {
-		struct rec *next = batch->next;
-		if (rc == 0)
-			rc = insert(j, batch);
-		free(batch);
-		batch = next;
+	pthread_mutex_lock(&j->lock);
+	struct chunk *c = room(j, h->size);
+	if (!c) {
+		j->lost++;
+		pthread_mutex_unlock(&j->lock);
+		return;
 	}
-	if (rc == 0 &&
-	    sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-		rc = -EIO;
-	if (rc < 0) {
-		omni_log(OMNI_LOG_WARN, "journal: commit failed: %s",
-		         sqlite3_errmsg(j->db));
-		sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
+	char *p = (char *)c->data + c->used;
+	c->used += h->size;
+	memcpy(p, h, sizeof(*h));
+	p += sizeof(*h);
+	for (int k = 0; k < 3; k++) {
+		if (s[k]) {
+			memcpy(p, s[k], h->len[k] + 1);
+			p += h->len[k] + 1;
+		}
 	}
-	return rc;
+	j->recorded++;
+	if (j->idle) {
+		j->idle = false;
+		pthread_cond_signal(&j->wake);
+	}
+	pthread_mutex_unlock(&j->lock);
 }
 
 /* --- the writer ----------------------------------------------------------- */
 
-static void deadline_in(struct timespec *ts, long ms)
+/* Sleep, with j->lock, until a batch is due. */
+static void wait_for_batch(struct omni__journal *j)
 {
-	clock_gettime(CLOCK_REALTIME, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
+	while (!j->head && !j->stop && !j->flush) {
+		j->idle = true;
+		pthread_cond_wait(&j->wake, &j->lock);
 	}
+	j->idle = false;
+	if (!j->head)
+		return;
+	struct timespec due = j->first;
+	due.tv_sec += INTERVAL_MS / 1000;
+	due.tv_nsec += (INTERVAL_MS % 1000) * 1000000L;
+	if (due.tv_nsec >= 1000000000L) {
+		due.tv_sec++;
+		due.tv_nsec -= 1000000000L;
+	}
+	while (!j->stop && !j->flush && j->waiting < COMMIT_BYTES &&
+	       pthread_cond_timedwait(&j->wake, &j->lock, &due) == 0) {
+	}
+}
+
+/* One transaction for the chunks' records. */
+static int commit(struct omni__journal_db *db, const struct chunk *c)
+{
+	int rc = omni__journal_db_begin(db);
+
+	for (; c && rc == 0; c = c->next) {
+		for (size_t off = 0; off < c->used && rc == 0;) {
+			const struct omni__journal_rec *r =
+			    (const void *)((const char *)c->data + off);
+			rc = omni__journal_db_insert(db, r);
+			off += r->size;
+		}
+	}
+	return omni__journal_db_end(db, rc);
 }
 
 static void *writer(void *arg)
@@ -244,31 +242,17 @@ static void *writer(void *arg)
 
 	pthread_mutex_lock(&j->lock);
 	for (;;) {
-		if (!j->head && !j->stop && !j->flush)
-			pthread_cond_wait(&j->wake, &j->lock);
-		if (j->head && !j->stop && !j->flush &&
-		    j->queued < OMNI__JOURNAL_BATCH) {
-			/* The batch's first record came now: at most a
-			 * second until it is committed. */
-			struct timespec ts;
-			deadline_in(&ts, 1000);
-			while (!j->stop && !j->flush &&
-			       j->queued < OMNI__JOURNAL_BATCH &&
-			       pthread_cond_timedwait(&j->wake, &j->lock,
-			                              &ts) == 0) {
-			}
-		}
-		struct rec *batch = j->head;
-		unsigned long long upto = j->enqueued;
+		wait_for_batch(j);
+		struct chunk *batch = j->head;
+		unsigned long long upto = j->recorded;
 		bool stop = j->stop;
-		j->head = NULL;
-		j->tail = &j->head;
-		j->queued = 0;
+		j->head = j->tail = NULL;
+		j->waiting = 0;
 		j->flush = false;
-		pthread_cond_broadcast(&j->done); /* room in the queue */
 		pthread_mutex_unlock(&j->lock);
-		int rc = batch ? commit_batch(j, batch) : 0;
+		int rc = batch ? commit(j->db, batch) : 0;
 		pthread_mutex_lock(&j->lock);
+		give_back(j, batch);
 		j->committed = upto;
 		j->last_rc = rc;
 		pthread_cond_broadcast(&j->done);
@@ -279,11 +263,17 @@ static void *writer(void *arg)
 	return NULL;
 }
 
+/* --- open, flush, close --------------------------------------------------- */
+
 static void free_journal(struct omni__journal *j)
 {
-	sqlite3_finalize(j->ins_op);
-	sqlite3_finalize(j->ins_cmd);
-	sqlite3_close(j->db);
+	give_back(j, j->head);
+	while (j->spare) {
+		struct chunk *next = j->spare->next;
+		free(j->spare);
+		j->spare = next;
+	}
+	omni__journal_db_close(j->db);
 	pthread_mutex_destroy(&j->lock);
 	pthread_cond_destroy(&j->wake);
 	pthread_cond_destroy(&j->done);
@@ -293,16 +283,19 @@ static void free_journal(struct omni__journal *j)
 int omni__journal_open(struct omni__journal **out, const char *path)
 {
 	struct omni__journal *j = calloc(1, sizeof(*j));
+	pthread_condattr_t attr;
 	int rc;
 
 	*out = NULL;
 	if (!j)
 		return omni_error_set(-ENOMEM, "journal: out of memory");
 	pthread_mutex_init(&j->lock, NULL);
-	pthread_cond_init(&j->wake, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&j->wake, &attr);
+	pthread_condattr_destroy(&attr);
 	pthread_cond_init(&j->done, NULL);
-	j->tail = &j->head;
-	if ((rc = open_db(j, path)) < 0) {
+	if ((rc = omni__journal_db_open(&j->db, path)) < 0) {
 		free_journal(j);
 		return rc;
 	}
@@ -314,92 +307,6 @@ int omni__journal_open(struct omni__journal **out, const char *path)
 	return 0;
 }
 
-/* --- recording ------------------------------------------------------------ */
-
-static struct rec *new_rec(enum kind kind, const char *const s[3])
-{
-	size_t len[3] = { 0, 0, 0 }, total = 0;
-
-	for (int c = 0; c < 3; c++)
-		if (s[c])
-			total += (len[c] = strlen(s[c])) + 1;
-	struct rec *r = malloc(sizeof(*r) + total);
-	if (!r)
-		return NULL;
-	char *p = r->text;
-	r->next = NULL;
-	r->kind = kind;
-	r->time_ms = wall_ms();
-	for (int c = 0; c < 3; c++) {
-		r->s[c] = NULL;
-		if (s[c]) {
-			memcpy(p, s[c], len[c] + 1);
-			r->s[c] = p;
-			p += len[c] + 1;
-		}
-	}
-	return r;
-}
-
-static void enqueue(struct omni__journal *j, struct rec *r)
-{
-	pthread_mutex_lock(&j->lock);
-	if (!r) {
-		j->lost++;
-		pthread_mutex_unlock(&j->lock);
-		return;
-	}
-	while (j->queued >= QUEUE_MAX && !j->stop)
-		pthread_cond_wait(&j->done, &j->lock);
-	*j->tail = r;
-	j->tail = &r->next;
-	j->enqueued++;
-	/* The writer sleeps until its deadline; wake it for the first
-	 * record of a batch and for a full one only. */
-	if (++j->queued == 1 || j->queued == OMNI__JOURNAL_BATCH)
-		pthread_cond_signal(&j->wake);
-	pthread_mutex_unlock(&j->lock);
-}
-
-void omni__journal_record_op(struct omni__journal *j,
-                             const struct omni__journal_op *op)
-{
-	const char *s[3] = { op->op, op->path, op->path2 };
-	struct rec *r;
-
-	if (!j || quiet)
-		return;
-	if ((r = new_rec(KIND_OP, s))) {
-		r->n[0] = op->size;
-		r->n[1] = op->off;
-		r->n[2] = op->len;
-		r->n[3] = op->mode;
-		r->i[0] = op->result;
-	}
-	enqueue(j, r);
-}
-
-void omni__journal_record_cmd(struct omni__journal *j,
-                              const struct omni__journal_cmd *cmd)
-{
-	const char *s[3] = { cmd->argv ? cmd->argv : "[]", cmd->cwd, NULL };
-	struct rec *r;
-
-	if (!j)
-		return;
-	if ((r = new_rec(KIND_CMD, s))) {
-		if (cmd->time_ms > 0)
-			r->time_ms = cmd->time_ms;
-		r->n[0] = cmd->duration_ms;
-		r->n[1] = cmd->stdout_bytes;
-		r->n[2] = cmd->stderr_bytes;
-		r->i[0] = cmd->exit_code;
-		r->i[1] = cmd->signal;
-		r->i[2] = cmd->result;
-	}
-	enqueue(j, r);
-}
-
 int omni__journal_flush(struct omni__journal *j)
 {
 	int rc;
@@ -407,7 +314,7 @@ int omni__journal_flush(struct omni__journal *j)
 	if (!j)
 		return 0;
 	pthread_mutex_lock(&j->lock);
-	unsigned long long want = j->enqueued;
+	unsigned long long want = j->recorded;
 	j->flush = true;
 	pthread_cond_signal(&j->wake);
 	while (j->committed < want)
@@ -431,4 +338,36 @@ void omni__journal_close(struct omni__journal *j)
 		omni_log(OMNI_LOG_WARN,
 		         "journal: %llu records lost (out of memory)", j->lost);
 	free_journal(j);
+}
+
+/* --- recording ------------------------------------------------------------ */
+
+void omni__journal_record_op(struct omni__journal *j,
+                             const struct omni__journal_op *op)
+{
+	if (!j || quiet)
+		return;
+	struct omni__journal_rec h = {
+		.kind = OMNI__JOURNAL_OP,
+		.time_ms = wall_ms(),
+		.n = { op->size, op->off, op->len, op->mode },
+		.i = { op->result },
+	};
+	const char *s[3] = { op->op, op->path, op->path2 };
+	append(j, &h, s);
+}
+
+void omni__journal_record_cmd(struct omni__journal *j,
+                              const struct omni__journal_cmd *cmd)
+{
+	if (!j)
+		return;
+	struct omni__journal_rec h = {
+		.kind = OMNI__JOURNAL_CMD,
+		.time_ms = cmd->time_ms > 0 ? cmd->time_ms : wall_ms(),
+		.n = { cmd->duration_ms, cmd->stdout_bytes, cmd->stderr_bytes },
+		.i = { cmd->exit_code, cmd->signal, cmd->result },
+	};
+	const char *s[3] = { cmd->argv ? cmd->argv : "[]", cmd->cwd, NULL };
+	append(j, &h, s);
 }

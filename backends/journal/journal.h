@@ -11,11 +11,12 @@
  *	         stdout_bytes, stderr_bytes, result)
  *
  * time is milliseconds since the epoch (UTC); result 0 or a negative errno;
- * argv a JSON array. omni__journal_record_*() copy what they are given onto
- * a queue and return at once; a writer thread commits the queue in one
- * transaction at most every second (sooner when OMNI__JOURNAL_BATCH records
- * wait), so a crash loses at most the last second and, WAL and SQLite's
- * atomic commit doing their part, never corrupts the file.
+ * argv a JSON array. omni__journal_record_*() copy what they are given into
+ * a buffer and return at once (no allocation, no system call); a writer
+ * thread commits the buffer in one transaction half a second after the
+ * first record of a batch (sooner when a megabyte of records waits), so a
+ * crash loses at most the last second and, WAL and SQLite's atomic commit
+ * doing their part, never corrupts the file.
  *
  * The hooks of backend.c (journal/hook.h) call these for a session whose
  * face backend has a journal; omnifs --log reads with
@@ -27,9 +28,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
-
-/* The writer commits when this many records wait, else every second. */
-#define OMNI__JOURNAL_BATCH 4096
 
 struct omni__journal;
 
@@ -63,18 +61,18 @@ int omni__journal_path(const char *data_path, const char *project, char *out,
 /* Open (create) the database at path, make its tables, start the writer. */
 int omni__journal_open(struct omni__journal **out, const char *path);
 
-/* Queue a record (time: now). Never fails the caller: a record that
- * cannot be queued (out of memory) is counted and logged at close. */
+/* Record (time: now). Never fails the caller: a record that cannot be
+ * kept (out of memory) is counted and logged at close. */
 void omni__journal_record_op(struct omni__journal *j,
                              const struct omni__journal_op *op);
 void omni__journal_record_cmd(struct omni__journal *j,
                               const struct omni__journal_cmd *cmd);
 
-/* Wait until what was queued before the call is committed. 0 or the
+/* Wait until what was recorded before the call is committed. 0 or the
  * last commit's error. */
 int omni__journal_flush(struct omni__journal *j);
 
-/* Commit what is queued, stop the writer, close the database. NULL ok. */
+/* Commit what was recorded, stop the writer, close the database. NULL ok. */
 void omni__journal_close(struct omni__journal *j);
 
 /* Records of ops and commands since since_ms (0: all), oldest first,

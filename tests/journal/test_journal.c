@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +20,10 @@
 #include <sqlite3.h>
 
 #include "helpers.h"
+#include "journal/hook.h"
 #include "journal/journal.h"
+#include "omni/backend.h"
+#include "omni/vfs.h"
 #include "journal_cmd.h"
 #include "mount_helpers.h"
 
@@ -117,6 +121,68 @@ Test(journal, records_are_committed_by_flush_and_close)
 	                          "removed, 0 renamed), 1 commands");
 }
 
+struct recorder {
+	struct omni__journal *j;
+	int id;
+};
+
+static void *record_many(void *arg)
+{
+	const struct recorder *r = arg;
+
+	for (int i = 0; i < 20000; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "t%d/f%d", r->id, i);
+		struct omni__journal_op op = { "create", name, NULL, -1,
+			                       -1,       -1,   0644, 0 };
+		omni__journal_record_op(r->j, &op);
+	}
+	return NULL;
+}
+
+/* Threads record at once, across many chunks of the buffer, with a
+ * record larger than a chunk among them: every record arrives whole. */
+Test(journal, threads_and_a_record_larger_than_a_chunk)
+{
+	char path[PATH_MAX];
+	struct omni__journal *j;
+	pthread_t t[4];
+	struct recorder r[4];
+	size_t big = 200 * 1024;
+	char *argv = malloc(big + 1);
+
+	snprintf(path, sizeof(path), "%s/j.sqlite", tmp);
+	cr_assert_eq(omni__journal_open(&j, path), 0);
+	for (int i = 0; i < 4; i++) {
+		r[i] = (struct recorder){ j, i };
+		cr_assert_eq(pthread_create(&t[i], NULL, record_many, &r[i]),
+		             0);
+	}
+	memset(argv, 'a', big);
+	argv[0] = '[';
+	argv[big - 1] = ']';
+	argv[big] = '\0';
+	struct omni__journal_cmd cmd = { .argv = argv, .cwd = NULL };
+	omni__journal_record_cmd(j, &cmd);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	cr_assert_eq(omni__journal_flush(j), 0);
+	omni__journal_close(j);
+	free(argv);
+	cr_assert_eq(query_int(path, "SELECT count(*) FROM ops"), 80000);
+	for (int i = 0; i < 4; i++) {
+		char sql[128];
+		snprintf(sql, sizeof(sql),
+		         "SELECT count(*) FROM ops WHERE path LIKE 't%d/f%%' "
+		         "AND mode=420 AND op='create' AND path2 IS NULL",
+		         i);
+		cr_assert_eq(query_int(path, sql), 20000);
+	}
+	cr_assert_eq(query_int(path, "SELECT length(argv) FROM commands "
+	                             "WHERE cwd IS NULL"),
+	             (long long)big);
+}
+
 Test(journal, a_record_waits_at_most_a_second)
 {
 	char path[PATH_MAX];
@@ -173,6 +239,46 @@ Test(journal, since_parsing)
 	cr_assert_eq(omnifs_parse_since("2023-11-14", now), 1699920000000LL);
 	cr_assert_eq(omnifs_parse_since("yesterday", now), -1);
 	cr_assert_eq(omnifs_parse_since("10x", now), -1);
+}
+
+/* Paths of node descriptors are cached by number, with no system call to
+ * check them: a number closed and handed out again by a lookup must name
+ * its new directory, not the old one. */
+Test(journal, a_reused_descriptor_number_names_the_new_directory)
+{
+	struct omni_backend_options opts = OMNI_BACKEND_OPTIONS_INIT;
+	char data[PATH_MAX], path[PATH_MAX];
+	struct omni_backend *b;
+	struct stat st;
+
+	snprintf(data, sizeof(data), "%s/data", tmp);
+	snprintf(path, sizeof(path), "%s/j.sqlite", tmp);
+	opts.data_path = data;
+	omni_assert_ok(omni_backend_new(&b, "local", "p", &opts, NULL));
+	omni_assert_ok(omni_backend_start(b));
+	omni_assert_ok(omni__journal_attach(b, path));
+	int root = omni_vfs_node_root(b);
+	cr_assert_geq(root, 0);
+	omni_assert_ok(omni_vfs_node_mkdir(b, root, "a", 0755));
+	omni_assert_ok(omni_vfs_node_mkdir(b, root, "b", 0755));
+	int fd = omni_vfs_node_lookup(b, root, "a", &st);
+	cr_assert_geq(fd, 0);
+	omni_assert_ok(omni_vfs_node_mknod(b, fd, "x", S_IFREG | 0644, 0));
+	close(fd);
+	int again = omni_vfs_node_lookup(b, root, "b", &st);
+	cr_assert_eq(again, fd, "the lowest free number comes back");
+	omni_assert_ok(omni_vfs_node_mknod(b, again, "y", S_IFREG | 0644, 0));
+	close(again);
+	close(root);
+	cr_assert_eq(omni__journal_flush(omni__journal_of(b)), 0);
+	cr_assert_eq(query_int(path, "SELECT count(*) FROM ops WHERE "
+	                             "op='mknod' AND path='a/x'"),
+	             1);
+	cr_assert_eq(query_int(path, "SELECT count(*) FROM ops WHERE "
+	                             "op='mknod' AND path='b/y'"),
+	             1);
+	omni__journal_detach(b);
+	omni_backend_free(b);
 }
 
 /* --- on a mount ----------------------------------------------------------- */

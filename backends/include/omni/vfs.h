@@ -207,7 +207,10 @@ int omni_vfs_invalidate(struct omni_backend *b, const char *path);
  * resolved again from the workspace root, nothing follows a symlink, so a
  * file keeps its identity across renames and hard links, and no rename or
  * symlink swap in the sandbox can lead a call outside the workspace.
- * Descriptors returned are the caller's to close; -ENOSYS elsewhere.
+ * Descriptors returned are the caller's to close; -ENOSYS elsewhere. The
+ * descriptors the calls take are ones node_root and node_lookup returned
+ * (the journal knows a descriptor's path by its number, from the moment
+ * one of them hands that number out).
  */
 
 /* A new O_PATH descriptor of the workspace root. */

@@ -45,6 +45,8 @@ struct node {
 	int fd;                        /* O_PATH of the backing file, or -1 */
 	bool dir;                      /* a directory: keeps fd for good */
 	bool identified;               /* in the (dev, ino) index */
+	bool keep_fd;                  /* no file handles here: fd for good */
+	uint64_t hid;                  /* hash of its file handle, 0: none */
 	dev_t dev;
 	ino_t bino;
 	struct node *ino_next;
@@ -152,13 +154,37 @@ static struct node *find_ino(struct omnifs_inodes *t, fuse_ino_t ino)
 	return NULL;
 }
 
-static struct node *find_id(struct omnifs_inodes *t, dev_t dev, ino_t bino)
+/* The node of backing file (dev, bino) whose file handle hashes to hid:
+ * an inode number freed and given to a new file is another file (the
+ * handle carries the generation). */
+static struct node *find_id(struct omnifs_inodes *t, dev_t dev, ino_t bino,
+                            uint64_t hid)
 {
 	for (struct node *n = t->by_id[hash_id(dev, bino, t->buckets)]; n;
 	     n = n->id_next)
-		if (n->dev == dev && n->bino == bino)
+		if (n->dev == dev && n->bino == bino && n->hid == hid)
 			return n;
 	return NULL;
+}
+
+uint64_t omnifs_inode_handle_id(int dirfd, const char *name)
+{
+	union {
+		struct file_handle fh;
+		char space[sizeof(struct file_handle) + MAX_HANDLE_SZ];
+	} u;
+	int mount_id;
+
+	u.fh.handle_bytes = MAX_HANDLE_SZ;
+	if (name_to_handle_at(dirfd, name, &u.fh, &mount_id,
+	                      name[0] ? 0 : AT_EMPTY_PATH) < 0)
+		return 0;
+	uint64_t h = OMNI__FNV64_SEED ^ (uint64_t)(unsigned)u.fh.handle_type;
+	for (unsigned i = 0; i < u.fh.handle_bytes; i++) {
+		h ^= u.fh.f_handle[i];
+		h *= 0x100000001b3ull;
+	}
+	return h ? h : 1;
 }
 
 static struct name *find_name(struct omnifs_inodes *t, struct node *parent,
@@ -428,6 +454,7 @@ void omnifs_inode_set_root(struct omnifs_inodes *t, struct omni_backend *b,
 	t->root.fd = fd;
 	t->root.dir = true;
 	t->root.identified = true;
+	t->root.hid = omnifs_inode_handle_id(fd, "");
 	t->root.dev = st->st_dev;
 	t->root.bino = st->st_ino;
 	id_link(t, &t->root);
@@ -468,7 +495,8 @@ static int reopen(struct omnifs_inodes *t, struct node *n)
 		pthread_mutex_unlock(&t->lock);
 		struct stat st;
 		int fd = omni_vfs_node_lookup(t->backend, p->fd, name, &st);
-		if (fd >= 0 && (st.st_dev != n->dev || st.st_ino != n->bino)) {
+		if (fd >= 0 && (st.st_dev != n->dev || st.st_ino != n->bino ||
+		                omnifs_inode_handle_id(fd, "") != n->hid)) {
 			close(fd);
 			fd = -1;
 		}
@@ -504,7 +532,8 @@ static int reopen(struct omnifs_inodes *t, struct node *n)
  * parents every lookup starts from. The lock is held. */
 static void drop_fd(struct node *n)
 {
-	if (!n->dir && n->fd >= 0 && n->pins == 0 && !n->handles) {
+	if (!n->dir && !n->keep_fd && n->fd >= 0 && n->pins == 0 &&
+	    !n->handles) {
 		close(n->fd);
 		n->fd = -1;
 	}
@@ -516,7 +545,7 @@ int omnifs_inode_pin(struct omnifs_inodes *t, fuse_ino_t ino, int *fd)
 
 	pthread_mutex_lock(&t->lock);
 	struct node *n = find_ino(t, ino);
-	if (n && (n->fd >= 0 || (t->nodes && n->identified && !n->dir))) {
+	if (n && (n->fd >= 0 || (t->nodes && n->identified && n->hid))) {
 		n->pins++;
 		rc = n->fd >= 0 ? 0 : reopen(t, n);
 		if (rc == 0) {
@@ -563,15 +592,15 @@ static int set_name(struct omnifs_inodes *t, struct node *p, const char *name,
 }
 
 int omnifs_inode_lookup_node(struct omnifs_inodes *t, fuse_ino_t parent,
-                             const char *name, const struct stat *st, int *fd,
-                             fuse_ino_t *ino)
+                             const char *name, const struct stat *st,
+                             uint64_t hid, int *fd, fuse_ino_t *ino)
 {
 	int rc = 0;
 
 	*ino = 0;
 	pthread_mutex_lock(&t->lock);
 	struct node *p = find_ino(t, parent);
-	struct node *n = find_id(t, st->st_dev, st->st_ino);
+	struct node *n = find_id(t, st->st_dev, st->st_ino, hid);
 	if (!p) {
 		rc = -ESTALE;
 		goto out;
@@ -579,8 +608,11 @@ int omnifs_inode_lookup_node(struct omnifs_inodes *t, fuse_ino_t parent,
 	if (!n) {
 		bool dir = S_ISDIR(st->st_mode);
 		/* A directory is made with its descriptor; a file needs none
-		 * (reopen() finds it by name when a request pins it). */
-		if (dir && *fd < 0) {
+		 * (reopen() finds it by name and handle when a request pins
+		 * it), unless the file system has no handles: then its
+		 * descriptor keeps the inode number from being reused. */
+		bool keep = dir || !hid;
+		if (keep && *fd < 0) {
 			rc = -ENOENT;
 			goto out;
 		}
@@ -588,10 +620,12 @@ int omnifs_inode_lookup_node(struct omnifs_inodes *t, fuse_ino_t parent,
 			rc = -ENOMEM;
 			goto out;
 		}
-		if (dir) {
+		if (keep) {
 			n->fd = *fd;
 			*fd = -1;
 		}
+		n->keep_fd = keep && !dir;
+		n->hid = hid;
 		n->dir = dir;
 		n->dev = st->st_dev;
 		n->bino = st->st_ino;

@@ -131,14 +131,22 @@ void omnifs_inode_unpin(struct omnifs_inodes *t, fuse_ino_t ino);
 
 /*
  * Record that the kernel looked up name in parent and found the backing
- * file st (one more reference). A node of (st_dev, st_ino) that exists is
- * used (*fd is left alone); else, when *fd >= 0, a node is made that takes
- * the descriptor (*fd becomes -1). -ENOENT when there is no node and no
- * descriptor (the caller opens one and calls again), -ENOMEM.
+ * file st, whose file handle hashes to hid (omnifs_inode_handle_id; 0 on
+ * a file system without handles), one more reference. A node of (st_dev,
+ * st_ino, hid) that exists is used (*fd is left alone); else a node is
+ * made: a file's needs no descriptor, a directory's (and any node's where
+ * hid is 0) takes *fd (which becomes -1). -ENOENT when a descriptor is
+ * needed and *fd is -1 (the caller opens one and calls again), -ENOMEM.
  */
 int omnifs_inode_lookup_node(struct omnifs_inodes *t, fuse_ino_t parent,
-                             const char *name, const struct stat *st, int *fd,
-                             fuse_ino_t *ino);
+                             const char *name, const struct stat *st,
+                             uint64_t hid, int *fd, fuse_ino_t *ino);
+
+/* A hash of the file handle of name in dirfd (of dirfd itself for ""),
+ * not following a final symlink: with the inode number it tells a file
+ * from a later one that got the same number. 0 when the file system has
+ * no handles, or the name is gone. */
+uint64_t omnifs_inode_handle_id(int dirfd, const char *name);
 
 /* Number of nodes (root included), for statistics. */
 size_t omnifs_inode_count(struct omnifs_inodes *t);

@@ -106,21 +106,25 @@ int omni__fs_node_entry(struct omnifs *fs, fuse_ino_t parent, int dirfd,
 	int fd = -1, rc;
 
 	memset(e, 0, sizeof(*e));
+	/* The handle first: a name swapped between the two calls gives a
+	 * node that matches no file (never one file taken for another). */
+	uint64_t hid = omnifs_inode_handle_id(dirfd, name);
 	if (st)
 		e->attr = *st;
 	else if ((rc = omni_vfs_node_stat(fs->backend, dirfd, name, &e->attr)) <
 	         0)
 		return rc;
-	rc = omnifs_inode_lookup_node(fs->inodes, parent, name, &e->attr, &fd,
-	                              &e->ino);
+	rc = omnifs_inode_lookup_node(fs->inodes, parent, name, &e->attr, hid,
+	                              &fd, &e->ino);
 	if (rc == -ENOENT) {
-		/* A file we do not know: its own descriptor, whose
-		 * attributes are then the ones that count. */
+		/* A node that needs a descriptor: its own, whose attributes
+		 * and handle are then the ones that count. */
 		fd = omni_vfs_node_lookup(fs->backend, dirfd, name, &e->attr);
 		if (fd < 0)
 			return fd;
+		hid = omnifs_inode_handle_id(fd, "");
 		rc = omnifs_inode_lookup_node(fs->inodes, parent, name,
-		                              &e->attr, &fd, &e->ino);
+		                              &e->attr, hid, &fd, &e->ino);
 		if (fd >= 0)
 			close(fd); /* another request made the node first */
 	}
@@ -483,18 +487,27 @@ ssize_t omni__fs_node_write(fuse_req_t req, struct omni_file *f,
 }
 
 /* The node of a file just created as f in parent, entry in e: the
- * attributes of the open file, the very inode made, whatever happened to
- * the name since (a file node needs no descriptor of its own). */
+ * attributes and handle of the open file, the very inode made, whatever
+ * happened to the name since (a file node needs no descriptor of its own
+ * where the file system has handles). */
 static int created_entry(struct omnifs *fs, fuse_ino_t parent, const char *name,
                          struct omni_file *f, struct fuse_entry_param *e)
 {
 	int fd = -1, rc;
 
 	memset(e, 0, sizeof(*e));
-	if ((rc = omni_vfs_fstat(f, &e->attr)) < 0)
+	uint64_t hid = omnifs_inode_handle_id(omni_vfs_file_fd(f), "");
+	if (hid)
+		rc = omni_vfs_fstat(f, &e->attr);
+	else
+		rc = fd = omni_vfs_node_lookup(fs->backend, omni_vfs_file_fd(f),
+		                               "", &e->attr);
+	if (rc < 0)
 		return rc;
-	rc = omnifs_inode_lookup_node(fs->inodes, parent, name, &e->attr, &fd,
-	                              &e->ino);
+	rc = omnifs_inode_lookup_node(fs->inodes, parent, name, &e->attr, hid,
+	                              &fd, &e->ino);
+	if (fd >= 0)
+		close(fd);
 	e->generation = 1;
 	e->attr_timeout = omni__fs_attr_ttl(fs, &e->attr);
 	e->entry_timeout = omni__fs_entry_ttl(fs);

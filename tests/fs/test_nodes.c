@@ -384,3 +384,46 @@ Test(nodes, many_files_cost_no_descriptor_each, .timeout = 120)
 	cr_assert_eq(lstat_of(h11).st_mode & 07777, 0700);
 	cr_assert(daemon_fds() - before < 64);
 }
+
+/* An inode number freed on the host and given to a new file: the mount
+ * must show the new file, not the kernel's pages and attributes of the
+ * old one (the node is told apart by its file handle). */
+Test(nodes, a_reused_inode_number_is_another_file)
+{
+	char p[PATH_MAX], h[PATH_MAX], got[64];
+	struct stat st;
+
+	mpath(p, sizeof(p), "old");
+	hpath(h, sizeof(h), "old");
+	omni_test_write_host(h, "old content", 11);
+	cr_assert(stat(p, &st) == 0);
+	char *old = omni_test_read_host(p, NULL); /* pages in the kernel */
+	cr_assert_str_eq(old, "old content");
+	free(old);
+	/* An O_PATH descriptor keeps the kernel's inode (and so the node)
+	 * alive with no file open in the daemon. */
+	int keep = open(p, O_PATH);
+	cr_assert(keep >= 0);
+	ino_t ino = lstat_of(h).st_ino;
+	cr_assert(unlink(h) == 0);
+	/* New files on the host until one gets the freed number. */
+	int found = -1;
+	for (int i = 0; i < 2000 && found < 0; i++) {
+		omni_test_fmt(h, sizeof(h), "%s/new%d", m.host, i);
+		omni_test_write_host(h, "NEW", 3);
+		if (lstat_of(h).st_ino == ino)
+			found = i;
+	}
+	cr_assert(found >= 0, "the file system gave no file inode %lu again",
+	          (unsigned long)ino);
+	omni_test_fmt(p, sizeof(p), "%s/new%d", m.mnt, found);
+	int fd = open(p, O_RDONLY);
+	cr_assert(fd >= 0, "open %s: %s", p, strerror(errno));
+	ssize_t n = read(fd, got, sizeof(got) - 1);
+	close(fd);
+	cr_assert_eq(n, 3, "read %zd bytes of new%d", n, found);
+	got[n] = '\0';
+	cr_assert_str_eq(got, "NEW");
+	cr_assert_eq(lstat_of(p).st_size, 3);
+	close(keep);
+}

@@ -180,7 +180,8 @@ static void ls_l_budget(int n)
 	cr_assert_eq(code, 0);
 	cr_assert_eq(strtol(out, NULL, 10), n, "ls -l: %s", out);
 	free(out);
-	cr_assert_eq(e2b_test_count(&srv, "filesystem.Filesystem/ListDir"), 1);
+	long listdirs = e2b_test_count(&srv, "filesystem.Filesystem/ListDir");
+	cr_assert_eq(listdirs, 1, "ls -l of d made %ld ListDir", listdirs);
 	EXPECT_REQUESTS(1, "ls -l of a directory");
 
 	/* Every entry is known now. */

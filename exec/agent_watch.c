@@ -153,31 +153,31 @@ static bool join(char *out, const char *dir, const char *name)
 /* --- adding directories --------------------------------------------------- */
 
 /* Directories still to watch (a work list, so depth costs no stack). */
-struct todo {
+struct dir_stack {
 	char **rel;
 	size_t n, cap;
 };
 
-static int todo_push(struct todo *t, const char *rel)
+static int dir_stack_push(struct dir_stack *s, const char *rel)
 {
-	if (t->n == t->cap) {
-		size_t cap = t->cap ? t->cap * 2 : 64;
-		char **p = realloc(t->rel, cap * sizeof(*p));
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 64;
+		char **p = realloc(s->rel, cap * sizeof(*p));
 		if (!p)
 			return -ENOMEM;
-		t->rel = p;
-		t->cap = cap;
+		s->rel = p;
+		s->cap = cap;
 	}
-	if (!(t->rel[t->n] = strdup(rel)))
+	if (!(s->rel[s->n] = strdup(rel)))
 		return -ENOMEM;
-	t->n++;
+	s->n++;
 	return 0;
 }
 
 /* The entries of directory dir: its subdirectories go on the work list
  * (by d_type: a large tree costs no lstat per file), and with report
  * every entry is sent with its attributes. -ENOMEM, else 0. */
-static int scan_dir(struct watch *w, struct todo *t, const char *dir,
+static int scan_dir(struct watch *w, struct dir_stack *pending, const char *dir,
                     bool report)
 {
 	int fd = omni__confined_openat(w->root, dir,
@@ -211,7 +211,7 @@ static int scan_dir(struct watch *w, struct todo *t, const char *dir,
 				           w->out.len);
 		}
 		if (is_dir)
-			rc = todo_push(t, rel);
+			rc = dir_stack_push(pending, rel);
 	}
 	closedir(d);
 	return rc;
@@ -240,15 +240,15 @@ static int add_one(struct watch *w, const char *rel)
  * report is set (a directory that just appeared). */
 static void add_tree(struct watch *w, const char *rel, bool report)
 {
-	struct todo t = { 0 };
+	struct dir_stack pending = { 0 };
 	bool warned = false;
 
-	if (todo_push(&t, rel) < 0) {
+	if (dir_stack_push(&pending, rel) < 0) {
 		send_overflow(w);
 		return;
 	}
-	while (t.n > 0 && !w->send_err) {
-		char *dir = t.rel[--t.n];
+	while (pending.n > 0 && !w->send_err) {
+		char *dir = pending.rel[--pending.n];
 		int rc = add_one(w, dir);
 		if (rc < 0) {
 			if (!warned)
@@ -258,14 +258,14 @@ static void add_tree(struct watch *w, const char *rel, bool report)
 				         dir[0] ? dir : ".", strerror(-rc));
 			warned = true;
 			w->overflow = true;
-		} else if (scan_dir(w, &t, dir, report) < 0) {
+		} else if (scan_dir(w, &pending, dir, report) < 0) {
 			w->overflow = true;
 		}
 		free(dir);
 	}
-	while (t.n > 0)
-		free(t.rel[--t.n]);
-	free(t.rel);
+	while (pending.n > 0)
+		free(pending.rel[--pending.n]);
+	free(pending.rel);
 }
 
 /* A directory moved inside the tree: its watches' paths follow. */

@@ -33,6 +33,9 @@ jobs=${OMNI_TEST_JOBS:-2}
 passed=0
 failed=0
 log=$(mktemp)
+# The names of the tests that failed, repeated at the end (a CI log may
+# only keep its tail).
+failures=$(mktemp)
 # dockerd-start.sh records the daemon it starts in $dstate/dockerd.pid; a
 # daemon recorded there before this run (started by an earlier run and
 # shared) is not ours to stop.
@@ -41,7 +44,7 @@ docker_tried=0
 remote_started=0
 pid_before=""
 cleanup() {
-	rm -f "$log"
+	rm -f "$log" "$failures"
 	if [ "$remote_started" = 1 ]; then
 		scripts/dockerd-remote-stop.sh || echo "run-tests: dockerd-remote-stop.sh failed" >&2
 	fi
@@ -85,6 +88,7 @@ args=(-j"$jobs")
 [ -n "${OMNI_TEST_FILTER:-}" ] && args+=(--filter "$OMNI_TEST_FILTER")
 "$BUILD/omni-tests" "${args[@]}" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
+grep -aE '^\[(FAIL|CRASH)\]|^\[----\] .*(Timed out|[Cc]rash)' "$log" >>"$failures"
 synth=$(grep -a "Synthesis:" "$log" | tail -n 1)
 tested=$(sed -n 's/.*Tested: \([0-9]*\).*/\1/p' <<<"$synth")
 passing=$(sed -n 's/.*Passing: \([0-9]*\).*/\1/p' <<<"$synth")
@@ -110,6 +114,10 @@ run_counted() {
 	if [ "$rc" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then
 		failed=$((failed + 1))
 	fi
+	if [ "$rc" -ne 0 ] || [ "${f:-0}" -ne 0 ]; then
+		grep -aE '^not ok|FAIL' "$log" | sed "s|^|$1: |" >>"$failures"
+		echo "$1: exit status $rc" >>"$failures"
+	fi
 }
 
 if [ -z "${OMNI_TEST_FILTER:-}" ]; then
@@ -126,5 +134,9 @@ if [ -z "${OMNI_TEST_FILTER:-}" ]; then
 fi
 
 echo
+if [ -s "$failures" ]; then
+	echo "== what failed"
+	cat "$failures"
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

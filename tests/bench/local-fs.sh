@@ -10,6 +10,7 @@
 #   read     open + read + close of all of them
 #   seqwrite 1 GiB, 1 MiB blocks, fsync at the end (dd conv=fsync)
 #   seqread  the same file, page cache dropped first (cold)
+#   reread   the same file again (warm: from the page cache)
 #   git      `git status` on a committed tree of 3 000 files (warm)
 #   remove   unlink all the small files and their directories
 #   touch    `touch` of 100 000 new files in one directory (xargs)
@@ -118,6 +119,8 @@ for ((i = 0; i < rounds; i++)); do
 		quiet; runs[$t,seqwrite]+=" $(timeit dd if=/dev/zero of="$r/big" bs=1M count="$seq_mb" conv=fsync)"
 		drop_caches; sleep 0.5
 		runs[$t,seqread]+=" $(timeit dd if="$r/big" of=/dev/null bs=1M)"
+		# Again, from the page cache (kept across opens: keep_cache).
+		runs[$t,reread]+=" $(timeit dd if="$r/big" of=/dev/null bs=1M)"
 		rm -f "$r/big"
 		[ "$i" -eq 0 ] && make_git_tree "${backing[$t]}"
 		# Warm: a run first (the page-cache drop above empties the
@@ -143,7 +146,7 @@ for key in "${!runs[@]}"; do
 	result[$key]=$(median "${runs[$key]}")
 done
 
-workloads=(create stat lsR read seqwrite seqread git remove)
+workloads=(create stat lsR read seqwrite seqread reread git remove)
 [ "$touch_n" -gt 0 ] && workloads+=(touch)
 # One column per target, then omnifs against native and bindfs (time
 # ratios: 1.0 is native speed; 3.0 "vs bindfs" is three times faster).

@@ -172,15 +172,28 @@ static void ls_l_budget(int n)
 	         n);
 	free(e2b_test_exec(&srv, cmd, &code));
 	cr_assert_eq(code, 0);
-	settle();
-	ok_sh("stat d > /dev/null%s", "");
-	settle();
-	e2b_test_reset(&srv);
-	char *out = sh_out(&code, m.mnt, "ls -l d | grep -c '^-rw-r--r--'");
-	cr_assert_eq(code, 0);
-	cr_assert_eq(strtol(out, NULL, 10), n, "ls -l: %s", out);
-	free(out);
-	long listdirs = e2b_test_count(&srv, "filesystem.Filesystem/ListDir");
+	/* The change events of the n creations and the chown may still be
+	 * arriving on a loaded machine, and each drops what the mount knows
+	 * of d: the budget is checked on a quiet directory, so a count that
+	 * events may have spoiled is taken again (at most three times; a
+	 * mount that always lists twice still fails). */
+	long listdirs = 0, total = 0;
+	for (int round = 0; round < 3; round++) {
+		settle();
+		ok_sh("stat d > /dev/null%s", "");
+		settle();
+		e2b_test_reset(&srv);
+		char *out =
+		    sh_out(&code, m.mnt, "ls -l d | grep -c '^-rw-r--r--'");
+		cr_assert_eq(code, 0);
+		cr_assert_eq(strtol(out, NULL, 10), n, "ls -l: %s", out);
+		free(out);
+		listdirs =
+		    e2b_test_count(&srv, "filesystem.Filesystem/ListDir");
+		total = e2b_test_total(&srv);
+		if (listdirs == 1 && total == 1)
+			break;
+	}
 	cr_assert_eq(listdirs, 1, "ls -l of d made %ld ListDir", listdirs);
 	EXPECT_REQUESTS(1, "ls -l of a directory");
 

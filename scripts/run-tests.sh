@@ -18,7 +18,8 @@
 #
 # Environment: BUILD (build directory, default build), OMNI_TEST_JOBS
 # (parallel Criterion workers, default 2), OMNI_TEST_FILTER (a Criterion
-# --filter pattern), OMNI_TEST_DOCKER=0 (leave Docker alone).
+# --filter pattern), OMNI_TEST_DOCKER=0 (leave Docker alone),
+# OMNI_TEST_RERUN=0 (a failed test is not run again).
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -88,12 +89,38 @@ args=(-j"$jobs")
 [ -n "${OMNI_TEST_FILTER:-}" ] && args+=(--filter "$OMNI_TEST_FILTER")
 "$BUILD/omni-tests" "${args[@]}" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
-grep -aE '^\[(FAIL|CRASH)\]|^\[----\] .*(Timed out|[Cc]rash)' "$log" >>"$failures"
 synth=$(grep -a "Synthesis:" "$log" | tail -n 1)
 tested=$(sed -n 's/.*Tested: \([0-9]*\).*/\1/p' <<<"$synth")
 passing=$(sed -n 's/.*Passing: \([0-9]*\).*/\1/p' <<<"$synth")
 tested=${tested:-0}
 passing=${passing:-0}
+# Tests with real daemons, mounts and timers on a loaded 2-core machine
+# can lose a race now and then. A few failed tests are run once more, one
+# at a time: one that passes then counts as passed but is named under
+# "passed only when run again" at the end, so it is seen and fixed; one
+# that fails twice fails. Many failures are not run again (a real break).
+again=$(sed -n 's/^\[FAIL\] \([A-Za-z0-9_]*\)::\([A-Za-z0-9_]*\):.*/\1\/\2/p' "$log" | sort -u)
+n_again=$(grep -c . <<<"$again" || true)
+if [ "$rc" -ne 0 ] && [ "$n_again" -gt 0 ] && [ "$n_again" -le 3 ] &&
+	[ $((tested - passing)) -eq "$n_again" ] && [ "${OMNI_TEST_RERUN:-1}" != 0 ]; then
+	pattern="@($(paste -sd'|' <<<"$again"))"
+	echo "== run again, alone: $pattern"
+	"$BUILD/omni-tests" -j1 --filter "$pattern" 2>&1 | tee "$log.again"
+	rc2=${PIPESTATUS[0]}
+	synth2=$(grep -a "Synthesis:" "$log.again" | tail -n 1)
+	passing2=$(sed -n 's/.*Passing: \([0-9]*\).*/\1/p' <<<"$synth2")
+	grep -aE '^\[FAIL\]' "$log" >"$log.first"
+	if [ "$rc2" -eq 0 ] && [ "${passing2:-0}" -eq "$n_again" ]; then
+		sed 's/^/passed only when run again: /' "$log.first" >>"$failures"
+		passing=$tested
+		rc=0
+	else
+		grep -aE '^\[FAIL\]' "$log.again" | sed 's/$/ (run again: failed again)/' >>"$failures"
+	fi
+	rm -f "$log.again" "$log.first"
+else
+	grep -aE '^\[FAIL\]' "$log" >>"$failures"
+fi
 passed=$((passed + passing))
 failed=$((failed + tested - passing))
 if [ "$rc" -ne 0 ] && [ "$tested" -eq "$passing" ]; then
@@ -135,7 +162,7 @@ fi
 
 echo
 if [ -s "$failures" ]; then
-	echo "== what failed"
+	echo "== what failed, or passed only when run again"
 	cat "$failures"
 fi
 echo "$passed passed, $failed failed"

@@ -20,10 +20,14 @@
  * internal bits too (FMODE_EXEC, 0x20, on the open of an execve), which
  * openat2 rejects with EINVAL: without this mask no program or script on
  * the mount could run. O_CREAT, O_EXCL and O_NOCTTY are the kernel's
- * business (it has resolved the name already) and are dropped too. */
+ * business (it has resolved the name already) and are dropped too.
+ * O_DIRECT too: the kernel does direct I/O on its side of the mount
+ * already (no page cache for that open), and the WRITE data it hands us
+ * sits at no block boundary in our buffer, so an O_DIRECT backing file
+ * would refuse it (EINVAL). */
 #define OMNIFS_OPEN_FLAGS                                                      \
 	(O_ACCMODE | O_APPEND | O_TRUNC | O_NONBLOCK | O_DSYNC | O_SYNC |      \
-	 O_DIRECT | O_NOATIME | O_LARGEFILE | O_DIRECTORY | O_NOFOLLOW)
+	 O_NOATIME | O_LARGEFILE | O_DIRECTORY | O_NOFOLLOW)
 
 struct omnifs *omni__fs_of(fuse_req_t req);
 void omni__fs_count(struct omnifs *fs, enum omnifs_op op);

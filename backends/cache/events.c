@@ -11,7 +11,8 @@
  * while a request changing it runs and for SELF_MARK_MS after, and an
  * event in that window is ours when the attributes it carries agree with
  * what we cached (a sandbox process changing the same file in that
- * window with the same size and mode goes unnoticed until the TTL). A
+ * window with the same size and mode goes unnoticed until the TTL), or
+ * when it is older than our last upload of the file (stale_echo). A
  * lost watch drops everything and falls back to the short TTL.
  *
  * Locking: the marks are under c->lock. Events come on the inner
@@ -145,6 +146,24 @@ static bool same_as_cached(const struct stat *a, const struct stat *b)
 	return !S_ISREG(a->st_mode) || a->st_size == b->st_size;
 }
 
+/* An event of our own upload may come after the upload has ended, with
+ * the attributes the sandbox read part way through it (a size the upload
+ * had reached then). Its time is no later than the one the upload left:
+ * the sandbox's, or our clock's at its end when the backend does not say
+ * (rmtime). A change made in the sandbox within the same clock tick after
+ * our upload is taken for ours too, and seen when the attributes expire.
+ * The lock is held. */
+static bool stale_echo(struct cache *c, const char *path, const struct stat *st)
+{
+	struct cnode *n = omni__cache_node_find(c, path);
+
+	if (!S_ISREG(st->st_mode) || !n || n->loading || !n->exists_remote)
+		return false;
+	return st->st_mtim.tv_sec < n->rmtime.tv_sec ||
+	       (st->st_mtim.tv_sec == n->rmtime.tv_sec &&
+	        st->st_mtim.tv_nsec <= n->rmtime.tv_nsec);
+}
+
 /* Is this event (path "", st) an echo of our own change? If so, the
  * server's modification time replaces our guess. The lock is held. */
 static bool own_event(struct cache *c, const char *path, const struct stat *st)
@@ -161,7 +180,7 @@ static bool own_event(struct cache *c, const char *path, const struct stat *st)
 	if (!e)
 		return true; /* nothing cached to correct (dropped since) */
 	if (e->negative || !e->st.st_mode || !same_as_cached(&e->st, st))
-		return false;
+		return stale_echo(c, path, st);
 	if (S_ISREG(st->st_mode)) {
 		/* Events of one change may come in any order: keep the
 		 * latest time, and the copy's version in step with it. */

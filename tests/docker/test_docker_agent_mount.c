@@ -30,6 +30,7 @@
 #include <criterion/criterion.h>
 
 #include "docker_helpers.h"
+#include "file_io_model.h"
 #include "helpers.h"
 #include "mount_helpers.h"
 
@@ -205,6 +206,16 @@ static void check_exec_and_mount(void)
 	    "done && omni-exec --sync >/dev/null && omni-exec -n sh -c 'cat "
 	    "many/* | wc -l'",
 	    "50\n");
+}
+
+/* fsync and msync upload the file while it stays open and is written on:
+ * the change events of those uploads come back late, with sizes the
+ * upload had reached, and must never be taken for a change made in the
+ * container (the size the mount reported then went back). */
+Test(docker_agent_mount, remote_file_io_matches_a_model)
+{
+	remote_mount();
+	file_io_model_run(dk_mfx.mnt, "agent mount", 20261204, 2000);
 }
 
 Test(docker_agent_mount, remote_commands_and_the_mount_see_each_other)

@@ -31,6 +31,7 @@
 
 #include "e2b_helpers.h"
 #include "exec_helpers.h"
+#include "file_io_model.h"
 #include "helpers.h"
 #include "mount_helpers.h"
 
@@ -445,6 +446,13 @@ Test(e2b_budget, omni_exec_uploads_dirty_files_first)
 /* --- behaviour ------------------------------------------------------------ */
 
 TestSuite(e2b_mount, .init = setup, .fini = teardown, .timeout = 180);
+
+/* Direct and buffered I/O, copies, holes, fsync (an upload while the file
+ * stays open and is written on) and mapped writes, against a model. */
+Test(e2b_mount, file_io_matches_a_model)
+{
+	file_io_model_run(m.mnt, "e2b mount", 20261205, 2000);
+}
 
 static int omni_exec_in(const char *dir, const char *in,
                         struct exec_test_buf *out, struct exec_test_buf *err,

@@ -364,10 +364,30 @@ ssize_t omni__cache_readlink(struct omni_backend *b, const char *path,
 	return n;
 }
 
+/* Before a request about path's file that the sandbox carries out (link,
+ * chown): a copy made or changed here goes up first, or the sandbox would
+ * not have the file yet (ENOENT) or act on its old content. 0 or -errno. */
+static int upload_first(struct cache *c, const char *path)
+{
+	pthread_mutex_lock(&c->lock);
+	struct cnode *n = hold_copy(c, path, true);
+	pthread_mutex_unlock(&c->lock);
+	if (!n)
+		return 0;
+	int rc = omni__cache_node_flush(c, n);
+	pthread_mutex_lock(&c->lock);
+	omni__cache_node_put_locked(c, n);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
 int omni__cache_link(struct omni_backend *b, const char *from, const char *to)
 {
 	struct cache *c = omni__cache_of(b);
-	int rc = omni_vfs_link(c->inner, from, to);
+	int rc = upload_first(c, from);
+
+	if (rc == 0)
+		rc = omni_vfs_link(c->inner, from, to);
 
 	pthread_mutex_lock(&c->lock);
 	omni__cache_note_changed(c, from);
@@ -481,7 +501,13 @@ int omni__cache_chown(struct omni_backend *b, const char *path, uid_t uid,
 	if ((uid == (uid_t)-1 || uid == st.st_uid) &&
 	    (gid == (gid_t)-1 || gid == st.st_gid))
 		return 0;
-	return omni_vfs_chown(c->inner, path, uid, gid);
+	if ((rc = upload_first(c, path)) < 0)
+		return rc;
+	rc = omni_vfs_chown(c->inner, path, uid, gid);
+	pthread_mutex_lock(&c->lock);
+	omni__cache_note_changed(c, path);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
 }
 
 static void set_times(struct stat *st, const void *arg)

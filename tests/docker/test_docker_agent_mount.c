@@ -218,6 +218,19 @@ Test(docker_agent_mount, remote_file_io_matches_a_model)
 	file_io_model_run(dk_mfx.mnt, "agent mount", 20261204, 2000);
 }
 
+/* A file written a moment ago may not be in the container yet (its upload
+ * follows the close): link and chown, which the container carries out,
+ * send it up first instead of failing with ENOENT. */
+Test(docker_agent_mount, remote_link_and_chown_of_a_file_just_written)
+{
+	remote_mount();
+	expect_out("echo a > f && ln f g 2>&1 && cat g", "a\n");
+	expect_out("echo c > h && chown 1234:2345 h 2>&1 && stat -c '%u %g' h",
+	           "1234 2345\n");
+	expect_out("omni-exec stat -c '%u %g %h %s' h f", "1234 2345 1 2\n"
+	                                                  "0 0 2 2\n");
+}
+
 Test(docker_agent_mount, remote_commands_and_the_mount_see_each_other)
 {
 	remote_mount();

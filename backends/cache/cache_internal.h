@@ -125,6 +125,9 @@ struct cnode {
 	struct timespec rmtime;
 	off_t rsize;
 	bool rmtime_approx; /* our upload time, not the server's */
+	/* The sandbox's ctime after our last upload (stale_echo() in
+	 * events.c); 0 before one. */
+	struct timespec uploaded_ctime;
 	struct cnode *lru_prev, *lru_next;
 	bool in_lru;
 	pthread_mutex_t flush_lock;

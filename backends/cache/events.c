@@ -148,20 +148,24 @@ static bool same_as_cached(const struct stat *a, const struct stat *b)
 
 /* An event of our own upload may come after the upload has ended, with
  * the attributes the sandbox read part way through it (a size the upload
- * had reached then). Its time is no later than the one the upload left:
- * the sandbox's, or our clock's at its end when the backend does not say
- * (rmtime). A change made in the sandbox within the same clock tick after
- * our upload is taken for ours too, and seen when the attributes expire.
- * The lock is held. */
+ * had reached then). Its change time is then no later than the one the
+ * upload left. A change time cannot be set by a process in the sandbox
+ * (touch sets the modification time only), so a later change backdated
+ * with touch -d or cp -p is still seen. Where the backend knows no change
+ * time (e2b: it is the modification time) that guard is the modification
+ * time. A change made in the sandbox within the same clock tick after our
+ * upload is taken for ours, and seen when the attributes expire or after
+ * the next command. The lock is held. */
 static bool stale_echo(struct cache *c, const char *path, const struct stat *st)
 {
 	struct cnode *n = omni__cache_node_find(c, path);
 
 	if (!S_ISREG(st->st_mode) || !n || n->loading || !n->exists_remote)
 		return false;
-	return st->st_mtim.tv_sec < n->rmtime.tv_sec ||
-	       (st->st_mtim.tv_sec == n->rmtime.tv_sec &&
-	        st->st_mtim.tv_nsec <= n->rmtime.tv_nsec);
+	const struct timespec *up = &n->uploaded_ctime;
+	return st->st_ctim.tv_sec < up->tv_sec ||
+	       (st->st_ctim.tv_sec == up->tv_sec &&
+	        st->st_ctim.tv_nsec <= up->tv_nsec);
 }
 
 /* Is this event (path "", st) an echo of our own change? If so, the

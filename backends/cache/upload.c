@@ -173,6 +173,7 @@ int omni__cache_node_flush_locked(struct cache *c, struct cnode *n)
 		n->failed = false;
 		n->rsize = st.st_size;
 		n->rmtime = st.st_mtim;
+		n->uploaded_ctime = st.st_ctim;
 		n->rmtime_approx = true;
 		n->base.st_mtim = n->base.st_ctim = st.st_mtim;
 		n->base.st_size = st.st_size;

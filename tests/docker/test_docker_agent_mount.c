@@ -293,6 +293,27 @@ Test(docker_agent_mount, remote_background_change_arrives_through_the_watch)
 	cr_expect_gt(stat_value("\ncache.events "), events);
 }
 
+/* A change made in the container just after our upload, its modification
+ * time set back (touch -d, cp -p, tar x do that): it is no echo of the
+ * upload, whose change time it follows, and it shows without a command. */
+Test(docker_agent_mount, remote_backdated_change_after_our_upload_shows)
+{
+	remote_mount();
+	cr_assert(
+	    eventually("omni-exec --stats | grep -c '^cache.watch 1'", "1\n"),
+	    "the watch did not start");
+	expect_out("echo mount > w && omni-exec --sync >/dev/null && cat w",
+	           "mount\n");
+	cr_assert_eq(sh_in(NULL,
+	                   "docker exec omniagents-%s sh -c 'cd /workspace && "
+	                   "echo sandbox >> w && touch -d 2000-01-01 w'",
+	                   dk_mfx.project),
+	             0);
+	cr_assert(eventually("cat w", "mount\nsandbox\n"),
+	          "the backdated change did not show");
+	expect_out("stat -c %y w | cut -c1-4", "2000\n");
+}
+
 /* --- a killed daemon, started again ---------------------------------------
  */
 
